@@ -1,0 +1,53 @@
+//! Where things live, on the host and in the search path.
+//!
+//! Every binary takes these from here so that the generator, the helpers
+//! and the CLI can never disagree about a path.
+
+use std::path::PathBuf;
+
+/// The state root: imported root filesystems and per-container layers.
+pub const STATE_DIR: &str = "/var/lib/sdme";
+/// Imported root filesystems: `Rootfs=NAME` means `ROOTFS_DIR/NAME`.
+pub const ROOTFS_DIR: &str = "/var/lib/sdme/rootfs";
+/// Per-container `upper/`, `work/` and `merged/`.
+pub const CONTAINERS_DIR: &str = "/var/lib/sdme/containers";
+
+/// The search path, highest priority first (as systemd's unit paths).
+pub const DEFAULT_UNIT_DIRS: [&str; 4] =
+    ["/etc/sdme", "/run/sdme", "/usr/local/lib/sdme", "/usr/lib/sdme"];
+
+/// Colon-separated absolute directories that replace the search path.
+pub const UNIT_DIRS_ENV: &str = "SDME_UNIT_DIRS";
+
+/// Where the helpers are installed; fixed at build time so the generated
+/// units point at what `make install` put on disk.
+pub const LIBEXEC_DIR: &str = match option_env!("SDME_LIBEXECDIR") {
+    Some(dir) => dir,
+    None => "/usr/libexec/sdme",
+};
+
+pub const NSPAWN: &str = "/usr/bin/systemd-nspawn";
+
+pub fn helper(name: &str) -> String {
+    format!("{LIBEXEC_DIR}/{name}")
+}
+
+/// `/var/lib/sdme/containers/MACHINE`.
+pub fn container_dir(machine: &str) -> PathBuf {
+    PathBuf::from(CONTAINERS_DIR).join(machine)
+}
+
+/// `/var/lib/sdme/rootfs/NAME`.
+pub fn rootfs_dir(name: &str) -> PathBuf {
+    PathBuf::from(ROOTFS_DIR).join(name)
+}
+
+/// The search path in force: `$SDME_UNIT_DIRS` when set and not empty.
+pub fn unit_dirs() -> Vec<PathBuf> {
+    match std::env::var_os(UNIT_DIRS_ENV) {
+        Some(v) if !v.is_empty() => std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        _ => DEFAULT_UNIT_DIRS.iter().map(PathBuf::from).collect(),
+    }
+}
