@@ -1,1 +1,119 @@
-fn main() {}
+//! sdme-generator: turns sdme's `.container` files into units.
+//!
+//! Run by systemd at boot and at every daemon-reload as
+//! `sdme-generator NORMAL EARLY LATE`; it writes only into NORMAL. Run by
+//! hand with `--dry-run` it prints what it would write and validates every
+//! file. See sdme-generator(8).
+
+mod log;
+mod write;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use log::{Level, Logger};
+use sdme_core::generate::generate;
+use sdme_core::paths;
+use sdme_core::render::Output;
+
+const USAGE: &str = "\
+Usage: sdme-generator NORMAL-DIR [EARLY-DIR LATE-DIR]
+       sdme-generator --dry-run
+
+Generate systemd units from sdme .container files found on the search path
+(/etc/sdme, /run/sdme, /usr/local/lib/sdme, /usr/lib/sdme, or $SDME_UNIT_DIRS).
+
+  --dry-run    print every unit and symlink instead of writing them; exit
+               non-zero if any file has an error
+  -h, --help   show this help
+  --version    show the version
+";
+
+enum Mode {
+    Write(PathBuf),
+    DryRun,
+}
+
+fn parse_args() -> Result<Mode, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag] if flag == "--dry-run" => Ok(Mode::DryRun),
+        [flag] if flag == "-h" || flag == "--help" => {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
+        [flag] if flag == "--version" => {
+            println!("sdme-generator {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
+        [normal] | [normal, _, _] if !normal.starts_with('-') => {
+            Ok(Mode::Write(PathBuf::from(normal)))
+        }
+        _ => Err(format!("invalid arguments\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let log = Logger::from_env();
+    let mode = match parse_args() {
+        Ok(m) => m,
+        Err(e) => {
+            log.log(Level::Err, &e);
+            return ExitCode::from(2);
+        }
+    };
+    let dirs = paths::unit_dirs();
+    log.log(
+        Level::Debug,
+        &format!(
+            "search path: {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        ),
+    );
+    let g = generate(&dirs);
+    for m in &g.masked {
+        log.log(Level::Debug, &format!("{}: masked", m.display()));
+    }
+    // Errors go to stderr as well as kmsg: a manual run, `systemd-analyze
+    // verify` and the journal all show why a unit is missing.
+    for e in &g.errors {
+        log.error_everywhere(&format!("{e} (file skipped)"));
+    }
+    let mut failed = !g.errors.is_empty();
+    match mode {
+        Mode::DryRun => {
+            for o in g.outputs.values() {
+                match o {
+                    Output::File { path, content } => print!("# {path}\n{content}\n"),
+                    Output::Symlink { path, target } => println!("# {path} -> {target}\n"),
+                }
+            }
+        }
+        Mode::Write(dir) => {
+            for o in g.outputs.values() {
+                if let Err(e) = write::output(&dir, o) {
+                    log.error_everywhere(&e);
+                    failed = true;
+                } else {
+                    log.log(Level::Debug, &format!("wrote {}", o.path()));
+                }
+            }
+        }
+    }
+    log.log(
+        Level::Debug,
+        &format!(
+            "{} container(s) generated, {} error(s)",
+            g.containers.len(),
+            g.errors.len()
+        ),
+    );
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

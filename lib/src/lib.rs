@@ -1,6 +1,20 @@
 //! sdme-core: the one model of sdme's files, shared by the generator, the
 //! helpers and the CLI. Nothing else parses `.container` files.
+//!
+//! - [`syntax`]: systemd unit-file syntax, with file:line errors;
+//! - [`search`]: the search path, shadowing, masking, drop-ins, templates;
+//! - [`container`]: the `.container` schema and its validation;
+//! - [`render`]: units and `[Install]` symlinks from the model;
+//! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
+//!   rules every one of them relies on.
 
+pub mod container;
+pub mod escape;
+pub mod generate;
 pub mod name;
 pub mod paths;
+pub mod render;
+pub mod search;
+pub mod syntax;
 pub mod timespan;
+pub mod value;

@@ -59,7 +59,17 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         for n in [
-            "", "-web", "web-", ".web", "web.", "a..b", "a/b", "a b", "wéb", "a,b", "a:b",
+            "",
+            "-web",
+            "web-",
+            ".web",
+            "web.",
+            "a..b",
+            "a/b",
+            "a b",
+            "wéb",
+            "a,b",
+            "a:b",
             &"x".repeat(65),
         ] {
             assert!(check_machine_name(n).is_err(), "{n}");

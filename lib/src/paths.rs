@@ -13,8 +13,12 @@ pub const ROOTFS_DIR: &str = "/var/lib/sdme/rootfs";
 pub const CONTAINERS_DIR: &str = "/var/lib/sdme/containers";
 
 /// The search path, highest priority first (as systemd's unit paths).
-pub const DEFAULT_UNIT_DIRS: [&str; 4] =
-    ["/etc/sdme", "/run/sdme", "/usr/local/lib/sdme", "/usr/lib/sdme"];
+pub const DEFAULT_UNIT_DIRS: [&str; 4] = [
+    "/etc/sdme",
+    "/run/sdme",
+    "/usr/local/lib/sdme",
+    "/usr/lib/sdme",
+];
 
 /// Colon-separated absolute directories that replace the search path.
 pub const UNIT_DIRS_ENV: &str = "SDME_UNIT_DIRS";

@@ -61,7 +61,8 @@ pub fn parse_timespan(s: &str) -> Result<Option<Duration>, String> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| format!("time span '{t}' is too large"))?;
     }
-    let secs = u64::try_from(total / 1_000_000).map_err(|_| format!("time span '{t}' is too large"))?;
+    let secs =
+        u64::try_from(total / 1_000_000).map_err(|_| format!("time span '{t}' is too large"))?;
     Ok(Some(
         Duration::from_secs(secs) + Duration::from_micros((total % 1_000_000) as u64),
     ))
@@ -113,7 +114,15 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for s in ["", "abc", "5 parsecs", "1..2s", "-3s", "s", "99999999999999999999999h"] {
+        for s in [
+            "",
+            "abc",
+            "5 parsecs",
+            "1..2s",
+            "-3s",
+            "s",
+            "99999999999999999999999h",
+        ] {
             assert!(parse_timespan(s).is_err(), "{s}");
         }
     }

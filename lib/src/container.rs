@@ -1,0 +1,798 @@
+//! The `.container` schema: from a parsed (and merged) unit file to a
+//! validated [`Container`]. Every check that can be made without looking at
+//! `/var` is made here, so a bad value fails at generation time with its
+//! file and line instead of failing a boot later.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::escape::{is_env_name, split_words};
+use crate::name::{check_machine_name, check_rootfs_name};
+use crate::paths;
+use crate::search::{read_bounded, Found, UnitName};
+use crate::syntax::{Entry, Location, Section, UnitFile};
+use crate::timespan::parse_timespan;
+use crate::value::{check_abs_path, check_ifname, check_overlay_path, check_unit_name, parse_bool};
+
+/// One problem in one file, with the line when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diag {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Diag {
+    fn at(loc: &Location, message: impl Into<String>) -> Diag {
+        Diag {
+            path: loc.path.to_path_buf(),
+            line: Some(loc.line),
+            message: message.into(),
+        }
+    }
+    fn file(path: &Path, message: impl Into<String>) -> Diag {
+        Diag {
+            path: path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// The lower layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rootfs {
+    /// An overlay clone of the host's `/`.
+    Host,
+    /// An imported rootfs under `/var/lib/sdme/rootfs/NAME`.
+    Named(String),
+    /// An absolute directory.
+    Dir(String),
+}
+
+impl Rootfs {
+    pub fn lower_dir(&self) -> String {
+        match self {
+            Rootfs::Host => "/".into(),
+            Rootfs::Named(n) => paths::rootfs_dir(n).display().to_string(),
+            Rootfs::Dir(d) => d.clone(),
+        }
+    }
+}
+
+/// `Bind=`/`BindReadOnly=`: nspawn's `SRC[:DST[:OPTIONS]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    pub read_only: bool,
+    pub spec: String,
+}
+
+/// `[Install]`, applied by the generator as symlinks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Install {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+    pub default_instance: Option<String>,
+}
+
+/// A validated `.container` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub name: UnitName,
+    /// The file that won on the search path (`SourcePath=`).
+    pub source: PathBuf,
+    /// For a bare template: the machine name prefix (`web` gives `web-%i`).
+    /// Otherwise the machine name itself.
+    pub machine: String,
+    pub rootfs: Rootfs,
+    pub hostname: Option<String>,
+    pub binds: Vec<Bind>,
+    pub environment: Vec<String>,
+    pub opaque_dirs: Vec<String>,
+    pub private_network: bool,
+    pub virtual_ethernet: bool,
+    pub bridge: Option<String>,
+    pub zone: Option<String>,
+    pub ports: Vec<String>,
+    pub boot_timeout: Option<Duration>,
+    pub wait_for: Vec<String>,
+    pub nspawn_args: Vec<String>,
+    /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
+    pub passthrough: Vec<Section>,
+    pub install: Install,
+}
+
+/// Default `BootTimeout=`, as systemd's DefaultTimeoutStartSec.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Opaque directories of a host clone unless `OpaqueDir=` says otherwise:
+/// the host's own enabled units and logs must not show through.
+pub const HOST_CLONE_OPAQUE: [&str; 2] = ["/etc/systemd/system", "/var/log"];
+
+/// `[Service]` keys sdme sets itself; a second value would break the unit.
+const RESERVED_SERVICE_KEYS: [(&str, &str); 3] = [
+    ("ExecStart", "sdme writes the systemd-nspawn command line; use NspawnArgs= in [Container] to add options"),
+    ("Type", "the container service must be Type=notify so that start waits for the boot"),
+    ("NotifyAccess", "nspawn and its payload must be able to notify"),
+];
+
+impl Container {
+    /// Read `found` and its drop-ins and validate them.
+    pub fn load(found: &Found) -> Result<Container, Vec<Diag>> {
+        let data = read_bounded(&found.content).map_err(|e| vec![Diag::file(&found.path, e)])?;
+        let mut file =
+            UnitFile::parse(&found.content, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
+        for d in &found.dropins {
+            let data = read_bounded(d).map_err(|e| vec![Diag::file(d, e)])?;
+            let drop = UnitFile::parse(d, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
+            file.merge(drop);
+        }
+        Container::from_unit(found.name.clone(), &found.path, &file)
+    }
+
+    /// Validate a parsed file named `name`.
+    pub fn from_unit(
+        name: UnitName,
+        source: &Path,
+        file: &UnitFile,
+    ) -> Result<Container, Vec<Diag>> {
+        let mut b = Builder::new(name, source);
+        if file.section("Container").is_none() {
+            b.diags.push(Diag::file(source, "no [Container] section"));
+        }
+        for sec in &file.sections {
+            match sec.name.as_str() {
+                "Container" => sec.entries.iter().for_each(|e| b.container_key(e)),
+                "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
+                "Service" => {
+                    for e in &sec.entries {
+                        if let Some((_, why)) = RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key) {
+                            b.diags.push(Diag::at(&e.at, format!("{}= cannot be set in [Service]: {why}", e.key)));
+                        }
+                    }
+                    b.passthrough.push(sec.clone());
+                }
+                "Unit" => b.passthrough.push(sec.clone()),
+                n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
+                n => b.diags.push(Diag::at(
+                    &sec.at,
+                    format!("unknown section [{n}]; a .container file has [Unit], [Container], [Service], [Install] and X- sections"),
+                )),
+            }
+        }
+        b.finish()
+    }
+
+    pub fn is_template(&self) -> bool {
+        matches!(self.name, UnitName::Template(_))
+    }
+
+    /// Whether the container shares the host's network namespace.
+    pub fn host_network(&self) -> bool {
+        !(self.private_network
+            || self.virtual_ethernet
+            || self.bridge.is_some()
+            || self.zone.is_some()
+            || !self.ports.is_empty()
+            || self.nspawn_args.iter().any(|a| {
+                a.starts_with("--private-network")
+                    || a.starts_with("--network-")
+                    || a.starts_with("--port")
+                    || a == "-n"
+            }))
+    }
+}
+
+/// A template's machine names are `PREFIX-INSTANCE`.
+pub fn instance_machine(template: &str, instance: &str) -> String {
+    format!("{template}-{instance}")
+}
+
+struct Builder {
+    name: UnitName,
+    source: PathBuf,
+    diags: Vec<Diag>,
+    machine: Option<(String, Location)>,
+    rootfs: Rootfs,
+    rootfs_at: Option<Location>,
+    hostname: Option<String>,
+    binds: Vec<Bind>,
+    environment: Vec<String>,
+    opaque: Option<Vec<String>>,
+    private_network: bool,
+    virtual_ethernet: bool,
+    bridge: Option<String>,
+    zone: Option<(String, Location)>,
+    ports: Vec<String>,
+    boot_timeout: Option<Duration>,
+    wait_for: Vec<String>,
+    nspawn_args: Vec<String>,
+    passthrough: Vec<Section>,
+    install: Install,
+    install_at: Vec<(&'static str, Location)>,
+}
+
+impl Builder {
+    fn new(name: UnitName, source: &Path) -> Builder {
+        Builder {
+            name,
+            source: source.to_path_buf(),
+            diags: Vec::new(),
+            machine: None,
+            rootfs: Rootfs::Host,
+            rootfs_at: None,
+            hostname: None,
+            binds: Vec::new(),
+            environment: Vec::new(),
+            opaque: None,
+            private_network: false,
+            virtual_ethernet: false,
+            bridge: None,
+            zone: None,
+            ports: Vec::new(),
+            boot_timeout: Some(DEFAULT_BOOT_TIMEOUT),
+            wait_for: Vec::new(),
+            nspawn_args: Vec::new(),
+            passthrough: Vec::new(),
+            install: Install::default(),
+            install_at: Vec::new(),
+        }
+    }
+
+    fn err(&mut self, e: &Entry, msg: impl Into<String>) {
+        self.diags.push(Diag::at(&e.at, msg));
+    }
+
+    /// Run a check; on failure record `KEY=: message`.
+    fn check<T>(&mut self, e: &Entry, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.err(e, format!("{}={}: {m}", e.key, e.value));
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, e: &Entry) -> bool {
+        if e.value.is_empty() {
+            return false;
+        }
+        self.check(e, parse_bool(&e.value)).unwrap_or(false)
+    }
+
+    fn container_key(&mut self, e: &Entry) {
+        let v = e.value.as_str();
+        match e.key.as_str() {
+            "Rootfs" => {
+                self.rootfs_at = Some(e.at.clone());
+                self.rootfs = if v.is_empty() || v == "/" {
+                    Rootfs::Host
+                } else if v.starts_with('/') {
+                    let ok = check_abs_path(v, "rootfs directory")
+                        .and_then(|_| check_overlay_path(v, "rootfs directory"));
+                    match self.check(e, ok) {
+                        Some(()) => Rootfs::Dir(v.to_string()),
+                        None => return,
+                    }
+                } else {
+                    match self.check(e, check_rootfs_name(v)) {
+                        Some(()) => Rootfs::Named(v.to_string()),
+                        None => return,
+                    }
+                };
+            }
+            "MachineName" => {
+                if v.is_empty() {
+                    self.machine = None;
+                } else if let Some(()) = self.check(e, check_machine_name(v)) {
+                    self.machine = Some((v.to_string(), e.at.clone()));
+                }
+            }
+            "Hostname" => {
+                if v.is_empty() {
+                    self.hostname = None;
+                } else if let Some(()) = self.check(
+                    e,
+                    check_machine_name(v).map_err(|m| m.replace("machine name", "hostname")),
+                ) {
+                    self.hostname = Some(v.to_string());
+                }
+            }
+            "Bind" | "BindReadOnly" => {
+                if v.is_empty() {
+                    self.binds
+                        .retain(|b| b.read_only != (e.key == "BindReadOnly"));
+                } else if let Some(()) = self.check(e, check_bind(v)) {
+                    self.binds.push(Bind {
+                        read_only: e.key == "BindReadOnly",
+                        spec: v.to_string(),
+                    });
+                }
+            }
+            "Environment" => {
+                if v.is_empty() {
+                    self.environment.clear();
+                    return;
+                }
+                let Some(words) = self.check(e, split_words(v)) else {
+                    return;
+                };
+                for w in words {
+                    match w.split_once('=') {
+                        Some((k, _)) if is_env_name(k) => self.environment.push(w),
+                        _ => self.err(
+                            e,
+                            format!("Environment=: '{}' is not a NAME=VALUE assignment with a valid variable name", w.escape_default()),
+                        ),
+                    }
+                }
+            }
+            "OpaqueDir" => {
+                if v.is_empty() {
+                    self.opaque = Some(Vec::new());
+                    return;
+                }
+                let r = check_abs_path(v, "opaque directory").and_then(|_| {
+                    if v == "/" {
+                        Err("the root directory cannot be opaque".into())
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Some(()) = self.check(e, r) {
+                    let list = self.opaque.get_or_insert_with(default_opaque_marker);
+                    if !list.iter().any(|d| d == v) {
+                        list.push(v.to_string());
+                    }
+                }
+            }
+            "PrivateNetwork" => self.private_network = self.bool(e),
+            "VirtualEthernet" => self.virtual_ethernet = self.bool(e),
+            "Bridge" => {
+                self.bridge = if v.is_empty() {
+                    None
+                } else {
+                    self.check(e, check_ifname(v, "bridge", 15))
+                        .map(|_| v.to_string())
+                };
+            }
+            "Zone" => {
+                // nspawn names the bridge "vz-ZONE", so 12 bytes are left.
+                self.zone = if v.is_empty() {
+                    None
+                } else {
+                    self.check(e, check_ifname(v, "zone", 12))
+                        .map(|_| (v.to_string(), e.at.clone()))
+                };
+            }
+            "Port" => {
+                if v.is_empty() {
+                    self.ports.clear();
+                } else if let Some(()) = self.check(e, check_port(v)) {
+                    self.ports.push(v.to_string());
+                }
+            }
+            "BootTimeout" => {
+                if v.is_empty() {
+                    self.boot_timeout = Some(DEFAULT_BOOT_TIMEOUT);
+                } else if let Some(t) = self.check(e, parse_timespan(v)) {
+                    if t == Some(Duration::ZERO) {
+                        self.err(e, "BootTimeout=0: use 'infinity' to wait without limit");
+                    } else {
+                        self.boot_timeout = t;
+                    }
+                }
+            }
+            "WaitFor" => {
+                if v.is_empty() {
+                    self.wait_for.clear();
+                    return;
+                }
+                for u in v.split_whitespace() {
+                    if let Some(()) = self.check(e, check_unit_name(u, "unit")) {
+                        self.wait_for.push(u.to_string());
+                    }
+                }
+            }
+            "NspawnArgs" => {
+                if v.is_empty() {
+                    self.nspawn_args.clear();
+                } else if let Some(words) = self.check(e, split_words(v)) {
+                    self.nspawn_args.extend(words);
+                }
+            }
+            k => self.err(e, format!("unknown key '{k}' in section [Container]")),
+        }
+    }
+
+    fn install_key(&mut self, e: &Entry) {
+        let v = e.value.as_str();
+        let list = match e.key.as_str() {
+            "WantedBy" => &mut self.install.wanted_by,
+            "RequiredBy" => &mut self.install.required_by,
+            "Alias" => &mut self.install.alias,
+            "DefaultInstance" => {
+                self.install_at.push(("DefaultInstance", e.at.clone()));
+                self.install.default_instance = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.to_string())
+                };
+                return;
+            }
+            "Also" => return self.err(
+                e,
+                "Also= is not supported for generated units; list the units' own [Install] instead",
+            ),
+            k => return self.err(e, format!("unknown key '{k}' in section [Install]")),
+        };
+        if v.is_empty() {
+            list.clear();
+            return;
+        }
+        let words: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+        list.extend(words.iter().cloned());
+        let key = match e.key.as_str() {
+            "WantedBy" => "WantedBy",
+            "RequiredBy" => "RequiredBy",
+            _ => "Alias",
+        };
+        for w in words {
+            self.install_at.push((key, e.at.clone()));
+            if let Err(m) = check_unit_name(&w, "unit") {
+                self.err(e, format!("{key}=: {m}"));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<Container, Vec<Diag>> {
+        let source = self.source.clone();
+        // Machine name: MachineName=, else from the file name.
+        let machine = match (&self.name, self.machine.take()) {
+            (UnitName::Template(t), Some((_, at))) => {
+                self.diags.push(Diag::at(
+                    &at,
+                    format!(
+                    "MachineName= cannot be set in a template; instances are named '{t}-INSTANCE'"
+                ),
+                ));
+                t.clone()
+            }
+            (_, Some((m, _))) => m,
+            (UnitName::Plain(s), None) => s.clone(),
+            (UnitName::Template(t), None) => t.clone(),
+            (UnitName::Instance { template, instance }, None) => {
+                instance_machine(template, instance)
+            }
+        };
+        let stem = self.name.stem();
+        let stem_ok = match &self.name {
+            UnitName::Plain(s) => check_machine_name(s),
+            UnitName::Template(t) => check_machine_name(t),
+            UnitName::Instance { template, instance } => {
+                check_machine_name(template).and_then(|_| check_machine_name(instance))
+            }
+        };
+        if let Err(m) = stem_ok {
+            self.diags.push(Diag::file(
+                &source,
+                format!(
+                    "file name '{stem}' cannot name a container: {}",
+                    m.replace("machine name", "name")
+                ),
+            ));
+        } else if !self.name_is_template() {
+            if let Err(m) = check_machine_name(&machine) {
+                self.diags.push(Diag::file(&source, m));
+            }
+        }
+        // The state directory and upper/work must fit overlayfs options.
+        let dir = paths::container_dir(&machine).display().to_string();
+        let longest = format!("{dir}/upper");
+        let probe = if self.name_is_template() {
+            // %i expands at run time; the helper checks the real length.
+            longest.clone()
+        } else {
+            longest
+        };
+        if let Err(m) = check_overlay_path(&probe, "upper directory") {
+            self.diags.push(Diag::file(&source, m));
+        }
+        if let Rootfs::Named(n) = &self.rootfs {
+            let lower = paths::rootfs_dir(n).display().to_string();
+            if let Err(m) = check_overlay_path(&lower, "rootfs directory") {
+                let at = self.rootfs_at.clone();
+                self.diags.push(match at {
+                    Some(at) => Diag::at(&at, m),
+                    None => Diag::file(&source, m),
+                });
+            }
+        }
+        if let (Some(_), Some((_, at))) = (&self.bridge, &self.zone) {
+            let at = at.clone();
+            self.diags.push(Diag::at(
+                &at,
+                "Bridge= and Zone= cannot both be set (nspawn attaches the veth to one bridge)",
+            ));
+        }
+        if self.install.default_instance.is_some() && !self.name_is_template() {
+            if let Some((_, at)) = self
+                .install_at
+                .iter()
+                .find(|(k, _)| *k == "DefaultInstance")
+            {
+                let at = at.clone();
+                self.diags.push(Diag::at(
+                    &at,
+                    "DefaultInstance= only applies to templates (NAME@.container)",
+                ));
+            }
+        }
+        if let Some(inst) = &self.install.default_instance {
+            if let UnitName::Template(t) = &self.name {
+                if let Err(m) = check_machine_name(&instance_machine(t, inst)) {
+                    let at = self
+                        .install_at
+                        .iter()
+                        .find(|(k, _)| *k == "DefaultInstance")
+                        .map(|(_, a)| a.clone());
+                    if let Some(at) = at {
+                        self.diags
+                            .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
+                    }
+                }
+            }
+        }
+        for a in self.install.alias.clone() {
+            let ok = a.ends_with(".service") && (a.contains("@.") == self.name_is_template());
+            if !ok {
+                let at = self
+                    .install_at
+                    .iter()
+                    .find(|(k, _)| *k == "Alias")
+                    .map(|(_, a)| a.clone());
+                let msg = format!(
+                    "Alias={a}: an alias of {} must be a {}.service name",
+                    if self.name_is_template() {
+                        "a template"
+                    } else {
+                        "this unit"
+                    },
+                    if self.name_is_template() {
+                        "template (NAME@)"
+                    } else {
+                        "non-template"
+                    }
+                );
+                self.diags.push(match at {
+                    Some(at) => Diag::at(&at, msg),
+                    None => Diag::file(&source, msg),
+                });
+            }
+        }
+        if !self.diags.is_empty() {
+            self.diags.sort_by_key(|d| (d.path.clone(), d.line));
+            return Err(self.diags);
+        }
+        let host = self.rootfs == Rootfs::Host;
+        let opaque = match self.opaque {
+            None if host => HOST_CLONE_OPAQUE.iter().map(|s| s.to_string()).collect(),
+            None => Vec::new(),
+            Some(list) => list
+                .into_iter()
+                .flat_map(|d| {
+                    if d == DEFAULTS_MARKER {
+                        if host {
+                            HOST_CLONE_OPAQUE.iter().map(|s| s.to_string()).collect()
+                        } else {
+                            Vec::new()
+                        }
+                    } else {
+                        vec![d]
+                    }
+                })
+                .collect(),
+        };
+        Ok(Container {
+            name: self.name,
+            source,
+            machine,
+            rootfs: self.rootfs,
+            hostname: self.hostname,
+            binds: self.binds,
+            environment: self.environment,
+            opaque_dirs: opaque,
+            private_network: self.private_network,
+            virtual_ethernet: self.virtual_ethernet,
+            bridge: self.bridge,
+            zone: self.zone.map(|(z, _)| z),
+            ports: self.ports,
+            boot_timeout: self.boot_timeout,
+            wait_for: self.wait_for,
+            nspawn_args: self.nspawn_args,
+            passthrough: self.passthrough,
+            install: self.install,
+        })
+    }
+
+    fn name_is_template(&self) -> bool {
+        matches!(self.name, UnitName::Template(_))
+    }
+}
+
+/// Stands for "the defaults" at the head of the `OpaqueDir=` list until we
+/// know whether the container is a host clone (`Rootfs=` may come later).
+const DEFAULTS_MARKER: &str = "\0defaults";
+
+fn default_opaque_marker() -> Vec<String> {
+    vec![DEFAULTS_MARKER.to_string()]
+}
+
+/// nspawn's `--bind=SRC[:DST[:OPTIONS]]`, checked so that nspawn will not
+/// refuse it at boot.
+fn check_bind(v: &str) -> Result<(), String> {
+    let mut parts = v.splitn(3, ':');
+    let src = parts.next().unwrap_or_default();
+    let dst = parts.next();
+    let opts = parts.next();
+    let src_path = src.strip_prefix('+').unwrap_or(src);
+    if src.starts_with('+') && !src_path.starts_with('/') {
+        check_abs_path(&format!("/{src_path}"), "source")?;
+    } else {
+        check_abs_path(src_path, "source")?;
+    }
+    if let Some(dst) = dst {
+        check_abs_path(dst, "destination")?;
+    }
+    if let Some(opts) = opts {
+        for o in opts.split(',') {
+            if !matches!(
+                o,
+                "rbind" | "norbind" | "idmap" | "noidmap" | "rootidmap" | "owneridmap"
+            ) {
+                return Err(format!(
+                    "unknown bind option '{o}' (rbind, norbind, idmap, noidmap, rootidmap, owneridmap)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// nspawn's `--port=[PROTOCOL:]HOSTPORT[:CONTAINERPORT]`.
+fn check_port(v: &str) -> Result<(), String> {
+    let (proto, rest) = match v.split_once(':') {
+        Some((p @ ("tcp" | "udp"), r)) => (p, r),
+        _ => ("tcp", v),
+    };
+    let _ = proto;
+    let mut ports = rest.split(':');
+    let mut n = 0;
+    for p in ports.by_ref() {
+        n += 1;
+        if n > 2 || p.parse::<u16>().map_or(true, |x| x == 0) {
+            return Err("expected [tcp:|udp:]HOSTPORT[:CONTAINERPORT] with ports 1-65535".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, text: &str) -> Result<Container, Vec<String>> {
+        let f = UnitFile::parse(Path::new("/etc/sdme/x.container"), text.as_bytes()).unwrap();
+        Container::from_unit(
+            UnitName::from_stem(name),
+            Path::new("/etc/sdme/x.container"),
+            &f,
+        )
+        .map_err(|v| v.into_iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn host_clone_defaults() {
+        let c = load("web", "[Container]\n").unwrap();
+        assert_eq!(c.machine, "web");
+        assert_eq!(c.rootfs, Rootfs::Host);
+        assert_eq!(c.opaque_dirs, HOST_CLONE_OPAQUE);
+        assert!(c.host_network());
+        assert_eq!(c.boot_timeout, Some(DEFAULT_BOOT_TIMEOUT));
+    }
+
+    #[test]
+    fn opaque_dirs_append_and_reset() {
+        let c = load("w", "[Container]\nOpaqueDir=/srv\n").unwrap();
+        assert_eq!(c.opaque_dirs, ["/etc/systemd/system", "/var/log", "/srv"]);
+        let c = load("w", "[Container]\nOpaqueDir=\nOpaqueDir=/srv\n").unwrap();
+        assert_eq!(c.opaque_dirs, ["/srv"]);
+        let c = load("w", "[Container]\nRootfs=deb\nOpaqueDir=/srv\n").unwrap();
+        assert_eq!(c.opaque_dirs, ["/srv"]);
+    }
+
+    #[test]
+    fn lists_reset_on_empty() {
+        let c = load(
+            "w",
+            "[Container]\nBind=/a\nBindReadOnly=/b\nBind=\nBind=/c:/d:norbind\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.binds.iter().map(|b| b.spec.as_str()).collect::<Vec<_>>(),
+            ["/b", "/c:/d:norbind"]
+        );
+        let c = load(
+            "w",
+            "[Container]\nEnvironment=A=1 \"B=x y\"\nEnvironment=\nEnvironment=C=${X}\n",
+        )
+        .unwrap();
+        assert_eq!(c.environment, ["C=${X}"]);
+    }
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let e = load("w", "[Container]\nBind=srv\nFoo=1\n[Bogus]\n").unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "/etc/sdme/x.container:2: Bind=srv: source 'srv' is not an absolute path",
+                "/etc/sdme/x.container:3: unknown key 'Foo' in section [Container]",
+                "/etc/sdme/x.container:4: unknown section [Bogus]; a .container file has [Unit], [Container], [Service], [Install] and X- sections",
+            ]
+        );
+        let e = load("w", "[Unit]\nDescription=x\n").unwrap_err();
+        assert_eq!(e, ["/etc/sdme/x.container: no [Container] section"]);
+        let e = load("w", "[Container]\n[Service]\nExecStart=/bin/true\n").unwrap_err();
+        assert!(e[0].starts_with("/etc/sdme/x.container:3: ExecStart= cannot be set in [Service]"));
+    }
+
+    #[test]
+    fn template_names() {
+        let c = load(
+            "web@",
+            "[Container]\n[Install]\nDefaultInstance=a\nWantedBy=machines.target\n",
+        )
+        .unwrap();
+        assert!(c.is_template());
+        assert_eq!(c.machine, "web");
+        let c = load("web@b", "[Container]\n").unwrap();
+        assert_eq!(c.machine, "web-b");
+        let e = load("web@", "[Container]\nMachineName=x\n").unwrap_err();
+        assert!(
+            e[0].contains("MachineName= cannot be set in a template"),
+            "{e:?}"
+        );
+        let e = load("web", "[Container]\n[Install]\nDefaultInstance=a\n").unwrap_err();
+        assert!(
+            e[0].contains("DefaultInstance= only applies to templates"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn ports_and_networks() {
+        let c = load("w", "[Container]\nPort=tcp:8080:80\nPort=443\n").unwrap();
+        assert!(!c.host_network());
+        for bad in ["Port=0", "Port=sctp:1", "Port=1:2:3", "Port=x"] {
+            assert!(
+                load("w", &format!("[Container]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+        let e = load("w", "[Container]\nBridge=br0\nZone=z\n").unwrap_err();
+        assert!(e[0].contains("Bridge= and Zone= cannot both be set"));
+    }
+}

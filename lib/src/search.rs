@@ -1,0 +1,337 @@
+//! Finding files on the search path, as systemd finds unit files.
+//!
+//! - Directories are searched highest priority first; a file name found
+//!   higher shadows the same name lower down.
+//! - A winning file that is empty or a symlink to `/dev/null` is masked:
+//!   no units, no error.
+//! - Drop-ins `NAME.d/*.conf` are collected from every directory; for an
+//!   instance `web@a.container` also from `web@.container.d/`, and for every
+//!   file of a type from `container.d/`. A `.conf` name found in a higher
+//!   directory (or, in one directory, in a more specific folder) shadows the
+//!   same name elsewhere; the survivors apply in file-name order.
+//! - An instance file `web@a.container` that is a symlink to a file named
+//!   `web@.container` takes the template as found on the search path, so a
+//!   template overridden in `/etc/sdme` applies to its instances too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The file types sdme reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileType {
+    Container,
+}
+
+impl FileType {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            FileType::Container => "container",
+        }
+    }
+}
+
+/// Largest file we read; anything bigger is not a unit file.
+pub const MAX_FILE_SIZE: u64 = 4 << 20;
+
+/// How a file name splits: `web.container`, `web@.container`, `web@a.container`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnitName {
+    Plain(String),
+    Template(String),
+    Instance { template: String, instance: String },
+}
+
+impl UnitName {
+    /// Split a stem (the file name without `.container`).
+    pub fn from_stem(stem: &str) -> UnitName {
+        match stem.split_once('@') {
+            None => UnitName::Plain(stem.to_string()),
+            Some((p, "")) => UnitName::Template(p.to_string()),
+            Some((p, i)) => UnitName::Instance {
+                template: p.to_string(),
+                instance: i.to_string(),
+            },
+        }
+    }
+
+    /// The stem as it appears in the file name.
+    pub fn stem(&self) -> String {
+        match self {
+            UnitName::Plain(s) => s.clone(),
+            UnitName::Template(t) => format!("{t}@"),
+            UnitName::Instance { template, instance } => format!("{template}@{instance}"),
+        }
+    }
+}
+
+/// A file found on the search path, with the drop-ins that apply to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub kind: FileType,
+    pub name: UnitName,
+    /// The file that won on the search path (what `SourcePath=` names).
+    pub path: PathBuf,
+    /// Where the content comes from: `path`, or the template for an
+    /// instance that is a symlink to it.
+    pub content: PathBuf,
+    pub dropins: Vec<PathBuf>,
+}
+
+/// The outcome of a search: files to generate, and files that could not
+/// even be looked at (reported, never fatal for the others).
+#[derive(Debug, Default)]
+pub struct Search {
+    pub found: Vec<Found>,
+    pub masked: Vec<PathBuf>,
+    pub errors: Vec<String>,
+}
+
+/// Search `dirs` (highest priority first) for files of `kind`.
+pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
+    let suffix = format!(".{}", kind.suffix());
+    let mut out = Search::default();
+    // file name -> first (highest-priority) path
+    let mut winners: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        for (name, path) in list_dir(dir, &mut out.errors) {
+            if name.ends_with(&suffix) && name.len() > suffix.len() {
+                winners.entry(name).or_insert(path);
+            }
+        }
+    }
+    for (file_name, path) in &winners {
+        match is_masked(path) {
+            Ok(true) => {
+                out.masked.push(path.clone());
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                out.errors.push(e);
+                continue;
+            }
+        }
+        if let Ok(md) = fs::metadata(path) {
+            if !md.is_file() {
+                out.errors
+                    .push(format!("{}: not a regular file", path.display()));
+                continue;
+            }
+        }
+        let stem = &file_name[..file_name.len() - suffix.len()];
+        let name = UnitName::from_stem(stem);
+        let mut content = path.clone();
+        if let UnitName::Instance { template, .. } = &name {
+            let tmpl_file = format!("{template}@{suffix}");
+            if let Ok(target) = fs::read_link(path) {
+                if target.file_name().and_then(|n| n.to_str()) == Some(tmpl_file.as_str()) {
+                    match winners.get(&tmpl_file) {
+                        Some(t) if is_masked(t) == Ok(false) => content = t.clone(),
+                        Some(t) => {
+                            out.errors.push(format!(
+                                "{}: instance of the template {}, which is masked",
+                                path.display(),
+                                t.display()
+                            ));
+                            continue;
+                        }
+                        None => {} // dangling: reading it reports the error
+                    }
+                }
+            }
+        }
+        let dropins = dropins(dirs, kind, &name, &mut out.errors);
+        out.found.push(Found {
+            kind,
+            name,
+            path: path.clone(),
+            content,
+            dropins,
+        });
+    }
+    out
+}
+
+/// Drop-in folders of `name`, most specific first.
+fn dropin_dirs(kind: FileType, name: &UnitName) -> Vec<String> {
+    let sfx = kind.suffix();
+    let mut v = vec![format!("{}.{sfx}.d", name.stem())];
+    if let UnitName::Instance { template, .. } = name {
+        v.push(format!("{template}@.{sfx}.d"));
+    }
+    v.push(format!("{sfx}.d"));
+    v
+}
+
+fn dropins(
+    dirs: &[PathBuf],
+    kind: FileType,
+    name: &UnitName,
+    errors: &mut Vec<String>,
+) -> Vec<PathBuf> {
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        for sub in dropin_dirs(kind, name) {
+            let d = dir.join(sub);
+            for (f, path) in list_dir(&d, errors) {
+                if f.ends_with(".conf") {
+                    by_name.entry(f).or_insert(path);
+                }
+            }
+        }
+    }
+    by_name
+        .into_values()
+        .filter(|p| match is_masked(p) {
+            Ok(masked) => !masked,
+            Err(e) => {
+                errors.push(e);
+                false
+            }
+        })
+        .collect()
+}
+
+/// Entries of a directory, sorted by name. A missing directory is empty;
+/// one that cannot be read is an error. Names that are not UTF-8 cannot be
+/// unit names and are reported.
+fn list_dir(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, PathBuf)> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) if e.raw_os_error() == Some(libc_enotdir()) => return Vec::new(),
+        Err(e) => {
+            errors.push(format!("{}: cannot read directory: {e}", dir.display()));
+            return Vec::new();
+        }
+    };
+    let mut v = Vec::new();
+    for ent in rd {
+        match ent {
+            Ok(ent) => match ent.file_name().into_string() {
+                Ok(name) => v.push((name, ent.path())),
+                Err(os) => {
+                    let p = dir.join(&os);
+                    if p.extension().is_some() {
+                        errors.push(format!("{}: file name is not valid UTF-8", p.display()));
+                    }
+                }
+            },
+            Err(e) => errors.push(format!("{}: cannot read directory: {e}", dir.display())),
+        }
+    }
+    v.sort();
+    v
+}
+
+fn libc_enotdir() -> i32 {
+    20 // ENOTDIR on Linux
+}
+
+/// Empty, or a symlink to /dev/null.
+fn is_masked(path: &Path) -> Result<bool, String> {
+    if let Ok(target) = fs::read_link(path) {
+        if target == Path::new("/dev/null") {
+            return Ok(true);
+        }
+    }
+    match fs::metadata(path) {
+        Ok(md) => Ok(md.is_file() && md.len() == 0),
+        Err(e) => Err(format!("{}: {}", path.display(), describe_io(&e))),
+    }
+}
+
+/// Read a file, bounded in size.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    let f = fs::File::open(path).map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
+    let mut buf = Vec::new();
+    f.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
+    if buf.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "{}: larger than {} MiB; not a unit file",
+            path.display(),
+            MAX_FILE_SIZE >> 20
+        ));
+    }
+    Ok(buf)
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "dangling symlink or vanished file".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Names of all files of `kind` on the path (for duplicate checks).
+pub fn names(found: &[Found]) -> BTreeSet<String> {
+    found.iter().map(|f| f.name.stem()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn write(p: &Path, s: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, s).unwrap();
+    }
+
+    #[test]
+    fn shadowing_masking_and_dropins() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc");
+        let usr = t.path().join("usr");
+        write(&usr.join("web.container"), "[Container]\n");
+        write(&etc.join("web.container"), "[Container]\nHostname=x\n");
+        write(&usr.join("db.container"), "[Container]\n");
+        write(&usr.join("gone.container"), "[Container]\n");
+        fs::create_dir_all(&etc).unwrap();
+        symlink("/dev/null", etc.join("gone.container")).unwrap();
+        write(&usr.join("web.container.d/10-a.conf"), "[Container]\n");
+        write(&etc.join("web.container.d/10-a.conf"), "[Container]\n");
+        write(&usr.join("web.container.d/20-b.conf"), "[Container]\n");
+        write(&usr.join("container.d/05-all.conf"), "[Container]\n");
+        write(&etc.join("web.container.d/30-masked.conf"), "");
+        let s = search(
+            &[etc.clone(), usr.clone(), t.path().join("missing")],
+            FileType::Container,
+        );
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        let names: Vec<_> = s.found.iter().map(|f| f.name.stem()).collect();
+        assert_eq!(names, ["db", "web"]);
+        assert_eq!(s.masked, [etc.join("gone.container")]);
+        let web = &s.found[1];
+        assert_eq!(web.path, etc.join("web.container"));
+        assert_eq!(
+            web.dropins,
+            [
+                usr.join("container.d/05-all.conf"),
+                etc.join("web.container.d/10-a.conf"),
+                usr.join("web.container.d/20-b.conf"),
+            ]
+        );
+    }
+
+    #[test]
+    fn instance_symlink_takes_the_winning_template() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc");
+        let usr = t.path().join("usr");
+        write(&usr.join("web@.container"), "[Container]\n");
+        write(&etc.join("web@.container"), "[Container]\nHostname=etc\n");
+        symlink(usr.join("web@.container"), usr.join("web@a.container")).unwrap();
+        write(&usr.join("web@.container.d/10.conf"), "[Container]\n");
+        write(&usr.join("web@a.container.d/10.conf"), "[Container]\n");
+        let s = search(&[etc.clone(), usr.clone()], FileType::Container);
+        let inst = s.found.iter().find(|f| f.name.stem() == "web@a").unwrap();
+        assert_eq!(inst.path, usr.join("web@a.container"));
+        assert_eq!(inst.content, etc.join("web@.container"));
+        assert_eq!(inst.dropins, [usr.join("web@a.container.d/10.conf")]);
+    }
+}
