@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::escape::{is_env_name, split_words};
+use crate::escape::{is_env_name, mount_unit_name, split_words};
 use crate::name::{check_machine_name, check_rootfs_name};
 use crate::paths;
 use crate::search::{read_bounded, Found, UnitName};
@@ -485,6 +485,7 @@ impl Builder {
                 check_machine_name(template).and_then(|_| check_machine_name(instance))
             }
         };
+        let names_ok = stem_ok.is_ok();
         if let Err(m) = stem_ok {
             self.diags.push(Diag::file(
                 &source,
@@ -498,17 +499,19 @@ impl Builder {
                 self.diags.push(Diag::file(&source, m));
             }
         }
-        // The state directory and upper/work must fit overlayfs options.
+        // The state directory must fit overlayfs options and a mount unit
+        // name. A template's instance name is only known at run time; the
+        // prepare helper checks it then.
         let dir = paths::container_dir(&machine).display().to_string();
-        let longest = format!("{dir}/upper");
-        let probe = if self.name_is_template() {
-            // %i expands at run time; the helper checks the real length.
-            longest.clone()
-        } else {
-            longest
-        };
-        if let Err(m) = check_overlay_path(&probe, "upper directory") {
-            self.diags.push(Diag::file(&source, m));
+        if names_ok && !self.name_is_template() {
+            let checks = check_overlay_path(&format!("{dir}/upper"), "upper directory")
+                .and_then(|_| mount_unit_name(&format!("{dir}/merged")).map(|_| ()));
+            if let Err(m) = checks {
+                self.diags.push(Diag::file(
+                    &source,
+                    format!("machine name '{machine}': {m}"),
+                ));
+            }
         }
         if let Rootfs::Named(n) = &self.rootfs {
             let lower = paths::rootfs_dir(n).display().to_string();
@@ -556,26 +559,19 @@ impl Builder {
             }
         }
         for a in self.install.alias.clone() {
-            let ok = a.ends_with(".service") && (a.contains("@.") == self.name_is_template());
+            let template = self.name_is_template();
+            let ok = a.ends_with(".service") && (a.contains("@.") == template);
             if !ok {
                 let at = self
                     .install_at
                     .iter()
                     .find(|(k, _)| *k == "Alias")
                     .map(|(_, a)| a.clone());
-                let msg = format!(
-                    "Alias={a}: an alias of {} must be a {}.service name",
-                    if self.name_is_template() {
-                        "a template"
-                    } else {
-                        "this unit"
-                    },
-                    if self.name_is_template() {
-                        "template (NAME@)"
-                    } else {
-                        "non-template"
-                    }
-                );
+                let msg = if template {
+                    format!("Alias={a}: a template's alias must be a template service name (NAME@.service)")
+                } else {
+                    format!("Alias={a}: an alias must be a .service name that is not a template")
+                };
                 self.diags.push(match at {
                     Some(at) => Diag::at(&at, msg),
                     None => Diag::file(&source, msg),

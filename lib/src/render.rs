@@ -50,11 +50,14 @@ fn word(c: &Container, s: &str) -> String {
     template_specifiers(c, exec_word(s))
 }
 
+/// `%i` in a template's values is the instance name: kept for systemd to
+/// expand in a bare template, written out for a declared instance (whose
+/// prepare and mount units are not instances of anything).
 fn template_specifiers(c: &Container, escaped: String) -> String {
-    if c.is_template() {
-        escaped.replace("%%i", "%i")
-    } else {
-        escaped
+    match &c.name {
+        UnitName::Template(_) => escaped.replace("%%i", "%i"),
+        UnitName::Instance { instance, .. } => escaped.replace("%%i", instance),
+        UnitName::Plain(_) => escaped,
     }
 }
 

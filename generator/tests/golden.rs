@@ -1,0 +1,223 @@
+//! Golden tests, in the style of systemd's zram-generator: every directory
+//! under `tests/golden/` is a case holding a fake root (`root/etc/sdme`,
+//! `root/usr/lib/sdme`, ...) and what the generator must make of it:
+//!
+//! - `expected/`: the whole output tree (files compared byte for byte,
+//!   symlinks by target); absent means no output at all;
+//! - `expected-stderr`: the exact error lines; absent means none, and then
+//!   the exit status must be 0, else 1.
+//!
+//! Paths inside the fake root are shown as if it were `/`. Run with
+//! `SDME_GOLDEN_BLESS=1` to rewrite the expectations after a deliberate
+//! change, then review the diff.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SEARCH: [&str; 4] = ["etc/sdme", "run/sdme", "usr/local/lib/sdme", "usr/lib/sdme"];
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    File(String),
+    Link(String),
+}
+
+fn read_tree(dir: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    Node::Link(fs::read_link(&p).unwrap().to_string_lossy().into_owned()),
+                );
+            } else if ft.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, Node::File(fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+struct Run {
+    status: i32,
+    stderr: String,
+    tree: BTreeMap<String, Node>,
+}
+
+fn run_case(case: &Path) -> Run {
+    let root = case.join("root");
+    let dirs: Vec<String> = SEARCH
+        .iter()
+        .map(|d| root.join(d).display().to_string())
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let res = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+        .arg(out.path())
+        .arg(out.path())
+        .arg(out.path())
+        .env("SDME_UNIT_DIRS", dirs.join(":"))
+        .env_remove("SYSTEMD_EXEC_PID")
+        .env_remove("SYSTEMD_LOG_LEVEL")
+        .output()
+        .unwrap();
+    let prefix = root.display().to_string();
+    let strip = |s: &str| s.replace(&prefix, "");
+    let tree = read_tree(out.path())
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Node::File(s) => Node::File(strip(&s)),
+                Node::Link(s) => Node::Link(strip(&s)),
+            };
+            (k, v)
+        })
+        .collect();
+    Run {
+        status: res.status.code().unwrap_or(-1),
+        stderr: strip(&String::from_utf8_lossy(&res.stderr)),
+        tree,
+    }
+}
+
+fn bless(case: &Path, run: &Run) {
+    let exp = case.join("expected");
+    let _ = fs::remove_dir_all(&exp);
+    for (rel, node) in &run.tree {
+        let p = exp.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        match node {
+            Node::File(s) => fs::write(&p, s).unwrap(),
+            Node::Link(t) => std::os::unix::fs::symlink(t, &p).unwrap(),
+        }
+    }
+    let err = case.join("expected-stderr");
+    if run.stderr.is_empty() {
+        let _ = fs::remove_file(err);
+    } else {
+        fs::write(err, &run.stderr).unwrap();
+    }
+}
+
+#[test]
+fn golden_cases() {
+    let mut cases: Vec<PathBuf> = fs::read_dir(cases_dir())
+        .expect("tests/golden exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("root").is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 30,
+        "expected at least 30 golden cases, found {}",
+        cases.len()
+    );
+    let blessing = std::env::var_os("SDME_GOLDEN_BLESS").is_some();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let run = run_case(case);
+        if blessing {
+            bless(case, &run);
+            continue;
+        }
+        let want_tree = read_tree(&case.join("expected"));
+        let want_err = fs::read_to_string(case.join("expected-stderr")).unwrap_or_default();
+        let want_status = if want_err.is_empty() { 0 } else { 1 };
+        if run.status != want_status {
+            failures.push(format!(
+                "{name}: exit status {} (want {want_status})\nstderr:\n{}",
+                run.status, run.stderr
+            ));
+        }
+        if run.stderr != want_err {
+            failures.push(format!(
+                "{name}: stderr differs\n--- want\n{want_err}--- got\n{}",
+                run.stderr
+            ));
+        }
+        for (rel, node) in &run.tree {
+            match want_tree.get(rel) {
+                None => failures.push(format!("{name}: unexpected output {rel}")),
+                Some(w) if w != node => failures.push(format!(
+                    "{name}: {rel} differs\n--- want\n{w:?}\n--- got\n{node:?}"
+                )),
+                _ => {}
+            }
+        }
+        for rel in want_tree.keys().filter(|k| !run.tree.contains_key(*k)) {
+            failures.push(format!("{name}: missing output {rel}"));
+        }
+        // Same input, byte-identical output.
+        let again = run_case(case);
+        if again.tree != run.tree || again.stderr != run.stderr {
+            failures.push(format!("{name}: output is not deterministic"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// `--dry-run` shows the same units the generator writes, and its exit
+/// status reports errors.
+#[test]
+fn dry_run_prints_units_and_fails_on_errors() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("a.container"), "[Container]\n").unwrap();
+    fs::write(t.path().join("bad.container"), "[Container]\nNope=1\n").unwrap();
+    let res = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+        .arg("--dry-run")
+        .env("SDME_UNIT_DIRS", t.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(stdout.contains("# sdme-a.service\n"), "{stdout}");
+    assert!(stdout.contains("# var-lib-sdme-containers-a-merged.mount\n"));
+    assert!(
+        stderr.contains("bad.container:2: unknown key 'Nope' in section [Container]"),
+        "{stderr}"
+    );
+}
+
+/// No files at all is success, not an error logged at every reload.
+#[test]
+fn nothing_to_do_is_success() {
+    let t = tempfile::tempdir().unwrap();
+    let res = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+        .arg(t.path())
+        .env("SDME_UNIT_DIRS", t.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(0));
+    assert!(res.stderr.is_empty());
+    assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let res = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("Usage: sdme-generator"));
+}
