@@ -1,1 +1,26 @@
-fn main() {}
+//! sdme-boot-wait(8): see `sdme_helpers::bootwait`.
+
+use std::process::ExitCode;
+
+use sdme_helpers::bootwait;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let guess = args.iter().find_map(|a| {
+        a.to_str()
+            .and_then(|s| s.strip_prefix("--machine="))
+            .map(str::to_string)
+    });
+    let result = bootwait::parse_args(args).and_then(|opts| bootwait::wait(&opts));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            match guess {
+                Some(m) => eprintln!("sdme-boot-wait: {}: {msg}", m.escape_default()),
+                None => eprintln!("sdme-boot-wait: {msg}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

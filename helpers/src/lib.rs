@@ -1,0 +1,12 @@
+//! sdme-helpers: the small binaries sdme's generated units run.
+//!
+//! * `sdme-prepare`: create a container's overlay directories and write the
+//!   files sdme owns into `upper/` ([`prepare`]).
+//! * `sdme-boot-wait`: after the guest reported READY=1, wait for machined
+//!   registration, the guest's system bus and optional units ([`bootwait`]).
+
+pub mod bootwait;
+pub mod dbus;
+pub mod fsutil;
+pub mod mountinfo;
+pub mod prepare;

@@ -1,0 +1,675 @@
+//! sdme-prepare: create a container's overlay directories and write the
+//! files sdme owns into `upper/` (see sdme-prepare(8) for the contract).
+//!
+//! Ownership rules (what "idempotent" means here), applied at every start:
+//!
+//! * rewritten every time (derived from the configuration): `etc/hostname`,
+//!   `etc/hosts`, the opaque xattr of `OpaqueDir=` directories;
+//! * written only when the container has not put something of its own
+//!   there: `etc/machine-id` (when missing or empty: a non-empty id was
+//!   written by the container itself, e.g. `systemd-machine-id-setup
+//!   --commit`, and is kept), `etc/resolv.conf` (when not a regular file),
+//!   the `etc/fstab`/`crypttab` stubs (when not a regular file), masks and
+//!   the `dbus.service` alias (when nothing but a whiteout is there);
+//! * never touched: everything else in `upper/`. Nothing is ever deleted
+//!   except whiteouts and symlinks at the names listed above.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::fsutil::{check_host_path, container_rel_path, DirAttrs, Entry, Lower, SafeDir};
+use crate::mountinfo;
+
+/// What the invocation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Prepare `upper/` (the `.mount` unit mounts the overlay).
+    Prepare,
+    /// Prepare, then mount the overlay (template instances).
+    Mount,
+    /// Unmount `merged/` and nothing else.
+    Unmount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub machine: String,
+    pub action: Action,
+    pub lower: Option<PathBuf>,
+    pub state: PathBuf,
+    pub hostname: String,
+    pub source: Option<PathBuf>,
+    pub host_clone: bool,
+    pub host_network: bool,
+    /// Relative to the container's root, validated.
+    pub opaque: Vec<PathBuf>,
+}
+
+pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
+[--host-clone] [--host-network] [--opaque=PATH]... [--source=FILE] MACHINE\n       \
+sdme-prepare --unmount --state=DIR MACHINE";
+
+fn utf8(v: OsString, what: &str) -> Result<String> {
+    v.into_string()
+        .map_err(|v| anyhow!("{what} '{}' is not valid UTF-8", v.to_string_lossy()))
+}
+
+/// The last argument that is not an option: used to name the machine in
+/// error messages even when the rest of the command line is bad.
+pub fn machine_guess(args: &[OsString]) -> Option<String> {
+    args.iter()
+        .rev()
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|a| a.to_string_lossy().into_owned())
+}
+
+/// Parse the command line (without argv[0]). Options take `--opt=VALUE`
+/// or `--opt VALUE`.
+pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
+    let mut lower = None;
+    let mut state = None;
+    let mut hostname = None;
+    let mut source = None;
+    let mut host_clone = false;
+    let mut host_network = false;
+    let mut opaque = Vec::new();
+    let mut mount = false;
+    let mut unmount = false;
+    let mut positional = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let a = utf8(a, "argument")?;
+        if !a.starts_with("--") || a == "--" {
+            if a == "--" {
+                for rest in it.by_ref() {
+                    positional.push(utf8(rest, "argument")?);
+                }
+                break;
+            }
+            positional.push(a);
+            continue;
+        }
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let mut value = |key: &str| -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => match it.next() {
+                    Some(v) => utf8(v, key),
+                    None => bail!("option {key} needs a value"),
+                },
+            }
+        };
+        match key.as_str() {
+            "--lower" => lower = Some(value("--lower")?),
+            "--state" => state = Some(value("--state")?),
+            "--hostname" => hostname = Some(value("--hostname")?),
+            "--source" => source = Some(value("--source")?),
+            "--opaque" => opaque.push(value("--opaque")?),
+            "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
+                if inline.is_some() {
+                    bail!("option {key} takes no value");
+                }
+                match key.as_str() {
+                    "--host-clone" => host_clone = true,
+                    "--host-network" => host_network = true,
+                    "--mount" => mount = true,
+                    "--unmount" => unmount = true,
+                    _ => bail!("{USAGE}"),
+                }
+            }
+            _ => bail!("unknown option {key}\n{USAGE}"),
+        }
+    }
+    let machine = match positional.as_slice() {
+        [m] => m.clone(),
+        [] => bail!("no machine name given\n{USAGE}"),
+        _ => bail!("expected one machine name, got {}", positional.join(" ")),
+    };
+    sdme_core::name::check_machine_name(&machine).map_err(|e| anyhow!(e))?;
+    let action = match (mount, unmount) {
+        (true, true) => bail!("--mount and --unmount exclude each other"),
+        (true, false) => Action::Mount,
+        (false, true) => Action::Unmount,
+        (false, false) => Action::Prepare,
+    };
+    let state = check_host_path(
+        "state directory",
+        &state.ok_or_else(|| anyhow!("--state=DIR is required"))?,
+    )?;
+    if state.parent().is_none() {
+        bail!("state directory must not be /");
+    }
+    let source = source
+        .map(|s| check_host_path("source file", &s))
+        .transpose()?;
+    let (lower, hostname) = if action == Action::Unmount {
+        (None, machine.clone())
+    } else {
+        let l = lower.ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+        let l = check_host_path("lower directory", &l)?;
+        let h = hostname.unwrap_or_else(|| machine.clone());
+        sdme_core::name::check_machine_name(&h)
+            .map_err(|e| anyhow!(e.replacen("machine name", "hostname", 1)))?;
+        (Some(l), h)
+    };
+    let opaque = opaque
+        .iter()
+        .map(|p| container_rel_path(p).with_context(|| "--opaque".to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Options {
+        machine,
+        action,
+        lower,
+        state,
+        hostname,
+        source,
+        host_clone,
+        host_network,
+        opaque,
+    })
+}
+
+/// Refuse a umask that strips read or execute from "other".
+pub fn check_umask(mask: u32) -> Result<()> {
+    if mask & 0o005 != 0 {
+        bail!(
+            "process umask {mask:04o} removes read or execute permission for others; \
+             directories and files created in upper/ would be unreadable to non-root \
+             services in the container (D-Bus would not start); run with UMask=0022"
+        );
+    }
+    Ok(())
+}
+
+/// The current process umask.
+pub fn current_umask() -> u32 {
+    // Linux ≥ 4.7 reports it without changing it.
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(v) = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        {
+            return v;
+        }
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+fn lower_missing_message(opts: &Options, lower: &Path, what: &str) -> String {
+    let under_rootfs = lower.starts_with(sdme_core::paths::ROOTFS_DIR);
+    let kind = if under_rootfs {
+        "rootfs"
+    } else {
+        "lower directory"
+    };
+    let src = opts
+        .source
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| "the container's file".into());
+    if under_rootfs {
+        format!(
+            "{kind} {} {what}: import it with sdme-import or fix Rootfs= in {src}",
+            lower.display()
+        )
+    } else {
+        format!("{kind} {} {what}: fix Rootfs= in {src}", lower.display())
+    }
+}
+
+/// Check the lower layer and open it.
+fn open_lower(opts: &Options, lower: &Path) -> Result<Lower> {
+    match std::fs::metadata(lower) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(lower_missing_message(opts, lower, "is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(lower_missing_message(opts, lower, "not found"))
+        }
+        Err(e) => bail!("cannot access lower directory {}: {e}", lower.display()),
+    }
+    Lower::open(lower)
+}
+
+/// Create `dir` (and missing parents) with `mode`; an existing directory is
+/// kept as it is, anything else there is an error.
+fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if m.file_type().is_symlink() => {
+            bail!("{} is a symlink; refusing to use it", dir.display())
+        }
+        Ok(_) => bail!("{} exists and is not a directory", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot access {}: {e}", dir.display()),
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+    }
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return ensure_host_dir(dir, mode)
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    // The umask may have narrowed the mode.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", dir.display()))
+}
+
+pub fn merged_dir(state: &Path) -> PathBuf {
+    state.join("merged")
+}
+
+/// Is an overlay mounted at `STATE/merged`? An unrelated file system there
+/// is an error.
+fn overlay_mounted(merged: &Path) -> Result<bool> {
+    let canon = match std::fs::canonicalize(merged) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot resolve {}", merged.display())),
+    };
+    match mountinfo::mounted_at(&canon)? {
+        None => Ok(false),
+        Some(m) if m.fs_type == "overlay" => Ok(true),
+        Some(m) => bail!(
+            "{} has a {} file system mounted on it, not an overlay",
+            canon.display(),
+            m.fs_type
+        ),
+    }
+}
+
+/// Units to mask in a clone of the host: the `.mount`, `.swap` and
+/// `.automount` units the host's administrator put into or enabled from
+/// `/etc/systemd/system` (they name the host's disks and swap, which do not
+/// exist inside a container; their jobs would fail or wait 90 s for a
+/// device). Vendor units under /usr/lib (tmp.mount, dev-hugepages.mount,
+/// ...) are not masked: they carry their own `ConditionVirtualization=` and
+/// work in containers. What systemd-fstab-generator would make from the
+/// host's fstab is handled by the fstab stub. `-.mount` is never masked.
+pub fn host_units_to_mask(lower: &Lower) -> Result<Vec<OsString>> {
+    fn is_mountish(n: &OsStr) -> bool {
+        let s = n.to_string_lossy();
+        (s.ends_with(".mount") || s.ends_with(".swap") || s.ends_with(".automount"))
+            && s != "-.mount"
+            && !s.starts_with('.')
+    }
+    fn is_mask(d: &crate::fsutil::LowerDir, n: &OsStr) -> bool {
+        d.readlink(n).is_some_and(|t| t == "/dev/null")
+    }
+    let mut out = Vec::new();
+    let Some(dir) = lower.open_dir(Path::new("etc/systemd/system"))? else {
+        return Ok(out);
+    };
+    for name in dir.names()? {
+        let s = name.to_string_lossy().into_owned();
+        match dir.entry(&name) {
+            Entry::File { .. } if is_mountish(&name) => out.push(name),
+            Entry::Symlink if is_mountish(&name) && !is_mask(&dir, &name) => out.push(name),
+            Entry::Dir
+                if s.ends_with(".wants") || s.ends_with(".requires") || s.ends_with(".upholds") =>
+            {
+                let Some(sub) = dir.subdir(&name) else {
+                    continue;
+                };
+                for n in sub.names()? {
+                    if is_mountish(&n)
+                        && matches!(sub.entry(&n), Entry::Symlink | Entry::File { .. })
+                    {
+                        out.push(n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Targets a `dbus.service` alias may point at.
+pub fn valid_dbus_alias_target(target: &OsStr) -> bool {
+    let t = target.to_string_lossy();
+    ["/usr/lib/systemd/system/", "/lib/systemd/system/"]
+        .iter()
+        .any(|dir| {
+            t.strip_prefix(dir)
+                .is_some_and(|n| n == "dbus-broker.service" || n == "dbus-daemon.service")
+        })
+}
+
+/// The lower's `dbus.service` alias target, when it is a valid alias whose
+/// unit exists in the lower. Err(reason) when there is one but it is not
+/// usable; Ok(None) when there is none (dbus.service is then a real unit
+/// under /usr/lib, as with Debian's dbus-daemon, or D-Bus is not installed).
+pub fn lower_dbus_alias(lower: &Lower) -> Result<Option<OsString>, String> {
+    let dir = match lower.open_dir(Path::new("etc/systemd/system")) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    let name = OsStr::new("dbus.service");
+    match dir.entry(name) {
+        Entry::Missing => Ok(None),
+        Entry::Symlink => {
+            let t = dir
+                .readlink(name)
+                .ok_or_else(|| format!("cannot read {}/dbus.service", dir.path().display()))?;
+            if !valid_dbus_alias_target(&t) {
+                return Err(format!(
+                    "{}/dbus.service points to '{}', not to dbus-broker.service or \
+                     dbus-daemon.service under /usr/lib/systemd/system or /lib/systemd/system",
+                    dir.path().display(),
+                    t.to_string_lossy()
+                ));
+            }
+            // The unit must exist inside the image (resolved in the image).
+            let rel = Path::new(&t).strip_prefix("/").unwrap_or(Path::new(&t));
+            if lower
+                .open_dir(rel.parent().unwrap_or(Path::new("")))
+                .ok()
+                .flatten()
+                .map(|d| {
+                    matches!(
+                        d.entry(OsStr::new(rel.file_name().unwrap_or_default())),
+                        Entry::File { .. } | Entry::Symlink
+                    )
+                })
+                != Some(true)
+            {
+                return Err(format!(
+                    "{}/dbus.service points to {} which does not exist in the lower layer",
+                    dir.path().display(),
+                    t.to_string_lossy()
+                ));
+            }
+            Ok(Some(t))
+        }
+        _ => Err(format!(
+            "{}/dbus.service is not a symlink; not copying it",
+            dir.path().display()
+        )),
+    }
+}
+
+/// Is `rel` (a container path) at or below one of the opaque directories?
+fn covered_by_opaque(opts: &Options, rel: &Path) -> bool {
+    opts.opaque.iter().any(|o| rel.starts_with(o))
+}
+
+const HOSTS_HEADER: &str = "# Written by sdme-prepare at every start of the container.\n";
+
+pub fn hosts_content(hostname: &str) -> String {
+    let short = hostname.split('.').next().unwrap_or(hostname);
+    let names = if short != hostname {
+        format!("{hostname} {short}")
+    } else {
+        hostname.to_string()
+    };
+    format!(
+        "{HOSTS_HEADER}127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{names}\n"
+    )
+}
+
+const STUB: &str = "# Written by sdme-prepare: this container is a clone of the host's /;\n\
+# the host's disks, file systems and swap are not set up inside it.\n";
+
+const RESOLV_PLACEHOLDER: &str = "# Placeholder written by sdme-prepare; systemd-nspawn \
+--resolv-conf= replaces it at start.\n";
+
+/// What a run did, for tests and the info line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub already_mounted: bool,
+    pub masked: Vec<String>,
+    pub dbus_alias: Option<String>,
+    pub warnings: Vec<String>,
+    pub mounted: bool,
+}
+
+/// Do everything for `Prepare` and `Mount`.
+pub fn prepare(opts: &Options) -> Result<Report> {
+    let mut report = Report::default();
+    check_umask(current_umask())?;
+    let lower_path = opts
+        .lower
+        .as_deref()
+        .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+    let lower = open_lower(opts, lower_path)?;
+
+    // 1. Directories on the host.
+    let state = &opts.state;
+    ensure_host_dir(state, 0o755)?;
+    ensure_host_dir(&state.join("upper"), 0o755)?;
+    ensure_host_dir(&state.join("work"), 0o700)?;
+    let merged = merged_dir(state);
+    ensure_host_dir(&merged, 0o755)?;
+
+    // 2. An overlay already mounted on these layers must not have its upper
+    //    layer changed underneath (overlayfs(5): undefined behaviour). It was
+    //    prepared before it was mounted; leave it.
+    if overlay_mounted(&merged)? {
+        report.already_mounted = true;
+        return Ok(report);
+    }
+
+    let upper = SafeDir::open(&state.join("upper"))?;
+    let attrs = |rel: &Path| lower.dir_attrs(rel).unwrap_or(DirAttrs::DEFAULT);
+
+    // 3. Opaque directories first: files below are then written into them.
+    for rel in &opts.opaque {
+        let d = upper.walk_create(rel, &attrs)?;
+        d.set_opaque()?;
+    }
+
+    // 4. Files in etc/.
+    let etc = upper.walk_create(Path::new("etc"), &attrs)?;
+    etc.write_file(
+        OsStr::new("hostname"),
+        format!("{}\n", opts.hostname).as_bytes(),
+        0o644,
+    )?;
+    etc.write_file(
+        OsStr::new("hosts"),
+        hosts_content(&opts.hostname).as_bytes(),
+        0o644,
+    )?;
+    let mid = OsStr::new("machine-id");
+    match etc.entry(mid)? {
+        Entry::File { size } if size > 0 => {} // the container's own id
+        _ => etc.write_file(mid, b"", 0o444)?,
+    }
+    let resolv = OsStr::new("resolv.conf");
+    if !matches!(etc.entry(resolv)?, Entry::File { .. }) {
+        etc.write_file(resolv, RESOLV_PLACEHOLDER.as_bytes(), 0o644)?;
+    }
+
+    // 5. Clone of the host: stubs and masks.
+    let system_rel = Path::new("etc/systemd/system");
+    let mut masks: Vec<OsString> = Vec::new();
+    if opts.host_clone {
+        stub(&etc, &lower, "fstab", true)?;
+        // A host crypttab makes systemd-cryptsetup-generator wait for
+        // devices that never appear in a container (90 s per entry).
+        for f in ["crypttab", "integritytab", "veritytab"] {
+            stub(&etc, &lower, f, false)?;
+        }
+        // With /etc/systemd/system opaque the host's units and enablement
+        // symlinks there are hidden already; nothing to mask.
+        if !covered_by_opaque(opts, system_rel) {
+            masks.extend(host_units_to_mask(&lower)?);
+        }
+    }
+    if opts.host_network {
+        masks.push("systemd-resolved.service".into());
+    }
+    let system_opaque = opts.opaque.iter().any(|o| o == system_rel);
+    let alias = if system_opaque {
+        match lower_dbus_alias(&lower) {
+            Ok(a) => a,
+            Err(w) => {
+                report.warnings.push(w);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if !masks.is_empty() || alias.is_some() {
+        let system = upper.walk_create(system_rel, &attrs)?;
+        for m in &masks {
+            match system.entry(m)? {
+                Entry::Missing | Entry::Whiteout => {
+                    system.symlink(m, OsStr::new("/dev/null"))?;
+                    report.masked.push(m.to_string_lossy().into_owned());
+                }
+                Entry::Symlink if system.readlink(m)? == "/dev/null" => {
+                    report.masked.push(m.to_string_lossy().into_owned());
+                }
+                _ => {} // the container's own unit file or link: keep it
+            }
+        }
+        if let Some(target) = alias {
+            let name = OsStr::new("dbus.service");
+            let replace = match system.entry(name)? {
+                Entry::Missing | Entry::Whiteout => true,
+                // Our earlier copy (or an equivalent alias): refresh it.
+                Entry::Symlink => valid_dbus_alias_target(&system.readlink(name)?),
+                _ => false, // the container's own dbus.service: keep it
+            };
+            if replace {
+                system.symlink(name, &target)?;
+            }
+            report.dbus_alias = Some(target.to_string_lossy().into_owned());
+        }
+    }
+
+    // 6. Template instances mount the overlay themselves.
+    if opts.action == Action::Mount {
+        mount_overlay(lower_path, state)?;
+        report.mounted = true;
+    }
+    Ok(report)
+}
+
+/// Write a comment-only stub for `etc/NAME` when the container has no
+/// regular file of its own there (`always`: even when the host has none).
+fn stub(etc: &SafeDir, lower: &Lower, name: &str, always: bool) -> Result<()> {
+    let n = OsStr::new(name);
+    if !always {
+        let in_lower = lower
+            .open_dir(Path::new("etc"))?
+            .is_some_and(|d| d.entry(n) != Entry::Missing);
+        if !in_lower {
+            return Ok(());
+        }
+    }
+    if !matches!(etc.entry(n)?, Entry::File { .. }) {
+        etc.write_file(n, STUB.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// The option string for the overlay; refuses characters that overlayfs
+/// would split on.
+pub fn overlay_options(lower: &Path, state: &Path) -> Result<String> {
+    let parts = [
+        ("lowerdir", lower.to_path_buf()),
+        ("upperdir", state.join("upper")),
+        ("workdir", state.join("work")),
+    ];
+    let mut out = Vec::new();
+    for (k, p) in parts {
+        let s = p
+            .to_str()
+            .ok_or_else(|| anyhow!("{k} path {} is not valid UTF-8", p.display()))?;
+        if let Some(c) = s.chars().find(|c| matches!(c, ',' | ':' | '\\' | '\n')) {
+            bail!(
+                "{k} path {s} contains '{}', which overlay options cannot carry",
+                c.escape_default()
+            );
+        }
+        out.push(format!("{k}={s}"));
+    }
+    let opts = out.join(",");
+    if opts.len() >= 4000 {
+        bail!("overlay options are too long ({} bytes)", opts.len());
+    }
+    Ok(opts)
+}
+
+/// Mount the overlay at STATE/merged unless one is mounted there already.
+pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
+    let merged = merged_dir(state);
+    if overlay_mounted(&merged)? {
+        return Ok(());
+    }
+    let data = overlay_options(lower, state)?;
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| anyhow!("cannot mount overlay on {} ({data}): {e}", merged.display()))
+}
+
+/// Unmount STATE/merged if an overlay is mounted there. A busy overlay is
+/// retried for about a second and then left mounted (an error): a lazy
+/// detach would let the next start mount a second overlay on the same
+/// upper/work directories while the old one still lives, which overlayfs
+/// does not support; left mounted, the next start reuses it.
+pub fn unmount(state: &Path) -> Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    let merged = merged_dir(state);
+    let mut tries = 0;
+    loop {
+        if !overlay_mounted(&merged)? {
+            return Ok(());
+        }
+        match umount2(&merged, MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => continue,                              // stacked mounts: check again
+            Err(nix::errno::Errno::EINVAL) => return Ok(()), // not a mount point (raced)
+            Err(nix::errno::Errno::EBUSY) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(nix::errno::Errno::EBUSY) => bail!(
+                "overlay at {} is busy (a process still uses it; see fuser -vm {}); \
+                 left mounted, the next start reuses it",
+                merged.display(),
+                merged.display()
+            ),
+            Err(e) => bail!("cannot unmount {}: {e}", merged.display()),
+        }
+    }
+}
+
+/// Entry point shared by the binary and tests: run the action.
+pub fn run(opts: &Options) -> Result<Report> {
+    match opts.action {
+        Action::Unmount => {
+            unmount(&opts.state)?;
+            Ok(Report::default())
+        }
+        Action::Prepare | Action::Mount => prepare(opts),
+    }
+}
