@@ -93,8 +93,9 @@ fn main() -> ExitCode {
             }
         }
         Mode::Write(dir) => {
+            let mut w = write::Writer::new(&dir);
             for o in g.outputs.values() {
-                if let Err(e) = write::output(&dir, o) {
+                if let Err(e) = w.write(o) {
                     log.error_everywhere(&e);
                     failed = true;
                 } else {

@@ -2,45 +2,64 @@
 //! each file or symlink is made under a temporary name in the same
 //! directory and renamed into place.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use sdme_core::render::Output;
 
-pub fn output(dir: &Path, o: &Output) -> Result<(), String> {
-    let rel = Path::new(o.path());
-    // Output paths come from validated names; refuse anything that would
-    // leave the output directory all the same.
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!(
-            "refusing to write outside the output directory: {}",
-            o.path()
-        ));
-    }
-    let dest = dir.join(rel);
-    let parent = dest.parent().unwrap_or(dir);
-    fs::create_dir_all(parent)
-        .map_err(|e| format!("{}: cannot create directory: {e}", parent.display()))?;
-    let file_name = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{}: no file name", dest.display()))?;
-    let tmp = parent.join(format!(".#{file_name}.{}", std::process::id()));
-    let made = match o {
-        Output::File { content, .. } => (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(content.as_bytes())?;
-            Ok::<_, std::io::Error>(())
-        })(),
-        Output::Symlink { target, .. } => {
-            let _ = fs::remove_file(&tmp);
-            symlink(target, &tmp)
+pub struct Writer {
+    dir: PathBuf,
+    pid: u32,
+    made_dirs: HashSet<PathBuf>,
+}
+
+impl Writer {
+    pub fn new(dir: &Path) -> Writer {
+        Writer {
+            dir: dir.to_path_buf(),
+            pid: std::process::id(),
+            made_dirs: HashSet::new(),
         }
-    };
-    made.and_then(|_| fs::rename(&tmp, &dest)).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("{}: cannot write: {e}", dest.display())
-    })
+    }
+
+    pub fn write(&mut self, o: &Output) -> Result<(), String> {
+        let rel = Path::new(o.path());
+        // Output paths come from validated names; refuse anything that
+        // would leave the output directory all the same.
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(format!(
+                "refusing to write outside the output directory: {}",
+                o.path()
+            ));
+        }
+        let dest = self.dir.join(rel);
+        let parent = dest.parent().unwrap_or(&self.dir).to_path_buf();
+        if !self.made_dirs.contains(&parent) {
+            fs::create_dir_all(&parent)
+                .map_err(|e| format!("{}: cannot create directory: {e}", parent.display()))?;
+            self.made_dirs.insert(parent.clone());
+        }
+        let file_name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: no file name", dest.display()))?;
+        let tmp = parent.join(format!(".#{file_name}.{}", self.pid));
+        let made = match o {
+            Output::File { content, .. } => {
+                fs::File::create(&tmp).and_then(|mut f| f.write_all(content.as_bytes()))
+            }
+            Output::Symlink { target, .. } => symlink(target, &tmp).or_else(|_| {
+                // A leftover from a run with our PID that was killed.
+                let _ = fs::remove_file(&tmp);
+                symlink(target, &tmp)
+            }),
+        };
+        made.and_then(|_| fs::rename(&tmp, &dest)).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("{}: cannot write: {e}", dest.display())
+        })
+    }
 }

@@ -76,6 +76,8 @@ pub struct Found {
     /// Where the content comes from: `path`, or the template for an
     /// instance that is a symlink to it.
     pub content: PathBuf,
+    /// The bytes of `content`, read during the search.
+    pub data: Vec<u8>,
     pub dropins: Vec<PathBuf>,
 }
 
@@ -92,62 +94,61 @@ pub struct Search {
 pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
     let suffix = format!(".{}", kind.suffix());
     let mut out = Search::default();
-    // file name -> first (highest-priority) path
-    let mut winners: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in dirs {
-        for (name, path) in list_dir(dir, &mut out.errors) {
-            if name.ends_with(&suffix) && name.len() > suffix.len() {
-                winners.entry(name).or_insert(path);
-            }
+    // Each directory is listed once; drop-in folders are only opened where
+    // the listing shows them (a generator must take milliseconds).
+    let listings: Vec<Vec<Listed>> = dirs.iter().map(|d| list_dir(d, &mut out.errors)).collect();
+    // file name -> first (highest-priority) entry
+    let mut winners: BTreeMap<&str, &Listed> = BTreeMap::new();
+    for l in listings.iter().flatten() {
+        if l.name.ends_with(&suffix) && l.name.len() > suffix.len() {
+            winners.entry(l.name.as_str()).or_insert(l);
         }
     }
-    for (file_name, path) in &winners {
-        match is_masked(path) {
-            Ok(true) => {
-                out.masked.push(path.clone());
-                continue;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                out.errors.push(e);
-                continue;
-            }
-        }
-        if let Ok(md) = fs::metadata(path) {
-            if !md.is_file() {
-                out.errors
-                    .push(format!("{}: not a regular file", path.display()));
-                continue;
-            }
+    for (file_name, l) in &winners {
+        let path = &l.path;
+        if l.is_symlink && fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
+            out.masked.push(path.clone());
+            continue;
         }
         let stem = &file_name[..file_name.len() - suffix.len()];
         let name = UnitName::from_stem(stem);
         let mut content = path.clone();
-        if let UnitName::Instance { template, .. } = &name {
+        if let (UnitName::Instance { template, .. }, true) = (&name, l.is_symlink) {
             let tmpl_file = format!("{template}@{suffix}");
             if let Ok(target) = fs::read_link(path) {
                 if target.file_name().and_then(|n| n.to_str()) == Some(tmpl_file.as_str()) {
-                    match winners.get(&tmpl_file) {
-                        Some(t) if is_masked(t) == Ok(false) => content = t.clone(),
-                        Some(t) => {
-                            out.errors.push(format!(
-                                "{}: instance of the template {}, which is masked",
-                                path.display(),
-                                t.display()
-                            ));
-                            continue;
-                        }
-                        None => {} // dangling: reading it reports the error
+                    if let Some(t) = winners.get(tmpl_file.as_str()) {
+                        content = t.path.clone();
                     }
                 }
             }
         }
-        let dropins = dropins(dirs, kind, &name, &mut out.errors);
+        let data = match read_unit(&content) {
+            Ok(d) => d,
+            Err(e) => {
+                out.errors.push(e);
+                continue;
+            }
+        };
+        if data.is_empty() {
+            if content == *path {
+                out.masked.push(path.clone());
+            } else {
+                out.errors.push(format!(
+                    "{}: instance of the template {}, which is masked",
+                    path.display(),
+                    content.display()
+                ));
+            }
+            continue;
+        }
+        let dropins = dropins(dirs, &listings, kind, &name, &mut out.errors);
         out.found.push(Found {
             kind,
             name,
             path: path.clone(),
             content,
+            data,
             dropins,
         });
     }
@@ -167,17 +168,23 @@ fn dropin_dirs(kind: FileType, name: &UnitName) -> Vec<String> {
 
 fn dropins(
     dirs: &[PathBuf],
+    listings: &[Vec<Listed>],
     kind: FileType,
     name: &UnitName,
     errors: &mut Vec<String>,
 ) -> Vec<PathBuf> {
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in dirs {
+    for (dir, listing) in dirs.iter().zip(listings) {
         for sub in dropin_dirs(kind, name) {
-            let d = dir.join(sub);
-            for (f, path) in list_dir(&d, errors) {
-                if f.ends_with(".conf") {
-                    by_name.entry(f).or_insert(path);
+            if listing
+                .binary_search_by(|l| l.name.as_str().cmp(&sub))
+                .is_err()
+            {
+                continue;
+            }
+            for l in list_dir(&dir.join(sub), errors) {
+                if l.name.ends_with(".conf") {
+                    by_name.entry(l.name).or_insert(l.path);
                 }
             }
         }
@@ -194,10 +201,18 @@ fn dropins(
         .collect()
 }
 
+/// A directory entry: its name, path and whether it is a symlink (from
+/// the directory listing itself, without a stat).
+struct Listed {
+    name: String,
+    path: PathBuf,
+    is_symlink: bool,
+}
+
 /// Entries of a directory, sorted by name. A missing directory is empty;
 /// one that cannot be read is an error. Names that are not UTF-8 cannot be
 /// unit names and are reported.
-fn list_dir(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, PathBuf)> {
+fn list_dir(dir: &Path, errors: &mut Vec<String>) -> Vec<Listed> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -210,19 +225,26 @@ fn list_dir(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, PathBuf)> {
     let mut v = Vec::new();
     for ent in rd {
         match ent {
-            Ok(ent) => match ent.file_name().into_string() {
-                Ok(name) => v.push((name, ent.path())),
-                Err(os) => {
-                    let p = dir.join(&os);
-                    if p.extension().is_some() {
-                        errors.push(format!("{}: file name is not valid UTF-8", p.display()));
+            Ok(ent) => {
+                let is_symlink = ent.file_type().is_ok_and(|t| t.is_symlink());
+                match ent.file_name().into_string() {
+                    Ok(name) => v.push(Listed {
+                        name,
+                        path: ent.path(),
+                        is_symlink,
+                    }),
+                    Err(os) => {
+                        let p = dir.join(&os);
+                        if p.extension().is_some() {
+                            errors.push(format!("{}: file name is not valid UTF-8", p.display()));
+                        }
                     }
                 }
-            },
+            }
             Err(e) => errors.push(format!("{}: cannot read directory: {e}", dir.display())),
         }
     }
-    v.sort();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
     v
 }
 
@@ -241,6 +263,21 @@ fn is_masked(path: &Path) -> Result<bool, String> {
         Ok(md) => Ok(md.is_file() && md.len() == 0),
         Err(e) => Err(format!("{}: {}", path.display(), describe_io(&e))),
     }
+}
+
+/// Read a unit file: it must be a regular file (after symlinks) of
+/// bounded size.
+fn read_unit(path: &Path) -> Result<Vec<u8>, String> {
+    let data = read_bounded(path)?;
+    if data.is_empty() {
+        // Empty could also be a directory read as nothing; tell them apart.
+        if let Ok(md) = fs::metadata(path) {
+            if !md.is_file() {
+                return Err(format!("{}: not a regular file", path.display()));
+            }
+        }
+    }
+    Ok(data)
 }
 
 /// Read a file, bounded in size.
