@@ -213,7 +213,14 @@ impl SafeDir {
 
     fn mkdir(&self, name: &OsStr, attrs: DirAttrs) -> Result<()> {
         let p = self.child_path(name);
-        match mkdirat(Some(self.raw()), name, Mode::from_bits_truncate(0o700)) {
+        // Created with its final permission bits (less the umask, which
+        // sdme-prepare has checked), so an interruption before the chmod
+        // below never leaves a directory that hides its contents.
+        match mkdirat(
+            Some(self.raw()),
+            name,
+            Mode::from_bits_truncate(attrs.mode & 0o777),
+        ) {
             Ok(()) => {}
             Err(Errno::EEXIST) => return Ok(()), // raced with someone; checked on open
             Err(e) => bail!("cannot create directory {}: {e}", p.display()),
