@@ -57,6 +57,7 @@ clippy:
 # Unit, conformance, property and golden tests.
 test:
 	$(CARGO) test --workspace --locked
+	tests/man/check
 
 # Packages the suites need on a fresh Debian machine.
 deps:

@@ -58,11 +58,11 @@ fn main() -> ExitCode {
     let mode = match parse_args() {
         Ok(m) => m,
         Err(e) => {
-            log.log(Level::Err, &e);
+            log.error_everywhere(&e);
             return ExitCode::from(2);
         }
     };
-    let dirs = paths::unit_dirs();
+    let (dirs, dir_errors) = paths::unit_dirs();
     log.log(
         Level::Debug,
         &format!(
@@ -79,10 +79,13 @@ fn main() -> ExitCode {
     }
     // Errors go to stderr as well as kmsg: a manual run, `systemd-analyze
     // verify` and the journal all show why a unit is missing.
-    for e in &g.errors {
-        log.error_everywhere(&format!("{e} (file skipped)"));
+    for e in dir_errors.iter().chain(&g.errors) {
+        log.error_everywhere(e);
     }
-    let mut failed = !g.errors.is_empty();
+    for f in &g.skipped {
+        log.error_everywhere(&format!("{}: skipped, no units generated", f.display()));
+    }
+    let mut failed = !g.errors.is_empty() || !dir_errors.is_empty();
     match mode {
         Mode::DryRun => {
             for o in g.outputs.values() {

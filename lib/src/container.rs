@@ -31,6 +31,13 @@ impl Diag {
             message: message.into(),
         }
     }
+    /// Name the instance a template line was read for.
+    fn via(mut self, instance: Option<&Path>) -> Diag {
+        if let Some(i) = instance {
+            self.message = format!("{} (for instance {})", self.message, i.display());
+        }
+        self
+    }
     fn file(path: &Path, message: impl Into<String>) -> Diag {
         Diag {
             path: path.to_path_buf(),
@@ -121,24 +128,73 @@ pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 pub const HOST_CLONE_OPAQUE: [&str; 2] = ["/etc/systemd/system", "/var/log"];
 
 /// `[Service]` keys sdme sets itself; a second value would break the unit.
-const RESERVED_SERVICE_KEYS: [(&str, &str); 3] = [
+const RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
     ("ExecStart", "sdme writes the systemd-nspawn command line; use NspawnArgs= in [Container] to add options"),
     ("Type", "the container service must be Type=notify so that start waits for the boot"),
     ("NotifyAccess", "nspawn and its payload must be able to notify"),
+    ("TimeoutStartSec", "use BootTimeout= in [Container], which the boot-wait helper honours too"),
 ];
 
+/// Keys whose empty assignment would reset what sdme wrote (its helpers,
+/// its mount dependency) and leave a container that cannot start right.
+const NO_RESET_KEYS: [(&str, &str); 7] = [
+    ("Service", "ExecStartPre"),
+    ("Service", "ExecStartPost"),
+    ("Service", "ExecStopPost"),
+    ("Unit", "BindsTo"),
+    ("Unit", "After"),
+    ("Unit", "Requires"),
+    ("Unit", "RequiresMountsFor"),
+];
+
+fn check_passthrough(sec: &Section, diags: &mut Vec<Diag>) {
+    for e in &sec.entries {
+        if sec.name == "Service" {
+            if let Some((_, why)) = RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key) {
+                diags.push(Diag::at(
+                    &e.at,
+                    format!("{}= cannot be set in [Service]: {why}", e.key),
+                ));
+            }
+        }
+        if e.value.is_empty() && NO_RESET_KEYS.contains(&(sec.name.as_str(), e.key.as_str())) {
+            diags.push(Diag::at(
+                &e.at,
+                format!(
+                    "an empty {}= in [{}] would also remove what sdme sets there; remove the line",
+                    e.key, sec.name
+                ),
+            ));
+        }
+    }
+}
+
 impl Container {
-    /// Read `found` and its drop-ins and validate them.
+    /// Validate `found` (its bytes were read by the search) with its
+    /// drop-ins.
     pub fn load(found: &Found) -> Result<Container, Vec<Diag>> {
-        let data = read_bounded(&found.content).map_err(|e| vec![Diag::file(&found.path, e)])?;
-        let mut file =
-            UnitFile::parse(&found.content, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
+        let via = (found.content != found.path).then_some(found.path.as_path());
+        let mut file = UnitFile::parse(&found.content, &found.data)
+            .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
         for d in &found.dropins {
             let data = read_bounded(d).map_err(|e| vec![Diag::file(d, e)])?;
             let drop = UnitFile::parse(d, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
             file.merge(drop);
         }
-        Container::from_unit(found.name.clone(), &found.path, &file)
+        // Lines of a symlinked instance come from its template: say which
+        // instance they failed for.
+        Container::from_unit(found.name.clone(), &found.path, &file).map_err(|diags| {
+            diags
+                .into_iter()
+                .map(|d| {
+                    if d.path == found.content {
+                        d.via(via)
+                    } else {
+                        d
+                    }
+                })
+                .collect()
+        })
     }
 
     /// Validate a parsed file named `name`.
@@ -155,15 +211,10 @@ impl Container {
             match sec.name.as_str() {
                 "Container" => sec.entries.iter().for_each(|e| b.container_key(e)),
                 "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
-                "Service" => {
-                    for e in &sec.entries {
-                        if let Some((_, why)) = RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key) {
-                            b.diags.push(Diag::at(&e.at, format!("{}= cannot be set in [Service]: {why}", e.key)));
-                        }
-                    }
+                "Service" | "Unit" => {
+                    check_passthrough(sec, &mut b.diags);
                     b.passthrough.push(sec.clone());
                 }
-                "Unit" => b.passthrough.push(sec.clone()),
                 n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
                 n => b.diags.push(Diag::at(
                     &sec.at,
@@ -190,6 +241,7 @@ impl Container {
                     || a.starts_with("--network-")
                     || a.starts_with("--port")
                     || a == "-n"
+                    || a.starts_with("-p")
             }))
     }
 }
@@ -352,10 +404,9 @@ impl Builder {
                     }
                 });
                 if let Some(()) = self.check(e, r) {
-                    let list = self.opaque.get_or_insert_with(default_opaque_marker);
-                    if !list.iter().any(|d| d == v) {
-                        list.push(v.to_string());
-                    }
+                    self.opaque
+                        .get_or_insert_with(default_opaque_marker)
+                        .push(v.to_string());
                 }
             }
             "PrivateNetwork" => self.private_network = self.bool(e),
@@ -530,6 +581,11 @@ impl Builder {
                 "Bridge= and Zone= cannot both be set (nspawn attaches the veth to one bridge)",
             ));
         }
+        // An instance reads its template's [Install]: DefaultInstance= is
+        // the template's business there, not an error.
+        if matches!(self.name, UnitName::Instance { .. }) {
+            self.install.default_instance = None;
+        }
         if self.install.default_instance.is_some() && !self.name_is_template() {
             if let Some((_, at)) = self
                 .install_at
@@ -559,7 +615,9 @@ impl Builder {
             }
         }
         for a in self.install.alias.clone() {
-            let template = self.name_is_template();
+            // Templates and their instances take template aliases
+            // (`www@.service`; an instance gets `www@INSTANCE.service`).
+            let template = !matches!(self.name, UnitName::Plain(_));
             let ok = a.ends_with(".service") && (a.contains("@.") == template);
             if !ok {
                 let at = self
@@ -583,24 +641,29 @@ impl Builder {
             return Err(self.diags);
         }
         let host = self.rootfs == Rootfs::Host;
-        let opaque = match self.opaque {
-            None if host => HOST_CLONE_OPAQUE.iter().map(|s| s.to_string()).collect(),
+        let mut opaque: Vec<String> = Vec::new();
+        let defaults = || HOST_CLONE_OPAQUE.iter().map(|s| s.to_string());
+        let listed: Vec<String> = match self.opaque {
+            None if host => defaults().collect(),
             None => Vec::new(),
             Some(list) => list
                 .into_iter()
                 .flat_map(|d| {
-                    if d == DEFAULTS_MARKER {
-                        if host {
-                            HOST_CLONE_OPAQUE.iter().map(|s| s.to_string()).collect()
-                        } else {
-                            Vec::new()
-                        }
-                    } else {
+                    if d != DEFAULTS_MARKER {
                         vec![d]
+                    } else if host {
+                        defaults().collect()
+                    } else {
+                        Vec::new()
                     }
                 })
                 .collect(),
         };
+        for d in listed {
+            if !opaque.contains(&d) {
+                opaque.push(d);
+            }
+        }
         Ok(Container {
             name: self.name,
             source,

@@ -5,27 +5,41 @@
 //! quotes split `ExecStart=` words, and mount unit names come from path
 //! escaping (systemd-escape --path).
 
+use std::borrow::Cow;
+
 /// Longest unit name systemd accepts (UNIT_NAME_MAX).
 pub const UNIT_NAME_MAX: usize = 255;
 
 /// A value for any unit setting: specifiers disarmed.
-pub fn unit_value(s: &str) -> String {
-    s.replace('%', "%%")
+pub fn unit_value(s: &str) -> Cow<'_, str> {
+    if s.contains('%') {
+        s.replace('%', "%%").into()
+    } else {
+        s.into()
+    }
 }
 
 /// One word of a command line (`ExecStart=`): quoted when needed, `%` and
 /// `$` doubled so systemd passes it through literally.
-pub fn exec_word(s: &str) -> String {
+pub fn exec_word(s: &str) -> Cow<'_, str> {
     exec_word_with(s, true)
 }
 
 /// As [`exec_word`], but `${NAME}` references are left for systemd to
 /// expand (used for `Environment=` values; see sdme.container(5)).
-pub fn exec_word_expanding(s: &str) -> String {
+pub fn exec_word_expanding(s: &str) -> Cow<'_, str> {
     exec_word_with(s, false)
 }
 
-fn exec_word_with(s: &str, literal_dollar: bool) -> String {
+fn exec_word_with(s: &str, literal_dollar: bool) -> Cow<'_, str> {
+    // Most words need nothing: keep them as they are.
+    if !s.is_empty()
+        && s != ";"
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'$' | b'"' | b'\'' | b'\\'))
+    {
+        return s.into();
+    }
     let needs_quotes = s.is_empty()
         || s == ";"
         || s.chars()
@@ -54,7 +68,7 @@ fn exec_word_with(s: &str, literal_dollar: bool) -> String {
     if needs_quotes {
         out.push('"');
     }
-    out
+    out.into()
 }
 
 /// `${NAME}` with a valid variable name at the start of `s`.

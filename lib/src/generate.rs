@@ -20,6 +20,8 @@ pub struct Generated {
     pub errors: Vec<String>,
     /// Files skipped on purpose (masked).
     pub masked: Vec<PathBuf>,
+    /// Files skipped because of their errors.
+    pub skipped: Vec<PathBuf>,
 }
 
 /// Generate units for every file on `dirs`.
@@ -37,6 +39,7 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
             Ok(c) => c,
             Err(diags) => {
                 g.errors.extend(diags.iter().map(Diag::to_string));
+                g.skipped.push(found.path.clone());
                 continue;
             }
         };
@@ -48,6 +51,7 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
                     c.machine,
                     other.display()
                 ));
+                g.skipped.push(c.source.clone());
                 continue;
             }
         }
@@ -58,6 +62,7 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
                 c.source.display(),
                 clash.path()
             ));
+            g.skipped.push(c.source.clone());
             continue;
         }
         if !c.is_template() {

@@ -47,11 +47,29 @@ pub fn rootfs_dir(name: &str) -> PathBuf {
 }
 
 /// The search path in force: `$SDME_UNIT_DIRS` when set and not empty.
-pub fn unit_dirs() -> Vec<PathBuf> {
+/// Entries that are not absolute are left out and reported.
+pub fn unit_dirs() -> (Vec<PathBuf>, Vec<String>) {
     match std::env::var_os(UNIT_DIRS_ENV) {
-        Some(v) if !v.is_empty() => std::env::split_paths(&v)
-            .filter(|p| !p.as_os_str().is_empty())
-            .collect(),
-        _ => DEFAULT_UNIT_DIRS.iter().map(PathBuf::from).collect(),
+        Some(v) if !v.is_empty() => {
+            let mut errors = Vec::new();
+            let dirs = std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .filter(|p| {
+                    let ok = p.is_absolute();
+                    if !ok {
+                        errors.push(format!(
+                            "{UNIT_DIRS_ENV}: '{}' is not an absolute path; ignored",
+                            p.display()
+                        ));
+                    }
+                    ok
+                })
+                .collect();
+            (dirs, errors)
+        }
+        _ => (
+            DEFAULT_UNIT_DIRS.iter().map(PathBuf::from).collect(),
+            Vec::new(),
+        ),
     }
 }
