@@ -455,6 +455,25 @@ impl Lower {
         })
     }
 
+    /// The first `limit` bytes of the regular file at `rel` (followed inside
+    /// the layer); None when missing or not a regular file.
+    pub fn read_small(&self, rel: &Path, limit: u64) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let fd = self
+            .open_in(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+            .ok()?;
+        let st = fstat(fd.as_raw_fd()).ok()?;
+        if file_type(&st) != SFlag::S_IFREG {
+            return None;
+        }
+        let mut out = Vec::new();
+        std::fs::File::from(fd)
+            .take(limit)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    }
+
     /// The directory at `rel` (None when missing or not a directory).
     pub fn open_dir(&self, rel: &Path) -> Result<Option<LowerDir>> {
         match self.open_in(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {

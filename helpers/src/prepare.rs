@@ -492,10 +492,28 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         0o644,
     )?;
     let mid = OsStr::new("machine-id");
+    let lower_ids = lower_machine_ids(&lower);
     match etc.entry(mid)? {
-        Entry::File { size } if size > 0 => {} // the container's own id
+        // The container's own id (committed by systemd-machine-id-commit),
+        // unless it is a copy of the lower's: then it is the host's or the
+        // image's id, which the container must not share.
+        Entry::File { size } if size > 0 => {
+            let own = etc.read_small(mid, 128)?.unwrap_or_default();
+            let own = String::from_utf8_lossy(&own).trim().to_string();
+            if lower_ids.contains(&own) {
+                etc.write_file(mid, b"", 0o444)?;
+                report.warnings.push(format!(
+                    "etc/machine-id in upper/ was the lower layer's id {own}; reset to empty"
+                ));
+            }
+        }
         _ => etc.write_file(mid, b"", 0o444)?,
     }
+    // systemd initialises an empty /etc/machine-id from
+    // /var/lib/dbus/machine-id when that exists, which in a clone of the
+    // host (or a shared image) is the host's (image's) id: point it at
+    // /etc/machine-id instead, as systemd and D-Bus recommend.
+    dbus_machine_id_link(&upper, &lower, &attrs)?;
     let resolv = OsStr::new("resolv.conf");
     if !matches!(etc.entry(resolv)?, Entry::File { .. }) {
         etc.write_file(resolv, RESOLV_PLACEHOLDER.as_bytes(), 0o644)?;
@@ -567,6 +585,43 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         report.mounted = true;
     }
     Ok(report)
+}
+
+/// The machine ids in the lower layer (its /etc/machine-id and
+/// /var/lib/dbus/machine-id), trimmed, non-empty.
+fn lower_machine_ids(lower: &Lower) -> Vec<String> {
+    ["etc/machine-id", "var/lib/dbus/machine-id"]
+        .iter()
+        .filter_map(|p| lower.read_small(Path::new(p), 128))
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Put `var/lib/dbus/machine-id -> /etc/machine-id` into upper/ when the
+/// lower has that file as anything else and the container has not put its
+/// own there.
+fn dbus_machine_id_link(
+    upper: &SafeDir,
+    lower: &Lower,
+    attrs: &dyn Fn(&Path) -> DirAttrs,
+) -> Result<()> {
+    let rel = Path::new("var/lib/dbus");
+    let name = OsStr::new("machine-id");
+    let Some(ldir) = lower.open_dir(rel)? else {
+        return Ok(());
+    };
+    let follows_etc = |t: OsString| t == "/etc/machine-id" || t == "../../../etc/machine-id";
+    match ldir.entry(name) {
+        Entry::Missing => return Ok(()),
+        Entry::Symlink if ldir.readlink(name).is_some_and(follows_etc) => return Ok(()),
+        _ => {}
+    }
+    let dir = upper.walk_create(rel, attrs)?;
+    if matches!(dir.entry(name)?, Entry::Missing | Entry::Whiteout) {
+        dir.symlink(name, OsStr::new("/etc/machine-id"))?;
+    }
+    Ok(())
 }
 
 /// Write a comment-only stub for `etc/NAME` when the container has no

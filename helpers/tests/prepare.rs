@@ -46,6 +46,12 @@ fn fixture() -> Fixture {
         "0123456789abcdef0123456789abcdef\n",
     )
     .unwrap();
+    std::fs::create_dir_all(lower.join("var/lib/dbus")).unwrap();
+    std::fs::write(
+        lower.join("var/lib/dbus/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     std::fs::write(lower.join("etc/fstab"), "/dev/sda1 / ext4 defaults 0 1\n").unwrap();
     std::fs::write(lower.join("etc/crypttab"), "data UUID=x none luks\n").unwrap();
     symlink(
@@ -188,6 +194,7 @@ fn writes_the_upper_layer_of_a_host_clone() {
     ] {
         assert!(std::fs::symlink_metadata(sys.join(not)).is_err(), "{not}");
     }
+    assert_eq!(link(&up.join("var/lib/dbus/machine-id")), "/etc/machine-id");
     // Directories created in upper take the lower's mode and owner.
     assert_eq!(mode(&up.join("etc")), mode(&f.lower.join("etc")));
     // The lower is untouched.
@@ -592,4 +599,31 @@ fn overlay_of_the_real_root() {
     assert!(merged.join(OsStr::new("etc/os-release")).exists());
     drop(guard);
     assert!(!overlay_at(&merged));
+}
+
+#[test]
+fn the_lower_machine_id_is_never_kept() {
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    prepare::run(&opts(&f, &["--host-clone"])).unwrap();
+    let up = f.state.join("upper");
+    // As systemd would have committed it from /var/lib/dbus/machine-id
+    // before sdme-prepare linked that to /etc/machine-id.
+    std::fs::write(
+        up.join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let r = prepare::run(&opts(&f, &["--host-clone"])).unwrap();
+    assert_eq!(read(&up.join("etc/machine-id")), "");
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    // A lower whose dbus id already follows /etc/machine-id gets no link.
+    let f = fixture();
+    let d = f.lower.join("var/lib/dbus/machine-id");
+    std::fs::remove_file(&d).unwrap();
+    symlink("/etc/machine-id", &d).unwrap();
+    prepare::run(&opts(&f, &[])).unwrap();
+    assert!(!f.state.join("upper/var/lib/dbus").exists());
 }
