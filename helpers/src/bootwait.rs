@@ -46,6 +46,7 @@ pub const USAGE: &str =
 
 pub const MACHINES_DIR: &str = "/run/systemd/machines";
 pub const BUS_SOCKET: &str = "run/dbus/system_bus_socket";
+const NO_SOCKET: &str = "no /run/dbus/system_bus_socket in the container";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -267,7 +268,14 @@ struct Waiter<'a> {
     via: Path2,
     deadline: Option<Instant>,
     machines_dir: PathBuf,
+    /// Since when the guest has had no bus socket at all.
+    no_socket_since: Option<Instant>,
 }
+
+/// READY=1 comes after sockets.target, so a guest without a bus socket
+/// this long after it is an image without D-Bus: fail instead of waiting
+/// for the whole timeout.
+pub const NO_BUS_GRACE: Duration = Duration::from_secs(3);
 
 /// A single check's own time limit: the deadline, but at least a second
 /// (the first check is always made in full).
@@ -343,7 +351,7 @@ impl Waiter<'_> {
             // SAFETY: a fresh fd from openat2().
             Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
             Err(Errno::EACCES | Errno::EPERM) => return Err(None),
-            Err(Errno::ENOENT) => return Err(Some(format!("no /{BUS_SOCKET} yet"))),
+            Err(Errno::ENOENT) => return Err(Some(NO_SOCKET.to_string())),
             Err(e) => return Err(Some(format!("/{BUS_SOCKET}: {e}"))),
         };
         // connect(2) through the O_PATH fd's magic link reaches the inode
@@ -369,7 +377,19 @@ impl Waiter<'_> {
                     self.via = Path2::Machined;
                     return self.check_bus_machined(deadline);
                 }
-                Err(Some(why)) => return Ok(Check::NotYet(why)),
+                Err(Some(why)) => {
+                    if why == NO_SOCKET {
+                        let since = *self.no_socket_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= NO_BUS_GRACE {
+                            bail!(
+                                "the container has no D-Bus system bus \
+                                 (/{BUS_SOCKET} missing after boot); machinectl shell and \
+                                 systemctl -M need one: install dbus (or dbus-broker) in the image"
+                            );
+                        }
+                    }
+                    return Ok(Check::NotYet(why));
+                }
             }
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -549,6 +569,7 @@ pub fn wait_with(opts: &Options, machines_dir: &Path, main_pid: Option<i32>) -> 
         },
         deadline,
         machines_dir: machines_dir.to_path_buf(),
+        no_socket_since: None,
     };
     let mut stage = Stage::Register;
     let mut backoff = Backoff::default();
@@ -721,6 +742,33 @@ mod tests {
         let opts = parse_args(args(&["--machine=m", "--timeout=200ms"])).unwrap();
         let e = wait_with(&opts, dir.path(), None).unwrap_err().to_string();
         assert!(e.contains("leader pid 2147483646 is gone"), "{e}");
+    }
+
+    /// A guest without a bus socket fails after the grace period, not at
+    /// the timeout. Our own process plays the leader (its root is this
+    /// machine's, which has no system bus here).
+    #[test]
+    fn no_bus_fails_after_the_grace_period() {
+        if Path::new("/").join(BUS_SOCKET).exists() {
+            eprintln!("skipping: this machine has a system bus");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        std::fs::write(
+            dir.path().join("m"),
+            format!("LEADER={me}\nSTATE=running\n"),
+        )
+        .unwrap();
+        let opts = parse_args(args(&["--machine=m", "--timeout=30s"])).unwrap();
+        let t0 = Instant::now();
+        let e = wait_with(&opts, dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("no D-Bus system bus"), "{e}");
+        let took = t0.elapsed();
+        assert!(
+            took >= NO_BUS_GRACE && took < NO_BUS_GRACE + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 
     /// The main process (nspawn) exiting ends the wait at once.
