@@ -8,5 +8,6 @@
 pub mod bootwait;
 pub mod dbus;
 pub mod fsutil;
+pub mod journal;
 pub mod mountinfo;
 pub mod prepare;

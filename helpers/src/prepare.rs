@@ -41,6 +41,9 @@ pub struct Options {
     pub state: PathBuf,
     pub hostname: String,
     pub source: Option<PathBuf>,
+    /// The container's service, when prepare runs in a unit of its own:
+    /// errors are also logged there (see `journal`).
+    pub unit: Option<String>,
     pub host_clone: bool,
     pub host_network: bool,
     /// Relative to the container's root, validated.
@@ -48,7 +51,7 @@ pub struct Options {
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
-[--host-clone] [--host-network] [--opaque=PATH]... [--source=FILE] MACHINE\n       \
+[--host-clone] [--host-network] [--opaque=PATH]... [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --unmount --state=DIR MACHINE";
 
 fn utf8(v: OsString, what: &str) -> Result<String> {
@@ -72,6 +75,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut state = None;
     let mut hostname = None;
     let mut source = None;
+    let mut unit = None;
     let mut host_clone = false;
     let mut host_network = false;
     let mut opaque = Vec::new();
@@ -109,6 +113,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--state" => state = Some(value("--state")?),
             "--hostname" => hostname = Some(value("--hostname")?),
             "--source" => source = Some(value("--source")?),
+            "--unit" => unit = Some(value("--unit")?),
             "--opaque" => opaque.push(value("--opaque")?),
             "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
                 if inline.is_some() {
@@ -161,6 +166,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         .iter()
         .map(|p| container_rel_path(p).with_context(|| "--opaque".to_string()))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(u) = &unit {
+        sdme_core::value::check_unit_name(u, "--unit").map_err(|e| anyhow!(e))?;
+    }
     Ok(Options {
         machine,
         action,
@@ -168,6 +176,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         state,
         hostname,
         source,
+        unit,
         host_clone,
         host_network,
         opaque,

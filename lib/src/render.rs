@@ -177,6 +177,11 @@ fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     }
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
+    if !mount {
+        // Its own unit: errors go to the container's journal too.
+        s.push_str(" --unit=");
+        s.push_str(&service_name(c));
+    }
     s.push(' ');
     s.push_str(&x.m);
     s.push('\n');
@@ -300,6 +305,14 @@ fn service(x: &Ctx) -> String {
         x.word(&mut s, "--wait-for=", u);
     }
     s.push('\n');
+    // Names the cause when systemd's start timeout hits.
+    s.push_str("ExecStopPost=");
+    s.push_str(&paths::helper("sdme-boot-wait"));
+    s.push_str(" --stopped --machine=");
+    s.push_str(&x.m);
+    s.push_str(" --timeout=");
+    s.push_str(&timeout);
+    s.push('\n');
     if c.is_template() {
         s.push_str("ExecStopPost=");
         s.push_str(&paths::helper("sdme-prepare"));
@@ -356,6 +369,10 @@ fn mount_unit(x: &Ctx) -> String {
         s.push_str(&prep);
         s.push('\n');
     }
+    // A restart of the container remounts, so the prepare step runs again.
+    s.push_str("PartOf=");
+    s.push_str(&service_name(c));
+    s.push('\n');
     x.requires_mounts(&mut s);
     s.push_str("StopWhenUnneeded=yes\n\n[Mount]\nWhat=overlay\nWhere=");
     s.push_str(&x.dir);

@@ -11,7 +11,16 @@ fn main() -> ExitCode {
             .and_then(|s| s.strip_prefix("--machine="))
             .map(str::to_string)
     });
-    let result = bootwait::parse_args(args).and_then(|opts| bootwait::wait(&opts));
+    let result = bootwait::parse_args(args).and_then(|opts| {
+        if opts.stopped {
+            let result = std::env::var("SERVICE_RESULT").ok();
+            if let Some(why) = bootwait::explain_stop(&opts, result.as_deref()) {
+                eprintln!("sdme-boot-wait: {}: {why}", opts.machine);
+            }
+            return Ok(());
+        }
+        bootwait::wait(&opts)
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,11 +2,18 @@
 
 use std::process::ExitCode;
 
-use sdme_helpers::prepare;
+use sdme_helpers::{journal, prepare};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let guess = prepare::machine_guess(&args);
+    // The container's service, to log a failure in its journal too.
+    let unit = args.iter().find_map(|a| {
+        a.to_str()
+            .and_then(|s| s.strip_prefix("--unit="))
+            .filter(|u| sdme_core::value::check_unit_name(u, "unit").is_ok())
+            .map(str::to_string)
+    });
     let result = prepare::parse_args(args).and_then(|opts| {
         let r = prepare::run(&opts)?;
         Ok((opts, r))
@@ -28,9 +35,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the journal shows it next to the failed unit.
             let msg = format!("{e:#}").replace('\n', " ");
-            match guess {
-                Some(m) => eprintln!("sdme-prepare: {}: {msg}", m.escape_default()),
-                None => eprintln!("sdme-prepare: {msg}"),
+            let line = match guess {
+                Some(m) => format!("{}: {msg}", m.escape_default()),
+                None => msg,
+            };
+            eprintln!("sdme-prepare: {line}");
+            if let Some(u) = unit {
+                journal::send_about_unit(&u, "sdme-prepare", 3, &line);
             }
             ExitCode::FAILURE
         }
