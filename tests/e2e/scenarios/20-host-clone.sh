@@ -19,6 +19,10 @@ step "systemctl start sdme-$name"
 t0=$(date +%s%N)
 require_in "systemctl start sdme-$name" timeout 180 systemctl start "sdme-$name"
 step "started in $((($(date +%s%N) - t0) / 1000000)) ms"
+# Type=notify + --notify-ready=yes: start returns when the guest's boot is
+# complete, so the state is final now, without --wait.
+assert_match "$name finished booting when start returned (is-system-running, no --wait)" \
+	'^(running|degraded)$' "$(th_exec systemctl -M "$name" is-system-running 2>&1 || true)"
 
 assert_eq "sdme-$name is active right after start" active \
 	"$(th_exec systemctl is-active "sdme-$name" 2>&1 || true)"
