@@ -37,10 +37,10 @@ install: build
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD_DIR)/sdme-generator $(DESTDIR)$(GENERATORDIR)/sdme-generator
 	for b in $(BINS_HELPERS); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(LIBEXECDIR)/$$b; done
-	for u in units/*.service units/*.target; do [ -e "$$u" ] && install -m 0644 "$$u" $(DESTDIR)$(UNITDIR)/ || true; done
+	for u in units/*.service units/*.target; do [ -e "$$u" ] || continue; install -m 0644 "$$u" $(DESTDIR)$(UNITDIR)/; done
 	install -m 0644 units/sdme.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sdme.conf
-	for m in man/*.5; do install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
-	for m in man/*.8; do install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
+	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
+	for m in man/*.8; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
