@@ -282,18 +282,37 @@ fn read_unit(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Read a file, bounded in size.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    let f = fs::File::open(path).map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
-    let mut buf = Vec::new();
-    f.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
-    if buf.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!(
-            "{}: larger than {} MiB; not a unit file",
-            path.display(),
-            MAX_FILE_SIZE >> 20
-        ));
+    let err = |e: std::io::Error| format!("{}: {}", path.display(), describe_io(&e));
+    let mut f = fs::File::open(path).map_err(err)?;
+    // Unit files are small: one read into a buffer that fits them usually
+    // sees the whole file. A short read from a regular file is its end, so
+    // the extra read that would return 0 is saved (a generator reads
+    // every file at every boot and reload).
+    let mut buf = vec![0u8; 16 << 10];
+    let mut len = 0;
+    loop {
+        let n = match f.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(e)),
+        };
+        let asked = buf.len() - len;
+        len += n;
+        if len as u64 > MAX_FILE_SIZE {
+            return Err(format!(
+                "{}: larger than {} MiB; not a unit file",
+                path.display(),
+                MAX_FILE_SIZE >> 20
+            ));
+        }
+        if n == 0 || n < asked {
+            break;
+        }
+        let grow = buf.len().min(MAX_FILE_SIZE as usize + 1 - buf.len()).max(1);
+        buf.resize(buf.len() + grow, 0);
     }
+    buf.truncate(len);
+    buf.shrink_to_fit();
     Ok(buf)
 }
 
@@ -353,6 +372,22 @@ mod tests {
                 usr.join("web.container.d/20-b.conf"),
             ]
         );
+    }
+
+    #[test]
+    fn reads_are_bounded_and_complete() {
+        let t = tempfile::tempdir().unwrap();
+        let big = t.path().join("big.container");
+        fs::write(&big, vec![b'#'; MAX_FILE_SIZE as usize + 1]).unwrap();
+        let e = read_bounded(&big).unwrap_err();
+        assert!(e.ends_with("larger than 4 MiB; not a unit file"), "{e}");
+        let exact = t.path().join("exact.container");
+        let data: Vec<u8> = (0..MAX_FILE_SIZE).map(|i| b'a' + (i % 26) as u8).collect();
+        fs::write(&exact, &data).unwrap();
+        assert_eq!(read_bounded(&exact).unwrap(), data);
+        let small = t.path().join("small.container");
+        fs::write(&small, "[Container]\n").unwrap();
+        assert_eq!(read_bounded(&small).unwrap(), b"[Container]\n");
     }
 
     #[test]
