@@ -304,6 +304,34 @@ fn overlay_mounted(merged: &Path) -> Result<bool> {
     }
 }
 
+/// systemd-nspawn (256+) mounts a tmpfs on /run/systemd/nspawn/unix-export/
+/// MACHINE and removes it when it exits; killed with SIGKILL it leaves it
+/// there, and the next nspawn of that name refuses to start ("Mount point
+/// ... exists already, refusing"; nspawn --cleanup, its own remedy, is not
+/// in 257). With no machine of that name registered it is stale: unmount it
+/// (a warning says so). Best effort: a failure is a warning too.
+fn clear_stale_unix_export(machine: &str, report: &mut Report) {
+    use nix::mount::{umount2, MntFlags};
+    let dir = Path::new("/run/systemd/nspawn/unix-export").join(machine);
+    if Path::new("/run/systemd/machines").join(machine).exists()
+        || !matches!(mountinfo::mounted_at(&dir), Ok(Some(_)))
+    {
+        return;
+    }
+    match umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&dir);
+            report.warnings.push(format!(
+                "unmounted {}, left by a systemd-nspawn that was killed",
+                dir.display()
+            ));
+        }
+        Err(e) => report
+            .warnings
+            .push(format!("cannot unmount the stale {}: {e}", dir.display())),
+    }
+}
+
 /// Units to mask in a clone of the host: the `.mount`, `.swap` and
 /// `.automount` units the host's administrator put into or enabled from
 /// `/etc/systemd/system` (they name the host's disks and swap, which do not
@@ -470,6 +498,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
     ensure_host_dir(&state.join("work"), 0o700)?;
     let merged = merged_dir(state);
     ensure_host_dir(&merged, 0o755)?;
+    clear_stale_unix_export(&opts.machine, &mut report);
 
     // 2. An overlay already mounted on these layers must not have its upper
     //    layer changed underneath (overlayfs(5): undefined behaviour). It was
