@@ -8,7 +8,8 @@
 //! * written only when the container has not put something of its own
 //!   there: `etc/machine-id` (when missing or empty: a non-empty id was
 //!   written by the container itself, e.g. `systemd-machine-id-setup
-//!   --commit`, and is kept), `etc/resolv.conf` (when not a regular file),
+//!   --commit`, and is kept), `etc/resolv.conf` (with the host's network
+//!   only, when not a regular file),
 //!   the `etc/fstab`/`crypttab` stubs (when not a regular file), masks and
 //!   the `dbus.service` alias (when nothing but a whiteout is there);
 //! * never touched: everything else in `upper/`. Nothing is ever deleted
@@ -552,8 +553,12 @@ pub fn prepare(opts: &Options) -> Result<Report> {
     // host (or a shared image) is the host's (image's) id: point it at
     // /etc/machine-id instead, as systemd and D-Bus recommend.
     dbus_machine_id_link(&upper, &lower, &attrs)?;
+    // Only with the host's network: nspawn's --resolv-conf=auto then copies
+    // the host's DNS configuration, but not over a symlink. With a private
+    // network auto leaves the file alone, and the guest's own (often a
+    // symlink to its resolved stub) must stay.
     let resolv = OsStr::new("resolv.conf");
-    if !matches!(etc.entry(resolv)?, Entry::File { .. }) {
+    if opts.host_network && !matches!(etc.entry(resolv)?, Entry::File { .. }) {
         etc.write_file(resolv, RESOLV_PLACEHOLDER.as_bytes(), 0o644)?;
     }
 

@@ -346,7 +346,7 @@ fn symlinks_in_upper_are_never_followed() {
     for n in ["hostname", "hosts", "machine-id", "resolv.conf"] {
         symlink(f.outside.join("victim"), f.state.join("upper/etc").join(n)).unwrap();
     }
-    prepare::run(&opts(&f, &[])).unwrap();
+    prepare::run(&opts(&f, &["--host-network"])).unwrap();
     assert_eq!(read(&f.outside.join("victim")), "precious\n");
     for n in ["hostname", "hosts", "machine-id", "resolv.conf"] {
         let m = std::fs::symlink_metadata(f.state.join("upper/etc").join(n)).unwrap();
@@ -369,6 +369,22 @@ fn symlinks_in_upper_are_never_followed() {
     symlink(&f.outside, f.state.join("upper")).unwrap();
     assert!(prepare::run(&opts(&f, &[])).is_err());
     assert_eq!(std::fs::read_dir(&f.outside).unwrap().count(), 0);
+}
+
+#[test]
+fn resolv_conf_placeholder_only_with_the_host_network() {
+    if !root() {
+        return;
+    }
+    // A private network: nspawn --resolv-conf=auto leaves /etc/resolv.conf
+    // alone, so the lower's own (a symlink to its resolved stub) must show.
+    let f = fixture();
+    prepare::run(&opts(&f, &["--host-clone"])).unwrap();
+    assert!(std::fs::symlink_metadata(f.state.join("upper/etc/resolv.conf")).is_err());
+    // The host's network: a regular file for nspawn to copy into.
+    prepare::run(&opts(&f, &["--host-clone", "--host-network"])).unwrap();
+    let rc = std::fs::symlink_metadata(f.state.join("upper/etc/resolv.conf")).unwrap();
+    assert!(rc.file_type().is_file());
 }
 
 #[test]

@@ -8,7 +8,8 @@
 # - Hostname= (the machine name stays);
 # - [Service] MemoryMax= on the unit (and its cgroup, where the test host
 #   has a memory controller);
-# - PrivateNetwork=yes: a network namespace of its own with only lo;
+# - PrivateNetwork=yes: a network namespace of its own with only lo, the
+#   guest's own /etc/resolv.conf, resolved not masked;
 # - NspawnArgs=: --capability=CAP_NET_ADMIN reaches the bounding set of
 #   PID 1, a quoted word stays one argument; after removing the keys and
 #   daemon-reload, the next start has neither.
@@ -145,6 +146,15 @@ done
 assert_eq "$c shares the host's network namespace" "$host_ns" "${ns[0]}"
 assert_match "$p has a network namespace" '^net:\[[0-9]+\]$' "${ns[1]}"
 [ "${ns[1]}" != "$host_ns" ] || fail "$p shares the host's network namespace $host_ns"
+# nspawn --resolv-conf=auto leaves /etc/resolv.conf alone with a private
+# network: the guest keeps the lower layer's own (here the test host's:
+# a symlink to resolved's stub on trixie, a file on bookworm), no
+# placeholder of sdme-prepare.
+# shellcheck disable=SC2016 # expands inside
+describe_resolv='if [ -L /etc/resolv.conf ]; then echo "link $(readlink /etc/resolv.conf)"; else echo "file $(cat /etc/resolv.conf)"; fi'
+want=$(th_exec sh -c "$describe_resolv" 2>&1 || true)
+assert_eq "/etc/resolv.conf in $p is the lower layer's" "$want" "$(run_in "$p" sh -c "$describe_resolv" 2>&1 || true)"
+check_in "no resolv.conf placeholder in upper/ of $p" sh -c "! test -e /var/lib/sdme/containers/$p/upper/etc/resolv.conf"
 assert_eq "systemd-resolved not masked in $p (private network)" "" \
 	"$(th_exec systemctl -M "$p" show -P LoadState systemd-resolved.service 2>&1 | grep -x masked || true)"
 
