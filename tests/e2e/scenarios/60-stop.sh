@@ -150,6 +150,12 @@ booted "after reboot"
 log=$(journal_after "$c")
 assert_match "guest's systemd-shutdown rebooted (exit 133 path)" 'Rebooting' "$log"
 assert_match "systemd restarted $unit on its own" "$unit.service: Scheduled restart job" "$log"
+# With Restart=no only RestartForceExitStatus=133 restarts the unit: the
+# restart above means nspawn exited 133.
+assert_eq "$unit has Restart=no (so the restart came from exit status 133)" no \
+	"$(th_exec systemctl show -p Restart --value "$unit" 2>&1 || true)"
+assert_eq "$unit RestartForceExitStatus" 133 \
+	"$(th_exec systemctl show -p RestartForceExitStatus --value "$unit" 2>&1 || true)"
 assert_match "the restart re-ran the prepare step" "(Finished|Started) sdme-prepare@$name.service" "$log"
 check_in "upper/ survives reboot" test -f "$state/upper/root/before-stop"
 step "NRestarts=$(th_exec systemctl show -p NRestarts --value "$unit") (informational)"
