@@ -124,8 +124,60 @@ pub struct Container {
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Opaque directories of a host clone unless `OpaqueDir=` says otherwise:
-/// the host's own enabled units and logs must not show through.
-pub const HOST_CLONE_OPAQUE: [&str; 2] = ["/etc/systemd/system", "/var/log"];
+/// the host's own enabled units and logs must not show through, nor its
+/// sdme files (the clone's own generator would start the host's containers
+/// inside it) and state (other containers' layers and root file systems).
+pub const HOST_CLONE_OPAQUE: [&str; 6] = [
+    "/etc/systemd/system",
+    "/var/log",
+    "/etc/sdme",
+    "/usr/local/lib/sdme",
+    "/usr/lib/sdme",
+    "/var/lib/sdme",
+];
+
+/// nspawn options that sdme sets itself or that do nothing under
+/// `--keep-unit`; in `NspawnArgs=` they would conflict or be silently
+/// ignored, so they are refused with the key to use instead.
+const SDME_NSPAWN_OPTIONS: [(&str, &str); 14] = [
+    ("--machine", "set by sdme; use MachineName="),
+    ("-M", "set by sdme; use MachineName="),
+    ("--directory", "set by sdme; use Rootfs="),
+    ("-D", "set by sdme; use Rootfs="),
+    ("--image", "sdme boots an overlay directory; use Rootfs="),
+    ("-i", "sdme boots an overlay directory; use Rootfs="),
+    ("--boot", "always set by sdme"),
+    ("-b", "always set by sdme"),
+    ("--keep-unit", "always set by sdme"),
+    (
+        "--notify-ready",
+        "always set by sdme (start waits for the boot)",
+    ),
+    (
+        "--settings",
+        "set by sdme: the .container file is the whole configuration",
+    ),
+    (
+        "--register",
+        "machined registration is what machinectl and boot-wait use",
+    ),
+    (
+        "--property",
+        "has no effect with --keep-unit; put the setting in [Service]",
+    ),
+    (
+        "--slice",
+        "has no effect with --keep-unit; use Slice= in [Service]",
+    ),
+];
+
+fn check_nspawn_arg(word: &str) -> Result<(), String> {
+    let name = word.split_once('=').map_or(word, |(n, _)| n);
+    match SDME_NSPAWN_OPTIONS.iter().find(|(o, _)| *o == name) {
+        Some((o, why)) => Err(format!("{o} cannot be given here: {why}")),
+        None => Ok(()),
+    }
+}
 
 /// `[Service]` keys sdme sets itself; a second value would break the unit.
 const RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
@@ -461,7 +513,11 @@ impl Builder {
                 if v.is_empty() {
                     self.nspawn_args.clear();
                 } else if let Some(words) = self.check(e, split_words(v)) {
-                    self.nspawn_args.extend(words);
+                    for w in words {
+                        if let Some(()) = self.check(e, check_nspawn_arg(&w)) {
+                            self.nspawn_args.push(w);
+                        }
+                    }
                 }
             }
             k => self.err(e, format!("unknown key '{k}' in section [Container]")),
@@ -775,7 +831,9 @@ mod tests {
     #[test]
     fn opaque_dirs_append_and_reset() {
         let c = load("w", "[Container]\nOpaqueDir=/srv\n").unwrap();
-        assert_eq!(c.opaque_dirs, ["/etc/systemd/system", "/var/log", "/srv"]);
+        let mut want: Vec<&str> = HOST_CLONE_OPAQUE.to_vec();
+        want.push("/srv");
+        assert_eq!(c.opaque_dirs, want);
         let c = load("w", "[Container]\nOpaqueDir=\nOpaqueDir=/srv\n").unwrap();
         assert_eq!(c.opaque_dirs, ["/srv"]);
         let c = load("w", "[Container]\nRootfs=deb\nOpaqueDir=/srv\n").unwrap();
