@@ -4,7 +4,8 @@
 # shutdown), unmounts the overlay and keeps upper/; `systemctl kill -s
 # SIGKILL` kills it and the next start works; `reboot` inside makes nspawn
 # exit 133 and the unit restarts by itself (RestartForceExitStatus=133),
-# re-running the prepare step (the mount is PartOf= the service).
+# re-running the prepare step (the mount is PartOf= the service). A
+# template instance killed with SIGKILL starts again too.
 
 name=st
 unit=sdme-$name
@@ -164,3 +165,27 @@ step "final stop"
 require_in "systemctl stop $unit" timeout 120 systemctl stop "$unit"
 assert_eq "$unit inactive after the final stop" inactive "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
 wait_gone "after the final stop"
+
+step "SIGKILL of a template instance (sdme-stt@k): the next start works"
+# Template instances mount their overlay from ExecStartPre= and unmount it
+# from ExecStopPost=; nspawn's leftovers must not block the next start.
+on_cleanup sh -c "systemctl stop sdme-stt@k; systemctl reset-failed sdme-stt@k 2>/dev/null; rm -rf /etc/sdme/stt@.container /var/lib/sdme/containers/stt-k; systemctl daemon-reload"
+printf '[Container]\n' | th_exec sh -c 'cat > /etc/sdme/stt@.container'
+require_in "daemon-reload" systemctl daemon-reload
+require_in "systemctl start sdme-stt@k" timeout 180 systemctl start sdme-stt@k
+check_in "kill -s SIGKILL sdme-stt@k" systemctl kill -s SIGKILL sdme-stt@k
+for _ in $(seq 100); do
+	st=$(th_exec systemctl is-active sdme-stt@k 2>/dev/null || true)
+	[ "$st" = failed ] || [ "$st" = inactive ] && break
+	sleep 0.1
+done
+assert_match "sdme-stt@k failed or inactive after SIGKILL" '^(failed|inactive)$' "$st"
+check_in "machine stt-k is gone" sh -c "! machinectl show stt-k >/dev/null 2>&1"
+# Informational: whether ExecStopPost= got to unmount the overlay.
+step "overlay of stt-k after SIGKILL: '$(th_exec findmnt -n -o FSTYPE /var/lib/sdme/containers/stt-k/merged 2>/dev/null || true)' (informational)"
+th_exec systemctl reset-failed sdme-stt@k || true
+require_in "systemctl start sdme-stt@k after SIGKILL" timeout 180 systemctl start sdme-stt@k
+assert_match "stt-k booted after SIGKILL" '^(running|degraded)$' \
+	"$(th_exec timeout 60 systemctl -M stt-k is-system-running --wait 2>&1 || true)"
+require_in "systemctl stop sdme-stt@k" timeout 120 systemctl stop sdme-stt@k
+check_in "overlay of stt-k unmounted after stop" sh -c '! findmnt -n /var/lib/sdme/containers/stt-k/merged'

@@ -49,6 +49,10 @@ check_in "no failed sdme units in the test host" \
 	sh -c '[ -z "$(systemctl list-units --failed --no-legend --plain "sdme*" "var-lib-sdme*" 2>&1)" ]'
 assert_match "systemctl -M $en is-system-running" '^(running|degraded)$' \
 	"$(th_exec timeout 60 systemctl -M "$en" is-system-running --wait 2>&1 || true)"
+# A host clone must not see the host's .container files: its own generator
+# would start sdme-$en (WantedBy=machines.target) again inside it.
+assert_eq "no sdme units inside the clone $en" "" \
+	"$(th_exec systemctl -M "$en" list-units --all --plain --no-legend 'sdme*' 2>&1 || true)"
 machines=$(th_exec machinectl list --no-legend --no-pager 2>&1 || true)
 echo "$machines"
 assert_eq "machinectl list shows $en only" "$en" "$(echo "$machines" | awk 'NF { print $1 }' | paste -sd' ')"
