@@ -10,13 +10,14 @@ use std::process::Command;
 use sdme_helpers::fsutil::SafeDir;
 use sdme_helpers::prepare::{self, Options};
 
+/// These tests need root (trusted xattrs, mounts); without it they fail
+/// rather than pass silently. CI runs them as root.
 fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping: needs root");
-        false
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the sdme-prepare tests need root (trusted.* xattrs, overlay mounts)"
+    );
+    true
 }
 
 struct Fixture {
@@ -505,6 +506,56 @@ fn overlay_at(p: &Path) -> bool {
 }
 
 #[test]
+fn machines_mount_masked_and_journal_kept() {
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    std::fs::write(
+        f.lower
+            .join("usr/lib/systemd/system/var-lib-machines.mount"),
+        "[Mount]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(f.lower.join("var/log/journal")).unwrap();
+    std::fs::set_permissions(
+        f.lower.join("var/log/journal"),
+        std::fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
+    let o = opts(&f, &["--host-clone", "--opaque=/var/log"]);
+    prepare::run(&o).unwrap();
+    let upper = f.state.join("upper");
+    assert_eq!(
+        link(&upper.join("etc/systemd/system/var-lib-machines.mount")),
+        "/dev/null"
+    );
+    assert!(upper.join("var/log/journal").is_dir());
+    assert_eq!(mode(&upper.join("var/log/journal")), 0o2755);
+    assert_eq!(opaque(&upper.join("var/log")), Some(b"y".to_vec()));
+
+    // With a machines.raw image there is something to mount: not masked.
+    let g = fixture();
+    std::fs::write(
+        g.lower
+            .join("usr/lib/systemd/system/var-lib-machines.mount"),
+        "[Mount]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(g.lower.join("var/lib")).unwrap();
+    std::fs::write(g.lower.join("var/lib/machines.raw"), "").unwrap();
+    prepare::run(&opts(&g, &["--host-clone", "--opaque=/var/log"])).unwrap();
+    let m = g
+        .state
+        .join("upper/etc/systemd/system/var-lib-machines.mount");
+    assert!(std::fs::symlink_metadata(&m).is_err(), "not masked");
+    assert!(
+        !g.state.join("upper/var/log/journal").exists(),
+        "no journal dir in the lower"
+    );
+}
+
+#[test]
 fn mount_and_unmount_round_trip() {
     if !root() {
         return;
@@ -538,13 +589,20 @@ fn mount_and_unmount_round_trip() {
     std::fs::write(merged.join("etc/new-file"), "cow\n").unwrap();
     assert_eq!(read(&f.state.join("upper/etc/new-file")), "cow\n");
     assert!(!f.lower.join("etc/new-file").exists());
-    // Again: already mounted, nothing happens, upper/ is left alone.
+    // Again, with no machine "web-a" running: the overlay is a stale one
+    // (a killed instance's), so it is unmounted and prepared afresh.
     let out = bin(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unmounted a stale overlay"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&merged.join("etc/new-file")), "cow\n", "upper/ kept");
     let count = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
