@@ -8,6 +8,7 @@
 mod log;
 mod write;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,7 +74,28 @@ fn main() -> ExitCode {
                 .join(":")
         ),
     );
-    let g = generate(&dirs);
+    // Outputs are written (or printed) as each container is rendered.
+    let mut write_failed = false;
+    let mut stdout = std::io::stdout().lock();
+    let mut writer = match &mode {
+        Mode::Write(dir) => Some(write::Writer::new(dir)),
+        Mode::DryRun => None,
+    };
+    let g = generate(&dirs, &mut |o| match &mut writer {
+        None => {
+            let _ = match &o {
+                Output::File { path, content } => write!(stdout, "# {path}\n{content}\n"),
+                Output::Symlink { path, target } => write!(stdout, "# {path} -> {target}\n\n"),
+            };
+        }
+        Some(w) => match w.write(&o) {
+            Err(e) => {
+                log.error_everywhere(&e);
+                write_failed = true;
+            }
+            Ok(()) => log.log(Level::Debug, &format!("wrote {}", o.path())),
+        },
+    });
     for m in &g.masked {
         log.log(Level::Debug, &format!("{}: masked", m.display()));
     }
@@ -85,33 +107,12 @@ fn main() -> ExitCode {
     for f in &g.skipped {
         log.error_everywhere(&format!("{}: skipped, no units generated", f.display()));
     }
-    let mut failed = !g.errors.is_empty() || !dir_errors.is_empty();
-    match mode {
-        Mode::DryRun => {
-            for o in g.outputs.values() {
-                match o {
-                    Output::File { path, content } => print!("# {path}\n{content}\n"),
-                    Output::Symlink { path, target } => println!("# {path} -> {target}\n"),
-                }
-            }
-        }
-        Mode::Write(dir) => {
-            let mut w = write::Writer::new(&dir);
-            for o in g.outputs.values() {
-                if let Err(e) = w.write(o) {
-                    log.error_everywhere(&e);
-                    failed = true;
-                } else {
-                    log.log(Level::Debug, &format!("wrote {}", o.path()));
-                }
-            }
-        }
-    }
+    let failed = write_failed || !g.errors.is_empty() || !dir_errors.is_empty();
     log.log(
         Level::Debug,
         &format!(
             "{} container(s) generated, {} error(s)",
-            g.containers.len(),
+            g.containers,
             g.errors.len()
         ),
     );

@@ -2,20 +2,18 @@
 //! diagnostics out. The binary only adds logging and file writing, so the
 //! CLI's `--dry-run`-style checks and the tests use exactly this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::container::{Container, Diag};
 use crate::render::{render, Output};
 use crate::search::{search, FileType};
 
-/// What a run produced.
+/// What a run produced, besides the outputs it handed on.
 #[derive(Debug, Default)]
 pub struct Generated {
-    /// Outputs by relative path (sorted, so writing order is stable).
-    pub outputs: BTreeMap<String, Output>,
-    /// Containers that generated, in file-name order.
-    pub containers: Vec<Container>,
+    /// How many containers generated.
+    pub containers: usize,
     /// Every problem, one line each.
     pub errors: Vec<String>,
     /// Files skipped on purpose (masked).
@@ -24,8 +22,10 @@ pub struct Generated {
     pub skipped: Vec<PathBuf>,
 }
 
-/// Generate units for every file on `dirs`.
-pub fn generate(dirs: &[PathBuf]) -> Generated {
+/// Generate units for every file on `dirs`, handing each container's
+/// outputs to `emit` as soon as they are rendered (in file-name order), so
+/// that a run over many files never holds all units in memory.
+pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Generated {
     let s = search(dirs, FileType::Container);
     let mut g = Generated {
         errors: s.errors,
@@ -34,15 +34,17 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
     };
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for found in &s.found {
-        let c = match Container::load(found) {
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    for found in s.found {
+        let c = match Container::load(&found) {
             Ok(c) => c,
             Err(diags) => {
                 g.errors.extend(diags.iter().map(Diag::to_string));
-                g.skipped.push(found.path.clone());
+                g.skipped.push(found.path);
                 continue;
             }
         };
+        drop(found);
         if !c.is_template() {
             if let Some(other) = machines.get(&c.machine) {
                 g.errors.push(format!(
@@ -56,7 +58,7 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
             }
         }
         let outs = render(&c);
-        if let Some(clash) = outs.iter().find(|o| g.outputs.contains_key(o.path())) {
+        if let Some(clash) = outs.iter().find(|o| written.contains(o.path())) {
             g.errors.push(format!(
                 "{}: {} is already generated from another file",
                 c.source.display(),
@@ -69,9 +71,10 @@ pub fn generate(dirs: &[PathBuf]) -> Generated {
             machines.insert(c.machine.clone(), c.source.clone());
         }
         for o in outs {
-            g.outputs.insert(o.path().to_string(), o);
+            written.insert(o.path().to_string());
+            emit(o);
         }
-        g.containers.push(c);
+        g.containers += 1;
     }
     g
 }
