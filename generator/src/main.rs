@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use log::{Level, Logger};
-use sdme_core::generate::generate;
+use sdme_core::generate::{generate, par_map, plan, threads_for};
 use sdme_core::paths;
+use sdme_core::render::render;
 use sdme_core::render::Output;
 
 const USAGE: &str = "\
@@ -74,28 +75,39 @@ fn main() -> ExitCode {
                 .join(":")
         ),
     );
-    // Outputs are written (or printed) as each container is rendered.
-    let mut write_failed = false;
-    let mut stdout = std::io::stdout().lock();
-    let mut writer = match &mode {
-        Mode::Write(dir) => Some(write::Writer::new(dir)),
-        Mode::DryRun => None,
-    };
-    let g = generate(&dirs, &mut |o| match &mut writer {
-        None => {
-            let _ = match &o {
-                Output::File { path, content } => write!(stdout, "# {path}\n{content}\n"),
-                Output::Symlink { path, target } => write!(stdout, "# {path} -> {target}\n\n"),
-            };
+    let g = match &mode {
+        Mode::DryRun => {
+            let mut stdout = std::io::stdout().lock();
+            generate(&dirs, &mut |o| {
+                let _ = match &o {
+                    Output::File { path, content } => write!(stdout, "# {path}\n{content}\n"),
+                    Output::Symlink { path, target } => write!(stdout, "# {path} -> {target}\n\n"),
+                };
+            })
         }
-        Some(w) => match w.write(&o) {
-            Err(e) => {
-                log.error_everywhere(&e);
-                write_failed = true;
+        Mode::Write(_) => plan(&dirs),
+    };
+    let mut write_failed = false;
+    if let Mode::Write(dir) = &mode {
+        // Render and write in parallel: each container's units are written
+        // as soon as they are made; the results come back in file order.
+        let w = write::Writer::new(dir);
+        let results = par_map(&g.containers, threads_for(g.containers.len()), |c| {
+            render(c)
+                .into_iter()
+                .map(|o| w.write(&o).map(|()| o.path().to_string()))
+                .collect::<Vec<_>>()
+        });
+        for r in results.into_iter().flatten() {
+            match r {
+                Ok(path) => log.log(Level::Debug, &format!("wrote {path}")),
+                Err(e) => {
+                    log.error_everywhere(&e);
+                    write_failed = true;
+                }
             }
-            Ok(()) => log.log(Level::Debug, &format!("wrote {}", o.path())),
-        },
-    });
+        }
+    }
     for m in &g.masked {
         log.log(Level::Debug, &format!("{}: masked", m.display()));
     }
@@ -112,7 +124,7 @@ fn main() -> ExitCode {
         Level::Debug,
         &format!(
             "{} container(s) generated, {} error(s)",
-            g.containers,
+            g.containers.len(),
             g.errors.len()
         ),
     );

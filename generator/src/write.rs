@@ -7,13 +7,15 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use sdme_core::render::Output;
 
+/// Shared by the writing threads.
 pub struct Writer {
     dir: PathBuf,
     pid: u32,
-    made_dirs: HashSet<PathBuf>,
+    made_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl Writer {
@@ -21,11 +23,11 @@ impl Writer {
         Writer {
             dir: dir.to_path_buf(),
             pid: std::process::id(),
-            made_dirs: HashSet::new(),
+            made_dirs: Mutex::new(HashSet::new()),
         }
     }
 
-    pub fn write(&mut self, o: &Output) -> Result<(), String> {
+    pub fn write(&self, o: &Output) -> Result<(), String> {
         let rel = Path::new(o.path());
         // Output paths come from validated names; refuse anything that
         // would leave the output directory all the same.
@@ -37,15 +39,20 @@ impl Writer {
         }
         let dest = self.dir.join(rel);
         let parent = dest.parent().unwrap_or(&self.dir).to_path_buf();
-        if !self.made_dirs.contains(&parent) {
-            fs::create_dir_all(&parent)
-                .map_err(|e| format!("{}: cannot create directory: {e}", parent.display()))?;
-            self.made_dirs.insert(parent.clone());
+        {
+            // Held while creating, so two threads never race on one mkdir.
+            let mut made = self.made_dirs.lock().unwrap_or_else(|p| p.into_inner());
+            if !made.contains(&parent) {
+                fs::create_dir_all(&parent)
+                    .map_err(|e| format!("{}: cannot create directory: {e}", parent.display()))?;
+                made.insert(parent.clone());
+            }
         }
         let file_name = dest
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{}: no file name", dest.display()))?;
+        // Output paths are unique within a run, the PID among runs.
         let tmp = parent.join(format!(".#{file_name}.{}", self.pid));
         let made = match o {
             Output::File { content, .. } => {

@@ -221,3 +221,82 @@ fn bad_arguments_are_refused() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("Usage: sdme-generator"));
 }
+
+/// Many files take the parallel path: the result must be what the
+/// sequential `--dry-run` shows, the same at every run, and clashes must
+/// be decided in file-name order as with few files.
+#[test]
+fn many_files_in_parallel_are_deterministic() {
+    let t = tempfile::tempdir().unwrap();
+    let etc = t.path().join("etc");
+    fs::create_dir_all(&etc).unwrap();
+    for i in 0..300 {
+        let mut text = format!("[Container]\nHostname=h{i}\nBind=/srv/{i}:/data\n[Install]\nWantedBy=machines.target\n");
+        if i == 250 {
+            text.push_str("[Container]\nMachineName=c010\n"); // clashes with c010
+        }
+        if i == 120 || i == 220 {
+            text.push_str("Alias=www.service\n"); // the later one clashes
+        }
+        if i == 77 {
+            text = "[Container]\nBogus=1\n".into();
+        }
+        fs::write(etc.join(format!("c{i:03}.container")), text).unwrap();
+    }
+    let run = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+            .arg(out)
+            .env("SDME_UNIT_DIRS", &etc)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let ra = run(&a);
+    let rb = run(&b);
+    assert_eq!(ra.status.code(), Some(1));
+    assert_eq!(ra.stderr, rb.stderr, "same messages, same order");
+    let stderr = String::from_utf8_lossy(&ra.stderr);
+    assert!(
+        stderr.contains("c077.container:2: unknown key 'Bogus'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("c250.container: machine name 'c010' is already used by"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("c220.container: www.service is already generated from another file"),
+        "{stderr}"
+    );
+    let (ta, tb) = (read_tree(&a), read_tree(&b));
+    assert_eq!(ta, tb, "byte-identical trees");
+    // 297 containers: service, mount, prepare and a link each, plus one alias.
+    assert_eq!(ta.len(), 297 * 4 + 1);
+    assert_eq!(
+        ta.get("www.service"),
+        Some(&Node::Link("sdme-c120.service".into()))
+    );
+    assert!(!ta.contains_key("sdme-c250.service"));
+    // What --dry-run prints (sequentially) is exactly what was written.
+    let dry = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+        .arg("--dry-run")
+        .env("SDME_UNIT_DIRS", &etc)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(dry.stdout).unwrap();
+    for (path, node) in &ta {
+        let want = match node {
+            Node::File(content) => format!("# {path}\n{content}\n"),
+            Node::Link(target) => format!("# {path} -> {target}\n\n"),
+        };
+        assert!(printed.contains(&want), "dry run lacks {path}");
+    }
+    assert!(
+        !fs::read_dir(&a).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".#")),
+        "no temporary files left"
+    );
+}

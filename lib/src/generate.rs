@@ -1,19 +1,27 @@
-//! One generator run as a pure function: search path in, outputs and
-//! diagnostics out. The binary only adds logging and file writing, so the
-//! CLI's `--dry-run`-style checks and the tests use exactly this.
+//! One generator run: search path in, units out, diagnostics beside.
+//!
+//! Three steps, so that the work spreads over the CPUs while the result
+//! stays a deterministic function of the files:
+//! 1. [`plan`]: search, then read and validate every file (in parallel);
+//! 2. in file-name order, refuse a file whose machine name or output paths
+//!    an earlier file already has (the first one wins, as on the search
+//!    path);
+//! 3. [`generate`] or the binary's writer renders the accepted containers
+//!    (in parallel when writing) and hands each unit on at once, so a run
+//!    over many files never holds all units in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::container::{Container, Diag};
-use crate::render::{render, Output};
-use crate::search::{search, FileType};
+use crate::render::{output_paths, render, Output};
+use crate::search::{search, FileType, Found};
 
-/// What a run produced, besides the outputs it handed on.
+/// The containers to generate and what went wrong with the others.
 #[derive(Debug, Default)]
-pub struct Generated {
-    /// How many containers generated.
-    pub containers: usize,
+pub struct Plan {
+    /// Accepted containers, in file-name order.
+    pub containers: Vec<Container>,
     /// Every problem, one line each.
     pub errors: Vec<String>,
     /// Files skipped on purpose (masked).
@@ -22,59 +30,110 @@ pub struct Generated {
     pub skipped: Vec<PathBuf>,
 }
 
-/// Generate units for every file on `dirs`, handing each container's
-/// outputs to `emit` as soon as they are rendered (in file-name order), so
-/// that a run over many files never holds all units in memory.
-pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Generated {
+/// Below this many files one thread is faster than starting more.
+const PARALLEL_FROM: usize = 64;
+
+/// How many threads to use for `n` items.
+pub fn threads_for(n: usize) -> usize {
+    if n < PARALLEL_FROM {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 8)
+}
+
+/// Map `f` over `items` on `threads` threads, keeping the order.
+pub fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if threads <= 1 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                s.spawn(move || part.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // A panic in a worker is a bug; re-raise it in the caller.
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect()
+    })
+}
+
+/// Steps 1 and 2: every file on `dirs`, validated and checked against the
+/// others.
+pub fn plan(dirs: &[PathBuf]) -> Plan {
     let s = search(dirs, FileType::Container);
-    let mut g = Generated {
+    let mut p = Plan {
         errors: s.errors,
         masked: s.masked,
         ..Default::default()
     };
+    let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
+        Container::load(f)
+    });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut written: BTreeSet<String> = BTreeSet::new();
-    for found in s.found {
-        let c = match Container::load(&found) {
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    for (found, result) in s.found.iter().zip(loaded) {
+        let c = match result {
             Ok(c) => c,
             Err(diags) => {
-                g.errors.extend(diags.iter().map(Diag::to_string));
-                g.skipped.push(found.path);
+                p.errors.extend(diags.iter().map(Diag::to_string));
+                p.skipped.push(found.path.clone());
                 continue;
             }
         };
-        drop(found);
         if !c.is_template() {
             if let Some(other) = machines.get(&c.machine) {
-                g.errors.push(format!(
+                p.errors.push(format!(
                     "{}: machine name '{}' is already used by {}",
                     c.source.display(),
                     c.machine,
                     other.display()
                 ));
-                g.skipped.push(c.source.clone());
+                p.skipped.push(c.source.clone());
                 continue;
             }
         }
-        let outs = render(&c);
-        if let Some(clash) = outs.iter().find(|o| written.contains(o.path())) {
-            g.errors.push(format!(
-                "{}: {} is already generated from another file",
-                c.source.display(),
-                clash.path()
+        let paths = output_paths(&c);
+        if let Some(clash) = paths.iter().find(|o| taken.contains(*o)) {
+            p.errors.push(format!(
+                "{}: {clash} is already generated from another file",
+                c.source.display()
             ));
-            g.skipped.push(c.source.clone());
+            p.skipped.push(c.source.clone());
             continue;
         }
         if !c.is_template() {
             machines.insert(c.machine.clone(), c.source.clone());
         }
-        for o in outs {
-            written.insert(o.path().to_string());
+        taken.extend(paths);
+        p.containers.push(c);
+    }
+    p
+}
+
+/// The whole run, sequentially: each container's units go to `emit` in
+/// file-name order (what `--dry-run` prints).
+pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
+    let p = plan(dirs);
+    for c in &p.containers {
+        for o in render(c) {
             emit(o);
         }
-        g.containers += 1;
     }
-    g
+    p
 }

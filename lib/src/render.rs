@@ -127,6 +127,21 @@ pub fn prepare_unit_name(machine: &str) -> String {
     format!("sdme-prepare@{machine}.service")
 }
 
+/// The relative paths of everything [`render`] writes for `c`, without
+/// making the units (to find clashes between files before writing).
+pub fn output_paths(c: &Container) -> Vec<String> {
+    let mut v = vec![service_name(c)];
+    if !c.is_template() {
+        let merged = format!("{}/{}/merged", paths::CONTAINERS_DIR, c.machine);
+        if let Ok(mount) = mount_unit_name(&merged) {
+            v.push(mount);
+        }
+        v.push(prepare_unit_name(&c.machine));
+    }
+    v.extend(install_links(c).iter().map(|o| o.path().to_string()));
+    v
+}
+
 /// Everything the generator writes for `c`.
 pub fn render(c: &Container) -> Vec<Output> {
     let x = Ctx::new(c);
