@@ -37,13 +37,17 @@ install: build
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD_DIR)/sdme-generator $(DESTDIR)$(GENERATORDIR)/sdme-generator
 	for b in $(BINS_HELPERS); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(LIBEXECDIR)/$$b; done
-	for u in units/*.service units/*.target; do [ -e "$$u" ] || continue; install -m 0644 "$$u" $(DESTDIR)$(UNITDIR)/; done
+	for u in units/*.service units/*.target; do [ -e "$$u" ] || continue; \
+		sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' "$$u" > $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	install -m 0644 units/sdme.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sdme.conf
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
 	for m in man/*.8; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
+	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	for b in $(BINS_HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$b; done
 	for m in man/*.5; do rm -f $(DESTDIR)$(MANDIR)/man5/$${m#man/}; done
 	for m in man/*.8; do rm -f $(DESTDIR)$(MANDIR)/man8/$${m#man/}; done

@@ -55,8 +55,6 @@ pub struct Options {
     pub timeout: Option<Duration>,
     pub timeout_text: String,
     pub wait_for: Vec<String>,
-    /// `--stopped`: run from `ExecStopPost=`, explain a start timeout.
-    pub stopped: bool,
 }
 
 /// Check a unit name; a name without a type suffix gets `.service`, as
@@ -93,7 +91,6 @@ pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Options> {
     let mut machine = None;
     let mut timeout = None;
     let mut wait_for = Vec::new();
-    let mut stopped = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let a = a
@@ -116,7 +113,6 @@ pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Options> {
             "--machine" => machine = Some(value()?),
             "--timeout" => timeout = Some(value()?),
             "--wait-for" => wait_for.push(check_unit_name(&value()?)?),
-            "--stopped" if inline.is_none() => stopped = true,
             _ => bail!("unexpected argument '{a}'\n{USAGE}"),
         }
     }
@@ -130,21 +126,6 @@ pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Options> {
         timeout,
         timeout_text: sdme_core::timespan::format_timespan(timeout),
         wait_for,
-        stopped,
-    })
-}
-
-/// After the service stopped (`ExecStopPost=`, `--stopped`): when systemd
-/// gave up on the start (`$SERVICE_RESULT=timeout`), say what that means,
-/// because systemd's own "start operation timed out" names no cause.
-pub fn explain_stop(opts: &Options, service_result: Option<&str>) -> Option<String> {
-    (service_result == Some("timeout")).then(|| {
-        format!(
-            "the container did not finish booting within BootTimeout={}: systemd-nspawn did not \
-report the guest ready in time; look at 'journalctl -u' of this unit for the guest's boot \
-messages, or raise BootTimeout= in the .container file",
-            opts.timeout_text
-        )
     })
 }
 
@@ -801,29 +782,5 @@ mod tests {
             .to_string();
         assert!(e.contains("exited"), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(1));
-    }
-}
-
-#[cfg(test)]
-mod stop_tests {
-    use super::*;
-
-    #[test]
-    fn explains_only_timeouts() {
-        let opts = parse_args(vec![
-            "--machine=web".into(),
-            "--timeout=30s".into(),
-            "--stopped".into(),
-        ])
-        .unwrap();
-        assert!(opts.stopped);
-        let why = explain_stop(&opts, Some("timeout")).unwrap();
-        assert!(
-            why.starts_with("the container did not finish booting within BootTimeout=30s"),
-            "{why}"
-        );
-        assert_eq!(explain_stop(&opts, Some("success")), None);
-        assert_eq!(explain_stop(&opts, Some("exit-code")), None);
-        assert_eq!(explain_stop(&opts, None), None);
     }
 }

@@ -3,10 +3,13 @@
 //! * `sdme-prepare`: create a container's overlay directories and write the
 //!   files sdme owns into `upper/` ([`prepare`]).
 //! * `sdme-boot-wait`: after the guest reported READY=1, wait for machined
-//!   registration, the guest's system bus and optional units ([`bootwait`]).
+//!   registration, the guest's system bus and optional units ([`bootwait`]);
+//!   with `--explain=UNIT`, name the cause of a container's failure
+//!   ([`explain`]).
 
 pub mod bootwait;
 pub mod dbus;
+pub mod explain;
 pub mod fsutil;
 pub mod journal;
 pub mod mountinfo;

@@ -1,26 +1,28 @@
-//! sdme-boot-wait(8): see `sdme_helpers::bootwait`.
+//! sdme-boot-wait(8): see `sdme_helpers::bootwait` and, for
+//! `--explain=UNIT`, `sdme_helpers::explain`.
 
 use std::process::ExitCode;
 
-use sdme_helpers::bootwait;
+use sdme_helpers::{bootwait, explain};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [only] = args.as_slice() {
+        if let Some(unit) = only.to_str().and_then(|a| a.strip_prefix("--explain=")) {
+            // Best effort, and never a failure of its own: it runs because
+            // something else failed.
+            if let Err(e) = explain::run(unit) {
+                eprintln!("sdme-boot-wait: {e:#}");
+            }
+            return ExitCode::SUCCESS;
+        }
+    }
     let guess = args.iter().find_map(|a| {
         a.to_str()
             .and_then(|s| s.strip_prefix("--machine="))
             .map(str::to_string)
     });
-    let result = bootwait::parse_args(args).and_then(|opts| {
-        if opts.stopped {
-            let result = std::env::var("SERVICE_RESULT").ok();
-            if let Some(why) = bootwait::explain_stop(&opts, result.as_deref()) {
-                eprintln!("sdme-boot-wait: {}: {why}", opts.machine);
-            }
-            return Ok(());
-        }
-        bootwait::wait(&opts)
-    });
+    let result = bootwait::parse_args(args).and_then(|opts| bootwait::wait(&opts));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
