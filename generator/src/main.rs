@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use log::{Level, Logger};
-use sdme_core::generate::{generate, par_map, plan, threads_for};
+use sdme_core::generate::{generate, plan};
+use sdme_core::parallel::{par_map, threads_for};
 use sdme_core::paths;
 use sdme_core::render::render;
 use sdme_core::render::Output;

@@ -48,6 +48,24 @@ impl Writer {
                 made.insert(parent.clone());
             }
         }
+        // Fast paths first: a symlink appears whole or not at all, and an
+        // O_TMPFILE file becomes visible only when linkat() names it. Both
+        // fail with EEXIST when the name is taken (a concurrent run, or a
+        // rerun into the same directory); then the file is made under a
+        // temporary name and renamed over the old one.
+        let fast = match o {
+            Output::Symlink { target, .. } => match symlink(target, &dest) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    fs::read_link(&dest).is_ok_and(|t| t == Path::new(target))
+                }
+                Err(e) => return Err(format!("{}: cannot write: {e}", dest.display())),
+            },
+            Output::File { content, .. } => write_tmpfile(&parent, &dest, content.as_bytes()),
+        };
+        if fast {
+            return Ok(());
+        }
         let file_name = dest
             .file_name()
             .and_then(|n| n.to_str())
@@ -68,5 +86,58 @@ impl Writer {
             let _ = fs::remove_file(&tmp);
             format!("{}: cannot write: {e}", dest.display())
         })
+    }
+}
+
+/// Write `content` to an unnamed file in `dir` and link it as `dest`.
+/// False when that cannot be done here (the name exists, the file system
+/// has no O_TMPFILE, ...): the caller then takes the rename path.
+fn write_tmpfile(dir: &Path, dest: &Path, content: &[u8]) -> bool {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let Ok(mut f) = fs::OpenOptions::new()
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    else {
+        return false;
+    };
+    if f.write_all(content).is_err() {
+        return false;
+    }
+    let Ok(dest_c) = CString::new(dest.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let empty = c"";
+    // SAFETY: valid fd and NUL-terminated paths.
+    let linked = unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dest_c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    } == 0;
+    if linked {
+        return true;
+    }
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works without.
+    let Ok(proc_path) = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
+        return false;
+    };
+    // SAFETY: as above.
+    unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_path.as_ptr(),
+            libc::AT_FDCWD,
+            dest_c.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        ) == 0
     }
 }

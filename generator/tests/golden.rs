@@ -300,3 +300,59 @@ fn many_files_in_parallel_are_deterministic() {
         "no temporary files left"
     );
 }
+
+/// A second run into the same directory (names taken) replaces every unit
+/// and link whole, through the rename path, and leaves no temporary files.
+#[test]
+fn rerun_into_the_same_directory_replaces_units() {
+    let t = tempfile::tempdir().unwrap();
+    let (etc, out) = (t.path().join("etc"), t.path().join("out"));
+    fs::create_dir_all(&etc).unwrap();
+    let run = || {
+        let r = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
+            .arg(&out)
+            .env("SDME_UNIT_DIRS", &etc)
+            .output()
+            .unwrap();
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    };
+    fs::write(
+        etc.join("web.container"),
+        "[Container]\nHostname=one\n[Install]\nAlias=www.service\n",
+    )
+    .unwrap();
+    run();
+    assert!(fs::read_to_string(out.join("sdme-web.service"))
+        .unwrap()
+        .contains("--hostname=one"));
+    fs::write(
+        etc.join("web.container"),
+        "[Container]\nHostname=two\n[Install]\nAlias=www.service\n",
+    )
+    .unwrap();
+    fs::write(etc.join("db.container"), "[Container]\n").unwrap();
+    fs::remove_file(out.join("www.service")).unwrap();
+    std::os::unix::fs::symlink("sdme-old.service", out.join("www.service")).unwrap();
+    run();
+    let unit = fs::read_to_string(out.join("sdme-web.service")).unwrap();
+    assert!(
+        unit.contains("--hostname=two") && !unit.contains("--hostname=one"),
+        "{unit}"
+    );
+    assert_eq!(
+        fs::read_link(out.join("www.service")).unwrap(),
+        Path::new("sdme-web.service")
+    );
+    assert!(out.join("sdme-db.service").exists());
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".#"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::container::{Container, Diag};
+use crate::parallel::{par_map, threads_for};
 use crate::render::{output_paths, render, Output};
 use crate::search::{search, FileType, Found};
 
@@ -28,48 +29,6 @@ pub struct Plan {
     pub masked: Vec<PathBuf>,
     /// Files skipped because of their errors.
     pub skipped: Vec<PathBuf>,
-}
-
-/// Below this many files one thread is faster than starting more.
-const PARALLEL_FROM: usize = 64;
-
-/// How many threads to use for `n` items.
-pub fn threads_for(n: usize) -> usize {
-    if n < PARALLEL_FROM {
-        return 1;
-    }
-    std::thread::available_parallelism()
-        .map_or(1, |p| p.get())
-        .clamp(1, 8)
-}
-
-/// Map `f` over `items` on `threads` threads, keeping the order.
-pub fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    if threads <= 1 || items.len() < 2 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let f = &f;
-                s.spawn(move || part.iter().map(f).collect::<Vec<R>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
-                // A panic in a worker is a bug; re-raise it in the caller.
-                Err(p) => std::panic::resume_unwind(p),
-            })
-            .collect()
-    })
 }
 
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the

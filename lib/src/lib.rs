@@ -12,6 +12,7 @@ pub mod container;
 pub mod escape;
 pub mod generate;
 pub mod name;
+pub mod parallel;
 pub mod paths;
 pub mod render;
 pub mod search;

@@ -18,6 +18,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::parallel::{par_map, threads_for};
+
 /// The file types sdme reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileType {
@@ -104,6 +106,8 @@ pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
             winners.entry(l.name.as_str()).or_insert(l);
         }
     }
+    // Candidates in file-name order; their contents are read in parallel.
+    let mut candidates: Vec<(UnitName, PathBuf, PathBuf)> = Vec::new();
     for (file_name, l) in &winners {
         let path = &l.path;
         if l.is_symlink && fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
@@ -123,7 +127,15 @@ pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
                 }
             }
         }
-        let data = match read_unit(&content) {
+        candidates.push((name, path.clone(), content));
+    }
+    let contents = par_map(
+        &candidates,
+        threads_for(candidates.len()),
+        |(_, _, content)| read_unit(content),
+    );
+    for ((name, path, content), data) in candidates.into_iter().zip(contents) {
+        let data = match data {
             Ok(d) => d,
             Err(e) => {
                 out.errors.push(e);
@@ -131,8 +143,8 @@ pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
             }
         };
         if data.is_empty() {
-            if content == *path {
-                out.masked.push(path.clone());
+            if content == path {
+                out.masked.push(path);
             } else {
                 out.errors.push(format!(
                     "{}: instance of the template {}, which is masked",
@@ -146,7 +158,7 @@ pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
         out.found.push(Found {
             kind,
             name,
-            path: path.clone(),
+            path,
             content,
             data,
             dropins,
