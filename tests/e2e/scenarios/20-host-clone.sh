@@ -77,13 +77,7 @@ assert_eq "sdme-$name did not fail" inactive "$(th_exec systemctl is-active "sdm
 # 10 s, and log how long it took.
 mount_unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
 t0=$(date +%s%N)
-for _ in $(seq 100); do
-	if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-		[ "$(th_exec systemctl is-active "$mount_unit" 2>/dev/null || true)" = inactive ]; then
-		break
-	fi
-	sleep 0.1
-done
+th_wait_unmounted "$name" || true # asserted below
 assert_eq "$mount_unit inactive after stop (within 10 s)" inactive \
 	"$(th_exec systemctl is-active "$mount_unit" 2>&1 || true)"
 check_in "$state/merged is no longer a mount point after stop (within 10 s)" \

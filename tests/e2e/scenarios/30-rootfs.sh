@@ -16,28 +16,6 @@ esac
 on_cleanup sh -c "rm -rf /var/lib/sdme/rootfs/$name /var/lib/sdme/rootfs/$other /var/lib/sdme/containers/$name /var/lib/sdme/containers/$other /etc/sdme/$name.container /etc/sdme/$other.container /etc/e2e-30-host-only && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$name sdme-$other; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-# wait_unmounted MACHINE: the overlay's mount unit stops after the service
-# (StopWhenUnneeded=); give it 10 s.
-wait_unmounted() {
-	local state=/var/lib/sdme/containers/$1 unit
-	unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
-	for _ in $(seq 100); do
-		if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-			[ "$(th_exec systemctl is-active "$unit" 2>/dev/null || true)" = inactive ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
-# run_in MACHINE CMD...: run CMD inside, exit status forwarded.
-run_in() {
-	local m=$1
-	shift
-	th_exec timeout 60 systemd-run -q --collect -M "$m" --wait --pipe "$@"
-}
-
 # A fingerprint of a whole tree: path, type, mode, owner, size, mtime and
 # symlink target of every entry, plus the content of every regular file.
 tree_sum() {
@@ -86,7 +64,7 @@ for m in "$name" "$other"; do
 	assert_eq "systemctl -M $m is-system-running" running "$state"
 	assert_eq "systemctl -M $m is-active dbus.service" active \
 		"$(th_exec systemctl -M "$m" is-active dbus.service 2>&1 || true)"
-	assert_eq "hostname inside $m" "$m" "$(run_in "$m" cat /proc/sys/kernel/hostname 2>&1 || true)"
+	assert_eq "hostname inside $m" "$m" "$(th_run_in "$m" cat /proc/sys/kernel/hostname 2>&1 || true)"
 	opts=$(th_exec findmnt -n -o FSTYPE,OPTIONS "/var/lib/sdme/containers/$m/merged" 2>&1 || true)
 	assert_match "overlay of $m has lowerdir=/var/lib/sdme/rootfs/$m" \
 		"^overlay .*lowerdir=/var/lib/sdme/rootfs/$m(,|$)" "$opts"
@@ -97,14 +75,14 @@ done
 
 step "the guests run their rootfs, not the test host's /"
 assert_eq "the rootfs marker is visible inside $name" "rootfs-$name" \
-	"$(run_in "$name" cat /etc/e2e-30-rootfs-marker 2>&1 || true)"
+	"$(th_run_in "$name" cat /etc/e2e-30-rootfs-marker 2>&1 || true)"
 for m in "$name" "$other"; do
 	check_in "the test host's /etc/e2e-30-host-only is not visible inside $m" \
 		timeout 60 systemd-run -q --collect -M "$m" --wait --pipe sh -c '! test -e /etc/e2e-30-host-only'
 done
-codename=$(run_in "$other" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)
+codename=$(th_run_in "$other" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)
 assert_eq "$other runs Debian $other_suite" "$other_suite" "$codename"
-codename=$(run_in "$name" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)
+codename=$(th_run_in "$name" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)
 assert_eq "$name runs Debian $TH_SUITE" "$TH_SUITE" "$codename"
 
 step "systemctl -M $name"
@@ -136,7 +114,7 @@ require_in "systemctl stop sdme-$name sdme-$other" timeout 120 systemctl stop "s
 for m in "$name" "$other"; do
 	assert_eq "sdme-$m inactive (not failed) after stop" inactive \
 		"$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
-	wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
 done
 check_in "upper/ survives stop" test -f "$state/upper/root/e2e-30-new"
 # The whole tree, after a boot, writes, deletions and a shutdown of each
@@ -146,8 +124,8 @@ assert_eq "rootfs $other untouched (tree fingerprint)" "$sum_other_before" "$(tr
 
 step "start again: what the container wrote is still there"
 require_in "systemctl start sdme-$name (again)" timeout 180 systemctl start "sdme-$name"
-assert_eq "file written before the restart" inside "$(run_in "$name" cat /root/e2e-30-new 2>&1 || true)"
+assert_eq "file written before the restart" inside "$(th_run_in "$name" cat /root/e2e-30-new 2>&1 || true)"
 check_in "file deleted before the restart stays deleted" \
 	timeout 60 systemd-run -q --collect -M "$name" --wait --pipe sh -c '! test -e /etc/issue.net'
 require_in "systemctl stop sdme-$name" timeout 120 systemctl stop "sdme-$name"
-wait_unmounted "$name" || fail "overlay of $name still mounted 10 s after the second stop"
+th_wait_unmounted "$name" || fail "overlay of $name still mounted 10 s after the second stop"

@@ -27,27 +27,6 @@ swap_unit='e2e\x2d40\x2dswapfile.swap'
 on_cleanup sh -c "rm -rf $rootfs /var/lib/sdme/containers/$c1 /var/lib/sdme/containers/$c2 /var/lib/sdme/containers/$c3 /etc/sdme/$c1.container /etc/sdme/$c2.container /etc/sdme/$c3.container && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$c1 sdme-$c2 sdme-$c3; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-# run_in MACHINE CMD...: run CMD inside, exit status forwarded.
-run_in() {
-	local m=$1
-	shift
-	th_exec timeout 60 systemd-run -q --collect -M "$m" --wait --pipe "$@"
-}
-
-# wait_unmounted MACHINE: the overlay's mount unit stops after the service.
-wait_unmounted() {
-	local state=/var/lib/sdme/containers/$1 unit
-	unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
-	for _ in $(seq 100); do
-		if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-			[ "$(th_exec systemctl is-active "$unit" 2>/dev/null || true)" = inactive ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 step "give the test host an fstab entry, a .mount and a .swap unit that fail"
 # Each would fail in a container (a file system type that does not exist,
 # swap on a missing file; not a bind of a missing source, which systemd
@@ -104,11 +83,11 @@ for m in "$c1" "$c2" "$c3"; do
 done
 
 step "host names"
-assert_eq "host name in $c1 is the machine name" "$c1" "$(run_in "$c1" cat /proc/sys/kernel/hostname 2>&1 || true)"
-assert_eq "/etc/hostname in $c1" "$c1" "$(run_in "$c1" cat /etc/hostname 2>&1 || true)"
-assert_eq "host name in $c3 is the machine name" "$c3" "$(run_in "$c3" cat /proc/sys/kernel/hostname 2>&1 || true)"
-assert_eq "Hostname=h40b: host name in $c2" h40b "$(run_in "$c2" cat /proc/sys/kernel/hostname 2>&1 || true)"
-assert_eq "Hostname=h40b: /etc/hostname in $c2" h40b "$(run_in "$c2" cat /etc/hostname 2>&1 || true)"
+assert_eq "host name in $c1 is the machine name" "$c1" "$(th_run_in "$c1" cat /proc/sys/kernel/hostname 2>&1 || true)"
+assert_eq "/etc/hostname in $c1" "$c1" "$(th_run_in "$c1" cat /etc/hostname 2>&1 || true)"
+assert_eq "host name in $c3 is the machine name" "$c3" "$(th_run_in "$c3" cat /proc/sys/kernel/hostname 2>&1 || true)"
+assert_eq "Hostname=h40b: host name in $c2" h40b "$(th_run_in "$c2" cat /proc/sys/kernel/hostname 2>&1 || true)"
+assert_eq "Hostname=h40b: /etc/hostname in $c2" h40b "$(th_run_in "$c2" cat /etc/hostname 2>&1 || true)"
 check_in "Hostname=h40b: /etc/hosts in $c2 names h40b" \
 	systemd-run -q --collect -M "$c2" --wait --pipe grep -qw h40b /etc/hosts
 assert_eq "Hostname=h40b: machine name stays $c2" "$c2" "$(th_exec machinectl show "$c2" -p Name --value 2>&1 || true)"
@@ -118,7 +97,7 @@ step "machine IDs"
 host_id=$(th_exec cat /etc/machine-id)
 declare -A ids
 for m in "$c1" "$c2" "$c3"; do
-	ids[$m]=$(run_in "$m" cat /etc/machine-id 2>&1 || true)
+	ids[$m]=$(th_run_in "$m" cat /etc/machine-id 2>&1 || true)
 	assert_match "$m has a machine ID" '^[0-9a-f]{32}$' "${ids[$m]}"
 	[ "${ids[$m]}" != "$host_id" ] || fail "$m has the test host's machine ID $host_id"
 	# machined knows the guest by the same ID.
@@ -139,7 +118,7 @@ want=$(th_exec cat "$src")
 step "host DNS configuration from $src"
 assert_match "host's $src names a nameserver" '(^|'$'\n'')nameserver ' "$want"
 for m in "$c1" "$c2" "$c3"; do
-	assert_eq "/etc/resolv.conf in $m is the host's $src" "$want" "$(run_in "$m" cat /etc/resolv.conf 2>&1 || true)"
+	assert_eq "/etc/resolv.conf in $m is the host's $src" "$want" "$(th_run_in "$m" cat /etc/resolv.conf 2>&1 || true)"
 	check_in "/etc/resolv.conf in $m is a regular file" \
 		systemd-run -q --collect -M "$m" --wait --pipe sh -c 'test -f /etc/resolv.conf && ! test -L /etc/resolv.conf'
 	assert_eq "systemd-resolved masked in $m (host network)" masked \
@@ -178,7 +157,7 @@ check_in "upper/var/log of $c2 is not opaque (OpaqueDir= reset)" \
 check_in "the test host's /var/log/e2e-40-host.log is hidden in $c1 (opaque /var/log)" \
 	systemd-run -q --collect -M "$c1" --wait --pipe sh -c '! test -e /var/log/e2e-40-host.log'
 assert_eq "control: the test host's /var/log/e2e-40-host.log is visible in $c2" host-log \
-	"$(run_in "$c2" cat /var/log/e2e-40-host.log 2>&1 || true)"
+	"$(th_run_in "$c2" cat /var/log/e2e-40-host.log 2>&1 || true)"
 # The rootfs's enablement links are hidden too: only the alias came up.
 assert_eq "dbus.service alias copied into upper/ of $c3" /usr/lib/systemd/system/dbus-daemon.service \
 	"$(th_exec readlink "/var/lib/sdme/containers/$c3/upper/etc/systemd/system/dbus.service" 2>&1 || true)"
@@ -193,21 +172,21 @@ check_in "rm /etc/e2e-40-lower inside $c1" \
 assert_eq "upper/etc/e2e-40-lower of $c1 is a whiteout (char 0:0)" "character special file 0:0" \
 	"$(th_exec stat -c '%F %t:%T' "/var/lib/sdme/containers/$c1/upper/etc/e2e-40-lower" 2>&1 || true)"
 assert_eq "the test host's /etc/e2e-40-lower is still there" lower "$(th_exec cat /etc/e2e-40-lower 2>&1 || true)"
-assert_eq "$c2 still sees /etc/e2e-40-lower" lower "$(run_in "$c2" cat /etc/e2e-40-lower 2>&1 || true)"
+assert_eq "$c2 still sees /etc/e2e-40-lower" lower "$(th_run_in "$c2" cat /etc/e2e-40-lower 2>&1 || true)"
 
 step "stop and start $c1: machine ID and deletion persist, prepare rewrites what it owns"
 require_in "systemctl stop sdme-$c1" timeout 120 systemctl stop "sdme-$c1"
-wait_unmounted "$c1" || fail "overlay of $c1 still mounted 10 s after stop"
+th_wait_unmounted "$c1" || fail "overlay of $c1 still mounted 10 s after stop"
 require_in "systemctl start sdme-$c1 (again)" timeout 180 systemctl start "sdme-$c1"
-assert_eq "machine ID of $c1 stable across stop/start" "${ids[$c1]}" "$(run_in "$c1" cat /etc/machine-id 2>&1 || true)"
+assert_eq "machine ID of $c1 stable across stop/start" "${ids[$c1]}" "$(th_run_in "$c1" cat /etc/machine-id 2>&1 || true)"
 check_in "/etc/e2e-40-lower stays deleted in $c1" \
 	systemd-run -q --collect -M "$c1" --wait --pipe sh -c '! test -e /etc/e2e-40-lower'
 assert_eq "$c1 running after restart" running "$(th_exec timeout 60 systemctl -M "$c1" is-system-running 2>&1 || true)"
-assert_eq "/etc/resolv.conf in $c1 after restart" "$want" "$(run_in "$c1" cat /etc/resolv.conf 2>&1 || true)"
+assert_eq "/etc/resolv.conf in $c1 after restart" "$want" "$(th_run_in "$c1" cat /etc/resolv.conf 2>&1 || true)"
 
 step "stop"
 require_in "systemctl stop" timeout 120 systemctl stop "sdme-$c1" "sdme-$c2" "sdme-$c3"
 for m in "$c1" "$c2" "$c3"; do
 	assert_eq "sdme-$m inactive (not failed) after stop" inactive "$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
-	wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
 done

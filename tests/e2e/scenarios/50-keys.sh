@@ -26,25 +26,6 @@ on_cleanup sh -c "rm -rf '$rw_src' $same $ro_src /var/lib/sdme/containers/$c /va
 on_cleanup sh -c "systemctl stop sdme-$c sdme-$p; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 on_cleanup sh -c "ip link del e2e50a 2>/dev/null; true"
 
-run_in() {
-	local m=$1
-	shift
-	th_exec timeout 60 systemd-run -q --collect -M "$m" --wait --pipe "$@"
-}
-
-wait_unmounted() {
-	local state=/var/lib/sdme/containers/$1 unit
-	unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
-	for _ in $(seq 100); do
-		if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-			[ "$(th_exec systemctl is-active "$unit" 2>/dev/null || true)" = inactive ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 # has_cap HEXMASK BIT: is capability BIT set in HEXMASK?
 has_cap() { (((16#$1 >> $2) & 1)); }
 CAP_NET_ADMIN=12
@@ -83,27 +64,27 @@ for m in "$c" "$p"; do
 done
 
 step "Bind= (read-write)"
-assert_eq "host file visible at /mnt/rw inside" from-host "$(run_in "$c" cat /mnt/rw/from-host 2>&1 || true)"
+assert_eq "host file visible at /mnt/rw inside" from-host "$(th_run_in "$c" cat /mnt/rw/from-host 2>&1 || true)"
 check_in "write /mnt/rw/from-inside and $same/from-inside inside" \
 	systemd-run -q --collect -M "$c" --wait --pipe sh -c "echo inside > /mnt/rw/from-inside && echo inside-same > $same/from-inside"
 assert_eq "write inside shows on the host at '$rw_src'" inside "$(th_exec cat "$rw_src/from-inside" 2>&1 || true)"
 assert_eq "Bind= without DEST: write inside shows on the host at $same" inside-same "$(th_exec cat "$same/from-inside" 2>&1 || true)"
 check_in "... and not in upper/" sh -c "! test -e /var/lib/sdme/containers/$c/upper$same/from-inside && ! test -e /var/lib/sdme/containers/$c/upper/mnt/rw/from-inside"
-opts=$(run_in "$c" findmnt -n -o OPTIONS /mnt/rw 2>&1 || true)
+opts=$(th_run_in "$c" findmnt -n -o OPTIONS /mnt/rw 2>&1 || true)
 assert_match "/mnt/rw is mounted read-write inside" '^rw(,|$)' "$opts"
 
 step "BindReadOnly="
-assert_eq "read-only bind readable at /mnt/ro" ro-content "$(run_in "$c" cat /mnt/ro/file 2>&1 || true)"
-opts=$(run_in "$c" findmnt -n -o OPTIONS /mnt/ro 2>&1 || true)
+assert_eq "read-only bind readable at /mnt/ro" ro-content "$(th_run_in "$c" cat /mnt/ro/file 2>&1 || true)"
+opts=$(th_run_in "$c" findmnt -n -o OPTIONS /mnt/ro 2>&1 || true)
 assert_match "/mnt/ro is mounted read-only inside" '^ro(,|$)' "$opts"
 # shellcheck disable=SC2016 # expands inside
-out=$(run_in "$c" sh -c 'touch /mnt/ro/new 2>&1; echo "rc=$?"' 2>&1 || true)
+out=$(th_run_in "$c" sh -c 'touch /mnt/ro/new 2>&1; echo "rc=$?"' 2>&1 || true)
 assert_match "a write to /mnt/ro fails with EROFS" 'Read-only file system' "$out"
 assert_match "... and touch exits non-zero" 'rc=[1-9]' "$out"
 check_in "nothing was created in $ro_src" sh -c "! test -e $ro_src/new"
 
 step "Environment= in PID 1"
-env1=$(run_in "$c" cat /proc/1/environ 2>&1 | tr '\0' '\n' || true)
+env1=$(th_run_in "$c" cat /proc/1/environ 2>&1 | tr '\0' '\n' || true)
 printf 'environment of PID 1 in %s:\n%s\n' "$c" "$env1"
 # shellcheck disable=SC2016 # a literal $ is the point
 for want in 'E2E_PLAIN=one' 'E2E_SPACE=hello world' 'E2E_PCT=50%' 'E2E_DOLLAR=a$b' \
@@ -114,8 +95,8 @@ assert_eq "E2E_SPACE is one variable" 1 "$(grep -c '^E2E_SPACE=' <<<"$env1" || t
 if grep -q '^world' <<<"$env1"; then fail "a word of E2E_SPACE became an entry of its own"; fi
 
 step "Hostname="
-assert_eq "host name inside $c" h50 "$(run_in "$c" cat /proc/sys/kernel/hostname 2>&1 || true)"
-assert_eq "/etc/hostname inside $c" h50 "$(run_in "$c" cat /etc/hostname 2>&1 || true)"
+assert_eq "host name inside $c" h50 "$(th_run_in "$c" cat /proc/sys/kernel/hostname 2>&1 || true)"
+assert_eq "/etc/hostname inside $c" h50 "$(th_run_in "$c" cat /etc/hostname 2>&1 || true)"
 assert_eq "machine name stays $c" "$c" "$(th_exec machinectl show "$c" -p Name --value 2>&1 || true)"
 
 step "[Service] MemoryMax="
@@ -133,9 +114,9 @@ else
 fi
 
 step "PrivateNetwork=yes"
-links_p=$(run_in "$p" ls /sys/class/net 2>&1 | tr '\n' ' ' || true)
+links_p=$(th_run_in "$p" ls /sys/class/net 2>&1 | tr '\n' ' ' || true)
 assert_eq "$p has only lo" "lo " "$links_p"
-links_c=$(run_in "$c" ls /sys/class/net 2>&1 | tr '\n' ' ' || true)
+links_c=$(th_run_in "$c" ls /sys/class/net 2>&1 | tr '\n' ' ' || true)
 assert_match "control: $c (host network) sees the host's e2e50a" '(^| )e2e50a ' "$links_c"
 host_ns=$(th_exec readlink /proc/1/ns/net)
 ns=()
@@ -153,33 +134,33 @@ assert_match "$p has a network namespace" '^net:\[[0-9]+\]$' "${ns[1]}"
 # shellcheck disable=SC2016 # expands inside
 describe_resolv='if [ -L /etc/resolv.conf ]; then echo "link $(readlink /etc/resolv.conf)"; else echo "file $(cat /etc/resolv.conf)"; fi'
 want=$(th_exec sh -c "$describe_resolv" 2>&1 || true)
-assert_eq "/etc/resolv.conf in $p is the lower layer's" "$want" "$(run_in "$p" sh -c "$describe_resolv" 2>&1 || true)"
+assert_eq "/etc/resolv.conf in $p is the lower layer's" "$want" "$(th_run_in "$p" sh -c "$describe_resolv" 2>&1 || true)"
 check_in "no resolv.conf placeholder in upper/ of $p" sh -c "! test -e /var/lib/sdme/containers/$p/upper/etc/resolv.conf"
 assert_eq "systemd-resolved not masked in $p (private network)" "" \
 	"$(th_exec systemctl -M "$p" show -P LoadState systemd-resolved.service 2>&1 | grep -x masked || true)"
 
 step "NspawnArgs=--capability=CAP_NET_ADMIN"
-caps=$(run_in "$c" sed -n 's/^CapBnd:[[:space:]]*//p' /proc/1/status 2>&1 || true)
+caps=$(th_run_in "$c" sed -n 's/^CapBnd:[[:space:]]*//p' /proc/1/status 2>&1 || true)
 assert_match "CapBnd of PID 1 in $c" '^[0-9a-f]{16}$' "$caps"
 has_cap "$caps" $CAP_NET_ADMIN || fail "CAP_NET_ADMIN not in the bounding set of $c's PID 1 ($caps)"
 
 step "remove the keys, daemon-reload: the next start has neither"
 require_in "systemctl stop sdme-$c" timeout 120 systemctl stop "sdme-$c"
-wait_unmounted "$c" || fail "overlay of $c still mounted 10 s after stop"
+th_wait_unmounted "$c" || fail "overlay of $c still mounted 10 s after stop"
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/$c.container"
 require_in "daemon-reload" systemctl daemon-reload
 require_in "systemctl start sdme-$c (plain)" timeout 180 systemctl start "sdme-$c"
-caps=$(run_in "$c" sed -n 's/^CapBnd:[[:space:]]*//p' /proc/1/status 2>&1 || true)
+caps=$(th_run_in "$c" sed -n 's/^CapBnd:[[:space:]]*//p' /proc/1/status 2>&1 || true)
 assert_match "CapBnd of PID 1 in plain $c" '^[0-9a-f]{16}$' "$caps"
 if has_cap "$caps" $CAP_NET_ADMIN; then
 	fail "control: CAP_NET_ADMIN in the bounding set of $c's PID 1 without NspawnArgs= ($caps)"
 fi
-env1=$(run_in "$c" cat /proc/1/environ 2>&1 | tr '\0' '\n' || true)
+env1=$(th_run_in "$c" cat /proc/1/environ 2>&1 | tr '\0' '\n' || true)
 assert_match "environment of PID 1 in plain $c read" '(^|'$'\n'')container=' "$env1"
 if grep -q '^E2E_' <<<"$env1"; then
 	fail "E2E_ variables in PID 1 of plain $c: $(grep '^E2E_' <<<"$env1" | paste -sd' ')"
 fi
-assert_eq "host name of plain $c" "$c" "$(run_in "$c" cat /proc/sys/kernel/hostname 2>&1 || true)"
+assert_eq "host name of plain $c" "$c" "$(th_run_in "$c" cat /proc/sys/kernel/hostname 2>&1 || true)"
 check_in "no bind at /mnt/ro in plain $c" \
 	systemd-run -q --collect -M "$c" --wait --pipe sh -c '! findmnt -n /mnt/ro'
 assert_eq "MemoryMax of plain sdme-$c" infinity "$(th_exec systemctl show -P MemoryMax "sdme-$c" 2>&1 || true)"
@@ -188,5 +169,5 @@ step "stop"
 require_in "systemctl stop" timeout 120 systemctl stop "sdme-$c" "sdme-$p"
 for m in "$c" "$p"; do
 	assert_eq "sdme-$m inactive (not failed) after stop" inactive "$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
-	wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
 done

@@ -23,19 +23,13 @@ journal_after() {
 	th_exec journalctl --no-pager -o cat --after-cursor="$c" "$@" 2>&1 || true
 }
 # run_in CMD...: a command inside the container, its exit status forwarded.
-run_in() { th_exec timeout 60 systemd-run -q --collect -M "$name" --wait --pipe "$@"; }
+run_in() { th_run_in "$name" "$@"; }
 # wait_gone DESC: the overlay unmounted and its mount unit inactive, within 10 s.
 wait_gone() {
 	local mount_unit t0
 	mount_unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
 	t0=$(date +%s%N)
-	for _ in $(seq 100); do
-		if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-			[ "$(th_exec systemctl is-active "$mount_unit" 2>/dev/null || true)" = inactive ]; then
-			break
-		fi
-		sleep 0.1
-	done
+	th_wait_unmounted "$name" || true # asserted below
 	check_in "$1: $state/merged is not a mount point (within 10 s)" sh -c "! findmnt -n '$state/merged'"
 	assert_eq "$1: $mount_unit inactive (within 10 s)" inactive \
 		"$(th_exec systemctl is-active "$mount_unit" 2>&1 || true)"

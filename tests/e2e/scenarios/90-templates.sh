@@ -12,11 +12,7 @@ machines_all="web-a web-b web-c $cs"
 on_cleanup sh -c "cd /etc/sdme && rm -f web@.container web@a.container web@b.container c?.container; for m in $machines_all; do rm -rf /var/lib/sdme/containers/\$m; done; systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop 'sdme-web@*' 'sdme-c[1-5].service'; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-run_in() { # run_in MACHINE CMD...
-	local m=$1
-	shift
-	th_exec timeout 60 systemd-run -q --collect -M "$m" --wait --pipe "$@" 2>&1 | tr -d '\r'
-}
+run_in() { th_run_in "$@" 2>&1 | tr -d '\r'; } # run_in MACHINE CMD...
 mounted() { th_exec findmnt -n -o FSTYPE "/var/lib/sdme/containers/$1/merged" 2>/dev/null || true; }
 # wait_unmounted MACHINE...: their overlays gone within 10 s.
 wait_unmounted() {
