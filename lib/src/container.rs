@@ -3,6 +3,7 @@
 //! `/var` is made here, so a bad value fails at generation time with its
 //! file and line instead of failing a boot later.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,6 +85,164 @@ pub struct Bind {
     pub spec: String,
 }
 
+/// One `SystemCallFilter=` line: nspawn's `--system-call-filter=`, where a
+/// leading `~` makes the whole list a deny list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallFilter {
+    pub deny: bool,
+    /// System call names and `@group`s, as written (normalized spacing).
+    pub items: Vec<String>,
+}
+
+impl SyscallFilter {
+    /// The value of nspawn's `--system-call-filter=`.
+    pub fn value(&self) -> String {
+        let list = self.items.join(" ");
+        if self.deny {
+            format!("~{list}")
+        } else {
+            list
+        }
+    }
+}
+
+/// The kernel's capability names without `CAP_`, indexed by number, up to
+/// CAP_CHECKPOINT_RESTORE (40, Linux 5.9), as in linux/capability.h.
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// `CAP_NAME` of capability number `n`.
+pub fn capability_name(n: u8) -> String {
+    format!("CAP_{}", CAPABILITIES[usize::from(n)])
+}
+
+/// A capability name, `CAP_` optional, any case, to its number.
+fn parse_capability(word: &str) -> Result<u8, String> {
+    let up = word.to_ascii_uppercase();
+    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+    CAPABILITIES
+        .iter()
+        .position(|c| *c == bare)
+        .and_then(|n| u8::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "unknown capability '{}' (the kernel's names, such as CAP_NET_ADMIN; see capabilities(7))",
+                word.escape_default()
+            )
+        })
+}
+
+/// systemd's system call groups (`systemd-analyze syscall-filter`).
+const SYSCALL_GROUPS: [&str; 29] = [
+    "@aio",
+    "@basic-io",
+    "@chown",
+    "@clock",
+    "@cpu-emulation",
+    "@debug",
+    "@file-system",
+    "@io-event",
+    "@ipc",
+    "@keyring",
+    "@memlock",
+    "@module",
+    "@mount",
+    "@network-io",
+    "@obsolete",
+    "@pkey",
+    "@privileged",
+    "@process",
+    "@raw-io",
+    "@reboot",
+    "@resources",
+    "@sandbox",
+    "@setuid",
+    "@signal",
+    "@swap",
+    "@sync",
+    "@system-service",
+    "@timer",
+    "@known",
+];
+
+/// One `SystemCallFilter=` value (not empty).
+fn parse_syscall_filter(v: &str) -> Result<SyscallFilter, String> {
+    let (deny, list) = match v.strip_prefix('~') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let mut items = Vec::new();
+    for w in list.split_whitespace() {
+        if w.starts_with('~') {
+            return Err(format!(
+                "'~' must start the value and then applies to the whole list ('{w}' is not the first word); put allowed and denied system calls on separate lines"
+            ));
+        }
+        if w.starts_with('@') {
+            if !(SYSCALL_GROUPS.contains(&w) || w == "@default") {
+                return Err(format!(
+                    "unknown system call group '{}' (see 'systemd-analyze syscall-filter')",
+                    w.escape_default()
+                ));
+            }
+        } else if !w
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!(
+                "'{}' is neither a system call name (lower-case letters, digits, '_') nor an @group",
+                w.escape_default()
+            ));
+        }
+        items.push(w.to_string());
+    }
+    if items.is_empty() {
+        return Err("'~' without system calls".into());
+    }
+    Ok(SyscallFilter { deny, items })
+}
+
 /// `[Install]`, applied by the generator as symlinks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Install {
@@ -115,6 +274,16 @@ pub struct Container {
     pub boot_timeout: Option<Duration>,
     pub wait_for: Vec<String>,
     pub nspawn_args: Vec<String>,
+    /// `Capability=`: kernel capability numbers, sorted, unique.
+    pub capabilities: Vec<u8>,
+    /// `Capability=all`.
+    pub capability_all: bool,
+    /// `DropCapability=`: kernel capability numbers, sorted, unique.
+    pub drop_capabilities: Vec<u8>,
+    pub no_new_privileges: bool,
+    pub read_only: bool,
+    /// `SystemCallFilter=`, one entry per assignment line, in order.
+    pub system_call_filter: Vec<SyscallFilter>,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
     pub passthrough: Vec<Section>,
     pub install: Install,
@@ -322,10 +491,19 @@ struct Builder {
     boot_timeout: Option<Duration>,
     wait_for: Vec<String>,
     nspawn_args: Vec<String>,
+    /// Capability number (or [`CAP_ALL`]) to the line that added it.
+    cap_add: BTreeMap<u8, Location>,
+    cap_drop: BTreeMap<u8, Location>,
+    no_new_privileges: bool,
+    read_only: bool,
+    syscall_filter: Vec<SyscallFilter>,
     passthrough: Vec<Section>,
     install: Install,
     install_at: Vec<(&'static str, Location)>,
 }
+
+/// `Capability=all` in [`Builder::cap_add`].
+const CAP_ALL: u8 = u8::MAX;
 
 impl Builder {
     fn new(name: UnitName, source: &Path) -> Builder {
@@ -348,6 +526,11 @@ impl Builder {
             boot_timeout: Some(DEFAULT_BOOT_TIMEOUT),
             wait_for: Vec::new(),
             nspawn_args: Vec::new(),
+            cap_add: BTreeMap::new(),
+            cap_drop: BTreeMap::new(),
+            no_new_privileges: false,
+            read_only: false,
+            syscall_filter: Vec::new(),
             passthrough: Vec::new(),
             install: Install::default(),
             install_at: Vec::new(),
@@ -518,6 +701,46 @@ impl Builder {
                             self.nspawn_args.push(w);
                         }
                     }
+                }
+            }
+            "Capability" | "DropCapability" => {
+                let add = e.key == "Capability";
+                if v.is_empty() {
+                    if add {
+                        self.cap_add.clear();
+                    } else {
+                        self.cap_drop.clear();
+                    }
+                    return;
+                }
+                for w in v.split_whitespace() {
+                    let n = if w.eq_ignore_ascii_case("all") {
+                        if add {
+                            Some(CAP_ALL)
+                        } else {
+                            self.check::<()>(e, Err("'all' can only be added (Capability=all); without any capability the container's systemd cannot boot".into()));
+                            None
+                        }
+                    } else {
+                        self.check(e, parse_capability(w))
+                    };
+                    if let Some(n) = n {
+                        let map = if add {
+                            &mut self.cap_add
+                        } else {
+                            &mut self.cap_drop
+                        };
+                        map.insert(n, e.at.clone());
+                    }
+                }
+            }
+            "NoNewPrivileges" => self.no_new_privileges = self.bool(e),
+            "ReadOnly" => self.read_only = self.bool(e),
+            "SystemCallFilter" => {
+                if v.is_empty() {
+                    self.syscall_filter.clear();
+                } else if let Some(f) = self.check(e, parse_syscall_filter(v)) {
+                    self.syscall_filter.push(f);
                 }
             }
             k => self.err(e, format!("unknown key '{k}' in section [Container]")),
@@ -692,6 +915,17 @@ impl Builder {
                 });
             }
         }
+        for (n, drop_at) in &self.cap_drop {
+            if let Some(add_at) = self.cap_add.get(n) {
+                self.diags.push(Diag::at(
+                    drop_at,
+                    format!(
+                        "{} is both added (Capability= at {add_at}) and dropped (DropCapability= at {drop_at}); remove it from one of them",
+                        capability_name(*n),
+                    ),
+                ));
+            }
+        }
         if !self.diags.is_empty() {
             self.diags.sort_by_key(|d| (d.path.clone(), d.line));
             return Err(self.diags);
@@ -737,6 +971,17 @@ impl Builder {
             boot_timeout: self.boot_timeout,
             wait_for: self.wait_for,
             nspawn_args: self.nspawn_args,
+            capability_all: self.cap_add.contains_key(&CAP_ALL),
+            capabilities: self
+                .cap_add
+                .keys()
+                .copied()
+                .filter(|n| *n != CAP_ALL)
+                .collect(),
+            drop_capabilities: self.cap_drop.keys().copied().collect(),
+            no_new_privileges: self.no_new_privileges,
+            read_only: self.read_only,
+            system_call_filter: self.syscall_filter,
             passthrough: self.passthrough,
             install: self.install,
         })
@@ -911,5 +1156,62 @@ mod tests {
         }
         let e = load("w", "[Container]\nBridge=br0\nZone=z\n").unwrap_err();
         assert!(e[0].contains("Bridge= and Zone= cannot both be set"));
+    }
+
+    #[test]
+    fn capabilities() {
+        let c = load(
+            "w",
+            "[Container]\nCapability=net_admin CAP_SYS_TIME\nCapability=Cap_Net_Admin mknod\nDropCapability=sys_boot\nDropCapability=\nDropCapability=sys_ptrace\n",
+        )
+        .unwrap();
+        assert_eq!(c.capabilities, [12, 25, 27]);
+        assert!(!c.capability_all);
+        assert_eq!(c.drop_capabilities, [19]);
+        assert_eq!(capability_name(40), "CAP_CHECKPOINT_RESTORE");
+        let c = load(
+            "w",
+            "[Container]\nCapability=all\nDropCapability=sys_ptrace\n",
+        )
+        .unwrap();
+        assert!(c.capability_all);
+        let e = load("w", "[Container]\nCapability=cap_foo\nDropCapability=all\n").unwrap_err();
+        assert!(
+            e[0].contains("2: Capability=cap_foo: unknown capability 'cap_foo'"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("3: DropCapability=all: 'all' can only be added"),
+            "{e:?}"
+        );
+        let e = load(
+            "w",
+            "[Container]\nCapability=net_admin\nDropCapability=CAP_NET_ADMIN\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ["/etc/sdme/x.container:3: CAP_NET_ADMIN is both added (Capability= at /etc/sdme/x.container:2) and dropped (DropCapability= at /etc/sdme/x.container:3); remove it from one of them"]
+        );
+    }
+
+    #[test]
+    fn booleans_and_syscall_filter() {
+        let c = load(
+            "w",
+            "[Container]\nNoNewPrivileges=yes\nReadOnly=1\nSystemCallFilter=@clock\nSystemCallFilter=\nSystemCallFilter=~@swap  reboot\nSystemCallFilter=@known\n",
+        )
+        .unwrap();
+        assert!(c.no_new_privileges && c.read_only);
+        let v: Vec<String> = c.system_call_filter.iter().map(|f| f.value()).collect();
+        assert_eq!(v, ["~@swap reboot", "@known"]);
+        for bad in ["@clocks", "Chroot", "a-b", "@clock ~@swap", "~"] {
+            let e = load("w", &format!("[Container]\nSystemCallFilter={bad}\n")).unwrap_err();
+            assert!(
+                e[0].starts_with("/etc/sdme/x.container:2: SystemCallFilter="),
+                "{e:?}"
+            );
+        }
+        assert!(load("w", "[Container]\nReadOnly=maybe\n").is_err());
     }
 }

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::container::{Container, Rootfs};
+use crate::container::{capability_name, Container, Rootfs};
 use crate::escape::{exec_word, exec_word_expanding, mount_unit_name, unit_value};
 use crate::paths;
 use crate::search::UnitName;
@@ -240,6 +240,31 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
         s.push(' ');
         let raw = format!("--setenv={e}");
         s.push_str(&x.specifiers(exec_word_expanding(&raw)));
+    }
+    // By name, so that the line reads like a sorted list.
+    let caps = |list: &[u8]| {
+        let mut names: Vec<String> = list.iter().map(|n| capability_name(*n)).collect();
+        names.sort();
+        names.join(",")
+    };
+    if c.capability_all {
+        s.push_str(" --capability=all");
+    } else if !c.capabilities.is_empty() {
+        s.push_str(" --capability=");
+        s.push_str(&caps(&c.capabilities));
+    }
+    if !c.drop_capabilities.is_empty() {
+        s.push_str(" --drop-capability=");
+        s.push_str(&caps(&c.drop_capabilities));
+    }
+    if c.no_new_privileges {
+        s.push_str(" --no-new-privileges=yes");
+    }
+    if c.read_only {
+        s.push_str(" --read-only");
+    }
+    for f in &c.system_call_filter {
+        x.word(s, "--system-call-filter=", &f.value());
     }
     for a in &c.nspawn_args {
         x.word(s, "", a);
