@@ -21,32 +21,13 @@ r=r55
 on_cleanup sh -c "rm -rf /var/lib/sdme/containers/$s /var/lib/sdme/containers/$r /etc/sdme/$s.container /etc/sdme/$r.container && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$s sdme-$r; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-run_in() {
-	local m=$1
-	shift
-	th_exec timeout 60 systemd-run -q --collect -M "$m" --wait --pipe "$@"
-}
-
-wait_unmounted() {
-	local state=/var/lib/sdme/containers/$1 unit
-	unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
-	for _ in $(seq 100); do
-		if ! th_exec findmnt -n "$state/merged" >/dev/null 2>&1 &&
-			[ "$(th_exec systemctl is-active "$unit" 2>/dev/null || true)" = inactive ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 # has_cap HEXMASK BIT: is capability BIT set in HEXMASK?
 has_cap() { (((16#$1 >> $2) & 1)); }
 CAP_NET_ADMIN=12
 CAP_SYS_PTRACE=19
 
 status_field() { # MACHINE FIELD: a field of /proc/1/status in MACHINE
-	run_in "$1" sed -n "s/^$2:[[:space:]]*//p" /proc/1/status 2>&1 | tr -d '\r' || true
+	th_run_in "$1" sed -n "s/^$2:[[:space:]]*//p" /proc/1/status 2>&1 | tr -d '\r' || true
 }
 
 host_caps=$(th_exec sed -n 's/^CapBnd:[[:space:]]*//p' /proc/1/status)
@@ -111,29 +92,29 @@ assert_eq "control: NoNewPrivs of PID 1 in $r" 0 "$(status_field "$r" NoNewPrivs
 
 step "SystemCallFilter=~syncfs"
 # shellcheck disable=SC2016 # expands inside
-out=$(run_in "$s" sh -c 'sync -f / 2>&1; echo "rc=$?"' 2>&1 || true)
+out=$(th_run_in "$s" sh -c 'sync -f / 2>&1; echo "rc=$?"' 2>&1 || true)
 printf 'sync -f / in %s: %s\n' "$s" "$out"
 assert_match "syncfs(2) in $s fails with EPERM" 'Operation not permitted' "$out"
 assert_match "... and sync exits non-zero" 'rc=[1-9]' "$out"
 # shellcheck disable=SC2016 # expands inside
-out=$(run_in "$r" sh -c 'sync -f / 2>&1; echo "rc=$?"' 2>&1 || true)
+out=$(th_run_in "$r" sh -c 'sync -f / 2>&1; echo "rc=$?"' 2>&1 || true)
 assert_match "control: sync -f / works in $r" '^rc=0' "$out"
 
 step "ReadOnly=yes"
 # shellcheck disable=SC2016 # expands inside
-out=$(run_in "$r" sh -c 'touch /x 2>&1; echo "rc=$?"' 2>&1 || true)
+out=$(th_run_in "$r" sh -c 'touch /x 2>&1; echo "rc=$?"' 2>&1 || true)
 printf 'touch /x in %s: %s\n' "$r" "$out"
 assert_match "a write to / in $r fails with EROFS" 'Read-only file system' "$out"
 assert_match "... and touch exits non-zero" 'rc=[1-9]' "$out"
-assert_match "/ is mounted read-only in $r" '^ro(,|$)' "$(run_in "$r" findmnt -n -o OPTIONS / 2>&1 || true)"
+assert_match "/ is mounted read-only in $r" '^ro(,|$)' "$(th_run_in "$r" findmnt -n -o OPTIONS / 2>&1 || true)"
 check_in "nothing was created in upper/ of $r" sh -c "! test -e /var/lib/sdme/containers/$r/upper/x"
 # shellcheck disable=SC2016 # expands inside
-out=$(run_in "$s" sh -c 'touch /x 2>&1 && rm /x; echo "rc=$?"' 2>&1 || true)
+out=$(th_run_in "$s" sh -c 'touch /x 2>&1 && rm /x; echo "rc=$?"' 2>&1 || true)
 assert_match "control: a write to / works in $s" '^rc=0' "$out"
 
 step "stop"
 require_in "systemctl stop" timeout 120 systemctl stop "sdme-$s" "sdme-$r"
 for m in "$s" "$r"; do
 	assert_eq "sdme-$m inactive (not failed) after stop" inactive "$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
-	wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
 done
