@@ -316,67 +316,63 @@ impl SafeDir {
     /// `name` (a file, a symlink, a whiteout) is replaced, never followed;
     /// a directory there is an error.
     pub fn write_file(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<()> {
-        let p = self.child_path(name);
-        if self.entry(name)? == Entry::Dir {
-            bail!("{} is a directory; expected a file", p.display());
-        }
-        let mut tmp = OsString::from(".#sdme-prepare.");
-        tmp.push(name);
-        let _ = unlinkat(
-            Some(self.raw()),
-            tmp.as_os_str(),
-            UnlinkatFlags::NoRemoveDir,
-        );
-        let fd = openat(
-            Some(self.raw()),
-            tmp.as_os_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| anyhow!("cannot create {}: {e}", self.child_path(&tmp).display()))?;
-        let fd = own(fd);
-        let res = (|| -> Result<()> {
+        self.replace(name, "a file", |tmp| {
+            let fd = openat(
+                Some(self.raw()),
+                tmp,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| anyhow!("cannot create {}: {e}", self.child_path(tmp).display()))?;
+            let fd = own(fd);
             fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
                 .map_err(|e| anyhow!("cannot chmod: {e}"))?;
             let mut f = std::fs::File::from(fd.try_clone().context("dup")?);
-            f.write_all(content).context("write")?;
-            renameat(Some(self.raw()), tmp.as_os_str(), Some(self.raw()), name)
-                .map_err(|e| anyhow!("rename: {e}"))?;
-            Ok(())
-        })();
-        if let Err(e) = res {
-            let _ = unlinkat(
-                Some(self.raw()),
-                tmp.as_os_str(),
-                UnlinkatFlags::NoRemoveDir,
-            );
-            return Err(e.context(format!("cannot write {}", p.display())));
-        }
-        Ok(())
+            f.write_all(content).context("write")
+        })
     }
 
     /// Replace `name` by a symlink to `target` (atomically, via rename).
     pub fn symlink(&self, name: &OsStr, target: &OsStr) -> Result<()> {
+        self.replace(name, "a symlink", |tmp| {
+            symlinkat(target, Some(self.raw()), tmp)
+                .map_err(|e| anyhow!("cannot create symlink: {e}"))
+        })
+    }
+
+    /// Make `name` anew: `make` creates it under a temporary name, which is
+    /// then renamed over `name`; on any failure the temporary is removed.
+    fn replace(
+        &self,
+        name: &OsStr,
+        what: &str,
+        make: impl FnOnce(&OsStr) -> Result<()>,
+    ) -> Result<()> {
         let p = self.child_path(name);
         if self.entry(name)? == Entry::Dir {
-            bail!("{} is a directory; expected a symlink", p.display());
+            bail!("{} is a directory; expected {what}", p.display());
         }
         let mut tmp = OsString::from(".#sdme-prepare.");
         tmp.push(name);
-        let _ = unlinkat(
-            Some(self.raw()),
-            tmp.as_os_str(),
-            UnlinkatFlags::NoRemoveDir,
-        );
-        symlinkat(target, Some(self.raw()), tmp.as_os_str())
-            .map_err(|e| anyhow!("cannot create symlink {}: {e}", p.display()))?;
-        if let Err(e) = renameat(Some(self.raw()), tmp.as_os_str(), Some(self.raw()), name) {
+        let unlink_tmp = || {
             let _ = unlinkat(
                 Some(self.raw()),
                 tmp.as_os_str(),
                 UnlinkatFlags::NoRemoveDir,
             );
-            bail!("cannot create symlink {}: {e}", p.display());
+        };
+        unlink_tmp(); // a leftover of a killed run
+        let res = make(tmp.as_os_str()).and_then(|()| {
+            renameat(Some(self.raw()), tmp.as_os_str(), Some(self.raw()), name)
+                .map_err(|e| anyhow!("rename: {e}"))
+        });
+        if let Err(e) = res {
+            unlink_tmp();
+            return Err(e.context(format!("cannot write {}", p.display())));
         }
         Ok(())
     }
