@@ -21,7 +21,7 @@ TARGET      ?= $(shell rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS_STATIC = -C target-feature=+crt-static
 BUILD_DIR = target/$(TARGET)/release
 BINS_GENERATOR = sdme-generator
-BINS_HELPERS = sdme-prepare sdme-boot-wait
+BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 
 .PHONY: all build install uninstall test check e2e fmt clippy deps bench clean
 

@@ -16,8 +16,8 @@ use log::{Level, Logger};
 use sdme_core::generate::{generate, plan};
 use sdme_core::parallel::{par_map, threads_for};
 use sdme_core::paths;
-use sdme_core::render::render;
 use sdme_core::render::Output;
+use sdme_core::render::{render, render_pod};
 
 const USAGE: &str = "\
 Usage: sdme-generator NORMAL-DIR [EARLY-DIR LATE-DIR]
@@ -99,7 +99,13 @@ fn main() -> ExitCode {
                 .map(|o| w.write(&o).map(|()| o.path().to_string()))
                 .collect::<Vec<_>>()
         });
-        for r in results.into_iter().flatten() {
+        let pod_results: Vec<Result<String, String>> = g
+            .pods
+            .iter()
+            .flat_map(render_pod)
+            .map(|o| w.write(&o).map(|()| o.path().to_string()))
+            .collect();
+        for r in pod_results.into_iter().chain(results.into_iter().flatten()) {
             match r {
                 Ok(path) => log.log(Level::Debug, &format!("wrote {path}")),
                 Err(e) => {

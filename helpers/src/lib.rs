@@ -6,6 +6,8 @@
 //!   registration, the guest's system bus and optional units ([`bootwait`]);
 //!   with `--explain=UNIT`, name the cause of a container's failure
 //!   ([`explain`]).
+//! * `sdme-pod`: create, remove and enter a pod's pinned network namespace
+//!   ([`pod`]).
 
 pub mod bootwait;
 pub mod dbus;
@@ -13,4 +15,5 @@ pub mod explain;
 pub mod fsutil;
 pub mod journal;
 pub mod mountinfo;
+pub mod pod;
 pub mod prepare;

@@ -284,6 +284,8 @@ pub struct Container {
     pub read_only: bool,
     /// `SystemCallFilter=`, one entry per assignment line, in order.
     pub system_call_filter: Vec<SyscallFilter>,
+    /// `Pod=NAME.pod`: the pod's name and the line that set it.
+    pub pod: Option<(String, Location)>,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
     pub passthrough: Vec<Section>,
     pub install: Install,
@@ -395,13 +397,7 @@ impl Container {
     /// drop-ins.
     pub fn load(found: &Found) -> Result<Container, Vec<Diag>> {
         let via = (found.content != found.path).then_some(found.path.as_path());
-        let mut file = UnitFile::parse(&found.content, &found.data)
-            .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
-        for d in &found.dropins {
-            let data = read_bounded(d).map_err(|e| vec![Diag::file(d, e)])?;
-            let drop = UnitFile::parse(d, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
-            file.merge(drop);
-        }
+        let file = parse_with_dropins(found)?;
         // Lines of a symlinked instance come from its template: say which
         // instance they failed for.
         Container::from_unit(found.name.clone(), &found.path, &file).map_err(|diags| {
@@ -452,7 +448,8 @@ impl Container {
 
     /// Whether the container shares the host's network namespace.
     pub fn host_network(&self) -> bool {
-        !(self.private_network
+        !(self.pod.is_some()
+            || self.private_network
             || self.virtual_ethernet
             || self.bridge.is_some()
             || self.zone.is_some()
@@ -464,6 +461,125 @@ impl Container {
                     || a == "-n"
                     || a.starts_with("-p")
             }))
+    }
+}
+
+/// Parse a found file and merge its drop-ins.
+fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
+    let via = (found.content != found.path).then_some(found.path.as_path());
+    let mut file = UnitFile::parse(&found.content, &found.data)
+        .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
+    for d in &found.dropins {
+        let data = read_bounded(d).map_err(|e| vec![Diag::file(d, e)])?;
+        let drop = UnitFile::parse(d, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
+        file.merge(drop);
+    }
+    Ok(file)
+}
+
+/// `[Service]` keys the pod unit sets itself.
+const POD_RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
+    ("ExecStart", "sdme runs the pod helper"),
+    ("ExecStop", "sdme runs the pod helper"),
+    ("Type", "the pod unit is a Type=oneshot"),
+    (
+        "RemainAfterExit",
+        "the pod unit stays active while its namespace exists",
+    ),
+];
+
+/// A validated `.pod` file: a network namespace that containers join with
+/// `Pod=NAME.pod`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    pub name: String,
+    /// The file that won on the search path (`SourcePath=`).
+    pub source: PathBuf,
+    /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
+    pub passthrough: Vec<Section>,
+    pub install: Install,
+}
+
+impl Pod {
+    /// Validate `found` with its drop-ins.
+    pub fn load(found: &Found) -> Result<Pod, Vec<Diag>> {
+        let file = parse_with_dropins(found)?;
+        Pod::from_unit(&found.name, &found.path, &file)
+    }
+
+    /// Validate a parsed file named `name`.
+    pub fn from_unit(name: &UnitName, source: &Path, file: &UnitFile) -> Result<Pod, Vec<Diag>> {
+        let mut b = Builder::new(name.clone(), source);
+        let stem = name.stem();
+        if let Err(m) = check_machine_name(&stem) {
+            b.diags.push(Diag::file(
+                source,
+                format!(
+                    "file name '{}' cannot name a pod: {}",
+                    stem.escape_default(),
+                    m.replace("machine name", "name")
+                ),
+            ));
+        }
+        for sec in &file.sections {
+            match sec.name.as_str() {
+                "Pod" => {
+                    for e in &sec.entries {
+                        b.err(e, format!("unknown key '{}' in section [Pod]", e.key));
+                    }
+                }
+                "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
+                "Service" | "Unit" => {
+                    for e in &sec.entries {
+                        if sec.name == "Service" {
+                            if let Some((_, why)) =
+                                POD_RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key)
+                            {
+                                b.err(e, format!("{}= cannot be set in [Service]: {why}", e.key));
+                            }
+                        }
+                    }
+                    b.passthrough.push(sec.clone());
+                }
+                n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
+                n => b.diags.push(Diag::at(
+                    &sec.at,
+                    format!("unknown section [{n}]; a .pod file has [Unit], [Pod], [Service], [Install] and X- sections"),
+                )),
+            }
+        }
+        if let Some((_, at)) = b.install_at.iter().find(|(k, _)| *k == "DefaultInstance") {
+            let at = at.clone();
+            b.diags.push(Diag::at(
+                &at,
+                "DefaultInstance= only applies to container templates",
+            ));
+        }
+        for a in b.install.alias.clone() {
+            if !a.ends_with(".service") || a.contains("@.") {
+                let at = b
+                    .install_at
+                    .iter()
+                    .find(|(k, _)| *k == "Alias")
+                    .map(|(_, a)| a.clone());
+                let msg =
+                    format!("Alias={a}: an alias must be a .service name that is not a template");
+                b.diags.push(match at {
+                    Some(at) => Diag::at(&at, msg),
+                    None => Diag::file(source, msg),
+                });
+            }
+        }
+        if !b.diags.is_empty() {
+            b.diags.sort_by_key(|d| (d.path.clone(), d.line));
+            return Err(b.diags);
+        }
+        Ok(Pod {
+            name: stem,
+            source: source.to_path_buf(),
+            passthrough: b.passthrough,
+            install: b.install,
+        })
     }
 }
 
@@ -500,6 +616,10 @@ struct Builder {
     passthrough: Vec<Section>,
     install: Install,
     install_at: Vec<(&'static str, Location)>,
+    pod: Option<(String, Location)>,
+    /// Network keys in effect, with the line that set them (to refuse
+    /// them next to `Pod=`).
+    net_at: BTreeMap<&'static str, Location>,
 }
 
 /// `Capability=all` in [`Builder::cap_add`].
@@ -534,6 +654,8 @@ impl Builder {
             passthrough: Vec::new(),
             install: Install::default(),
             install_at: Vec::new(),
+            pod: None,
+            net_at: BTreeMap::new(),
         }
     }
 
@@ -743,7 +865,37 @@ impl Builder {
                     self.syscall_filter.push(f);
                 }
             }
+            "Pod" => {
+                if v.is_empty() {
+                    self.pod = None;
+                    return;
+                }
+                let r = match v.strip_suffix(".pod") {
+                    Some(n) => check_machine_name(n)
+                        .map(|_| n.to_string())
+                        .map_err(|m| m.replace("machine name", "pod name")),
+                    None => Err("expected the name of a pod file, NAME.pod".into()),
+                };
+                if let Some(n) = self.check(e, r) {
+                    self.pod = Some((n, e.at.clone()));
+                }
+            }
             k => self.err(e, format!("unknown key '{k}' in section [Container]")),
+        }
+        let net_key = match e.key.as_str() {
+            "PrivateNetwork" => Some("PrivateNetwork"),
+            "VirtualEthernet" => Some("VirtualEthernet"),
+            "Bridge" => Some("Bridge"),
+            "Zone" => Some("Zone"),
+            "Port" => Some("Port"),
+            _ => None,
+        };
+        if let Some(k) = net_key {
+            if v.is_empty() {
+                self.net_at.remove(k);
+            } else {
+                self.net_at.insert(k, e.at.clone());
+            }
         }
     }
 
@@ -851,6 +1003,25 @@ impl Builder {
                     Some(at) => Diag::at(&at, m),
                     None => Diag::file(&source, m),
                 });
+            }
+        }
+        if let Some((pod, pod_at)) = &self.pod {
+            let set = [
+                ("PrivateNetwork", self.private_network),
+                ("VirtualEthernet", self.virtual_ethernet),
+                ("Bridge", self.bridge.is_some()),
+                ("Zone", self.zone.is_some()),
+                ("Port", !self.ports.is_empty()),
+            ];
+            for (k, on) in set {
+                if let (true, Some(at)) = (on, self.net_at.get(k)) {
+                    self.diags.push(Diag::at(
+                        pod_at,
+                        format!(
+                            "Pod={pod}.pod cannot be combined with {k}= (at {at}): a pod member uses the pod's network namespace"
+                        ),
+                    ));
+                }
             }
         }
         if let (Some(_), Some((_, at))) = (&self.bridge, &self.zone) {
@@ -982,6 +1153,7 @@ impl Builder {
             no_new_privileges: self.no_new_privileges,
             read_only: self.read_only,
             system_call_filter: self.syscall_filter,
+            pod: self.pod,
             passthrough: self.passthrough,
             install: self.install,
         })
@@ -1156,6 +1328,28 @@ mod tests {
         }
         let e = load("w", "[Container]\nBridge=br0\nZone=z\n").unwrap_err();
         assert!(e[0].contains("Bridge= and Zone= cannot both be set"));
+    }
+
+    #[test]
+    fn pods() {
+        let c = load("w", "[Container]\nPod=web.pod\n").unwrap();
+        assert_eq!(c.pod.as_ref().map(|(n, _)| n.as_str()), Some("web"));
+        assert!(
+            !c.host_network(),
+            "a pod member does not share the host's network"
+        );
+        let c = load("w", "[Container]\nPod=web.pod\nPod=\nPrivateNetwork=yes\n").unwrap();
+        assert!(c.pod.is_none());
+        let e = load("w", "[Container]\nPort=80\nPod=web.pod\n").unwrap_err();
+        assert_eq!(
+            e,
+            ["/etc/sdme/x.container:3: Pod=web.pod cannot be combined with Port= (at /etc/sdme/x.container:2): a pod member uses the pod's network namespace"]
+        );
+        let e = load("w", "[Container]\nPod=web\n").unwrap_err();
+        assert!(
+            e[0].contains(":2: Pod=web: expected the name of a pod file"),
+            "{e:?}"
+        );
     }
 
     #[test]

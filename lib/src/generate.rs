@@ -13,14 +13,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::container::{Container, Diag};
+use crate::container::{Container, Diag, Pod};
 use crate::parallel::{par_map, threads_for};
-use crate::render::{output_paths, render, Output};
+use crate::render::{output_paths, pod_output_paths, render, render_pod, Output};
 use crate::search::{search, FileType, Found};
 
 /// The containers to generate and what went wrong with the others.
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Accepted pods, in file-name order.
+    pub pods: Vec<Pod>,
     /// Accepted containers, in file-name order.
     pub containers: Vec<Container>,
     /// Every problem, one line each.
@@ -34,18 +36,35 @@ pub struct Plan {
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the
 /// others.
 pub fn plan(dirs: &[PathBuf]) -> Plan {
+    let ps = search(dirs, FileType::Pod);
     let s = search(dirs, FileType::Container);
     let mut p = Plan {
-        errors: s.errors,
-        masked: s.masked,
+        errors: ps.errors,
+        masked: ps.masked,
         ..Default::default()
     };
+    p.errors.extend(s.errors);
+    p.masked.extend(s.masked);
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    // Pods first: their units are what members depend on.
+    for found in &ps.found {
+        match Pod::load(found) {
+            Ok(pod) => {
+                taken.extend(pod_output_paths(&pod));
+                p.pods.push(pod);
+            }
+            Err(diags) => {
+                p.errors.extend(diags.iter().map(Diag::to_string));
+                p.skipped.push(found.path.clone());
+            }
+        }
+    }
+    let pods: BTreeSet<String> = p.pods.iter().map(|x| x.name.clone()).collect();
     let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
         Container::load(f)
     });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut taken: BTreeSet<String> = BTreeSet::new();
     for (found, result) in s.found.iter().zip(loaded) {
         let c = match result {
             Ok(c) => c,
@@ -55,6 +74,15 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 continue;
             }
         };
+        if let Some((pod, at)) = &c.pod {
+            if !pods.contains(pod) {
+                p.errors.push(format!(
+                    "{at}: Pod={pod}.pod: no pod file {pod}.pod on the search path (or it has errors, or is masked)"
+                ));
+                p.skipped.push(c.source.clone());
+                continue;
+            }
+        }
         if !c.is_template() {
             if let Some(other) = machines.get(&c.machine) {
                 p.errors.push(format!(
@@ -89,6 +117,11 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
 /// file-name order (what `--dry-run` prints).
 pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
     let p = plan(dirs);
+    for pod in &p.pods {
+        for o in render_pod(pod) {
+            emit(o);
+        }
+    }
     for c in &p.containers {
         for o in render(c) {
             emit(o);

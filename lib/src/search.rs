@@ -24,12 +24,14 @@ use crate::parallel::{par_map, threads_for};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileType {
     Container,
+    Pod,
 }
 
 impl FileType {
     pub fn suffix(self) -> &'static str {
         match self {
             FileType::Container => "container",
+            FileType::Pod => "pod",
         }
     }
 }

@@ -1,0 +1,15 @@
+//! sdme-pod(8): see `sdme_helpers::pod`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match sdme_helpers::pod::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("sdme-pod: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
