@@ -49,10 +49,14 @@ pub struct Options {
     pub host_network: bool,
     /// Relative to the container's root, validated.
     pub opaque: Vec<PathBuf>,
+    /// `AppArmorProfile=`: checked to be loaded where the kernel runs
+    /// AppArmor (see [`check_apparmor`]).
+    pub apparmor_profile: Option<String>,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
-[--host-clone] [--host-network] [--opaque=PATH]... [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] [--source=FILE] \
+[--unit=UNIT] MACHINE\n       \
 sdme-prepare --unmount --state=DIR MACHINE";
 
 fn utf8(v: OsString, what: &str) -> Result<String> {
@@ -80,6 +84,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut host_clone = false;
     let mut host_network = false;
     let mut opaque = Vec::new();
+    let mut apparmor_profile = None;
     let mut mount = false;
     let mut unmount = false;
     let mut positional = Vec::new();
@@ -116,6 +121,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--source" => source = Some(value("--source")?),
             "--unit" => unit = Some(value("--unit")?),
             "--opaque" => opaque.push(value("--opaque")?),
+            "--apparmor-profile" => apparmor_profile = Some(value("--apparmor-profile")?),
             "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
                 if inline.is_some() {
                     bail!("option {key} takes no value");
@@ -170,6 +176,10 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     if let Some(u) = &unit {
         sdme_core::value::check_unit_name(u, "--unit").map_err(|e| anyhow!(e))?;
     }
+    if let Some(p) = &apparmor_profile {
+        sdme_core::container::check_apparmor_profile(p)
+            .map_err(|e| anyhow!("--apparmor-profile={}: {e}", p.escape_default()))?;
+    }
     Ok(Options {
         machine,
         action,
@@ -181,7 +191,55 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         host_clone,
         host_network,
         opaque,
+        apparmor_profile,
     })
+}
+
+/// Whether an `AppArmorProfile=` can be applied, on the system whose
+/// `/sys` is below `root` (`/`; a fake tree in tests).
+///
+/// `Ok(true)`: the kernel runs AppArmor and the profile is loaded.
+/// `Ok(false)`: the kernel does not run AppArmor (no
+/// `/sys/module/apparmor/parameters/enabled`, or not `Y`), so systemd
+/// ignores the directive without a word; the caller warns.
+/// An error: AppArmor runs and the profile is not loaded (systemd would
+/// fail the start with a bare "Failed to prepare AppArmor profile"), or
+/// the kernel's profile list cannot be read.
+pub fn check_apparmor(root: &Path, profile: &str) -> Result<bool> {
+    let enabled = root.join("sys/module/apparmor/parameters/enabled");
+    match std::fs::read_to_string(&enabled) {
+        Ok(v) if v.trim() == "Y" => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => bail!("cannot read {}: {e}", enabled.display()),
+    }
+    let list = root.join("sys/kernel/security/apparmor/profiles");
+    let text = std::fs::read_to_string(&list).with_context(|| {
+        format!(
+            "AppArmorProfile={profile}: the kernel runs AppArmor but its profile list {} \
+             cannot be read (is securityfs mounted?)",
+            list.display()
+        )
+    })?;
+    // Lines are "NAME (MODE)"; a name has no white space (checked).
+    let loaded = text.lines().any(|l| {
+        let name = l.rsplit_once(" (").map_or(l, |(n, _)| n);
+        name == profile
+    });
+    if !loaded {
+        bail!(
+            "AppArmorProfile={profile}: the AppArmor profile '{profile}' is not loaded \
+             (it is not listed in /sys/kernel/security/apparmor/profiles); load it with \
+             'apparmor_parser -r /etc/apparmor.d/{profile}' (package apparmor), \
+             then start the container again"
+        );
+    }
+    Ok(true)
+}
+
+/// The warning for a profile the kernel cannot apply.
+pub fn apparmor_ignored(profile: &str) -> String {
+    format!("AppArmorProfile={profile} ignored: the kernel does not run AppArmor")
 }
 
 /// Refuse a umask that strips read or execute from "other".
@@ -479,6 +537,8 @@ pub struct Report {
     pub masked: Vec<String>,
     pub dbus_alias: Option<String>,
     pub warnings: Vec<String>,
+    /// Warnings also sent to the container's journal (with `--unit`).
+    pub unit_warnings: Vec<String>,
     pub mounted: bool,
 }
 
@@ -486,6 +546,11 @@ pub struct Report {
 pub fn prepare(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
     check_umask(current_umask())?;
+    if let Some(p) = &opts.apparmor_profile {
+        if !check_apparmor(Path::new("/"), p)? {
+            report.unit_warnings.push(apparmor_ignored(p));
+        }
+    }
     let lower_path = opts
         .lower
         .as_deref()
@@ -813,5 +878,92 @@ pub fn run(opts: &Options) -> Result<Report> {
             Ok(Report::default())
         }
         Action::Prepare | Action::Mount => prepare(opts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sys(enabled: Option<&str>, profiles: Option<&str>) -> tempdir::Dir {
+        let d = tempdir::Dir::new();
+        if let Some(e) = enabled {
+            let p = d.0.join("sys/module/apparmor/parameters");
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("enabled"), e).unwrap();
+        }
+        if let Some(l) = profiles {
+            let p = d.0.join("sys/kernel/security/apparmor");
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("profiles"), l).unwrap();
+        }
+        d
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "sdme-apparmor-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn apparmor_without_kernel_support_is_ignored() {
+        let d = sys(None, None);
+        assert!(!check_apparmor(&d.0, "sdme-default").unwrap());
+        let d = sys(Some("N\n"), Some("sdme-default (enforce)\n"));
+        assert!(!check_apparmor(&d.0, "sdme-default").unwrap());
+        assert_eq!(
+            apparmor_ignored("p"),
+            "AppArmorProfile=p ignored: the kernel does not run AppArmor"
+        );
+    }
+
+    #[test]
+    fn apparmor_profile_must_be_loaded() {
+        let list =
+            "/usr/bin/man (enforce)\nsdme-default (complain)\nsdme-default//null-x (enforce)\n";
+        let d = sys(Some("Y\n"), Some(list));
+        assert!(check_apparmor(&d.0, "sdme-default").unwrap());
+        assert!(check_apparmor(&d.0, "/usr/bin/man").unwrap());
+        let e = format!("{:#}", check_apparmor(&d.0, "sdme").unwrap_err());
+        assert!(e.contains("profile 'sdme' is not loaded"), "{e}");
+        assert!(e.contains("apparmor_parser -r /etc/apparmor.d/sdme"), "{e}");
+        assert!(e.contains("package apparmor"), "{e}");
+        let d = sys(Some("Y\n"), None);
+        let e = format!("{:#}", check_apparmor(&d.0, "sdme-default").unwrap_err());
+        assert!(e.contains("cannot be read"), "{e}");
+    }
+
+    #[test]
+    fn apparmor_profile_option() {
+        let a = |v: &str| {
+            parse_args(
+                ["--lower=/", "--state=/var/lib/sdme/containers/w", v, "w"]
+                    .iter()
+                    .map(OsString::from)
+                    .collect(),
+            )
+        };
+        let o = a("--apparmor-profile=sdme-default").unwrap();
+        assert_eq!(o.apparmor_profile.as_deref(), Some("sdme-default"));
+        assert!(a("--apparmor-profile=a b").is_err());
+        assert!(a("--apparmor-profile=/").is_err());
     }
 }

@@ -243,6 +243,53 @@ fn parse_syscall_filter(v: &str) -> Result<SyscallFilter, String> {
     Ok(SyscallFilter { deny, items })
 }
 
+/// Longest `AppArmorProfile=` accepted (a file name in /etc/apparmor.d).
+const APPARMOR_PROFILE_MAX: usize = 255;
+
+/// Check an `AppArmorProfile=` value (not empty).
+///
+/// AppArmor itself allows almost any byte in a profile name, but the name
+/// goes into a unit file (`AppArmorProfile=`) and onto the prepare
+/// helper's command line, and is looked up in the kernel's profile list
+/// (`NAME (mode)` lines). So the rule is strict: ASCII letters, digits and
+/// `_ - . + : @ /` only (no white space, control characters, quotes, `%`
+/// specifiers or `$`); it must start with a letter, digit, `_` or `/` (a
+/// leading `-` would be systemd's "ignore errors" prefix, which sdme does
+/// not offer: a profile that cannot be applied fails the start), and it
+/// must not be made of `/` alone (not a name). Paths such as
+/// `/usr/bin/foo`, AppArmor's names for attached profiles, are allowed.
+pub fn check_apparmor_profile(v: &str) -> Result<(), String> {
+    let rule = "an AppArmor profile name has ASCII letters, digits and '_-.+:@/' only, starts with a letter, digit, '_' or '/' and is not made of '/' alone";
+    if v.is_empty() {
+        return Err(format!("empty profile name; {rule}"));
+    }
+    if v.len() > APPARMOR_PROFILE_MAX {
+        return Err(format!(
+            "profile name longer than {APPARMOR_PROFILE_MAX} bytes"
+        ));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_-.+:@/".contains(*c)))
+    {
+        return Err(format!(
+            "'{}' is not allowed in a profile name; {rule}",
+            c.escape_default()
+        ));
+    }
+    let first = v.as_bytes()[0];
+    if !(first.is_ascii_alphanumeric() || first == b'_' || first == b'/') {
+        return Err(format!(
+            "a profile name cannot start with '{}'; {rule}",
+            char::from(first)
+        ));
+    }
+    if v.bytes().all(|b| b == b'/') {
+        return Err(format!("'{v}' is not a profile name; {rule}"));
+    }
+    Ok(())
+}
+
 /// `[Install]`, applied by the generator as symlinks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Install {
@@ -284,6 +331,9 @@ pub struct Container {
     pub read_only: bool,
     /// `SystemCallFilter=`, one entry per assignment line, in order.
     pub system_call_filter: Vec<SyscallFilter>,
+    /// `AppArmorProfile=`: a unit directive of the container's service,
+    /// checked by the prepare helper at start.
+    pub apparmor_profile: Option<String>,
     /// `Pod=NAME.pod`: the pod's name and the line that set it.
     pub pod: Option<(String, Location)>,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
@@ -613,6 +663,7 @@ struct Builder {
     no_new_privileges: bool,
     read_only: bool,
     syscall_filter: Vec<SyscallFilter>,
+    apparmor_profile: Option<String>,
     passthrough: Vec<Section>,
     install: Install,
     install_at: Vec<(&'static str, Location)>,
@@ -651,6 +702,7 @@ impl Builder {
             no_new_privileges: false,
             read_only: false,
             syscall_filter: Vec::new(),
+            apparmor_profile: None,
             passthrough: Vec::new(),
             install: Install::default(),
             install_at: Vec::new(),
@@ -863,6 +915,13 @@ impl Builder {
                     self.syscall_filter.clear();
                 } else if let Some(f) = self.check(e, parse_syscall_filter(v)) {
                     self.syscall_filter.push(f);
+                }
+            }
+            "AppArmorProfile" => {
+                if v.is_empty() {
+                    self.apparmor_profile = None;
+                } else if self.check(e, check_apparmor_profile(v)).is_some() {
+                    self.apparmor_profile = Some(v.to_string());
                 }
             }
             "Pod" => {
@@ -1153,6 +1212,7 @@ impl Builder {
             no_new_privileges: self.no_new_privileges,
             read_only: self.read_only,
             system_call_filter: self.syscall_filter,
+            apparmor_profile: self.apparmor_profile,
             pod: self.pod,
             passthrough: self.passthrough,
             install: self.install,
@@ -1407,5 +1467,28 @@ mod tests {
             );
         }
         assert!(load("w", "[Container]\nReadOnly=maybe\n").is_err());
+    }
+
+    #[test]
+    fn apparmor_profile() {
+        let c = load(
+            "w",
+            "[Container]\nAppArmorProfile=other\nAppArmorProfile=sdme-default\n",
+        )
+        .unwrap();
+        assert_eq!(c.apparmor_profile.as_deref(), Some("sdme-default"));
+        let c = load("w", "[Container]\nAppArmorProfile=x\nAppArmorProfile=\n").unwrap();
+        assert_eq!(c.apparmor_profile, None);
+        for good in ["/usr/bin/foo", "unconfined", "a.b+c:d@e_f-g", "_x"] {
+            assert_eq!(check_apparmor_profile(good), Ok(()), "{good}");
+        }
+        for bad in ["/", "//", "-x", ".x", "a b", "a%i", "a\tb", "x$y", "\"q\""] {
+            let e = load("w", &format!("[Container]\nAppArmorProfile={bad}\n")).unwrap_err();
+            assert!(
+                e[0].starts_with("/etc/sdme/x.container:2: AppArmorProfile="),
+                "{bad}: {e:?}"
+            );
+        }
+        assert!(check_apparmor_profile(&"a".repeat(256)).is_err());
     }
 }

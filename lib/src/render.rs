@@ -190,6 +190,9 @@ fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     for d in &c.opaque_dirs {
         x.word(s, "--opaque=", d);
     }
+    if let Some(p) = &c.apparmor_profile {
+        x.word(s, "--apparmor-profile=", p);
+    }
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
     if !mount {
@@ -376,6 +379,13 @@ fn service(x: &Ctx) -> String {
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');
+    // A unit directive, not an nspawn option; before the admin's own
+    // [Service] lines, so that one of theirs wins.
+    if let Some(p) = &c.apparmor_profile {
+        s.push_str("AppArmorProfile=");
+        s.push_str(p);
+        s.push('\n');
+    }
     push_entries(
         &mut s,
         c.passthrough.iter().find(|sec| sec.name == "Service"),

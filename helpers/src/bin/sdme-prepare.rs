@@ -23,6 +23,14 @@ fn main() -> ExitCode {
             for w in &report.warnings {
                 eprintln!("sdme-prepare: {}: warning: {w}", opts.machine);
             }
+            for w in &report.unit_warnings {
+                let line = format!("{}: warning: {w}", opts.machine);
+                eprintln!("sdme-prepare: {line}");
+                // The container's journal (systemd says nothing there).
+                if let Some(u) = &opts.unit {
+                    journal::send_about_unit(u, "sdme-prepare", 4, &line);
+                }
+            }
             if report.already_mounted {
                 println!(
                     "sdme-prepare: {}: overlay already mounted on {}; upper/ left as it is",
