@@ -65,8 +65,9 @@ pub fn is_pinned(path: &Path) -> Result<bool> {
     Ok(st.f_type as i64 == NSFS_MAGIC)
 }
 
-/// Bring `lo` up in the calling thread's network namespace.
-fn loopback_up() -> Result<()> {
+/// A socket and the current flags of `lo` in the calling thread's network
+/// namespace (SIOCGIFFLAGS).
+fn loopback_flags() -> Result<(OwnedFd, libc::ifreq)> {
     // SAFETY: plain socket call.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -74,17 +75,26 @@ fn loopback_up() -> Result<()> {
     }
     // SAFETY: fd is ours.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in b"lo".iter().enumerate() {
         req.ifr_name[i] = *b as libc::c_char;
     }
-    // SAFETY: req is a valid ifreq for these ioctls.
+    // SAFETY: req is a valid ifreq for this ioctl.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(io::Error::last_os_error()).context("SIOCGIFFLAGS lo");
     }
+    Ok((sock, req))
+}
+
+/// Bring `lo` up in the calling thread's network namespace.
+fn loopback_up() -> Result<()> {
+    let (sock, mut req) = loopback_flags()?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
     unsafe {
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
     }
+    // SAFETY: req is a valid ifreq for this ioctl.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(io::Error::last_os_error()).context("SIOCSIFFLAGS lo up");
     }
@@ -93,18 +103,8 @@ fn loopback_up() -> Result<()> {
 
 /// Whether `lo` is up in the calling thread's network namespace.
 pub fn loopback_is_up() -> Result<bool> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error()).context("socket");
-    }
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo".iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
-    }
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
-        return Err(io::Error::last_os_error()).context("SIOCGIFFLAGS lo");
-    }
+    let (_sock, req) = loopback_flags()?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     Ok(flags & libc::IFF_UP as libc::c_short != 0)
 }

@@ -386,21 +386,20 @@ fn service(x: &Ctx) -> String {
         s.push_str(p);
         s.push('\n');
     }
-    push_entries(
-        &mut s,
-        c.passthrough.iter().find(|sec| sec.name == "Service"),
-    );
-    for sec in c
-        .passthrough
-        .iter()
-        .filter(|sec| sec.name.starts_with("X-"))
-    {
+    push_service_and_x(&mut s, &c.passthrough);
+    s
+}
+
+/// The file's own `[Service]` lines, then its `X-` sections: the end of
+/// every generated service.
+fn push_service_and_x(s: &mut String, passthrough: &[crate::syntax::Section]) {
+    push_entries(s, passthrough.iter().find(|sec| sec.name == "Service"));
+    for sec in passthrough.iter().filter(|sec| sec.name.starts_with("X-")) {
         s.push_str("\n[");
         s.push_str(&sec.name);
         s.push_str("]\n");
-        push_entries(&mut s, Some(sec));
+        push_entries(s, Some(sec));
     }
-    s
 }
 
 fn push_entries(s: &mut String, sec: Option<&crate::syntax::Section>) {
@@ -568,20 +567,7 @@ pub fn render_pod(p: &Pod) -> Vec<Output> {
     s.push_str(" remove ");
     s.push_str(&p.name);
     s.push('\n');
-    push_entries(
-        &mut s,
-        p.passthrough.iter().find(|sec| sec.name == "Service"),
-    );
-    for sec in p
-        .passthrough
-        .iter()
-        .filter(|sec| sec.name.starts_with("X-"))
-    {
-        s.push_str("\n[");
-        s.push_str(&sec.name);
-        s.push_str("]\n");
-        push_entries(&mut s, Some(sec));
-    }
+    push_service_and_x(&mut s, &p.passthrough);
     let mut out = vec![Output::File {
         path: pod_service_name(&p.name),
         content: s,
