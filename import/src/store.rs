@@ -1,0 +1,1 @@
+//! The rootfs store under `/var/lib/sdme`.
