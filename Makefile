@@ -8,6 +8,7 @@
 
 PREFIX      ?= /usr
 DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
 LIBEXECDIR  ?= $(PREFIX)/libexec/sdme
 GENERATORDIR?= $(PREFIX)/lib/systemd/system-generators
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
@@ -28,7 +29,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 all: build
 
 build:
-	SDME_LIBEXECDIR=$(LIBEXECDIR) RUSTFLAGS="$(RUSTFLAGS_STATIC)" \
+	SDME_LIBEXECDIR=$(LIBEXECDIR) SDME_BINDIR=$(BINDIR) RUSTFLAGS="$(RUSTFLAGS_STATIC)" \
 		$(CARGO) build --release --locked --target $(TARGET)
 
 install: build

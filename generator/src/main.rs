@@ -17,14 +17,15 @@ use sdme_core::generate::{generate, plan};
 use sdme_core::parallel::{par_map, threads_for};
 use sdme_core::paths;
 use sdme_core::render::Output;
-use sdme_core::render::{render, render_pod};
+use sdme_core::render::{render, render_image, render_pod};
 
 const USAGE: &str = "\
 Usage: sdme-generator NORMAL-DIR [EARLY-DIR LATE-DIR]
        sdme-generator --dry-run
 
-Generate systemd units from sdme .container files found on the search path
-(/etc/sdme, /run/sdme, /usr/local/lib/sdme, /usr/lib/sdme, or $SDME_UNIT_DIRS).
+Generate systemd units from sdme .container, .pod and .image files found on
+the search path (/etc/sdme, /run/sdme, /usr/local/lib/sdme, /usr/lib/sdme, or
+$SDME_UNIT_DIRS).
 
   --dry-run    print every unit and symlink instead of writing them; exit
                non-zero if any file has an error
@@ -103,6 +104,7 @@ fn main() -> ExitCode {
             .pods
             .iter()
             .flat_map(render_pod)
+            .chain(g.images.iter().flat_map(render_image))
             .map(|o| w.write(&o).map(|()| o.path().to_string()))
             .collect();
         for r in pod_results.into_iter().chain(results.into_iter().flatten()) {

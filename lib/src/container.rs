@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::escape::{is_env_name, mount_unit_name, split_words};
+use crate::image::{check_image_source, inline_rootfs_name};
 use crate::name::{check_machine_name, check_rootfs_name};
 use crate::paths;
 use crate::search::{read_bounded, Found, UnitName};
@@ -25,7 +26,7 @@ pub struct Diag {
 }
 
 impl Diag {
-    fn at(loc: &Location, message: impl Into<String>) -> Diag {
+    pub(crate) fn at(loc: &Location, message: impl Into<String>) -> Diag {
         Diag {
             path: loc.path.to_path_buf(),
             line: Some(loc.line),
@@ -39,7 +40,7 @@ impl Diag {
         }
         self
     }
-    fn file(path: &Path, message: impl Into<String>) -> Diag {
+    pub(crate) fn file(path: &Path, message: impl Into<String>) -> Diag {
         Diag {
             path: path.to_path_buf(),
             line: None,
@@ -336,9 +337,23 @@ pub struct Container {
     pub apparmor_profile: Option<String>,
     /// `Pod=NAME.pod`: the pod's name and the line that set it.
     pub pod: Option<(String, Location)>,
+    /// `Image=REF` or `Rootfs=NAME.image`: the rootfs is imported by
+    /// `sdme-image-NAME.service` before first start.
+    pub image: Option<ImageUse>,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
     pub passthrough: Vec<Section>,
     pub install: Install,
+}
+
+/// A container's rootfs that an image unit imports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The rootfs name (`Rootfs::Named`), also the image unit's name.
+    pub name: String,
+    /// `Image=REF`: the reference; `None` for `Rootfs=NAME.image`.
+    pub inline: Option<String>,
+    /// The line that set it.
+    pub at: Location,
 }
 
 /// Default `BootTimeout=`, as systemd's DefaultTimeoutStartSec.
@@ -515,7 +530,7 @@ impl Container {
 }
 
 /// Parse a found file and merge its drop-ins.
-fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
+pub(crate) fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
     let via = (found.content != found.path).then_some(found.path.as_path());
     let mut file = UnitFile::parse(&found.content, &found.data)
         .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
@@ -638,13 +653,19 @@ pub fn instance_machine(template: &str, instance: &str) -> String {
     format!("{template}-{instance}")
 }
 
-struct Builder {
+pub(crate) struct Builder {
     name: UnitName,
     source: PathBuf,
-    diags: Vec<Diag>,
+    pub(crate) diags: Vec<Diag>,
     machine: Option<(String, Location)>,
     rootfs: Rootfs,
     rootfs_at: Option<Location>,
+    /// `Rootfs=` with a value, and the line (to refuse it next to `Image=`).
+    rootfs_set: Option<Location>,
+    /// `Rootfs=NAME.image`: NAME.
+    rootfs_image: Option<String>,
+    /// `Image=REF`: REF and its line.
+    image: Option<(String, Location)>,
     hostname: Option<String>,
     binds: Vec<Bind>,
     environment: Vec<String>,
@@ -664,9 +685,9 @@ struct Builder {
     read_only: bool,
     syscall_filter: Vec<SyscallFilter>,
     apparmor_profile: Option<String>,
-    passthrough: Vec<Section>,
-    install: Install,
-    install_at: Vec<(&'static str, Location)>,
+    pub(crate) passthrough: Vec<Section>,
+    pub(crate) install: Install,
+    pub(crate) install_at: Vec<(&'static str, Location)>,
     pod: Option<(String, Location)>,
     /// Network keys in effect, with the line that set them (to refuse
     /// them next to `Pod=`).
@@ -677,7 +698,7 @@ struct Builder {
 const CAP_ALL: u8 = u8::MAX;
 
 impl Builder {
-    fn new(name: UnitName, source: &Path) -> Builder {
+    pub(crate) fn new(name: UnitName, source: &Path) -> Builder {
         Builder {
             name,
             source: source.to_path_buf(),
@@ -685,6 +706,9 @@ impl Builder {
             machine: None,
             rootfs: Rootfs::Host,
             rootfs_at: None,
+            rootfs_set: None,
+            rootfs_image: None,
+            image: None,
             hostname: None,
             binds: Vec::new(),
             environment: Vec::new(),
@@ -711,12 +735,12 @@ impl Builder {
         }
     }
 
-    fn err(&mut self, e: &Entry, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, e: &Entry, msg: impl Into<String>) {
         self.diags.push(Diag::at(&e.at, msg));
     }
 
     /// Run a check; on failure record `KEY=: message`.
-    fn check<T>(&mut self, e: &Entry, r: Result<T, String>) -> Option<T> {
+    pub(crate) fn check<T>(&mut self, e: &Entry, r: Result<T, String>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(m) => {
@@ -738,8 +762,20 @@ impl Builder {
         match e.key.as_str() {
             "Rootfs" => {
                 self.rootfs_at = Some(e.at.clone());
+                self.rootfs_set = (!v.is_empty()).then(|| e.at.clone());
+                self.rootfs_image = None;
                 self.rootfs = if v.is_empty() || v == "/" {
                     Rootfs::Host
+                } else if let Some(n) = v.strip_suffix(".image") {
+                    let r =
+                        check_rootfs_name(n).map_err(|m| m.replace("rootfs name", "image name"));
+                    match self.check(e, r) {
+                        Some(()) => {
+                            self.rootfs_image = Some(n.to_string());
+                            Rootfs::Named(n.to_string())
+                        }
+                        None => return,
+                    }
                 } else if v.starts_with('/') {
                     let ok = check_abs_path(v, "rootfs directory")
                         .and_then(|_| check_overlay_path(v, "rootfs directory"));
@@ -753,6 +789,13 @@ impl Builder {
                         None => return,
                     }
                 };
+            }
+            "Image" => {
+                if v.is_empty() {
+                    self.image = None;
+                } else if let Some(()) = self.check(e, check_image_source(v)) {
+                    self.image = Some((v.to_string(), e.at.clone()));
+                }
             }
             "MachineName" => {
                 if v.is_empty() {
@@ -958,7 +1001,7 @@ impl Builder {
         }
     }
 
-    fn install_key(&mut self, e: &Entry) {
+    pub(crate) fn install_key(&mut self, e: &Entry) {
         let v = e.value.as_str();
         let list = match e.key.as_str() {
             "WantedBy" => &mut self.install.wanted_by,
@@ -1054,6 +1097,32 @@ impl Builder {
                 ));
             }
         }
+        let image = match (self.image.take(), &self.rootfs_set) {
+            (Some((r, at)), Some(r_at)) => {
+                self.diags.push(Diag::at(
+                    &at,
+                    format!(
+                        "Image={r} cannot be combined with Rootfs= (at {r_at}): Image= names the rootfs to import; use one of them"
+                    ),
+                ));
+                None
+            }
+            (Some((r, at)), None) => {
+                let name = inline_rootfs_name(&r);
+                self.rootfs = Rootfs::Named(name.clone());
+                Some(ImageUse {
+                    name,
+                    inline: Some(r),
+                    at,
+                })
+            }
+            (None, Some(at)) => self.rootfs_image.take().map(|name| ImageUse {
+                name,
+                inline: None,
+                at: at.clone(),
+            }),
+            (None, None) => None,
+        };
         if let Rootfs::Named(n) = &self.rootfs {
             let lower = paths::rootfs_dir(n).display().to_string();
             if let Err(m) = check_overlay_path(&lower, "rootfs directory") {
@@ -1214,6 +1283,7 @@ impl Builder {
             system_call_filter: self.syscall_filter,
             apparmor_profile: self.apparmor_profile,
             pod: self.pod,
+            image,
             passthrough: self.passthrough,
             install: self.install,
         })

@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::container::{Container, Diag, Pod};
+use crate::image::Image;
 use crate::parallel::{par_map, threads_for};
-use crate::render::{output_paths, pod_output_paths, render, render_pod, Output};
+use crate::render::{
+    image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
+};
 use crate::search::{search, FileType, Found};
 
 /// The containers to generate and what went wrong with the others.
@@ -23,6 +26,9 @@ use crate::search::{search, FileType, Found};
 pub struct Plan {
     /// Accepted pods, in file-name order.
     pub pods: Vec<Pod>,
+    /// Image units: `.image` files in file-name order, then the inline
+    /// `Image=` references of accepted containers, each once.
+    pub images: Vec<Image>,
     /// Accepted containers, in file-name order.
     pub containers: Vec<Container>,
     /// Every problem, one line each.
@@ -37,15 +43,34 @@ pub struct Plan {
 /// others.
 pub fn plan(dirs: &[PathBuf]) -> Plan {
     let ps = search(dirs, FileType::Pod);
+    let is = search(dirs, FileType::Image);
     let s = search(dirs, FileType::Container);
     let mut p = Plan {
         errors: ps.errors,
         masked: ps.masked,
         ..Default::default()
     };
+    p.errors.extend(is.errors);
+    p.masked.extend(is.masked);
     p.errors.extend(s.errors);
     p.masked.extend(s.masked);
     let mut taken: BTreeSet<String> = BTreeSet::new();
+    // Image files next: containers name them with Rootfs=NAME.image.
+    for found in &is.found {
+        match Image::load(found) {
+            Ok(img) => {
+                taken.extend(image_output_paths(&img));
+                p.images.push(img);
+            }
+            Err(diags) => {
+                p.errors.extend(diags.iter().map(Diag::to_string));
+                p.skipped.push(found.path.clone());
+            }
+        }
+    }
+    let image_files: BTreeSet<String> = p.images.iter().map(|x| x.name.clone()).collect();
+    // Inline Image= rootfs names that have their image unit.
+    let mut inline: BTreeSet<String> = BTreeSet::new();
     // Pods first: their units are what members depend on.
     for found in &ps.found {
         match Pod::load(found) {
@@ -83,6 +108,29 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 continue;
             }
         }
+        if let Some(img) = &c.image {
+            let at = &img.at;
+            match &img.inline {
+                None if !image_files.contains(&img.name) => {
+                    p.errors.push(format!(
+                        "{at}: Rootfs={n}.image: no image file {n}.image on the search path (or it has errors, or is masked)",
+                        n = img.name
+                    ));
+                    p.skipped.push(c.source.clone());
+                    continue;
+                }
+                Some(r) if image_files.contains(&img.name) => {
+                    // Only a file named like an inline rootfs can clash.
+                    p.errors.push(format!(
+                        "{at}: Image={r}: its rootfs name '{}' is also the name of an image file; rename that file",
+                        img.name
+                    ));
+                    p.skipped.push(c.source.clone());
+                    continue;
+                }
+                _ => {}
+            }
+        }
         if !c.is_template() {
             if let Some(other) = machines.get(&c.machine) {
                 p.errors.push(format!(
@@ -108,6 +156,13 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
             machines.insert(c.machine.clone(), c.source.clone());
         }
         taken.extend(paths);
+        if let Some(img) = &c.image {
+            if let Some(r) = &img.inline {
+                if inline.insert(img.name.clone()) {
+                    p.images.push(Image::inline(r, &c.source));
+                }
+            }
+        }
         p.containers.push(c);
     }
     p
@@ -119,6 +174,11 @@ pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
     let p = plan(dirs);
     for pod in &p.pods {
         for o in render_pod(pod) {
+            emit(o);
+        }
+    }
+    for img in &p.images {
+        for o in render_image(img) {
             emit(o);
         }
     }

@@ -4,6 +4,7 @@
 //! - [`syntax`]: systemd unit-file syntax, with file:line errors;
 //! - [`search`]: the search path, shadowing, masking, drop-ins, templates;
 //! - [`container`]: the `.container` schema and its validation;
+//! - [`image`]: `.image` files and `Image=`: imports before first start;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
@@ -11,6 +12,7 @@
 pub mod container;
 pub mod escape;
 pub mod generate;
+pub mod image;
 pub mod name;
 pub mod parallel;
 pub mod paths;

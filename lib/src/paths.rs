@@ -32,6 +32,16 @@ pub const LIBEXEC_DIR: &str = match option_env!("SDME_LIBEXECDIR") {
 
 pub const NSPAWN: &str = "/usr/bin/systemd-nspawn";
 
+/// Where `make install` puts the user-facing binaries (`BINDIR`).
+pub const BIN_DIR: &str = match option_env!("SDME_BINDIR") {
+    Some(dir) => dir,
+    None => "/usr/bin",
+};
+
+/// The importer that image units run: `BIN_DIR/sdme-import` (joined by
+/// build.rs, since a const cannot concatenate `option_env!`).
+pub const SDME_IMPORT: &str = env!("SDME_IMPORT_PATH");
+
 pub fn helper(name: &str) -> String {
     format!("{LIBEXEC_DIR}/{name}")
 }

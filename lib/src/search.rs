@@ -25,6 +25,7 @@ use crate::parallel::{par_map, threads_for};
 pub enum FileType {
     Container,
     Pod,
+    Image,
 }
 
 impl FileType {
@@ -32,6 +33,7 @@ impl FileType {
         match self {
             FileType::Container => "container",
             FileType::Pod => "pod",
+            FileType::Image => "image",
         }
     }
 }

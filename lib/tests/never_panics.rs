@@ -6,7 +6,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use sdme_core::container::Container;
-use sdme_core::render::render;
+use sdme_core::image::Image;
+use sdme_core::render::{render, render_image};
 use sdme_core::search::UnitName;
 use sdme_core::syntax::UnitFile;
 
@@ -26,6 +27,9 @@ const KEYS: &[&str] = &[
     "BootTimeout",
     "WaitFor",
     "NspawnArgs",
+    "Image",
+    "Platform",
+    "MaxSize",
     "WantedBy",
     "RequiredBy",
     "Alias",
@@ -36,6 +40,7 @@ const KEYS: &[&str] = &[
 ];
 const SECTIONS: &[&str] = &[
     "[Container]",
+    "[Image]",
     "[Unit]",
     "[Service]",
     "[Install]",
@@ -50,6 +55,9 @@ fn check(stem: &str, data: &[u8]) {
         if let Ok(c) = Container::from_unit(UnitName::from_stem(stem), path, &f) {
             let outs = render(&c);
             assert!(!outs.is_empty());
+        }
+        if let Ok(i) = Image::from_unit(&UnitName::from_stem(stem), path, &f) {
+            assert!(!render_image(&i).is_empty());
         }
     }
 }
