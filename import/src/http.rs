@@ -182,7 +182,11 @@ fn split_entry_port(entry: &str) -> (&str, Option<u16>) {
 fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
@@ -212,7 +216,8 @@ impl Reply {
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length").and_then(|v| v.trim().parse().ok())
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Fails with a one-line error unless the status is 2xx.
@@ -496,8 +501,7 @@ impl Client {
 }
 
 fn load_pem(path: &Path) -> Result<Vec<Certificate<'static>>> {
-    let data =
-        std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let data = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = Vec::new();
     for item in ureq::tls::parse_pem(&data) {
         match item {
@@ -517,9 +521,7 @@ fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
 
 fn is_transient(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
-            true
-        }
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => true,
         ureq::Error::Io(io) => !matches!(
             io.kind(),
             io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
@@ -583,8 +585,14 @@ mod tests {
     #[test]
     fn proxy_by_scheme_and_all_proxy_fallback() {
         let e = env("");
-        assert_eq!(e.for_target("http", "a.example", 80), Some("http://hp:3128"));
-        assert_eq!(e.for_target("https", "a.example", 443), Some("http://sp:3128"));
+        assert_eq!(
+            e.for_target("http", "a.example", 80),
+            Some("http://hp:3128")
+        );
+        assert_eq!(
+            e.for_target("https", "a.example", 443),
+            Some("http://sp:3128")
+        );
         let all = ProxyEnv::from_vars(None, None, Some("http://ap:1".into()), None);
         assert_eq!(all.for_target("https", "x", 443), Some("http://ap:1"));
         assert_eq!(ProxyEnv::default().for_target("https", "x", 443), None);
@@ -676,7 +684,7 @@ mod tests {
 
         // No Content-Length: the cap applies while streaming.
         let url = serve(vec![
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n0123456789".to_vec()
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n0123456789".to_vec(),
         ]);
         let (_, mut r) = client(5).get(&url).unwrap();
         let err = r.read_to_end(&mut Vec::new()).unwrap_err().to_string();

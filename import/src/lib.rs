@@ -9,6 +9,7 @@
 //!
 //! More modules arrive with the importers of each source kind.
 
+pub mod http;
+pub mod oci;
 pub mod source;
 pub mod store;
-pub mod http;
