@@ -2,14 +2,37 @@
 //!
 //! The modules follow the path of an import:
 //!
-//! * [`source`]: what SOURCE is (directory, tarball, URL, registry
-//!   reference, OCI layout or archive, docker-save archive, disk image).
+//! * [`cli`]: the command line (a fixed contract: units call it);
+//! * [`import`]: one run: check, lock, stage, fill, post-process, commit;
+//! * [`source`]: what SOURCE is (detected or `--type=`);
 //! * [`store`]: the rootfs store: name locks, staging directories, the
-//!   atomic rename into place, cleanup of what a killed run left.
-//!
-//! More modules arrive with the importers of each source kind.
+//!   atomic rename into place, cleanup of what a killed run left;
+//! * [`meta`]: the metadata file of each rootfs;
+//! * [`inuse`]: who uses a rootfs (mounts, `.container` files);
+//! * sources: [`tarball`] (with [`compress`], [`pipe`], [`layer`]),
+//!   [`copy`] (directories), [`fetch`] (the hand-over to [`http`] for
+//!   URLs and [`oci`] for registries, OCI layouts and archives, docker
+//!   archives), [`disk`] (disk images);
+//! * [`post`]: after the tree is complete (systemd, D-Bus, nspawn patches);
+//! * [`progress`], [`cancel`], [`budget`], [`sys`]: what they all use.
 
+pub mod budget;
+pub mod cancel;
+pub mod cli;
+pub mod compress;
+pub mod copy;
+pub mod disk;
+pub mod fetch;
 pub mod http;
+pub mod import;
+pub mod inuse;
+pub mod layer;
+pub mod meta;
 pub mod oci;
+pub mod pipe;
+pub mod post;
+pub mod progress;
 pub mod source;
 pub mod store;
+pub mod sys;
+pub mod tarball;

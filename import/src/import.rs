@@ -1,0 +1,246 @@
+//! One run of sdme-import: check, lock, stage, fill the tree from the
+//! source, post-process, commit.
+
+use std::ffi::CStr;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::budget::{human, Budget};
+use crate::cli::Args;
+use crate::copy::{self, CopyOpts};
+use crate::layer::ApplyOpts;
+use crate::meta::{self, Meta};
+use crate::progress::Progress;
+use crate::source::{self, Kind};
+use crate::store::Store;
+use crate::{cancel, disk, fetch, inuse, post, sys, tarball};
+
+/// Everything an importer of one source kind gets: the tree to fill, a
+/// scratch directory, the options, progress, the size budget and the
+/// metadata to complete (digest, platform, OCI config).
+pub struct Job<'a> {
+    pub args: &'a Args,
+    /// SOURCE as given.
+    pub source: &'a str,
+    pub kind: Kind,
+    /// The rootfs name.
+    pub name: &'a str,
+    /// The tree being built: an empty directory at the start.
+    pub root: &'a Path,
+    /// For temporary files (downloads, converted disk images); removed
+    /// with the staging directory whatever happens.
+    pub scratch: &'a Path,
+    pub store: &'a Store,
+    pub progress: &'a Progress,
+    pub budget: &'a Budget,
+    pub meta: &'a mut Meta,
+}
+
+impl Job<'_> {
+    /// Options for applying a tarball (`whiteouts`: an OCI layer).
+    pub fn apply_opts(&self, whiteouts: bool) -> ApplyOpts<'_> {
+        ApplyOpts {
+            whiteouts,
+            budget: Some(self.budget),
+            ..ApplyOpts::default()
+        }
+    }
+
+    /// Options for copying a directory tree into `root`.
+    pub fn copy_opts(&self) -> CopyOpts<'_> {
+        CopyOpts {
+            budget: Some(self.budget),
+            progress: Some(self.progress),
+            ..CopyOpts::default()
+        }
+    }
+}
+
+/// Run sdme-import with `args`.
+pub fn run(args: &Args) -> Result<()> {
+    args.check()?;
+    let name = args.rootfs_name();
+    sdme_core::name::check_rootfs_name(name).map_err(|e| anyhow!(e))?;
+    if args.remove {
+        return remove(args, name);
+    }
+    let source = args.source.as_str();
+    import(args, source, name).with_context(|| format!("cannot import {source}"))
+}
+
+fn remove(args: &Args, name: &str) -> Result<()> {
+    let store = Store::open(&args.state_dir)?;
+    let lock = store.lock(name)?;
+    let path = store.rootfs_path(name);
+    if !store.exists(name) {
+        bail!("no rootfs named {name} in {}", store.rootfs_dir().display());
+    }
+    let users = inuse::users(name, &path, true)?;
+    if !users.is_empty() {
+        bail!(
+            "rootfs {name} is in use by {}; remove or stop those first",
+            users.join(", ")
+        );
+    }
+    store.remove(&lock)?;
+    if !args.quiet {
+        eprintln!("removed rootfs {name}");
+    }
+    Ok(())
+}
+
+/// `--if-missing`: whether the rootfs is there (and from the pinned
+/// digest, if SOURCE is pinned).
+fn satisfied(store: &Store, name: &str, source: &str) -> Result<bool> {
+    if !store.exists(name) {
+        return Ok(false);
+    }
+    let Some(pin) = source::pinned_digest(source) else {
+        return Ok(true);
+    };
+    let recorded = store.meta(name).ok().flatten().and_then(|m| m.digest);
+    Ok(recorded.as_deref() == Some(pin))
+}
+
+fn import(args: &Args, source: &str, name: &str) -> Result<()> {
+    let started = Instant::now();
+    let store = Store::open(&args.state_dir)?;
+    if args.if_missing && satisfied(&store, name, source)? {
+        if !args.quiet {
+            eprintln!("rootfs {name} is already there; nothing to do");
+        }
+        return Ok(());
+    }
+    let kind = match args.kind {
+        Some(k) => k,
+        None => source::detect(source)?,
+    };
+    let lock = store.lock(name)?;
+    if let Err(e) = store.clean_leftovers() {
+        eprintln!("sdme-import: warning: {e:#}");
+    }
+    let exists = store.exists(name);
+    // --if-missing that got here: the pinned digest differs; replace.
+    let replace = args.force || (args.if_missing && exists);
+    if exists && !replace {
+        bail!(
+            "rootfs {name} already exists in {}; use --force to replace it",
+            store.rootfs_dir().display()
+        );
+    }
+    if exists {
+        let users = inuse::users(name, &store.rootfs_path(name), false)?;
+        if !users.is_empty() {
+            bail!(
+                "rootfs {name} is in use by {}; stop it before replacing the rootfs",
+                users.join(", ")
+            );
+        }
+    }
+    cancel::install();
+    let staging = store.staging(&lock)?;
+    let progress = Progress::new(args.quiet);
+    let budget = Budget::new(args.max_size);
+    let mut meta = Meta {
+        format: meta::FORMAT_VERSION,
+        name: name.to_string(),
+        source: source.to_string(),
+        kind: kind.type_name().to_string(),
+        imported_at: meta::now_rfc3339(),
+        ..Meta::default()
+    };
+    let mut job = Job {
+        args,
+        source,
+        kind,
+        name,
+        root: &staging.root,
+        scratch: &staging.scratch,
+        store: &store,
+        progress: &progress,
+        budget: &budget,
+        meta: &mut meta,
+    };
+    fill(&mut job)?;
+    cancel::check()?;
+    post::after_import(&staging.root, args, &progress, &mut meta)?;
+    cancel::check()?;
+    meta.size = budget.used();
+    meta.os_release = read_os_release(&staging.root);
+    staging.commit(&meta, replace)?;
+    progress.note(&format!(
+        "imported {source} as rootfs {name}: {} in {:.1}s",
+        human(meta.size),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Fill `job.root` from the source, by kind.
+fn fill(job: &mut Job) -> Result<()> {
+    match job.kind {
+        Kind::Directory => {
+            let src = Path::new(job.source);
+            if !src.is_dir() {
+                bail!("not a directory");
+            }
+            // Never copy the store into itself (importing `/`).
+            let state = std::fs::metadata(job.store.state_dir())
+                .with_context(|| format!("cannot stat {}", job.store.state_dir().display()))?;
+            let skip = [(state.dev(), state.ino())];
+            let opts = CopyOpts {
+                skip_dirs: &skip,
+                ..job.copy_opts()
+            };
+            job.progress
+                .begin(format!("copying {}", src.display()), None);
+            copy::copy_tree(src, job.root, &opts)?;
+            job.progress.done();
+            Ok(())
+        }
+        Kind::Tarball => {
+            let opts = job.apply_opts(false);
+            tarball::unpack_file(Path::new(job.source), job.root, &opts, job.progress)?;
+            Ok(())
+        }
+        Kind::Url => fetch::url(job),
+        Kind::Registry | Kind::OciLayout | Kind::OciArchive | Kind::DockerArchive => {
+            fetch::oci(job)
+        }
+        Kind::DiskImage => disk::import(job),
+    }
+}
+
+/// os-release of the tree, resolved inside it (`/etc/os-release` is often
+/// a symlink to `../usr/lib/os-release`).
+pub fn read_os_release(root: &Path) -> std::collections::BTreeMap<String, String> {
+    for p in [c"etc/os-release", c"usr/lib/os-release"] {
+        if let Some(text) = read_in_root(root, p) {
+            return meta::parse_os_release(&text);
+        }
+    }
+    Default::default()
+}
+
+fn read_in_root(root: &Path, rel: &CStr) -> Option<String> {
+    let r = std::fs::File::open(root).ok()?;
+    let fd = sys::openat2(
+        r.as_raw_fd(),
+        rel,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .ok()?;
+    let f = std::fs::File::from(fd);
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut s = String::new();
+    f.take(64 << 10).read_to_string(&mut s).ok()?;
+    Some(s)
+}
