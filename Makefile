@@ -23,6 +23,12 @@ RUSTFLAGS_STATIC = -C target-feature=+crt-static
 BUILD_DIR = target/$(TARGET)/release
 BINS_GENERATOR = sdme-generator
 BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
+# Static too: glibc >= 2.34 has the "files" and "dns" NSS sources built in,
+# so a static sdme-import resolves registry and proxy names through
+# /etc/hosts and DNS (checked: `localhost` resolves in the trixie and
+# bookworm test hosts); other NSS modules (myhostname, resolve) are not
+# loaded by a static binary.
+BINS_USER = sdme-import
 
 .PHONY: all build install uninstall test check e2e fmt clippy deps bench clean
 
@@ -35,14 +41,17 @@ build:
 install: build
 	install -d $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUILD_DIR)/sdme-generator $(DESTDIR)$(GENERATORDIR)/sdme-generator
+	for b in $(BINS_USER); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(BINDIR)/$$b; done
 	for b in $(BINS_HELPERS); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(LIBEXECDIR)/$$b; done
 	for u in units/*.service units/*.target; do [ -e "$$u" ] || continue; \
 		sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' "$$u" > $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
 		mv $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	install -m 0644 units/sdme.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sdme.conf
+	for m in man/*.1; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man1/; done
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
 	for m in man/*.8; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
 
@@ -50,6 +59,8 @@ uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
 	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	for b in $(BINS_HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$b; done
+	for b in $(BINS_USER); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
+	for m in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${m#man/}; done
 	for m in man/*.5; do rm -f $(DESTDIR)$(MANDIR)/man5/$${m#man/}; done
 	for m in man/*.8; do rm -f $(DESTDIR)$(MANDIR)/man8/$${m#man/}; done
 
