@@ -1,18 +1,208 @@
-//! After the tree is complete, before it is committed: systemd and D-Bus
-//! checks and installation, patches for nspawn. Owned by the import-disk
-//! work; does nothing until then.
+//! After an import: does the tree boot under nspawn? Detect systemd and
+//! D-Bus (also in NixOS layouts), install them with the distribution's
+//! package manager in a chroot when asked (`--install-packages`), and
+//! patch the tree for nspawn. What was done is reported on stderr.
 
+pub mod chroot;
+pub mod confine;
+pub mod detect;
+pub mod patch;
+
+use std::io::{BufRead, Seek};
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::Args;
-use crate::meta::Meta;
-use crate::progress::Progress;
+pub use detect::{Detected, PackageManager};
 
-/// Post-process the tree at `root` (the staging copy, not yet visible as
-/// rootfs/NAME); may record findings in `meta`.
-pub fn after_import(root: &Path, args: &Args, progress: &Progress, meta: &mut Meta) -> Result<()> {
-    let _ = (root, args, progress, meta);
+/// `--install-packages=`: install systemd and D-Bus into the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InstallPackages {
+    /// When systemd or D-Bus is missing; a failure is a warning.
+    #[default]
+    Auto,
+    /// Always run the package manager; a failure fails the import.
+    Yes,
+    /// Never; warn when the tree will not boot.
+    No,
+}
+
+pub struct Options<'a> {
+    pub install: InstallPackages,
+    /// No progress lines (warnings still go to stderr).
+    pub quiet: bool,
+    /// The host's resolv.conf, copied in while the package manager runs.
+    pub host_resolv: &'a Path,
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
+/// Check, install, patch. `what` names the import in messages (the
+/// rootfs name). Returns what the tree has at the end.
+pub fn after_import(root: &Path, what: &str, opts: &Options) -> Result<Detected> {
+    let say = |s: &str| {
+        if !opts.quiet {
+            eprintln!("sdme-import: {what}: {s}");
+        }
+    };
+    let warn = |s: &str| eprintln!("sdme-import: {what}: warning: {s}");
+    let mut d = detect::detect(root);
+    say(&summary(&d));
+    let missing = d.systemd.is_none() || d.dbus.is_none();
+    let install = match opts.install {
+        InstallPackages::Yes => true,
+        InstallPackages::Auto => missing,
+        InstallPackages::No => false,
+    };
+    if install {
+        match install_packages(root, &d, opts, &say) {
+            Ok(()) => {
+                d = detect::detect(root);
+                say(&format!("after installing: {}", summary(&d)));
+            }
+            Err(e) if opts.install == InstallPackages::Auto => {
+                warn(&format!("could not install systemd and D-Bus: {e:#}"));
+            }
+            Err(e) => return Err(e.context("cannot install systemd and D-Bus")),
+        }
+        if opts.install == InstallPackages::Yes && (d.systemd.is_none() || d.dbus.is_none()) {
+            bail!("systemd or D-Bus still missing after the package manager ran");
+        }
+    }
+    if d.systemd.is_some() {
+        for line in patch::apply(root).context("patching for nspawn")? {
+            say(&line);
+        }
+    }
+    if d.systemd.is_none() {
+        warn(&format!(
+            "no systemd in the image: it will not boot as Rootfs={what}{}",
+            if opts.install == InstallPackages::No {
+                " (import it with --install-packages=yes to add systemd and D-Bus)"
+            } else {
+                ""
+            }
+        ));
+    } else if d.dbus.is_none() {
+        warn(
+            "no D-Bus in the image: it boots, but machinectl shell and systemctl -M will not work",
+        );
+    } else if !d.login {
+        warn("no /etc/pam.d/login or login binary: machinectl shell will not work");
+    }
+    Ok(d)
+}
+
+fn summary(d: &Detected) -> String {
+    let or_none = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "missing".to_string(), |p| p.display().to_string())
+    };
+    format!(
+        "{}systemd {}, D-Bus {}, login {}",
+        if d.os.pretty_name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", d.os.pretty_name)
+        },
+        or_none(&d.systemd),
+        or_none(&d.dbus),
+        if d.login { "present" } else { "missing" }
+    )
+}
+
+fn install_packages(root: &Path, d: &Detected, opts: &Options, say: &dyn Fn(&str)) -> Result<()> {
+    let pm =
+        d.package_manager.ok_or_else(|| {
+            if d.nixos {
+                anyhow!("a NixOS tree gets systemd from its configuration, not a package manager")
+            } else {
+                anyhow!(
+                "no supported package manager (apt-get, dnf, yum, pacman, zypper) in the image{}",
+                if d.os.id.is_empty() { String::new() } else { format!(" (ID={})", d.os.id) }
+            )
+            }
+        })?;
+    say(&format!(
+        "installing {} with {} in a chroot",
+        pm.packages().join(" "),
+        pm.name()
+    ));
+    let mut env = vec![];
+    if pm == PackageManager::Apt {
+        env.push(("DEBIAN_FRONTEND", "noninteractive"));
+    }
+    // With --quiet the package manager's output goes to a file, shown
+    // (its tail) only when it fails.
+    let mut log = if opts.quiet {
+        Some(tempfile::tempfile().context("temporary log file")?)
+    } else {
+        None
+    };
+    let _policy = PolicyRcD::install(root, pm)?;
+    let status = chroot::run(
+        root,
+        &pm.install_script(),
+        &env,
+        opts.host_resolv,
+        log.as_ref(),
+        opts.cancelled,
+    )?;
+    if !status.success() {
+        if let Some(f) = log.as_mut() {
+            let _ = f.rewind();
+            let lines: Vec<String> = std::io::BufReader::new(&*f)
+                .lines()
+                .map_while(Result::ok)
+                .collect();
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                eprintln!("  {l}");
+            }
+        }
+        bail!(
+            "{} in the chroot failed ({})",
+            pm.name(),
+            chroot::describe(status)
+        );
+    }
     Ok(())
+}
+
+/// Debian's policy-rc.d "101": package scripts start no services in the
+/// chroot. Removed afterwards (only if we made it).
+struct PolicyRcD {
+    path: Option<std::path::PathBuf>,
+}
+
+impl PolicyRcD {
+    fn install(root: &Path, pm: PackageManager) -> Result<PolicyRcD> {
+        if pm != PackageManager::Apt {
+            return Ok(PolicyRcD { path: None });
+        }
+        let Some((dir, _)) = confine::resolve(root, Path::new("/usr/sbin")) else {
+            return Ok(PolicyRcD { path: None });
+        };
+        if !dir.starts_with(root) || !dir.is_dir() {
+            return Ok(PolicyRcD { path: None });
+        }
+        let p = dir.join("policy-rc.d");
+        if std::fs::symlink_metadata(&p).is_ok() {
+            return Ok(PolicyRcD { path: None });
+        }
+        std::fs::write(
+            &p,
+            "#!/bin/sh\n# sdme-import: no services in the chroot\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("chmod {}", p.display()))?;
+        Ok(PolicyRcD { path: Some(p) })
+    }
+}
+
+impl Drop for PolicyRcD {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
