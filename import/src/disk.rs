@@ -19,7 +19,7 @@ pub mod table;
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::cancel::Interrupted;
+use crate::copy;
+use crate::import::Job;
 use fs::Fs;
 use loopdev::{LoopDevice, Region};
 use table::{Partition, Table};
@@ -57,6 +60,27 @@ pub fn detect(file: &File) -> Result<Option<Format>> {
         Ok(_) | Err(_) => return Ok(Some(Format::Raw)),
     }
     Ok(fs::probe(file, 0, len).map(|_| Format::Raw))
+}
+
+/// Import the root file system of the disk image `job.source` into
+/// `job.root`.
+pub fn import(job: &mut Job) -> Result<()> {
+    let progress = job.progress;
+    let root = job.root;
+    let opts = job.copy_opts();
+    let source = job.source;
+    with_root(
+        Path::new(source),
+        job.scratch,
+        &crate::cancel::requested,
+        &mut |s| progress.note(s),
+        |mnt| {
+            progress.begin(format!("copying the root file system of {source}"), None);
+            copy::copy_tree(mnt, root, &opts)?;
+            progress.done();
+            Ok(())
+        },
+    )
 }
 
 /// Where the root file system was found, for the report.
@@ -135,17 +159,14 @@ pub fn with_root<T>(
     report: &mut dyn FnMut(&str),
     f: impl FnOnce(&Path) -> Result<T>,
 ) -> Result<T> {
-    let image = image
-        .canonicalize()
-        .with_context(|| format!("disk image {}", image.display()))?;
-    let what = || format!("disk image {}", image.display());
-    let file = File::open(&image).with_context(what)?;
-    let format = detect(&file)
-        .with_context(what)?
-        .ok_or_else(|| anyhow!("{}: not a QCOW2 or raw disk image", what()))?;
+    // Absolute: qemu-img must not read a relative name as a protocol
+    // ("nbd:...", "json:...").
+    let image = image.canonicalize()?;
+    let file = File::open(&image)?;
+    let format = detect(&file)?.context("not a QCOW2 or raw disk image")?;
 
     // Guards, dropped in reverse order: mount, device node, loop, work dir.
-    let dir = WorkDir::create(work).with_context(what)?;
+    let dir = WorkDir::create(work)?;
     let raw_path;
     let raw = match format {
         Format::Raw => file,
@@ -153,20 +174,21 @@ pub fn with_root<T>(
             drop(file);
             raw_path = dir.path.join("image.raw");
             report("converting QCOW2 to a sparse raw file (qemu-img convert)");
-            qemu_img_convert(&image, &raw_path, cancelled).with_context(what)?;
-            File::open(&raw_path).with_context(|| format!("{}: converted file", what()))?
+            qemu_img_convert(&image, &raw_path, cancelled)?;
+            File::open(&raw_path).context("the converted raw file")?
         }
     };
     let backing = match format {
         Format::Raw => image.clone(),
         Format::Qcow2 => dir.path.join("image.raw"),
     };
-    let len = raw.metadata().with_context(what)?.len();
-    let table = table::read(&raw, len).with_context(what)?;
-    let found = choose_root(&raw, len, &table).with_context(what)?;
+    // Seek, not stat: a block device has a stat size of 0.
+    let len = (&raw).seek(SeekFrom::End(0))?;
+    let table = table::read(&raw, len)?;
+    let found = choose_root(&raw, len, &table)?;
     drop(raw);
     if cancelled() {
-        bail!("{}: interrupted", what());
+        return Err(Interrupted.into());
     }
     report(&match found.partition {
         Some(n) => format!(
@@ -191,22 +213,19 @@ pub fn with_root<T>(
         offset: 0,
         size_limit: 0,
     };
-    let mut lo = LoopDevice::attach(&backing, whole).with_context(what)?;
+    let mut lo = LoopDevice::attach(&backing, whole)?;
     let mut dev = None;
     if let Some(n) = found.partition {
-        dev = lo
-            .wait_partition(n, Duration::from_secs(1))
-            .with_context(what)?;
+        dev = lo.wait_partition(n, Duration::from_secs(1))?;
         match dev {
-            Some(_) => check_partition_start(&lo, n, &table).with_context(what)?,
+            Some(_) => check_partition_start(&lo, n, &table)?,
             None => {
                 // The kernel has no parser for this table (a kernel built
                 // without CONFIG_EFI_PARTITION/CONFIG_MSDOS_PARTITION):
                 // a loop device over just the partition, from our parse.
                 let p = partition(&table, n).context("chosen partition vanished")?;
                 report(&format!(
-                    "the kernel did not scan the partition table of {}; using a loop device at the partition's offset",
-                    lo.path().display()
+                    "partition {n} through a loop device at its offset (this kernel does not parse the partition table)"
                 ));
                 drop(lo);
                 let region = Region {
@@ -215,19 +234,18 @@ pub fn with_root<T>(
                     offset: p.start,
                     size_limit: p.size,
                 };
-                lo = LoopDevice::attach(&backing, region).with_context(what)?;
+                lo = LoopDevice::attach(&backing, region)?;
             }
         }
     }
     let (major, minor) = match dev {
         Some(d) => d,
-        None => lo.dev().with_context(what)?,
+        None => lo.dev()?,
     };
-    let node = DevNode::for_device(&dir.path, major, minor).with_context(what)?;
+    let node = DevNode::for_device(&dir.path, major, minor)?;
     let target = dir.path.join("root");
-    std::fs::create_dir(&target)
-        .with_context(|| format!("{}: mkdir {}", what(), target.display()))?;
-    let mnt = Mount::read_only(&node.path, &target, found.fs).with_context(what)?;
+    std::fs::create_dir(&target).with_context(|| format!("mkdir {}", target.display()))?;
+    let mnt = Mount::read_only(&node.path, &target, found.fs)?;
     let result = f(&mnt.target);
     drop(mnt);
     drop(node);
@@ -308,7 +326,7 @@ fn qemu_img_convert(image: &Path, raw: &Path, cancelled: &dyn Fn() -> bool) -> R
         if cancelled() {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("interrupted");
+            return Err(Interrupted.into());
         }
         std::thread::sleep(Duration::from_millis(50));
     };

@@ -13,18 +13,27 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub use crate::cli::InstallPackages;
 pub use detect::{Detected, PackageManager};
 
-/// `--install-packages=`: install systemd and D-Bus into the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum InstallPackages {
-    /// When systemd or D-Bus is missing; a failure is a warning.
-    #[default]
-    Auto,
-    /// Always run the package manager; a failure fails the import.
-    Yes,
-    /// Never; warn when the tree will not boot.
-    No,
+use crate::cli::Args;
+use crate::meta::Meta;
+use crate::progress::Progress;
+
+/// Post-process the tree at `root` (the staging copy, not yet visible as
+/// rootfs/NAME): `--install-packages=auto` installs systemd and D-Bus when
+/// missing (a failure is a warning), `yes` always runs the package manager
+/// (a failure fails the import), `no` only warns when the tree will not
+/// boot.
+pub fn after_import(root: &Path, args: &Args, progress: &Progress, meta: &mut Meta) -> Result<()> {
+    let _ = meta;
+    let opts = Options {
+        install: args.install_packages,
+        quiet: args.quiet || progress.is_quiet(),
+        host_resolv: Path::new("/etc/resolv.conf"),
+        cancelled: &crate::cancel::requested,
+    };
+    check_and_install(root, args.rootfs_name(), &opts, &|s| progress.note(s)).map(|_| ())
 }
 
 pub struct Options<'a> {
@@ -37,14 +46,20 @@ pub struct Options<'a> {
 }
 
 /// Check, install, patch. `what` names the import in messages (the
-/// rootfs name). Returns what the tree has at the end.
-pub fn after_import(root: &Path, what: &str, opts: &Options) -> Result<Detected> {
+/// rootfs name); `note` shows progress lines. Returns what the tree has at
+/// the end.
+pub fn check_and_install(
+    root: &Path,
+    what: &str,
+    opts: &Options,
+    note: &dyn Fn(&str),
+) -> Result<Detected> {
     let say = |s: &str| {
         if !opts.quiet {
-            eprintln!("sdme-import: {what}: {s}");
+            note(&format!("{what}: {s}"));
         }
     };
-    let warn = |s: &str| eprintln!("sdme-import: {what}: warning: {s}");
+    let warn = |s: &str| eprintln!("sdme-import: warning: {what}: {s}");
     let mut d = detect::detect(root);
     say(&summary(&d));
     let missing = d.systemd.is_none() || d.dbus.is_none();

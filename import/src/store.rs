@@ -182,6 +182,8 @@ impl Store {
     fn remove_staging(&self, name: &str) -> Result<()> {
         let p = self.staging_path(name);
         if fs::symlink_metadata(&p).is_ok() {
+            // A killed disk import may have left its image mounted there.
+            crate::disk::unmount_below(&p)?;
             remove_tree(&p)?;
         }
         Ok(())

@@ -158,7 +158,7 @@ pub fn run(
             // SAFETY: signals our own child's process group.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
             let _ = child.wait();
-            bail!("interrupted");
+            return Err(crate::cancel::Interrupted.into());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
