@@ -72,6 +72,7 @@ pub fn import(job: &mut Job) -> Result<()> {
     with_root(
         Path::new(source),
         job.scratch,
+        job.args.max_size,
         &crate::cancel::requested,
         &mut |s| progress.note(s),
         |mnt| {
@@ -155,6 +156,7 @@ pub fn choose_root(file: &File, len: u64, table: &Table) -> Result<Found> {
 pub fn with_root<T>(
     image: &Path,
     work: &Path,
+    max_size: u64,
     cancelled: &dyn Fn() -> bool,
     report: &mut dyn FnMut(&str),
     f: impl FnOnce(&Path) -> Result<T>,
@@ -174,7 +176,7 @@ pub fn with_root<T>(
             drop(file);
             raw_path = dir.path.join("image.raw");
             report("converting QCOW2 to a sparse raw file (qemu-img convert)");
-            qemu_img_convert(&image, &raw_path, cancelled)?;
+            qemu_img_convert(&image, &raw_path, max_size, cancelled)?;
             File::open(&raw_path).context("the converted raw file")?
         }
     };
@@ -287,7 +289,12 @@ fn partition(table: &Table, n: u32) -> Option<&Partition> {
 
 /// qemu-img convert to a sparse raw file, refusing QCOW2 images with a
 /// backing or external data file (they would read files of this host).
-fn qemu_img_convert(image: &Path, raw: &Path, cancelled: &dyn Fn() -> bool) -> Result<()> {
+fn qemu_img_convert(
+    image: &Path,
+    raw: &Path,
+    max_size: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<()> {
     let out = Command::new("qemu-img")
         .args(["info", "--output=json", "-f", "qcow2"])
         .arg(image)
@@ -327,6 +334,14 @@ fn qemu_img_convert(image: &Path, raw: &Path, cancelled: &dyn Fn() -> bool) -> R
             let _ = child.kill();
             let _ = child.wait();
             return Err(Interrupted.into());
+        }
+        // Compressed clusters can expand a small file into a huge one:
+        // the blocks written count against --max-size.
+        let written = std::fs::metadata(raw).map_or(0, |m| m.blocks() * 512);
+        if written > max_size {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the converted image is over the size cap ({max_size} bytes; see --max-size)");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
