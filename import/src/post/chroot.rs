@@ -64,12 +64,7 @@ pub fn run(
     ];
     let slash = CString::new("/").expect("static");
     let mut cmd = Command::new("/bin/sh");
-    // The outer sh stays outside the new PID namespace (unshare applies to
-    // children); the inner one is its PID 1, and its death ends every
-    // process started inside.
     cmd.arg("-c")
-        .arg("exec /bin/sh -c \"$1\" & wait $!")
-        .arg("sdme-import")
         .arg(script)
         .env_clear()
         .env(
@@ -143,7 +138,37 @@ pub fn run(
             if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(slash.as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            // unshare(CLONE_NEWPID) applies to children: fork the script as
+            // PID 1 of the new namespace and stay as its waiting parent.
+            // Both die when sdme-import dies (PDEATHSIG), and with PID 1
+            // every process in the namespace.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if pid == 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            // The waiting parent lets go of every inherited descriptor, so
+            // that spawn() sees the exec of the child (its status pipe
+            // closes) instead of waiting for the whole run.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            let mut status = 0;
+            while libc::waitpid(pid, &mut status, 0) < 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            if libc::WIFEXITED(status) {
+                libc::_exit(libc::WEXITSTATUS(status));
+            }
+            libc::_exit(128 + libc::WTERMSIG(status));
         });
     }
     let mut child = cmd
@@ -162,7 +187,7 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // Stragglers of the outer process group (the PID namespace took the rest).
+    // Stragglers of the process group (the PID namespace took the rest).
     // SAFETY: signals our own child's process group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
     Ok(status)
