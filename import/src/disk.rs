@@ -165,7 +165,10 @@ pub fn with_root<T>(
     // ("nbd:...", "json:...").
     let image = image.canonicalize()?;
     let file = File::open(&image)?;
-    let format = detect(&file)?.context("not a QCOW2 or raw disk image")?;
+    // Not recognised: read as raw, which ends in "no partition table and
+    // no Linux file system" (the caller chose --type=disk or saw a boot
+    // sector signature).
+    let format = detect(&file)?.unwrap_or(Format::Raw);
 
     // Guards, dropped in reverse order: mount, device node, loop, work dir.
     let dir = WorkDir::create(work)?;

@@ -184,7 +184,9 @@ for n in "$name_raw" "$name_qcow" "$name_big"; do
 done
 require_in "daemon-reload" systemctl daemon-reload
 for n in "$name_raw" "$name_qcow" "$name_big"; do
+	t0=$(date +%s%N)
 	check_in "systemctl start sdme-$n" timeout 180 systemctl start "sdme-$n"
+	step "sdme-$n started in $((($(date +%s%N) - t0) / 1000000)) ms"
 	assert_eq "$n: is-system-running" running "$(th_exec timeout 60 systemctl -M "$n" is-system-running 2>&1 || true)"
 	assert_eq "$n: the disk's tree inside" disk-root "$(th_run_in "$n" cat /etc/e2e-37-marker 2>&1 || true)"
 	check_in "systemctl stop sdme-$n" timeout 120 systemctl stop "sdme-$n"
@@ -230,7 +232,9 @@ assert_match "the install was reported" "installing systemd dbus.* with apt-get"
 step "boot it"
 printf '[Container]\nRootfs=%s\n' "$name_yes" | th_exec sh -c "cat > /etc/sdme/$name_yes.container"
 require_in "daemon-reload" systemctl daemon-reload
+t0=$(date +%s%N)
 check_in "systemctl start sdme-$name_yes" timeout 180 systemctl start "sdme-$name_yes"
+step "sdme-$name_yes started in $((($(date +%s%N) - t0) / 1000000)) ms"
 assert_eq "$name_yes: is-system-running" running "$(th_exec timeout 60 systemctl -M "$name_yes" is-system-running 2>&1 || true)"
 assert_eq "$name_yes: dbus active" active "$(th_exec systemctl -M "$name_yes" is-active dbus.service 2>&1 || true)"
 assert_eq "$name_yes: runs bookworm" bookworm "$(th_run_in "$name_yes" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)"
