@@ -14,6 +14,7 @@ GENERATORDIR?= $(PREFIX)/lib/systemd/system-generators
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR      ?= $(PREFIX)/share/man
+APPARMORDIR ?= /etc/apparmor.d
 CARGO       ?= cargo
 TARGET      ?= $(shell rustc -vV | sed -n 's/^host: //p')
 
@@ -52,11 +53,14 @@ install: build
 		mv $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	install -m 0644 units/sdme.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sdme.conf
 	for m in man/*.1; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man1/; done
+	install -d $(DESTDIR)$(APPARMORDIR)
+	install -m 0644 apparmor/sdme-default $(DESTDIR)$(APPARMORDIR)/sdme-default
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
 	for m in man/*.8; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
+	rm -f $(DESTDIR)$(APPARMORDIR)/sdme-default
 	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	for b in $(BINS_HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$b; done
 	for b in $(BINS_USER); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
@@ -74,6 +78,7 @@ clippy:
 test:
 	$(CARGO) test --workspace --locked
 	tests/man/check
+	tests/apparmor/check
 
 # Packages the suites need on a fresh Debian machine.
 deps:

@@ -3,11 +3,12 @@
 //! `/var` is made here, so a bad value fails at generation time with its
 //! file and line instead of failing a boot later.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::escape::{is_env_name, mount_unit_name, split_words};
 use crate::image::{check_image_source, inline_rootfs_name};
 use crate::name::{check_machine_name, check_rootfs_name};
@@ -159,7 +160,7 @@ pub fn capability_name(n: u8) -> String {
 }
 
 /// A capability name, `CAP_` optional, any case, to its number.
-fn parse_capability(word: &str) -> Result<u8, String> {
+pub(crate) fn parse_capability(word: &str) -> Result<u8, String> {
     let up = word.to_ascii_uppercase();
     let bare = up.strip_prefix("CAP_").unwrap_or(&up);
     CAPABILITIES
@@ -291,6 +292,41 @@ pub fn check_apparmor_profile(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A security preset: `Hardened=yes` or `Strict=yes` (which includes
+/// Hardened). See [`Builder::apply_preset`] for what each sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Preset {
+    Hardened,
+    Strict,
+}
+
+/// Docker's default capability set (moby's `oci/caps`), which `Strict=`
+/// keeps, plus CAP_SYS_ADMIN, without which systemd cannot boot in a
+/// container (mounts, namespaces for its own sandboxing).
+pub const STRICT_KEEP: [&str; 15] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+    "SYS_ADMIN",
+];
+
+/// `Strict=`'s system call deny list.
+pub const STRICT_SYSCALL_DENY: [&str; 4] = ["@cpu-emulation", "@debug", "@obsolete", "@raw-io"];
+
+/// `Strict=`'s AppArmor profile, shipped in `apparmor/sdme-default`.
+pub const STRICT_APPARMOR_PROFILE: &str = "sdme-default";
+
 /// `[Install]`, applied by the generator as symlinks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Install {
@@ -337,6 +373,8 @@ pub struct Container {
     pub apparmor_profile: Option<String>,
     /// `Pod=NAME.pod`: the pod's name and the line that set it.
     pub pod: Option<(String, Location)>,
+    /// `Hardened=yes` / `Strict=yes`, already applied to the fields above.
+    pub preset: Option<Preset>,
     /// `Image=REF` or `Rootfs=NAME.image`: the rootfs is imported by
     /// `sdme-image-NAME.service` before first start.
     pub image: Option<ImageUse>,
@@ -459,13 +497,18 @@ fn check_passthrough(sec: &Section, diags: &mut Vec<Diag>) {
 
 impl Container {
     /// Validate `found` (its bytes were read by the search) with its
-    /// drop-ins.
+    /// drop-ins, with the built-in global configuration.
     pub fn load(found: &Found) -> Result<Container, Vec<Diag>> {
+        Container::load_with(found, &Config::default())
+    }
+
+    /// Validate `found` with its drop-ins and the global configuration.
+    pub fn load_with(found: &Found, config: &Config) -> Result<Container, Vec<Diag>> {
         let via = (found.content != found.path).then_some(found.path.as_path());
         let file = parse_with_dropins(found)?;
         // Lines of a symlinked instance come from its template: say which
         // instance they failed for.
-        Container::from_unit(found.name.clone(), &found.path, &file).map_err(|diags| {
+        Container::from_unit_with(found.name.clone(), &found.path, &file, config).map_err(|diags| {
             diags
                 .into_iter()
                 .map(|d| {
@@ -479,13 +522,26 @@ impl Container {
         })
     }
 
-    /// Validate a parsed file named `name`.
+    /// Validate a parsed file named `name`, with the built-in global
+    /// configuration.
     pub fn from_unit(
         name: UnitName,
         source: &Path,
         file: &UnitFile,
     ) -> Result<Container, Vec<Diag>> {
+        Container::from_unit_with(name, source, file, &Config::default())
+    }
+
+    /// Validate a parsed file named `name`; presets take their lists from
+    /// `config`.
+    pub fn from_unit_with(
+        name: UnitName,
+        source: &Path,
+        file: &UnitFile,
+        config: &Config,
+    ) -> Result<Container, Vec<Diag>> {
         let mut b = Builder::new(name, source);
+        b.hardened_drop = config.hardened_drop.clone();
         if file.section("Container").is_none() {
             b.diags.push(Diag::file(source, "no [Container] section"));
         }
@@ -692,6 +748,18 @@ pub(crate) struct Builder {
     /// Network keys in effect, with the line that set them (to refuse
     /// them next to `Pod=`).
     net_at: BTreeMap<&'static str, Location>,
+    /// `Hardened=` and `Strict=` as last assigned.
+    hardened: bool,
+    strict: bool,
+    /// `[Container]` keys assigned anywhere (even empty): an explicit key
+    /// overrides its part of a preset.
+    seen: BTreeSet<String>,
+    /// An empty `DropCapability=` / `SystemCallFilter=` was seen: the
+    /// preset's part of that list is reset with the rest.
+    drop_reset: bool,
+    syscall_reset: bool,
+    /// `Hardened=`'s drop list, from sdme.conf.
+    pub(crate) hardened_drop: Vec<u8>,
 }
 
 /// `Capability=all` in [`Builder::cap_add`].
@@ -732,6 +800,12 @@ impl Builder {
             install_at: Vec::new(),
             pod: None,
             net_at: BTreeMap::new(),
+            hardened: false,
+            strict: false,
+            seen: BTreeSet::new(),
+            drop_reset: false,
+            syscall_reset: false,
+            hardened_drop: Config::default().hardened_drop,
         }
     }
 
@@ -759,7 +833,10 @@ impl Builder {
 
     fn container_key(&mut self, e: &Entry) {
         let v = e.value.as_str();
+        self.seen.insert(e.key.clone());
         match e.key.as_str() {
+            "Hardened" => self.hardened = self.bool(e),
+            "Strict" => self.strict = self.bool(e),
             "Rootfs" => {
                 self.rootfs_at = Some(e.at.clone());
                 self.rootfs_set = (!v.is_empty()).then(|| e.at.clone());
@@ -927,6 +1004,7 @@ impl Builder {
                         self.cap_add.clear();
                     } else {
                         self.cap_drop.clear();
+                        self.drop_reset = true;
                     }
                     return;
                 }
@@ -956,6 +1034,7 @@ impl Builder {
             "SystemCallFilter" => {
                 if v.is_empty() {
                     self.syscall_filter.clear();
+                    self.syscall_reset = true;
                 } else if let Some(f) = self.check(e, parse_syscall_filter(v)) {
                     self.syscall_filter.push(f);
                 }
@@ -1253,7 +1332,20 @@ impl Builder {
                 opaque.push(d);
             }
         }
-        Ok(Container {
+        let preset = if self.strict {
+            Some(Preset::Strict)
+        } else if self.hardened {
+            Some(Preset::Hardened)
+        } else {
+            None
+        };
+        let (hardened_drop, seen, drop_reset, syscall_reset) = (
+            std::mem::take(&mut self.hardened_drop),
+            std::mem::take(&mut self.seen),
+            self.drop_reset,
+            self.syscall_reset,
+        );
+        let mut c = Container {
             name: self.name,
             source,
             machine,
@@ -1284,13 +1376,81 @@ impl Builder {
             apparmor_profile: self.apparmor_profile,
             pod: self.pod,
             image,
+            preset,
             passthrough: self.passthrough,
             install: self.install,
-        })
+        };
+        if let Some(p) = preset {
+            let explicit = PresetOverrides {
+                seen: &seen,
+                drop_reset,
+                syscall_reset,
+            };
+            apply_preset(&mut c, p, &hardened_drop, &explicit);
+        }
+        Ok(c)
     }
 
     fn name_is_template(&self) -> bool {
         matches!(self.name, UnitName::Template(_))
+    }
+}
+
+/// What the file set itself, which a preset leaves alone.
+struct PresetOverrides<'a> {
+    seen: &'a BTreeSet<String>,
+    drop_reset: bool,
+    syscall_reset: bool,
+}
+
+/// Apply a preset as if its settings were written before the file's own
+/// lines: a key the file assigns (even to empty) wins over the preset's
+/// value for it; for the lists, the file's lines add to the preset's and
+/// an empty assignment removes the preset's part too; a capability the
+/// file adds with `Capability=` is not dropped.
+///
+/// - Hardened: `NoNewPrivileges=yes`; `PrivateNetwork=yes` unless the
+///   container already has a network of its own (`Pod=`, veth, bridge,
+///   zone, ports, nspawn network options); `DropCapability=` sdme.conf's
+///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO
+///   CAP_SYS_BOOT).
+/// - Strict: Hardened, plus every capability dropped that is neither in
+///   [`STRICT_KEEP`] nor re-added, `SystemCallFilter=~` [`STRICT_SYSCALL_DENY`],
+///   `AppArmorProfile=sdme-default`.
+fn apply_preset(c: &mut Container, p: Preset, hardened_drop: &[u8], o: &PresetOverrides) {
+    let seen = |k: &str| o.seen.contains(k);
+    if !seen("NoNewPrivileges") {
+        c.no_new_privileges = true;
+    }
+    if !seen("PrivateNetwork") && c.host_network() {
+        c.private_network = true;
+    }
+    let mut drop: BTreeSet<u8> = hardened_drop.iter().copied().collect();
+    if p == Preset::Strict {
+        for (n, name) in CAPABILITIES.iter().enumerate() {
+            if !STRICT_KEEP.contains(name) {
+                drop.insert(n as u8);
+            }
+        }
+    }
+    if !o.drop_reset && !c.capability_all {
+        let mut all: BTreeSet<u8> = c.drop_capabilities.iter().copied().collect();
+        all.extend(drop.into_iter().filter(|n| !c.capabilities.contains(n)));
+        c.drop_capabilities = all.into_iter().collect();
+    }
+    if p == Preset::Strict {
+        if !o.syscall_reset {
+            c.system_call_filter.insert(
+                0,
+                SyscallFilter {
+                    deny: true,
+                    items: STRICT_SYSCALL_DENY.iter().map(|s| s.to_string()).collect(),
+                },
+            );
+        }
+        if !seen("AppArmorProfile") {
+            c.apparmor_profile = Some(STRICT_APPARMOR_PROFILE.to_string());
+        }
     }
 }
 

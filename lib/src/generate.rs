@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::config::Config;
 use crate::container::{Container, Diag, Pod};
 use crate::image::Image;
 use crate::parallel::{par_map, threads_for};
@@ -84,9 +85,14 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
             }
         }
     }
+    // The global configuration: with errors in it, a preset could end up
+    // weaker than the admin wrote, so containers that use one are skipped.
+    let (config, config_diags) = Config::load(dirs);
+    let config_ok = config_diags.is_empty();
+    p.errors.extend(config_diags.iter().map(Diag::to_string));
     let pods: BTreeSet<String> = p.pods.iter().map(|x| x.name.clone()).collect();
     let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
-        Container::load(f)
+        Container::load_with(f, &config)
     });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -107,6 +113,14 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 p.skipped.push(c.source.clone());
                 continue;
             }
+        }
+        if let (Some(preset), false) = (c.preset, config_ok) {
+            p.errors.push(format!(
+                "{}: {preset:?}=yes needs the global configuration, which has errors (above)",
+                c.source.display()
+            ));
+            p.skipped.push(c.source.clone());
+            continue;
         }
         if let Some(img) = &c.image {
             let at = &img.at;

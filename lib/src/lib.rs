@@ -3,12 +3,14 @@
 //!
 //! - [`syntax`]: systemd unit-file syntax, with file:line errors;
 //! - [`search`]: the search path, shadowing, masking, drop-ins, templates;
+//! - [`config`]: the global `sdme.conf` and its drop-ins;
 //! - [`container`]: the `.container` schema and its validation;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
 
+pub mod config;
 pub mod container;
 pub mod escape;
 pub mod generate;

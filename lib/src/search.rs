@@ -339,6 +339,48 @@ fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
+/// A configuration file `name` (such as `sdme.conf`) and its drop-ins, as
+/// systemd finds `system.conf`: the file from the highest directory that
+/// has it (none if that one is masked), then `name.d/*.conf` from every
+/// directory, a name higher up shadowing the same name lower down, masked
+/// ones left out, in file-name order. Returns the files in reading order
+/// and what could not be read.
+pub fn config_files(dirs: &[PathBuf], name: &str) -> (Vec<PathBuf>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let dropin_dir = format!("{name}.d");
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut main_seen = false;
+    for dir in dirs {
+        let listing = list_dir(dir, &mut errors);
+        let has = |n: &str| listing.binary_search_by(|l| l.name.as_str().cmp(n)).is_ok();
+        if !main_seen && has(name) {
+            main_seen = true;
+            let p = dir.join(name);
+            match is_masked(&p) {
+                Ok(false) => files.push(p),
+                Ok(true) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if has(&dropin_dir) {
+            for l in list_dir(&dir.join(&dropin_dir), &mut errors) {
+                if l.name.ends_with(".conf") {
+                    by_name.entry(l.name).or_insert(l.path);
+                }
+            }
+        }
+    }
+    for p in by_name.into_values() {
+        match is_masked(&p) {
+            Ok(false) => files.push(p),
+            Ok(true) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    (files, errors)
+}
+
 /// Names of all files of `kind` on the path (for duplicate checks).
 pub fn names(found: &[Found]) -> BTreeSet<String> {
     found.iter().map(|f| f.name.stem()).collect()
