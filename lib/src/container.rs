@@ -96,8 +96,109 @@ pub struct SyscallFilter {
     pub items: Vec<String>,
 }
 
+/// Members of the groups that a deny list must spell out for nspawn
+/// (`systemd-analyze syscall-filter`, systemd 252). nspawn applies `~LIST`
+/// by leaving LIST's words out of its own allow list, comparing them as
+/// written: `~@debug` alone leaves `ptrace` allowed, because nspawn allows
+/// it by name whenever CAP_SYS_PTRACE is kept (measured: PTRACE_TRACEME
+/// succeeded under `~@debug` with `Capability=CAP_SYS_PTRACE`). These are
+/// the groups holding a system call that nspawn's allow list names on its
+/// own (ptrace, reboot) and the ones `Strict=` denies.
+const DENY_GROUP_MEMBERS: [(&str, &[&str]); 5] = [
+    (
+        "@cpu-emulation",
+        &[
+            "modify_ldt",
+            "subpage_prot",
+            "switch_endian",
+            "vm86",
+            "vm86old",
+        ],
+    ),
+    (
+        "@debug",
+        &[
+            "lookup_dcookie",
+            "perf_event_open",
+            "pidfd_getfd",
+            "ptrace",
+            "rtas",
+            "s390_runtime_instr",
+            "sys_debug_setcontext",
+        ],
+    ),
+    (
+        "@obsolete",
+        &[
+            "_sysctl",
+            "afs_syscall",
+            "bdflush",
+            "break",
+            "create_module",
+            "ftime",
+            "get_kernel_syms",
+            "getpmsg",
+            "gtty",
+            "idle",
+            "lock",
+            "mpx",
+            "prof",
+            "profil",
+            "putpmsg",
+            "query_module",
+            "security",
+            "sgetmask",
+            "ssetmask",
+            "stime",
+            "stty",
+            "sysfs",
+            "tuxcall",
+            "ulimit",
+            "uselib",
+            "ustat",
+            "vserver",
+        ],
+    ),
+    (
+        "@raw-io",
+        &[
+            "ioperm",
+            "iopl",
+            "pciconfig_iobase",
+            "pciconfig_read",
+            "pciconfig_write",
+            "s390_pci_mmio_read",
+            "s390_pci_mmio_write",
+        ],
+    ),
+    ("@reboot", &["kexec_file_load", "kexec_load", "reboot"]),
+];
+
 impl SyscallFilter {
-    /// The value of nspawn's `--system-call-filter=`.
+    /// The value of nspawn's `--system-call-filter=`: for a deny list,
+    /// each group is followed by the members nspawn needs by name (see
+    /// [`DENY_GROUP_MEMBERS`]); the group itself stays, for the groups
+    /// nspawn's allow list names (such as `@raw-io`).
+    pub fn nspawn_value(&self) -> String {
+        if !self.deny {
+            return self.value();
+        }
+        let mut words: Vec<&str> = Vec::new();
+        for item in &self.items {
+            let members = DENY_GROUP_MEMBERS
+                .iter()
+                .find(|(g, _)| g == item)
+                .map_or(&[][..], |(_, m)| *m);
+            for w in std::iter::once(item.as_str()).chain(members.iter().copied()) {
+                if !words.contains(&w) {
+                    words.push(w);
+                }
+            }
+        }
+        format!("~{}", words.join(" "))
+    }
+
+    /// The value as written (normalized spacing).
     pub fn value(&self) -> String {
         let list = self.items.join(" ");
         if self.deny {
@@ -1689,6 +1790,14 @@ mod tests {
         assert!(c.no_new_privileges && c.read_only);
         let v: Vec<String> = c.system_call_filter.iter().map(|f| f.value()).collect();
         assert_eq!(v, ["~@swap reboot", "@known"]);
+        // Deny lists spell out the members nspawn allows by name.
+        let f = parse_syscall_filter("~@debug ptrace @swap").unwrap();
+        assert_eq!(
+            f.nspawn_value(),
+            "~@debug lookup_dcookie perf_event_open pidfd_getfd ptrace rtas s390_runtime_instr sys_debug_setcontext @swap"
+        );
+        let f = parse_syscall_filter("@debug").unwrap();
+        assert_eq!(f.nspawn_value(), "@debug");
         for bad in ["@clocks", "Chroot", "a-b", "@clock ~@swap", "~"] {
             let e = load("w", &format!("[Container]\nSystemCallFilter={bad}\n")).unwrap_err();
             assert!(

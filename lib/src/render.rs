@@ -287,7 +287,7 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
         s.push_str(" --read-only");
     }
     for f in &c.system_call_filter {
-        x.word(s, "--system-call-filter=", &f.value());
+        x.word(s, "--system-call-filter=", &f.nspawn_value());
     }
     for a in &c.nspawn_args {
         x.word(s, "", a);
