@@ -537,6 +537,13 @@ fn one_line(s: &str) -> String {
 /// One line naming the URL and what went wrong at the transport level.
 pub fn transport_error(url: &str, e: &ureq::Error) -> anyhow::Error {
     let msg = one_line(&e.to_string());
+    // rustls errors reach us wrapped in io errors; tell them by their text.
+    let tls_text = ["certificate", "handshake", "tls", "alert"]
+        .iter()
+        .any(|w| msg.to_ascii_lowercase().contains(w));
+    if tls_text && matches!(e, ureq::Error::Io(_)) {
+        return anyhow!("{url}: TLS failure: {msg} (a private CA needs --ca-file)");
+    }
     match e {
         ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => {
             anyhow!("{url}: TLS failure: {msg} (a private CA needs --ca-file)")

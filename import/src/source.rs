@@ -101,6 +101,17 @@ pub fn detect(source: &str) -> Result<Kind> {
         Ok(md) if md.is_file() || md.file_type_is_block() => detect_file(path),
         Ok(_) => bail!("{source}: not a directory, a regular file or a block device"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // PATH:TAG names one image of an OCI layout or image archive.
+            if let (path, Some(_)) = crate::oci::layout::split_tag(source) {
+                if path.join("oci-layout").is_file() {
+                    return Ok(Kind::OciLayout);
+                }
+                if path.is_file() {
+                    if let Ok(k @ (Kind::OciArchive | Kind::DockerArchive)) = detect_file(&path) {
+                        return Ok(k);
+                    }
+                }
+            }
             if source.contains('/') && (source.starts_with('/') || source.starts_with('.')) {
                 bail!("{source}: no such file or directory");
             }
@@ -203,6 +214,8 @@ fn sniff_tar(r: impl Read) -> Result<Option<Kind>> {
             b"oci-layout" | b"index.json" => return Ok(Some(Kind::OciArchive)),
             b"manifest.json" | b"repositories" => return Ok(Some(Kind::DockerArchive)),
             _ if p.starts_with(b"blobs/sha256/") => return Ok(Some(Kind::OciArchive)),
+            // docker save puts its (large) layers before manifest.json.
+            _ if crate::oci::layout::docker_save_name(p) => return Ok(Some(Kind::DockerArchive)),
             _ => {}
         }
         seen += 1;

@@ -44,6 +44,19 @@ pub fn sniff_names<S: AsRef<str>>(first_names: &[S]) -> Option<ArchiveKind> {
     }
 }
 
+/// Names only a docker save archive has at its top: `HEX.tar`, `HEX.json`,
+/// `HEX/layer.tar`, `HEX/json`, `HEX/VERSION` (HEX: 64 hex digits).
+pub fn docker_save_name(p: &[u8]) -> bool {
+    let hex = |b: &[u8]| b.len() == 64 && b.iter().all(|c| c.is_ascii_hexdigit());
+    if p.len() < 64 || !hex(&p[..64]) {
+        return false;
+    }
+    matches!(
+        &p[64..],
+        b".tar" | b".json" | b"/" | b"" | b"/layer.tar" | b"/json" | b"/VERSION"
+    )
+}
+
 /// `DIR:TAG` names one image of a layout with several; a path that exists
 /// as given has no tag.
 pub fn split_tag(source: &str) -> (PathBuf, Option<String>) {
@@ -516,6 +529,10 @@ mod tests {
             Some(ArchiveKind::DockerArchive)
         );
         assert_eq!(sniff_names(&["./", "./etc/", "./usr/"]), None);
+        assert!(docker_save_name(format!("{hex}.tar").as_bytes()));
+        assert!(docker_save_name(format!("{hex}/layer.tar").as_bytes()));
+        assert!(!docker_save_name(format!("{hex}/etc/passwd").as_bytes()));
+        assert!(!docker_save_name(b"etc/passwd"));
 
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();

@@ -199,10 +199,8 @@ pub struct Cancellable<'a, R> {
 impl<R: std::io::Read> std::io::Read for Cancellable<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "interrupted",
-            ));
+            // Not ErrorKind::Interrupted: read loops retry that.
+            return Err(std::io::Error::other("interrupted"));
         }
         self.inner.read(buf)
     }
