@@ -371,8 +371,8 @@ assert_match "tinyproxy logged the CONNECT" "CONNECT $REG" "$(th_exec cat "$W/ti
 expect_fail "URL 404" "HTTP 404" e2e36-url404 sdme-import "http://127.0.0.1:8080/nope.tar.gz" e2e36-url404
 expect_fail "nothing listens" "127.0.0.1:9" e2e36-url9 sdme-import "http://127.0.0.1:9/x.tar.gz" e2e36-url9
 
-step "figures: pull of the 3-layer image (3 x 32 MiB, loopback TLS), empty cache, parallel 1 vs 4, median of 3"
-for p in 1 4 1 4 1 4; do
+step "figures: pull of the 3-layer image (3 x 32 MiB, loopback TLS), empty cache, parallel 1 vs 4, median of 5"
+for p in 1 4 1 4 1 4 1 4 1 4; do
 	th_exec sh -c 'rm -rf /var/lib/sdme/blobs /var/lib/sdme/rootfs/e2e36-fig /var/lib/sdme/meta/e2e36-fig.json'
 	t0=$(date +%s%N)
 	imp REGISTRY_AUTH_FILE=auth.json SDME_IMPORT_PARALLEL=$p sdme-import -q --ca-file ca.crt --install-packages=no "$REG/e2e/layers:1" e2e36-fig ||
@@ -380,7 +380,7 @@ for p in 1 4 1 4 1 4; do
 	echo "$p $((($(date +%s%N) - t0) / 1000000))" >>"$TH_RUN/e2e36-fig"
 done
 for p in 1 4; do
-	med=$(awk -v p="$p" '$1 == p { print $2 }' "$TH_RUN/e2e36-fig" | sort -n | sed -n 2p)
+	med=$(awk -v p="$p" '$1 == p { print $2 }' "$TH_RUN/e2e36-fig" | sort -n | sed -n 3p)
 	step "FIGURE: SDME_IMPORT_PARALLEL=$p sdme-import $REG/e2e/layers:1: median $med ms"
 done
 rm -f "$TH_RUN/e2e36-fig"
