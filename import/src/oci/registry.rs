@@ -203,3 +203,102 @@ impl<'a> Registry<'a> {
         Ok((url, reply.into_reader()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Options, ProxyEnv};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    /// A registry on loopback that wants a bearer token from its own
+    /// /token realm; records each request line with its Authorization.
+    fn fake_registry(manifest: Vec<u8>) -> (String, Arc<StdMutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { break };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("authorization: ") {
+                        auth = v.trim().to_string();
+                    }
+                }
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                log2.lock().unwrap().push(format!("{path} [{auth}]"));
+                let (status, extra, body): (&str, String, Vec<u8>) = if path.starts_with("/token") {
+                    ("200 OK", String::new(), br#"{"token":"T0K"}"#.to_vec())
+                } else if auth != "bearer t0k" {
+                    (
+                        "401 Unauthorized",
+                        format!("WWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"fake\"\r\n"),
+                        Vec::new(),
+                    )
+                } else {
+                    (
+                        "200 OK",
+                        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n".into(),
+                        manifest.clone(),
+                    )
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(&body);
+                let _ = r.read(&mut [0u8; 0]);
+            }
+        });
+        (addr.to_string(), log)
+    }
+
+    #[test]
+    fn bearer_flow_and_pinned_manifest_verification() {
+        let manifest = br#"{"schemaVersion":2}"#.to_vec();
+        let (addr, log) = fake_registry(manifest.clone());
+        let http = Client::new(Options {
+            proxies: ProxyEnv::default(),
+            retries: 0,
+            ..Options::default()
+        })
+        .unwrap();
+        let mut reference = Reference::parse(&format!("{addr}/team/app:1")).unwrap();
+        reference.registry = addr.clone();
+        let reg = Registry {
+            http: &http,
+            base: Mutex::new(format!("http://{addr}/v2/team/app")),
+            reference,
+            creds: None,
+            authorization: Mutex::new(None),
+        };
+        let f = reg.manifest("1").unwrap();
+        assert_eq!(f.bytes, manifest);
+        let seen = log.lock().unwrap().clone();
+        assert_eq!(seen[0], "/v2/team/app/manifests/1 []");
+        assert!(
+            seen[1].starts_with("/token?scope=repository%3Ateam%2Fapp%3Apull&service=fake"),
+            "{seen:?}"
+        );
+        assert_eq!(seen[2], "/v2/team/app/manifests/1 [bearer t0k]");
+        // The token is reused; a pinned digest that does not match is refused.
+        let wrong = Digest::of(super::super::digest::Algorithm::Sha256, b"other");
+        let e = reg.manifest(&wrong.to_string()).err().unwrap().to_string();
+        assert!(e.contains("digest mismatch"), "{e}");
+        assert_eq!(log.lock().unwrap().len(), 4);
+        let right = Digest::of(super::super::digest::Algorithm::Sha256, &manifest);
+        assert_eq!(reg.manifest(&right.to_string()).unwrap().digest, right);
+    }
+}
