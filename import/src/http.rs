@@ -424,6 +424,9 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_per_read(Some(Duration::from_secs(120)))
             .max_redirects(10)
+            // Blob redirects to a storage host (S3, a CDN) must not carry the
+            // registry token; same-host redirects keep it.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .build()
             .into();
         agents.insert(proxy, agent.clone());
