@@ -55,6 +55,16 @@ fn disk_magic(head: &[u8]) -> bool {
 /// An http:// or https:// URL: a tarball streamed into the tree, or a disk
 /// image downloaded to a scratch file first (it needs random access).
 pub fn url(job: &mut Job) -> Result<()> {
+    url_inner(job).or_else(interrupted_first)
+}
+
+/// After Ctrl+C, whatever error a stopped download gave is an interruption.
+fn interrupted_first(e: anyhow::Error) -> Result<()> {
+    cancel::check()?;
+    Err(e)
+}
+
+fn url_inner(job: &mut Job) -> Result<()> {
     let http = client(job)?;
     let (reply, mut body) = http.get(job.source)?;
     let ct = reply.header("content-type").map(str::to_string);
@@ -150,6 +160,10 @@ fn platform(job: &Job) -> Platform {
 /// order, each verified first; `job.meta` gets the digest, platform and
 /// image config.
 pub fn oci(job: &mut Job) -> Result<()> {
+    oci_inner(job).or_else(interrupted_first)
+}
+
+fn oci_inner(job: &mut Job) -> Result<()> {
     let opts = PullOptions {
         platform: platform(job),
         parallel: oci::parallel_from(None)?,
