@@ -368,6 +368,7 @@ assert_eq "no_proxy: tinyproxy saw nothing more" "$n_before" "$(th_exec grep -c 
 check_in "registry pull through the proxy (CONNECT)" env -C "$W" https_proxy=http://127.0.0.1:8888 REGISTRY_AUTH_FILE=auth.json \
 	sdme-import -q --ca-file ca.crt --install-packages=no "$REG/e2e/layers:1" e2e36-lay-proxy
 assert_match "tinyproxy logged the CONNECT" "CONNECT $REG" "$(th_exec cat "$W/tinyproxy.log" 2>&1)"
+expect_fail "URL over --max-size" "size cap" e2e36-urlcap sdme-import --max-size=1M "$url" e2e36-urlcap
 expect_fail "URL 404" "HTTP 404" e2e36-url404 sdme-import "http://127.0.0.1:8080/nope.tar.gz" e2e36-url404
 expect_fail "nothing listens" "127.0.0.1:9" e2e36-url9 sdme-import "http://127.0.0.1:9/x.tar.gz" e2e36-url9
 
