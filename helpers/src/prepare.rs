@@ -52,11 +52,14 @@ pub struct Options {
     /// `AppArmorProfile=`: checked to be loaded where the kernel runs
     /// AppArmor (see [`check_apparmor`]).
     pub apparmor_profile: Option<String>,
+    /// `PrivateUsers=`: the UID base the layers are ID-mapped to (with
+    /// `--mount` only; see [`crate::idmap`]).
+    pub userns_base: Option<u32>,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
-[--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] [--source=FILE] \
-[--unit=UNIT] MACHINE\n       \
+[--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] \
+[--private-users=BASE|yes] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --unmount --state=DIR MACHINE";
 
 fn utf8(v: OsString, what: &str) -> Result<String> {
@@ -85,6 +88,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut host_network = false;
     let mut opaque = Vec::new();
     let mut apparmor_profile = None;
+    let mut private_users = None;
     let mut mount = false;
     let mut unmount = false;
     let mut positional = Vec::new();
@@ -122,6 +126,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--unit" => unit = Some(value("--unit")?),
             "--opaque" => opaque.push(value("--opaque")?),
             "--apparmor-profile" => apparmor_profile = Some(value("--apparmor-profile")?),
+            "--private-users" => private_users = Some(value("--private-users")?),
             "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
                 if inline.is_some() {
                     bail!("option {key} takes no value");
@@ -180,6 +185,22 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         sdme_core::container::check_apparmor_profile(p)
             .map_err(|e| anyhow!("--apparmor-profile={}: {e}", p.escape_default()))?;
     }
+    let userns_base = match private_users.as_deref() {
+        None => None,
+        // A template instance: the base comes from its machine name, as
+        // the generator derives it for declared containers.
+        Some("yes") => Some(sdme_core::userns::base_for(&machine)),
+        Some(v) => {
+            let n: u32 = v
+                .parse()
+                .map_err(|_| anyhow!("--private-users={v}: expected a UID base or yes"))?;
+            sdme_core::userns::check_base(n).map_err(|e| anyhow!("--private-users={v}: {e}"))?;
+            Some(n)
+        }
+    };
+    if userns_base.is_some() && action != Action::Mount {
+        bail!("--private-users needs --mount (the overlay over ID-mapped layers is mounted by sdme-prepare itself)");
+    }
     Ok(Options {
         machine,
         action,
@@ -192,6 +213,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         host_network,
         opaque,
         apparmor_profile,
+        userns_base,
     })
 }
 
@@ -579,6 +601,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
             .exists();
         if opts.action == Action::Mount && !running {
             unmount(state)?;
+            crate::idmap::release(&opts.machine)?;
             report.warnings.push(format!(
                 "unmounted a stale overlay on {} (its container is not running)",
                 merged.display()
@@ -726,7 +749,12 @@ pub fn prepare(opts: &Options) -> Result<Report> {
 
     // 7. Template instances mount the overlay themselves.
     if opts.action == Action::Mount {
-        mount_overlay(lower_path, state)?;
+        match opts.userns_base {
+            Some(base) => {
+                crate::idmap::mount_overlay(&opts.machine, lower_path, state, &merged, base)?
+            }
+            None => mount_overlay(lower_path, state)?,
+        }
         report.mounted = true;
     }
     Ok(report)
@@ -875,6 +903,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     match opts.action {
         Action::Unmount => {
             unmount(&opts.state)?;
+            // Left only by a prepare that was killed between its mounts.
+            crate::idmap::release(&opts.machine)?;
             Ok(Report::default())
         }
         Action::Prepare | Action::Mount => prepare(opts),

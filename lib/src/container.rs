@@ -16,6 +16,7 @@ use crate::paths;
 use crate::search::{read_bounded, Found, UnitName};
 use crate::syntax::{Entry, Location, Section, UnitFile};
 use crate::timespan::parse_timespan;
+use crate::userns::{self, PrivateUsers};
 use crate::value::{check_abs_path, check_ifname, check_overlay_path, check_unit_name, parse_bool};
 
 /// One problem in one file, with the line when there is one.
@@ -479,6 +480,9 @@ pub struct Container {
     /// `Image=REF` or `Rootfs=NAME.image`: the rootfs is imported by
     /// `sdme-image-NAME.service` before first start.
     pub image: Option<ImageUse>,
+    /// `PrivateUsers=`: unset (`None`) means no user namespace; a preset
+    /// may fill it in when the file does not set it.
+    pub private_users: Option<PrivateUsers>,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
     pub passthrough: Vec<Section>,
     pub install: Install,
@@ -514,7 +518,7 @@ pub const HOST_CLONE_OPAQUE: [&str; 6] = [
 /// nspawn options that sdme sets itself or that do nothing under
 /// `--keep-unit`; in `NspawnArgs=` they would conflict or be silently
 /// ignored, so they are refused with the key to use instead.
-const SDME_NSPAWN_OPTIONS: [(&str, &str); 14] = [
+const SDME_NSPAWN_OPTIONS: [(&str, &str); 18] = [
     ("--machine", "set by sdme; use MachineName="),
     ("-M", "set by sdme; use MachineName="),
     ("--directory", "set by sdme; use Rootfs="),
@@ -544,6 +548,19 @@ const SDME_NSPAWN_OPTIONS: [(&str, &str); 14] = [
         "--slice",
         "has no effect with --keep-unit; use Slice= in [Service]",
     ),
+    (
+        "--private-users",
+        "use PrivateUsers= (nspawn's own ownership modes chown or copy up the whole overlay)",
+    ),
+    (
+        "-U",
+        "use PrivateUsers= (nspawn's own ownership modes chown or copy up the whole overlay)",
+    ),
+    (
+        "--private-users-ownership",
+        "set by sdme; use PrivateUsers=",
+    ),
+    ("--private-users-chown", "set by sdme; use PrivateUsers="),
 ];
 
 fn check_nspawn_arg(word: &str) -> Result<(), String> {
@@ -666,6 +683,34 @@ impl Container {
 
     pub fn is_template(&self) -> bool {
         matches!(self.name, UnitName::Template(_))
+    }
+
+    /// Whether the container runs in its own user namespace.
+    pub fn private_users_enabled(&self) -> bool {
+        self.private_users.is_some_and(PrivateUsers::enabled)
+    }
+
+    /// The first UID of the container's range when it is known at
+    /// generation time: always, except in a bare template with
+    /// `PrivateUsers=yes` (each instance's base comes from its machine
+    /// name, known at start).
+    pub fn userns_base(&self) -> Option<u32> {
+        match self.private_users? {
+            PrivateUsers::No => None,
+            PrivateUsers::Base(n) => Some(n),
+            PrivateUsers::Yes if self.is_template() => None,
+            PrivateUsers::Yes => Some(userns::base_for(&self.machine)),
+        }
+    }
+
+    /// Whether the container's service mounts the overlay itself
+    /// (`sdme-prepare --mount` from `ExecStartPre=`) instead of through a
+    /// `.mount` unit: bare templates (mount units cannot be templates) and
+    /// containers with a user namespace (the overlay over ID-mapped layers
+    /// must be mounted with the container's root as its creator, which
+    /// mount(8) cannot do; see sdme-prepare(8)).
+    pub fn helper_mounts(&self) -> bool {
+        self.is_template() || self.private_users_enabled()
     }
 
     /// Whether the container shares the host's network namespace.
@@ -846,6 +891,7 @@ pub(crate) struct Builder {
     pub(crate) install: Install,
     pub(crate) install_at: Vec<(&'static str, Location)>,
     pod: Option<(String, Location)>,
+    private_users: Option<(PrivateUsers, Location)>,
     /// Network keys in effect, with the line that set them (to refuse
     /// them next to `Pod=`).
     net_at: BTreeMap<&'static str, Location>,
@@ -900,6 +946,7 @@ impl Builder {
             install: Install::default(),
             install_at: Vec::new(),
             pod: None,
+            private_users: None,
             net_at: BTreeMap::new(),
             hardened: false,
             strict: false,
@@ -1162,6 +1209,13 @@ impl Builder {
                     self.pod = Some((n, e.at.clone()));
                 }
             }
+            "PrivateUsers" => {
+                if v.is_empty() {
+                    self.private_users = None;
+                } else if let Some(p) = self.check(e, PrivateUsers::parse(v)) {
+                    self.private_users = Some((p, e.at.clone()));
+                }
+            }
             k => self.err(e, format!("unknown key '{k}' in section [Container]")),
         }
         let net_key = match e.key.as_str() {
@@ -1405,6 +1459,17 @@ impl Builder {
                 ));
             }
         }
+        if let (UnitName::Template(_), Some((PrivateUsers::Base(n), at))) =
+            (&self.name, &self.private_users)
+        {
+            let at = at.clone();
+            self.diags.push(Diag::at(
+                &at,
+                format!(
+                    "PrivateUsers={n}: a fixed UID base in a template would give every instance the same range; use PrivateUsers=yes (each instance's base then comes from its machine name)"
+                ),
+            ));
+        }
         if !self.diags.is_empty() {
             self.diags.sort_by_key(|d| (d.path.clone(), d.line));
             return Err(self.diags);
@@ -1478,6 +1543,7 @@ impl Builder {
             pod: self.pod,
             image,
             preset,
+            private_users: self.private_users.map(|(p, _)| p),
             passthrough: self.passthrough,
             install: self.install,
         };
@@ -1806,6 +1872,42 @@ mod tests {
             );
         }
         assert!(load("w", "[Container]\nReadOnly=maybe\n").is_err());
+    }
+
+    #[test]
+    fn private_users() {
+        let c = load("web", "[Container]\n").unwrap();
+        assert_eq!(c.private_users, None);
+        assert!(!c.private_users_enabled() && !c.helper_mounts());
+        let c = load("web", "[Container]\nPrivateUsers=yes\n").unwrap();
+        assert_eq!(c.private_users, Some(PrivateUsers::Yes));
+        assert_eq!(c.userns_base(), Some(userns::base_for("web")));
+        assert!(c.helper_mounts());
+        let c = load(
+            "web",
+            "[Container]\nPrivateUsers=yes\nPrivateUsers=1048576\n",
+        )
+        .unwrap();
+        assert_eq!(c.userns_base(), Some(1048576));
+        let c = load("web", "[Container]\nPrivateUsers=yes\nPrivateUsers=\n").unwrap();
+        assert_eq!(c.private_users, None);
+        let c = load("web", "[Container]\nPrivateUsers=no\n").unwrap();
+        assert_eq!(c.private_users, Some(PrivateUsers::No));
+        assert_eq!(c.userns_base(), None);
+        let c = load("web@", "[Container]\nPrivateUsers=yes\n").unwrap();
+        assert_eq!(c.userns_base(), None);
+        assert!(c.private_users_enabled());
+        let c = load("web@a", "[Container]\nPrivateUsers=yes\n").unwrap();
+        assert_eq!(c.userns_base(), Some(userns::base_for("web-a")));
+        let e = load("web@", "[Container]\nPrivateUsers=1048576\n").unwrap_err();
+        assert!(
+            e[0].contains(":2: PrivateUsers=1048576: a fixed UID base in a template"),
+            "{e:?}"
+        );
+        let e = load("w", "[Container]\nPrivateUsers=1048577\n").unwrap_err();
+        assert!(e[0].starts_with("/etc/sdme/x.container:2: PrivateUsers=1048577: UID base 1048577 is not a multiple of 65536"), "{e:?}");
+        let e = load("w", "[Container]\nNspawnArgs=--private-users=pick\n").unwrap_err();
+        assert!(e[0].contains("use PrivateUsers="), "{e:?}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
 };
 use crate::search::{search, FileType, Found};
+use crate::userns;
 
 /// The containers to generate and what went wrong with the others.
 #[derive(Debug, Default)]
@@ -96,6 +97,8 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // PrivateUsers= base -> (file, machine) that claimed it first
+    let mut bases: BTreeMap<u32, (PathBuf, String)> = BTreeMap::new();
     for (found, result) in s.found.iter().zip(loaded) {
         let c = match result {
             Ok(c) => c,
@@ -157,6 +160,21 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 continue;
             }
         }
+        let base = c.userns_base();
+        if let Some((other, m)) = base.and_then(|b| bases.get(&b)) {
+            let b = base.unwrap_or_default();
+            p.errors.push(format!(
+                "{}: PrivateUsers=: the UID range {b}-{} of machine '{}' is already the range of machine '{m}' ({}); set PrivateUsers= to a free base (a multiple of 65536 from {} to {}) in one of the two files",
+                c.source.display(),
+                b + (userns::RANGE - 1),
+                c.machine,
+                other.display(),
+                userns::BASE_MIN,
+                userns::BASE_MAX,
+            ));
+            p.skipped.push(c.source.clone());
+            continue;
+        }
         let paths = output_paths(&c);
         if let Some(clash) = paths.iter().find(|o| taken.contains(*o)) {
             p.errors.push(format!(
@@ -168,6 +186,9 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
         }
         if !c.is_template() {
             machines.insert(c.machine.clone(), c.source.clone());
+        }
+        if let Some(b) = base {
+            bases.insert(b, (c.source.clone(), c.machine.clone()));
         }
         taken.extend(paths);
         if let Some(img) = &c.image {

@@ -22,4 +22,5 @@ pub mod render;
 pub mod search;
 pub mod syntax;
 pub mod timespan;
+pub mod userns;
 pub mod value;

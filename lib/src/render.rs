@@ -62,7 +62,7 @@ impl<'a> Ctx<'a> {
             unit_value(&c.machine).into_owned()
         };
         let dir = format!("{}/{m}", paths::CONTAINERS_DIR);
-        let mount = if c.is_template() {
+        let mount = if c.helper_mounts() {
             None
         } else {
             // The model checked that the name fits.
@@ -151,7 +151,7 @@ pub fn prepare_unit_name(machine: &str) -> String {
 /// making the units (to find clashes between files before writing).
 pub fn output_paths(c: &Container) -> Vec<String> {
     let mut v = vec![service_name(c)];
-    if !c.is_template() {
+    if !c.helper_mounts() {
         let merged = format!("{}/{}/merged", paths::CONTAINERS_DIR, c.machine);
         if let Ok(mount) = mount_unit_name(&merged) {
             v.push(mount);
@@ -213,6 +213,16 @@ fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     if let Some(p) = &c.apparmor_profile {
         x.word(s, "--apparmor-profile=", p);
     }
+    if c.private_users_enabled() {
+        match c.userns_base() {
+            Some(b) => {
+                s.push_str(" --private-users=");
+                s.push_str(&b.to_string());
+            }
+            // A bare template: the instance's machine name decides.
+            None => s.push_str(" --private-users=yes"),
+        }
+    }
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
     if !mount {
@@ -240,6 +250,21 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
     s.push_str("/merged");
     if let Some(h) = &c.hostname {
         x.word(s, "--hostname=", h);
+    }
+    if c.private_users_enabled() {
+        // The layers are ID-mapped already (sdme-prepare --mount), so nspawn
+        // must not chown anything. A bare template's instances read the
+        // base from the root directory's owner, which the mapping makes
+        // BASE (nspawn's --private-users=yes).
+        match c.userns_base() {
+            Some(b) => {
+                s.push_str(" --private-users=");
+                s.push_str(&b.to_string());
+                s.push_str(":65536");
+            }
+            None => s.push_str(" --private-users=yes"),
+        }
+        s.push_str(" --private-users-ownership=off");
     }
     if c.private_network {
         s.push_str(" --private-network");
@@ -363,7 +388,7 @@ fn service(x: &Ctx) -> String {
     push_entries(&mut s, user_unit);
 
     s.push_str("\n[Service]\nType=notify\nNotifyAccess=all\n");
-    if c.is_template() {
+    if c.helper_mounts() {
         s.push_str("ExecStartPre=");
         prepare_cmd(x, &mut s, true);
     }
@@ -387,7 +412,7 @@ fn service(x: &Ctx) -> String {
         x.word(&mut s, "--wait-for=", u);
     }
     s.push('\n');
-    if c.is_template() {
+    if c.helper_mounts() {
         s.push_str("ExecStopPost=");
         s.push_str(&paths::helper("sdme-prepare"));
         s.push_str(" --unmount --state=");
