@@ -1,0 +1,185 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # snippets expand inside the test host or guests
+# 56-userns: PrivateUsers= runs a container in its own user namespace on
+# ID-mapped layers, with nothing copied up:
+# - a host clone (PrivateUsers=yes, base from the machine name) and an
+#   imported rootfs (a fixed base) boot; /proc/self/uid_map inside shows
+#   "0 BASE 65536"; systemctl -M and machinectl shell work; upper/ stays
+#   under 10 MB after the first boot;
+# - a file made by root inside is uid 0 in upper/, one made by uid 1000
+#   inside is 1000 in upper/ (the host sees them as BASE and BASE+1000 in
+#   merged/);
+# - stop leaves nothing mounted (overlay, /run/sdme/idmap); start again
+#   works and keeps the files;
+# - a pod member with PrivateUsers=yes serves and reaches another member
+#   on 127.0.0.1;
+# - a second file with the same base is refused by the generator (the
+#   error names both files), the first one is still generated;
+# - for comparison, nspawn's own --private-users=pick
+#   --private-users-ownership=chown on a plain overlay of the same rootfs:
+#   du -s upper/ after it ran (printed, and checked to be far bigger).
+
+hc=un56       # host clone, PrivateUsers=yes
+rf=ur56       # rootfs, fixed base
+rf_base=2097152
+col=col56     # same base as $rf: refused
+ch=ch56       # chown fallback, measured
+pod=pod56
+pa=pa56       # pod member with PrivateUsers=yes
+pb=pb56       # pod member without
+names="$hc $rf $col $ch $pa $pb"
+
+cleanup_files="/etc/sdme/$pod.pod /var/lib/sdme/rootfs/$rf"
+for n in $names; do cleanup_files="$cleanup_files /etc/sdme/$n.container /var/lib/sdme/containers/$n"; done
+on_cleanup sh -c "rm -rf $cleanup_files && systemctl daemon-reload"
+on_cleanup sh -c "for n in $names; do systemctl stop sdme-\$n; done; systemctl stop sdme-pod-$pod; systemctl stop 'var-lib-sdme-containers-$ch-merged.mount'; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
+
+# nothing_mapped: no mount below /run/sdme/idmap.
+nothing_mapped() {
+	[ -z "$(th_exec findmnt -rn -o TARGET 2>/dev/null | grep '^/run/sdme/idmap' || true)" ]
+}
+
+# uid_map MACHINE: the guest's uid_map, white space squeezed.
+uid_map() {
+	th_run_in "$1" cat /proc/self/uid_map 2>&1 | tr -s ' \t' ' ' | sed 's/^ //; s/ $//' || true
+}
+
+# base_of UNIT: the base on nspawn's command line in UNIT.
+base_of() {
+	th_exec systemctl cat "$1" 2>/dev/null | sed -n 's/.*--private-users=\([0-9]*\):65536 --private-users-ownership=off.*/\1/p' | head -n 1
+}
+
+step "write $hc (host clone) and $rf (rootfs, PrivateUsers=$rf_base)"
+require "th_put_rootfs $rf" th_put_rootfs "$rf"
+th_exec mkdir -p /etc/sdme
+printf '[Container]\nPrivateUsers=yes\n' | th_exec sh -c "cat > /etc/sdme/$hc.container"
+printf '[Container]\nRootfs=%s\nPrivateUsers=%s\n' "$rf" "$rf_base" | th_exec sh -c "cat > /etc/sdme/$rf.container"
+require_in "daemon-reload" systemctl daemon-reload
+hc_base=$(base_of "sdme-$hc.service")
+assert_match "sdme-$hc runs nspawn with --private-users=BASE:65536 --private-users-ownership=off" '^[0-9]+$' "$hc_base"
+assert_eq "sdme-$rf has the fixed base" "$rf_base" "$(base_of "sdme-$rf.service")"
+if [ -n "$hc_base" ]; then
+	[ $((hc_base % 65536)) = 0 ] && [ "$hc_base" -ge 524288 ] && [ "$hc_base" -le 1878982656 ] ||
+		fail "base $hc_base is not a multiple of 65536 in nspawn's pick range"
+fi
+check_in "no mount unit for a PrivateUsers= container (sdme-prepare mounts)" \
+	sh -c "! systemctl cat var-lib-sdme-containers-$hc-merged.mount >/dev/null 2>&1"
+
+for m in "$hc" "$rf"; do
+	step "start $m"
+	t0=$(date +%s%N)
+	require_in "systemctl start sdme-$m" timeout 180 systemctl start "sdme-$m"
+	step "$m started in $((($(date +%s%N) - t0) / 1000000)) ms"
+done
+for m in "$hc" "$rf"; do
+	case $m in $hc) b=$hc_base ;; *) b=$rf_base ;; esac
+	assert_eq "uid_map inside $m" "0 $b 65536" "$(uid_map "$m")"
+	state=$(th_exec timeout 60 systemctl -M "$m" is-system-running 2>&1 || true)
+	if [ "$state" != running ] && [ "$state" != degraded ]; then
+		th_exec systemctl -M "$m" --failed --no-pager --no-legend || true
+	fi
+	assert_match "systemctl -M $m is-system-running" '^(running|degraded)$' "$state"
+	[ "$state" = running ] || th_exec systemctl -M "$m" --failed --no-pager --no-legend || true
+	assert_match "machinectl shell $m works" 'shell-56-ok' \
+		"$(th_exec timeout 60 machinectl shell "$m" /bin/echo shell-56-ok 2>&1 || true)"
+	kb=$(th_exec du -s "/var/lib/sdme/containers/$m/upper" 2>&1 | cut -f1 || true)
+	step "du -s /var/lib/sdme/containers/$m/upper after the first boot: $kb KiB"
+	assert_match "du -s upper/ of $m is a number" '^[0-9]+$' "$kb"
+	[ -n "$kb" ] && [ "${kb:-99999999}" -lt 10240 ] 2>/dev/null || fail "upper/ of $m is $kb KiB after the first boot (want < 10 MB)"
+	check_in "the overlay of $m is mounted" findmnt -n "/var/lib/sdme/containers/$m/merged"
+	nothing_mapped || fail "mapped layers still mounted below /run/sdme/idmap while $m runs"
+
+	step "$m: files made inside keep the container's IDs on disk"
+	check_in "root inside $m writes /root/e2e-56-root" \
+		timeout 60 systemd-run -q --collect -M "$m" --wait --pipe touch /root/e2e-56-root
+	check_in "uid 1000 inside $m writes /var/tmp/e2e-56-user" \
+		timeout 60 systemd-run -q --collect -M "$m" --wait --pipe \
+		setpriv --reuid=1000 --regid=1000 --clear-groups touch /var/tmp/e2e-56-user
+	up=/var/lib/sdme/containers/$m/upper
+	assert_eq "root's file is 0:0 in upper/" "0:0" "$(th_exec stat -c %u:%g "$up/root/e2e-56-root" 2>&1 || true)"
+	assert_eq "uid 1000's file is 1000:1000 in upper/" "1000:1000" "$(th_exec stat -c %u:%g "$up/var/tmp/e2e-56-user" 2>&1 || true)"
+	merged=/var/lib/sdme/containers/$m/merged
+	assert_eq "the host sees root's file as BASE in merged/" "$b" "$(th_exec stat -c %u "$merged/root/e2e-56-root" 2>&1 || true)"
+	assert_eq "the host sees uid 1000's file as BASE+1000 in merged/" "$((b + 1000))" \
+		"$(th_exec stat -c %u "$merged/var/tmp/e2e-56-user" 2>&1 || true)"
+	assert_eq "inside, root's file belongs to root" "0" "$(th_run_in "$m" stat -c %u /root/e2e-56-root 2>&1 | tr -d '\r' || true)"
+done
+
+step "stop: nothing stays mounted"
+require_in "systemctl stop sdme-$hc sdme-$rf" timeout 120 systemctl stop "sdme-$hc" "sdme-$rf"
+for m in "$hc" "$rf"; do
+	assert_eq "sdme-$m inactive after stop" inactive "$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+done
+nothing_mapped || fail "mapped layers left below /run/sdme/idmap after stop"
+check_in "/run/sdme/idmap has no directory left for $hc or $rf" \
+	sh -c "! test -e /run/sdme/idmap/$hc && ! test -e /run/sdme/idmap/$rf"
+
+step "start $rf again: it works and keeps its files"
+require_in "systemctl start sdme-$rf (again)" timeout 180 systemctl start "sdme-$rf"
+assert_eq "uid_map inside $rf after the restart" "0 $rf_base 65536" "$(uid_map "$rf")"
+check_in "root's file is still there" timeout 60 systemd-run -q --collect -M "$rf" --wait --pipe test -f /root/e2e-56-root
+require_in "systemctl stop sdme-$rf" timeout 120 systemctl stop "sdme-$rf"
+th_wait_unmounted "$rf" || fail "overlay of $rf still mounted 10 s after the second stop"
+nothing_mapped || fail "mapped layers left after the second stop"
+
+step "a pod member with PrivateUsers=yes ($pa) and one without ($pb)"
+printf '[Pod]\n' | th_exec sh -c "cat > /etc/sdme/$pod.pod"
+printf '[Container]\nPod=%s.pod\nPrivateUsers=yes\n' "$pod" | th_exec sh -c "cat > /etc/sdme/$pa.container"
+printf '[Container]\nPod=%s.pod\n' "$pod" | th_exec sh -c "cat > /etc/sdme/$pb.container"
+require_in "daemon-reload" systemctl daemon-reload
+for m in "$pa" "$pb"; do
+	require_in "systemctl start sdme-$m" timeout 180 systemctl start "sdme-$m"
+done
+pa_base=$(base_of "sdme-$pa.service")
+assert_eq "uid_map inside $pa" "0 $pa_base 65536" "$(uid_map "$pa")"
+fetch() { # MACHINE PORT
+	th_run_in "$1" timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && cat <&3" 2>/dev/null | tr -d '\r' || true
+}
+require_in "a listener on 127.0.0.1:8056 in $pa" systemd-run -q -M "$pa" --unit=srv56 \
+	systemd-socket-activate -l 127.0.0.1:8056 -a --inetd echo from-userns
+require_in "a listener on 127.0.0.1:8057 in $pb" systemd-run -q -M "$pb" --unit=srv56 \
+	systemd-socket-activate -l 127.0.0.1:8057 -a --inetd echo from-plain
+ok=
+for _ in $(seq 50); do
+	if [ "$(fetch "$pb" 8056)" = from-userns ]; then ok=1 && break; fi
+	sleep 0.2
+done
+[ -n "$ok" ] || fail "$pb never reached the server in $pa ($pa has PrivateUsers=yes) on 127.0.0.1:8056"
+assert_eq "$pa (PrivateUsers=yes) reaches the server in $pb on 127.0.0.1:8057" from-plain "$(fetch "$pa" 8057)"
+require_in "systemctl stop sdme-pod-$pod" timeout 180 systemctl stop "sdme-pod-$pod"
+for m in "$pa" "$pb"; do
+	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after the pod stopped"
+done
+nothing_mapped || fail "mapped layers left after the pod stopped"
+
+step "a second file with $rf's base: the generator refuses it, naming both files"
+printf '[Container]\nPrivateUsers=%s\n' "$rf_base" | th_exec sh -c "cat > /etc/sdme/$col.container"
+since=$(th_exec date '+%Y-%m-%d %H:%M:%S')
+out=$(th_exec systemctl daemon-reload 2>&1 || true)
+sleep 1
+log="$out
+$(th_exec journalctl -q --no-pager --since "$since" 2>&1 || true)
+$(th_exec dmesg 2>/dev/null | tail -n 50 || true)"
+assert_match "the collision is reported with both files" \
+	"/etc/sdme/$col.container: PrivateUsers=: the UID range $rf_base-$((rf_base + 65535)) of machine '$col' is already the range of machine '$rf' \(/etc/sdme/$rf.container\)" "$log"
+check_in "sdme-$col.service is not generated" sh -c "! systemctl cat sdme-$col.service >/dev/null 2>&1"
+check_in "sdme-$rf.service is still generated" systemctl cat "sdme-$rf.service"
+check_in "sdme-$hc.service is still generated" systemctl cat "sdme-$hc.service"
+th_exec rm -f "/etc/sdme/$col.container"
+
+step "for comparison: nspawn's own chown on a plain overlay of the same rootfs"
+printf '[Container]\nRootfs=%s\n' "$rf" | th_exec sh -c "cat > /etc/sdme/$ch.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "mount the plain overlay of $ch" timeout 120 systemctl start "var-lib-sdme-containers-$ch-merged.mount"
+before=$(th_exec du -s "/var/lib/sdme/containers/$ch/upper" | cut -f1)
+t0=$(date +%s%N)
+check_in "systemd-nspawn --private-users=pick --private-users-ownership=chown /bin/true" \
+	timeout 600 systemd-nspawn -q --register=no -D "/var/lib/sdme/containers/$ch/merged" \
+	--private-users=pick --private-users-ownership=chown /bin/true
+ms=$((($(date +%s%N) - t0) / 1000000))
+after=$(th_exec du -s "/var/lib/sdme/containers/$ch/upper" | cut -f1)
+step "chown fallback: du -s upper/ went from $before KiB to $after KiB in $ms ms (PrivateUsers=: $kb KiB after a whole boot)"
+[ "${after:-0}" -gt 51200 ] || fail "the chown fallback copied only $after KiB up (expected far more than PrivateUsers=)"
+th_exec systemctl stop "var-lib-sdme-containers-$ch-merged.mount" || true
+th_wait_unmounted "$ch" || fail "overlay of $ch still mounted 10 s after stop"
