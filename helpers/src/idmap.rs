@@ -47,6 +47,7 @@ pub const IDMAP_DIR: &str = "/run/sdme/idmap";
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+const MS_PRIVATE: u64 = 0x0004_0000;
 
 /// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
@@ -170,10 +171,14 @@ fn attach_mapped(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
     let fd = i32::try_from(tree).map_err(|_| anyhow!("open_tree returned {tree}"))?;
     // SAFETY: a fresh fd from open_tree.
     let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Private: a clone of a shared mount is a peer of it, so the overlay
+    // mounted on STATE/merged would propagate into the mapped clone of
+    // STATE, and detaching that copy would propagate back and unmount the
+    // overlay itself (seen on systemd hosts, where / is shared).
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
-        propagation: 0,
+        propagation: MS_PRIVATE,
         userns_fd: u64::try_from(userns.as_raw_fd()).unwrap_or_default(),
     };
     let empty = c"";
@@ -236,12 +241,19 @@ pub fn release(machine: &str) -> Result<()> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
     let prefix = dir.to_string_lossy().into_owned();
+    // Only the mapped layers themselves: a detach takes what is below
+    // them along, and nothing else may be touched.
+    let ours = [
+        prefix.clone(),
+        format!("{prefix}/lower"),
+        format!("{prefix}/state"),
+    ];
     let mut points: Vec<String> = mountinfo::parse(&text)
         .into_iter()
         .map(|m| m.mount_point)
-        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .filter(|p| ours.contains(p))
         .collect();
-    // Deepest (and latest) first.
+    // Latest first.
     points.reverse();
     for p in points {
         match umount2(
@@ -396,8 +408,27 @@ mod tests {
     #[test]
     fn overlay_on_mapped_layers_stores_container_ids() {
         assert!(root(), "this test needs root (it mounts)");
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let t = tempfile::tempdir().unwrap();
+        // A shared mount, as / is on a systemd host: the mapped clones
+        // must not be its peers (see attach_mapped).
+        mount(
+            Some(t.path()),
+            t.path(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            t.path(),
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
         let lower = t.path().join("lower");
         let state = t.path().join("state");
         let merged = state.join("merged");
@@ -435,7 +466,8 @@ mod tests {
             mountinfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap())
                 .iter()
                 .all(|m| !m.mount_point.starts_with(&prefix));
-        nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        umount2(&merged, MntFlags::MNT_DETACH).unwrap();
+        umount2(t.path(), MntFlags::MNT_DETACH).unwrap();
         assert_eq!(seen.uid(), base, "lower file owned by 0 shows as BASE");
         let up = |n: &str| std::fs::metadata(state.join("upper").join(n)).unwrap();
         assert_eq!(up("by-root").uid(), 0);

@@ -59,8 +59,9 @@ hc_base=$(base_of "sdme-$hc.service")
 assert_match "sdme-$hc runs nspawn with --private-users=BASE:65536 --private-users-ownership=off" '^[0-9]+$' "$hc_base"
 assert_eq "sdme-$rf has the fixed base" "$rf_base" "$(base_of "sdme-$rf.service")"
 if [ -n "$hc_base" ]; then
-	[ $((hc_base % 65536)) = 0 ] && [ "$hc_base" -ge 524288 ] && [ "$hc_base" -le 1878982656 ] ||
+	if [ $((hc_base % 65536)) != 0 ] || [ "$hc_base" -lt 524288 ] || [ "$hc_base" -gt 1878982656 ]; then
 		fail "base $hc_base is not a multiple of 65536 in nspawn's pick range"
+	fi
 fi
 check_in "no mount unit for a PrivateUsers= container (sdme-prepare mounts)" \
 	sh -c "! systemctl cat var-lib-sdme-containers-$hc-merged.mount >/dev/null 2>&1"
@@ -72,7 +73,8 @@ for m in "$hc" "$rf"; do
 	step "$m started in $((($(date +%s%N) - t0) / 1000000)) ms"
 done
 for m in "$hc" "$rf"; do
-	case $m in $hc) b=$hc_base ;; *) b=$rf_base ;; esac
+	b=$rf_base
+	[ "$m" != "$hc" ] || b=$hc_base
 	assert_eq "uid_map inside $m" "0 $b 65536" "$(uid_map "$m")"
 	state=$(th_exec timeout 60 systemctl -M "$m" is-system-running 2>&1 || true)
 	if [ "$state" != running ] && [ "$state" != degraded ]; then
@@ -85,7 +87,9 @@ for m in "$hc" "$rf"; do
 	kb=$(th_exec du -s "/var/lib/sdme/containers/$m/upper" 2>&1 | cut -f1 || true)
 	step "du -s /var/lib/sdme/containers/$m/upper after the first boot: $kb KiB"
 	assert_match "du -s upper/ of $m is a number" '^[0-9]+$' "$kb"
-	[ -n "$kb" ] && [ "${kb:-99999999}" -lt 10240 ] 2>/dev/null || fail "upper/ of $m is $kb KiB after the first boot (want < 10 MB)"
+	if ! [ "${kb:-99999999}" -lt 10240 ] 2>/dev/null; then
+		fail "upper/ of $m is $kb KiB after the first boot (want < 10 MB)"
+	fi
 	check_in "the overlay of $m is mounted" findmnt -n "/var/lib/sdme/containers/$m/merged"
 	nothing_mapped || fail "mapped layers still mounted below /run/sdme/idmap while $m runs"
 
