@@ -268,7 +268,30 @@ pub fn release(machine: &str) -> Result<()> {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     let _ = std::fs::remove_dir(&dir);
+    // Leave no empty directories behind (another container's start may
+    // recreate them at once; see make_dirs).
+    let _ = std::fs::remove_dir(IDMAP_DIR);
+    let _ = std::fs::remove_dir(
+        Path::new(IDMAP_DIR)
+            .parent()
+            .unwrap_or(Path::new(IDMAP_DIR)),
+    );
     Ok(())
+}
+
+/// Create the mount points, retrying when a concurrent [`release`] of
+/// another container removed a parent directory in between.
+fn make_dirs(dirs: &[&Path]) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match dirs.iter().try_for_each(|d| std::fs::create_dir_all(d)) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", dirs[0].display()))
+            }
+        }
+    }
 }
 
 /// Run `f` with fsuid/fsgid `base` and every permitted capability
@@ -354,9 +377,7 @@ pub fn mount_overlay(
     release(machine)?;
     let dir = idmap_dir(machine);
     let (mlower, mstate) = (dir.join("lower"), dir.join("state"));
-    for d in [&mlower, &mstate] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
+    make_dirs(&[&mlower, &mstate])?;
     let r = (|| -> Result<()> {
         let ns = userns_fd(base)?;
         attach_mapped(lower, &mlower, &ns)?;
