@@ -66,7 +66,7 @@ fn out_of_range(v: &str) -> String {
 
 /// A base must be a multiple of [`RANGE`] within nspawn's pick range.
 pub fn check_base(n: u32) -> Result<(), String> {
-    if n % RANGE != 0 || !(BASE_MIN..=BASE_MAX).contains(&n) {
+    if n & (RANGE - 1) != 0 || !(BASE_MIN..=BASE_MAX).contains(&n) {
         return Err(out_of_range(&n.to_string()));
     }
     Ok(())
