@@ -268,14 +268,10 @@ pub fn release(machine: &str) -> Result<()> {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     let _ = std::fs::remove_dir(&dir);
-    // Leave no empty directories behind (another container's start may
-    // recreate them at once; see make_dirs).
+    // Leave no empty directory behind (another container's start may
+    // recreate it at once; see make_dirs). /run/sdme itself is on the
+    // search path: the administrator's.
     let _ = std::fs::remove_dir(IDMAP_DIR);
-    let _ = std::fs::remove_dir(
-        Path::new(IDMAP_DIR)
-            .parent()
-            .unwrap_or(Path::new(IDMAP_DIR)),
-    );
     Ok(())
 }
 
