@@ -280,7 +280,7 @@ pub fn release(machine: &str) -> Result<()> {
 fn make_dirs(dirs: &[&Path]) -> Result<()> {
     let mut tries = 0;
     loop {
-        match dirs.iter().try_for_each(|d| std::fs::create_dir_all(d)) {
+        match dirs.iter().try_for_each(std::fs::create_dir_all) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
             Err(e) => {
