@@ -13,9 +13,10 @@ W=/var/tmp/e2e36
 REG=localhost:5443
 TOK=localhost:5444
 boot=e2e36-boot
+decl=e2e36-decl
 
-on_cleanup sh -c "rm -rf $W /var/lib/sdme/rootfs/e2e36-* /var/lib/sdme/meta/e2e36-* /var/lib/sdme/blobs /var/lib/sdme/containers/$boot /etc/sdme/$boot.container; systemctl daemon-reload"
-on_cleanup sh -c "systemctl stop sdme-$boot e2e36-reg-basic e2e36-reg-token e2e36-issuer e2e36-web e2e36-proxy 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'e2e36-*' 2>/dev/null; true"
+on_cleanup sh -c "rm -rf $W /var/lib/sdme/rootfs/e2e36-* /var/lib/sdme/meta/e2e36-* /var/lib/sdme/blobs /var/lib/sdme/containers/$boot /var/lib/sdme/containers/$decl /etc/sdme/$boot.container /etc/sdme/$decl.container /etc/sdme/e2e36-img.image /run/containers/0/auth.json; systemctl daemon-reload"
+on_cleanup sh -c "systemctl stop sdme-$boot sdme-$decl sdme-image-e2e36-img e2e36-reg-basic e2e36-reg-token e2e36-issuer e2e36-web e2e36-proxy 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'e2e36-*' 2>/dev/null; true"
 
 # put FILE: stdin into FILE inside the host.
 put() { th_exec sh -c "cat > '$1'"; }
@@ -353,6 +354,27 @@ assert_eq "sdme-$boot is active" active "$(th_exec systemctl is-active "sdme-$bo
 assert_eq "hostname inside $boot" "$boot" "$(th_run_in "$boot" cat /proc/sys/kernel/hostname 2>&1 || true)"
 th_exec systemctl stop "sdme-$boot" || true
 th_wait_unmounted "$boot" || fail "the overlay of $boot is still mounted after stop"
+
+step "declared in files: $decl.container with Rootfs=e2e36-img.image, Image= pinned to a digest, credentials from /run/containers/0/auth.json"
+base_digest=$(th_exec cat "$W/base.digest")
+th_exec mkdir -p /run/containers/0
+th_exec cp "$W/auth.json" /run/containers/0/auth.json
+printf '[Image]\nImage=%s\nCAFile=%s\nInstallPackages=no\n' "$REG/e2e/base@$base_digest" "$W/ca.crt" | put /etc/sdme/e2e36-img.image
+printf '[Container]\nRootfs=e2e36-img.image\n' | put "/etc/sdme/$decl.container"
+require_in "daemon-reload" systemctl daemon-reload
+check_in "systemctl start sdme-$decl (imports, then boots)" timeout 300 systemctl start "sdme-$decl"
+assert_eq "sdme-image-e2e36-img is active" active "$(th_exec systemctl is-active sdme-image-e2e36-img 2>&1 || true)"
+assert_match "the image unit's import recorded the pinned digest" "\"digest\": \"$base_digest\"" \
+	"$(th_exec cat /var/lib/sdme/meta/e2e36-img.json 2>&1)"
+assert_eq "hostname inside $decl" "$decl" "$(th_run_in "$decl" cat /proc/sys/kernel/hostname 2>&1 || true)"
+th_exec systemctl stop "sdme-$decl" || true
+th_wait_unmounted "$decl" || fail "the overlay of $decl is still mounted after stop"
+stamp() { th_sh "grep imported_at /var/lib/sdme/meta/e2e36-img.json"; }
+stamp_before=$(stamp)
+check_in "restart of the image unit (--if-missing, same pin)" systemctl restart sdme-image-e2e36-img
+assert_match "import time recorded" imported_at "$stamp_before"
+assert_eq "the pinned image was not imported again" "$stamp_before" "$(stamp)"
+th_exec systemctl stop sdme-image-e2e36-img || true
 
 step "URLs: a local web server, through tinyproxy, and no_proxy"
 url=http://127.0.0.1:8080/small.tar.gz
