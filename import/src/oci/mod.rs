@@ -57,6 +57,8 @@ pub trait BlobSource: Sync {
     fn manifest(&self, d: &Descriptor) -> Result<(Vec<u8>, Option<String>)>;
     /// A local file holding the blob, verified against the descriptor.
     fn blob(&self, what: &str, d: &Descriptor) -> Result<PathBuf>;
+    /// Stop downloads in flight: applying a layer failed.
+    fn stop(&self) {}
 }
 
 /// Follows indexes down to one manifest for `want`.
@@ -171,6 +173,7 @@ pub fn fetch_and_apply(
         })();
         if result.is_err() {
             abort.store(true, Ordering::SeqCst);
+            src.stop();
         }
         result
     })?;
@@ -190,15 +193,19 @@ fn read_capped(p: &Path, cap: u64) -> Result<Vec<u8>> {
     Ok(v)
 }
 
-/// A reader that fails once `cancel` is set, so a download stops promptly.
+/// A reader that fails once `cancel` or `stop` is set, so a download stops
+/// promptly.
 pub struct Cancellable<'a, R> {
     pub inner: R,
     pub cancel: Option<&'a AtomicBool>,
+    pub stop: Option<&'a AtomicBool>,
 }
 
 impl<R: std::io::Read> std::io::Read for Cancellable<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+        if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
+            || self.stop.is_some_and(|c| c.load(Ordering::SeqCst))
+        {
             // Not ErrorKind::Interrupted: read loops retry that.
             return Err(std::io::Error::other("interrupted"));
         }
@@ -212,6 +219,7 @@ pub struct RegistrySource<'a> {
     pub cache: &'a Cache,
     pub cancel: Option<&'a AtomicBool>,
     pub attempts: u32,
+    pub stopped: AtomicBool,
 }
 
 impl BlobSource for RegistrySource<'_> {
@@ -238,6 +246,10 @@ impl BlobSource for RegistrySource<'_> {
         Ok((f.bytes, f.content_type))
     }
 
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
     fn blob(&self, what: &str, d: &Descriptor) -> Result<PathBuf> {
         let digest = d.digest()?;
         if let Some(p) = self.cache.get(&digest, Some(d.size)) {
@@ -252,6 +264,7 @@ impl BlobSource for RegistrySource<'_> {
             let mut r = Cancellable {
                 inner: body,
                 cancel: self.cancel,
+                stop: Some(&self.stopped),
             };
             match self
                 .cache
@@ -307,6 +320,7 @@ pub fn pull(
         cache,
         cancel: opts.cancel,
         attempts: 3,
+        stopped: AtomicBool::new(false),
     };
     let (m, manifest_digest) = resolve(&src, doc, top_digest.clone(), &opts.platform)?;
     let config = fetch_and_apply(&src, &m, opts, apply)?;
