@@ -169,13 +169,34 @@ rm -f "$state/import/$name_int.lock"
 
 step "a disk image without a Linux file system"
 rc=0
-e37_import "$work/vfat.img" "$name_vfat" || rc=$?
+e37_import "$work/vfat.img" "$name_vfat" --quiet || rc=$?
 cat "$work/$name_vfat.err"
 [ "$rc" -ne 0 ] || fail "sdme-import of a vfat-only disk image succeeded"
 assert_eq "one line of error" 1 "$(wc -l <"$work/$name_vfat.err")"
 assert_match "the error names the file and the reason" "$work/vfat.img.*no Linux file system" "$(cat "$work/$name_vfat.err")"
 check "no rootfs $name_vfat" test ! -e "$state/rootfs/$name_vfat"
 assert_eq "nothing left after the error" "" "$(leftovers "$work" "$state")"
+
+step "a corrupt GPT and a missing qemu-img"
+# One byte of the primary GPT header changed: its CRC no longer matches.
+cp --sparse=always "$work/largest.img" "$work/corrupt.img"
+printf 'X' | dd of="$work/corrupt.img" bs=1 seek=$((512 + 40)) conv=notrunc status=none
+rc=0
+e37_import "$work/corrupt.img" disk-corrupt --quiet || rc=$?
+cat "$work/disk-corrupt.err"
+[ "$rc" -ne 0 ] || fail "sdme-import of a disk image with a corrupt GPT succeeded"
+assert_eq "corrupt GPT: one line of error" 1 "$(wc -l <"$work/disk-corrupt.err")"
+assert_match "corrupt GPT: names the file and the reason" "$work/corrupt.img.*corrupt GPT: header checksum" "$(cat "$work/disk-corrupt.err")"
+rm -f "$work/corrupt.img" "$state/import/disk-corrupt.lock"
+rc=0
+PATH=/nonexistent e37_import "$work/root-type.qcow2" disk-noqemu --quiet || rc=$?
+cat "$work/disk-noqemu.err"
+[ "$rc" -ne 0 ] || fail "sdme-import of a QCOW2 image without qemu-img succeeded"
+assert_eq "no qemu-img: one line of error" 1 "$(wc -l <"$work/disk-noqemu.err")"
+assert_match "no qemu-img: names the file and the reason" "$work/root-type.qcow2.*qemu-img.*not installed" "$(cat "$work/disk-noqemu.err")"
+rm -f "$state/import/disk-noqemu.lock"
+check "no rootfs after the errors" test ! -e "$state/rootfs/disk-corrupt" -a ! -e "$state/rootfs/disk-noqemu"
+assert_eq "nothing left after the errors" "" "$(leftovers "$work" "$state")"
 
 step "boot the imported disk images"
 th_exec mkdir -p /etc/sdme
