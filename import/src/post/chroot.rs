@@ -269,3 +269,81 @@ impl Drop for ResolvSwap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn host_resolv(dir: &Path) -> PathBuf {
+        let p = dir.join("host-resolv.conf");
+        std::fs::write(&p, "nameserver 192.0.2.53\n").unwrap();
+        p
+    }
+
+    #[test]
+    fn resolv_swap_restores_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            root.join("etc/resolv.conf"),
+        )
+        .unwrap();
+        let host = host_resolv(t.path());
+        {
+            let _swap = ResolvSwap::install(&root, &host).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
+                "nameserver 192.0.2.53\n"
+            );
+            // A package script replacing it meanwhile changes nothing.
+            std::fs::remove_file(root.join("etc/resolv.conf")).unwrap();
+            symlink("/elsewhere", root.join("etc/resolv.conf")).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_link(root.join("etc/resolv.conf")).unwrap(),
+            Path::new("../run/systemd/resolve/stub-resolv.conf")
+        );
+        assert!(std::fs::symlink_metadata(root.join(RESOLV_SAVED)).is_err());
+    }
+
+    #[test]
+    fn resolv_swap_restores_a_file_and_absence() {
+        let t = tempfile::tempdir().unwrap();
+        let host = host_resolv(t.path());
+        let root = t.path().join("a");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/resolv.conf"), "own\n").unwrap();
+        drop(ResolvSwap::install(&root, &host).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
+            "own\n"
+        );
+        let root = t.path().join("b");
+        std::fs::create_dir_all(&root).unwrap();
+        {
+            let _swap = ResolvSwap::install(&root, &host).unwrap();
+            assert!(root.join("etc/resolv.conf").is_file());
+        }
+        assert!(std::fs::symlink_metadata(root.join("etc/resolv.conf")).is_err());
+    }
+
+    #[test]
+    fn resolv_swap_refuses_a_symlinked_etc() {
+        let t = tempfile::tempdir().unwrap();
+        let host = host_resolv(t.path());
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("resolv.conf"), "host file\n").unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        symlink(&outside, root.join("etc")).unwrap();
+        assert!(ResolvSwap::install(&root, &host).is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("resolv.conf")).unwrap(),
+            "host file\n"
+        );
+    }
+}
