@@ -126,6 +126,28 @@ e37_import() {
 	"$imp" --state-dir "$state" "$@" "$src" "$name" 2>"$work/$name.err"
 }
 
+# wait_mounted NAME PID: until the disk image of the import of NAME (by
+# PID) is mounted in its staging directory; status 1 if never.
+wait_mounted() {
+	for _ in $(seq 600); do
+		grep -qF " $state/import/$1.staging/" /proc/self/mountinfo && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+step "kill -9 while the disk image is mounted; the next run cleans up"
+"$imp" --state-dir "$state" "$work/largest.img" "$name_big" 2>"$work/$name_big.killed.err" &
+pid=$!
+wait_mounted "$name_big" "$pid" || fail "the disk image of $name_big was never seen mounted"
+kill -KILL "$pid" 2>/dev/null || true
+wait "$pid" || true
+check "a killed run leaves its mount (released by the next run)" \
+	grep -qF " $state/import/$name_big.staging/" /proc/self/mountinfo
+check "no rootfs $name_big after kill -9" test ! -e "$state/rootfs/$name_big"
+
+# The import of largest.img is also the rerun after the kill -9 above.
 for spec in "root-type.img $name_raw" "root-type.qcow2 $name_qcow" "largest.img $name_big"; do
 	read -r img n <<<"$spec"
 	step "sdme-import $img $n"
@@ -148,16 +170,7 @@ step "Ctrl+C while the disk image is mounted and being copied"
 name_int=disk-int
 "$imp" --state-dir "$state" "$work/root-type.qcow2" "$name_int" 2>"$work/$name_int.err" &
 pid=$!
-mounted=
-for _ in $(seq 600); do
-	if grep -qF " $state/import/$name_int.staging/" /proc/self/mountinfo; then
-		mounted=1
-		break
-	fi
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-[ -n "$mounted" ] || fail "the disk image of $name_int was never seen mounted"
+wait_mounted "$name_int" "$pid" || fail "the disk image of $name_int was never seen mounted"
 kill -INT "$pid" 2>/dev/null || true
 rc=0
 wait "$pid" || rc=$?
