@@ -27,12 +27,14 @@ ch=ch56       # chown fallback, measured
 pod=pod56
 pa=pa56       # pod member with PrivateUsers=yes
 pb=pb56       # pod member without
+tp=ut56       # bare template ut56@.container, PrivateUsers=yes
 names="$hc $rf $col $ch $pa $pb"
 
 cleanup_files="/etc/sdme/$pod.pod /var/lib/sdme/rootfs/$rf"
 for n in $names; do cleanup_files="$cleanup_files /etc/sdme/$n.container /var/lib/sdme/containers/$n"; done
+cleanup_files="$cleanup_files /etc/sdme/$tp@.container /var/lib/sdme/containers/$tp-a"
 on_cleanup sh -c "rm -rf $cleanup_files && systemctl daemon-reload"
-on_cleanup sh -c "for n in $names; do systemctl stop sdme-\$n; done; systemctl stop sdme-pod-$pod;  /usr/libexec/sdme/sdme-prepare --unmount --state=/var/lib/sdme/containers/$ch $ch; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
+on_cleanup sh -c "for n in $names; do systemctl stop sdme-\$n; done; systemctl stop sdme-pod-$pod sdme-$tp@a;  /usr/libexec/sdme/sdme-prepare --unmount --state=/var/lib/sdme/containers/$ch $ch; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
 
 # nothing_mapped: no mount below /run/sdme/idmap.
 nothing_mapped() {
@@ -126,6 +128,27 @@ check_in "root's file is still there" timeout 60 systemd-run -q --collect -M "$r
 require_in "systemctl stop sdme-$rf" timeout 120 systemctl stop "sdme-$rf"
 th_wait_unmounted "$rf" || fail "overlay of $rf still mounted 10 s after the second stop"
 nothing_mapped || fail "mapped layers left after the second stop"
+
+step "an instance of a bare template with PrivateUsers=yes: its base comes from its machine name at start"
+printf '[Container]\nRootfs=%s\nPrivateUsers=yes\n' "$rf" | th_exec sh -c "cat > /etc/sdme/$tp@.container"
+require_in "daemon-reload" systemctl daemon-reload
+assert_match "the template runs nspawn with --private-users=yes --private-users-ownership=off" \
+	'--private-users=yes --private-users-ownership=off' "$(th_exec systemctl cat "sdme-$tp@.service" 2>&1 || true)"
+require_in "systemctl start sdme-$tp@a" timeout 180 systemctl start "sdme-$tp@a"
+tb=$(th_exec stat -c %u "/var/lib/sdme/containers/$tp-a/merged" 2>&1 || true)
+step "$tp-a: the mapped root directory is owned by $tb on the host"
+assert_match "the root of $tp-a is owned by a base" '^[0-9]+$' "$tb"
+if [ $((${tb:-1} % 65536)) != 0 ] || [ "${tb:-0}" -lt 524288 ]; then
+	fail "the root of $tp-a is owned by $tb, not a base in nspawn's pick range"
+fi
+[ "$tb" != "$rf_base" ] || fail "$tp-a got $rf's base"
+assert_eq "uid_map inside $tp-a" "0 $tb 65536" "$(uid_map "$tp-a")"
+assert_match "systemctl -M $tp-a is-system-running" '^(running|degraded)$' \
+	"$(th_exec timeout 60 systemctl -M "$tp-a" is-system-running 2>&1 || true)"
+require_in "systemctl stop sdme-$tp@a" timeout 120 systemctl stop "sdme-$tp@a"
+th_wait_unmounted "$tp-a" || fail "overlay of $tp-a still mounted 10 s after stop"
+nothing_mapped || fail "mapped layers left after $tp-a stopped"
+th_exec rm -f "/etc/sdme/$tp@.container"
 
 step "a pod member with PrivateUsers=yes ($pa) and one without ($pb)"
 printf '[Pod]\n' | th_exec sh -c "cat > /etc/sdme/$pod.pod"
