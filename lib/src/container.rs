@@ -1576,7 +1576,7 @@ struct PresetOverrides<'a> {
 /// an empty assignment removes the preset's part too; a capability the
 /// file adds with `Capability=` is not dropped.
 ///
-/// - Hardened: `NoNewPrivileges=yes`; `PrivateNetwork=yes` unless the
+/// - Hardened: `PrivateUsers=yes`; `NoNewPrivileges=yes`; `PrivateNetwork=yes` unless the
 ///   container already has a network of its own (`Pod=`, veth, bridge,
 ///   zone, ports, nspawn network options); `DropCapability=` sdme.conf's
 ///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO
@@ -1586,6 +1586,9 @@ struct PresetOverrides<'a> {
 ///   `AppArmorProfile=sdme-default`.
 fn apply_preset(c: &mut Container, p: Preset, hardened_drop: &[u8], o: &PresetOverrides) {
     let seen = |k: &str| o.seen.contains(k);
+    if !seen("PrivateUsers") {
+        c.private_users = Some(PrivateUsers::Yes);
+    }
     if !seen("NoNewPrivileges") {
         c.no_new_privileges = true;
     }
@@ -1908,6 +1911,67 @@ mod tests {
         assert!(e[0].starts_with("/etc/sdme/x.container:2: PrivateUsers=1048577: UID base 1048577 is not a multiple of 65536"), "{e:?}");
         let e = load("w", "[Container]\nNspawnArgs=--private-users=pick\n").unwrap_err();
         assert!(e[0].contains("use PrivateUsers="), "{e:?}");
+    }
+
+    #[test]
+    fn presets() {
+        let c = load("w", "[Container]\nHardened=yes\n").unwrap();
+        assert_eq!(c.preset, Some(Preset::Hardened));
+        assert_eq!(c.private_users, Some(PrivateUsers::Yes));
+        assert!(c.no_new_privileges && c.private_network);
+        assert_eq!(c.drop_capabilities, [13, 17, 19, 22]);
+        assert!(c.system_call_filter.is_empty() && c.apparmor_profile.is_none());
+        // Explicit keys win, wherever they are.
+        let c = load(
+            "w",
+            "[Container]\nPrivateNetwork=no\nHardened=yes\nPrivateUsers=no\nCapability=sys_ptrace\n",
+        )
+        .unwrap();
+        assert_eq!(c.private_users, Some(PrivateUsers::No));
+        assert!(!c.private_network && c.host_network());
+        assert_eq!(c.drop_capabilities, [13, 17, 22]);
+        let c = load(
+            "w",
+            "[Container]\nStrict=yes\nDropCapability=\nSystemCallFilter=\nAppArmorProfile=\n",
+        )
+        .unwrap();
+        assert_eq!(c.preset, Some(Preset::Strict));
+        assert!(c.drop_capabilities.is_empty() && c.system_call_filter.is_empty());
+        assert_eq!(c.apparmor_profile, None);
+        let c = load("w", "[Container]\nStrict=yes\n").unwrap();
+        let kept: Vec<&str> = (0..CAPABILITIES.len() as u8)
+            .filter(|n| !c.drop_capabilities.contains(n))
+            .map(|n| CAPABILITIES[usize::from(n)])
+            .collect();
+        let mut want: Vec<&str> = STRICT_KEEP
+            .iter()
+            .copied()
+            .filter(|k| *k != "NET_RAW")
+            .collect();
+        want.sort_by_key(|k| CAPABILITIES.iter().position(|c| c == k));
+        assert_eq!(kept, want);
+        assert_eq!(c.apparmor_profile.as_deref(), Some("sdme-default"));
+        assert_eq!(
+            c.system_call_filter[0].value(),
+            "~@cpu-emulation @debug @obsolete @raw-io"
+        );
+        // A config's list replaces the built-in one.
+        let f = UnitFile::parse(Path::new("/x.container"), b"[Container]\nHardened=yes\n").unwrap();
+        let cfg = Config {
+            hardened_drop: vec![5],
+            ..Config::default()
+        };
+        let c = Container::from_unit_with(
+            UnitName::from_stem("w"),
+            Path::new("/x.container"),
+            &f,
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(c.drop_capabilities, [5]);
+        let c = load("w", "[Container]\nHardened=yes\nHardened=\n").unwrap();
+        assert_eq!(c.preset, None);
+        assert!(!c.no_new_privileges);
     }
 
     #[test]

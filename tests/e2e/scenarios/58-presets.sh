@@ -5,21 +5,20 @@
 # - Hardened (h58): CapBnd of PID 1 lacks the four default drops
 #   (CAP_NET_RAW 13, CAP_SYS_RAWIO 17, CAP_SYS_PTRACE 19, CAP_SYS_BOOT 22)
 #   and keeps the rest of nspawn's set (CAP_SYS_NICE 23); NoNewPrivs: 1;
+#   a user namespace: /proc/self/uid_map maps 0 to a 65536-UID range that
+#   does not start at 0 (the control c58 shows the identity map);
 #   a network namespace of its own with only lo, while the host clone
 #   without the preset (c58, the control) shares the test host's;
 # - Strict (s58, with Capability=CAP_SYS_PTRACE re-adding one): CapBnd is
 #   exactly Docker's default set plus CAP_SYS_ADMIN minus CAP_NET_RAW (the
 #   Hardened drop) plus CAP_SYS_PTRACE; ptrace(PTRACE_TRACEME) fails with
 #   EPERM (~@debug: nspawn itself allows ptrace when CAP_SYS_PTRACE is
-#   kept), where it works in c58; the service carries
-#   AppArmorProfile=sdme-default and, the test kernel having no AppArmor,
-#   the start goes on with one warning in journalctl -u sdme-s58;
+#   kept), where it works in c58; a user namespace as in h58; the service
+#   carries AppArmorProfile=sdme-default and, the test kernel having no
+#   AppArmor, the start goes on with one warning in journalctl -u sdme-s58;
 # - /etc/sdme/sdme.conf.d/50-e2e.conf with "DropCapability=" then
 #   "DropCapability=CAP_SYS_NICE": after daemon-reload and a restart,
 #   h58 has CAP_SYS_PTRACE back and lacks CAP_SYS_NICE.
-#
-# Not yet checked: the user namespace (/proc/self/uid_map), which Hardened
-# gets once PrivateUsers= exists in the model.
 
 h=h58
 s=s58
@@ -62,8 +61,8 @@ require_in "daemon-reload" systemctl daemon-reload
 for m in $h $s; do
 	th_exec systemctl cat "sdme-$m.service" | grep -E '^(ExecStart|AppArmorProfile)=' || true
 done
-check_in "sdme-$h: private network, default drops, no-new-privileges" sh -c \
-	"systemctl cat sdme-$h.service | grep -E '^ExecStart=.* --private-network --drop-capability=CAP_NET_RAW,CAP_SYS_BOOT,CAP_SYS_PTRACE,CAP_SYS_RAWIO --no-new-privileges=yes\$'"
+check_in "sdme-$h: user namespace, private network, default drops, no-new-privileges" sh -c \
+	"systemctl cat sdme-$h.service | grep -E '^ExecStart=.* --private-users=[0-9]+:65536 --private-users-ownership=off --private-network --drop-capability=CAP_NET_RAW,CAP_SYS_BOOT,CAP_SYS_PTRACE,CAP_SYS_RAWIO --no-new-privileges=yes\$'"
 assert_eq "systemctl show -p AppArmorProfile sdme-$s" "AppArmorProfile=sdme-default" \
 	"$(th_exec systemctl show -p AppArmorProfile "sdme-$s" 2>&1 || true)"
 
@@ -88,6 +87,13 @@ for bit in 13 17 19 22; do
 	! has_cap "$caps_h" $bit || fail "capability $bit still in the bounding set of $h ($caps_h)"
 done
 has_cap "$caps_h" 23 || fail "CAP_SYS_NICE (23) missing in $h ($caps_h): more than the preset was dropped"
+uid_map() { th_run_in "$1" cat /proc/self/uid_map 2>&1 | tr -d '\r' | xargs || true; }
+map_h=$(uid_map $h)
+map_c=$(uid_map $c)
+step "uid_map: $h '$map_h', $c (control) '$map_c'"
+assert_match "$h maps root to a 65536-UID range away from 0" '^0 [1-9][0-9]* 65536$' "$map_h"
+assert_eq "the control $c has the identity map" "0 0 4294967295" "$map_c"
+assert_match "$s maps root to a 65536-UID range away from 0" '^0 [1-9][0-9]* 65536$' "$(uid_map $s)"
 assert_eq "NoNewPrivs of PID 1 in $h" 1 "$(status_field $h NoNewPrivs)"
 assert_eq "NoNewPrivs of PID 1 in $c (control)" 0 "$(status_field $c NoNewPrivs)"
 netns() { th_run_in "$1" readlink /proc/self/ns/net 2>&1 | tr -d '\r' || true; }
