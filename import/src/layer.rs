@@ -154,6 +154,13 @@ pub fn xattr_skipped(name: &[u8]) -> bool {
     name == b"security.selinux" || name.starts_with(b"trusted.overlay.")
 }
 
+struct DirAttrs {
+    rel: Vec<u8>,
+    mode: u32,
+    mtime: libc::timespec,
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
 struct Applier<'a> {
     root: OwnedFd,
     opts: &'a ApplyOpts<'a>,
@@ -165,8 +172,10 @@ struct Applier<'a> {
     /// Paths this archive created (for whiteouts, which only apply to
     /// what the layers below made).
     created: HashSet<Vec<u8>>,
-    /// Directories whose mode and times are set at the end.
-    dirs: Vec<(Vec<u8>, u32, libc::timespec)>,
+    /// Directories whose mode, xattrs and times are set at the end (as
+    /// GNU tar does: a default ACL set at once would be inherited by the
+    /// files the archive puts below it).
+    dirs: Vec<DirAttrs>,
     buf: Vec<u8>,
     stats: Stats,
 }
@@ -195,8 +204,12 @@ impl Applier<'_> {
             if self.opts.same_owner {
                 sys::fchown(self.root.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
             }
-            self.set_xattrs_fd(self.root.as_raw_fd(), &attrs)?;
-            self.dirs.push((rel, attrs.mode, attrs.mtime));
+            self.dirs.push(DirAttrs {
+                rel,
+                mode: attrs.mode,
+                mtime: attrs.mtime,
+                xattrs: attrs.xattrs,
+            });
             return Ok(());
         }
         let (parent, name) = split_parent(&rel);
@@ -401,8 +414,12 @@ impl Applier<'_> {
         if self.opts.same_owner {
             sys::fchown(fd.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
         }
-        self.set_xattrs_fd(fd.as_raw_fd(), attrs)?;
-        self.dirs.push((rel.to_vec(), attrs.mode, attrs.mtime));
+        self.dirs.push(DirAttrs {
+            rel: rel.to_vec(),
+            mode: attrs.mode,
+            mtime: attrs.mtime,
+            xattrs: attrs.xattrs.clone(),
+        });
         // Its entries usually follow.
         self.cache = Some((rel.to_vec(), fd));
         Ok(())
@@ -551,7 +568,13 @@ impl Applier<'_> {
     fn finish_dirs(&mut self) -> Result<()> {
         self.cache = None;
         let dirs = std::mem::take(&mut self.dirs);
-        for (rel, mode, mtime) in dirs.iter().rev() {
+        for DirAttrs {
+            rel,
+            mode,
+            mtime,
+            xattrs,
+        } in dirs.iter().rev()
+        {
             let fd = if rel.is_empty() {
                 sys::openat(self.root.as_raw_fd(), DOT, DIR_FLAGS, 0)
             } else {
@@ -563,6 +586,12 @@ impl Applier<'_> {
                 Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
                 Err(e) => return Err(dir_error(rel, e)),
             };
+            for (k, v) in xattrs {
+                sys::fsetxattr(fd.as_raw_fd(), k, v).with_context(|| {
+                    format!("'{}': cannot set xattr {}", show(rel), k.to_string_lossy())
+                })?;
+            }
+            // After the ACLs, so the mode's group bits set their mask.
             sys::fchmod(fd.as_raw_fd(), *mode)
                 .with_context(|| format!("cannot chmod '{}'", show(rel)))?;
             sys::futimens(fd.as_raw_fd(), &[*mtime, *mtime])

@@ -99,7 +99,7 @@ pub fn detect(source: &str) -> Result<Kind> {
             }
         }
         Ok(md) if md.is_file() || md.file_type_is_block() => detect_file(path),
-        Ok(_) => bail!("{source}: not a directory, a regular file or a block device"),
+        Ok(_) => bail!("not a directory, a regular file or a block device"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // PATH:TAG names one image of an OCI layout or image archive.
             if let (path, Some(_)) = crate::oci::layout::split_tag(source) {
@@ -113,15 +113,15 @@ pub fn detect(source: &str) -> Result<Kind> {
                 }
             }
             if source.contains('/') && (source.starts_with('/') || source.starts_with('.')) {
-                bail!("{source}: no such file or directory");
+                bail!("no such file or directory");
             }
             if looks_like_reference(source) {
                 Ok(Kind::Registry)
             } else {
-                bail!("{source}: no such file or directory, and not a registry reference")
+                bail!("no such file or directory, and not a registry reference")
             }
         }
-        Err(e) => bail!("{source}: {e}"),
+        Err(e) => bail!("{e}"),
     }
 }
 
@@ -155,15 +155,10 @@ fn detect_file(path: &Path) -> Result<Kind> {
     match sniff_tar(dec) {
         Ok(Some(k)) => Ok(k),
         Ok(None) => Ok(Kind::Tarball),
-        Err(e) if comp != compress::Compression::None => Err(e.context(format!(
-            "{}: {} data that is not a tar archive",
-            path.display(),
-            comp.name()
-        ))),
-        Err(_) => bail!(
-            "{}: unknown format (not a tar archive, a compressed tarball or a disk image)",
-            path.display()
-        ),
+        Err(e) if comp != compress::Compression::None => {
+            Err(e.context(format!("corrupt {} data, or not a tarball", comp.name())))
+        }
+        Err(_) => bail!("unknown format (not a tar archive, a compressed tarball or a disk image)"),
     }
 }
 
@@ -203,11 +198,11 @@ fn is_tar_header(b: &[u8]) -> bool {
 fn sniff_tar(r: impl Read) -> Result<Option<Kind>> {
     let mut ar = tar::Archive::new(r.take(SNIFF_BYTES));
     let mut seen = 0;
-    for e in ar.entries().context("not a tar archive")? {
+    for e in ar.entries()? {
         let e = match e {
             Ok(e) => e,
             Err(_) if seen > 0 => break, // past the sniff window
-            Err(e) => return Err(e).context("not a tar archive"),
+            Err(e) => return Err(e.into()),
         };
         let p = e.path_bytes();
         let p = p.strip_prefix(b"./").unwrap_or(&p);

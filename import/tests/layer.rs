@@ -458,3 +458,42 @@ fn existing_trees_are_updated_in_place() {
         0o755
     );
 }
+
+/// A directory's default ACL is set after its contents, as GNU tar does:
+/// files the archive puts below it keep exactly their archived attributes.
+#[test]
+fn directory_acls_apply_after_their_contents() {
+    require_root();
+    let t = trees();
+    // user::rwx user:1234:rwx group::r-x mask::rwx other::r-x
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 7, 1234),
+        (4, 5, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 5, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let data = Ar::new()
+        .pax(&[("SCHILY.xattr.system.posix_acl_default", &acl)])
+        .dir("d/", 0o755)
+        .file("d/f", b"x")
+        .bytes();
+    apply(&data[..], &t.target, &opts(false)).unwrap();
+    assert_eq!(
+        xattr(&t.target.join("d"), "system.posix_acl_default").as_deref(),
+        Some(&acl[..])
+    );
+    assert_eq!(
+        xattr(&t.target.join("d/f"), "system.posix_acl_access"),
+        None
+    );
+    assert_eq!(
+        fs::metadata(t.target.join("d/f")).unwrap().mode() & 0o777,
+        0o644
+    );
+}

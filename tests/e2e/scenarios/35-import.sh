@@ -237,12 +237,31 @@ out=$(th_exec bash -c "
 	echo \"seen=\$seen partial=\$partial rc=\$rc\"
 " 2>&1 || true)
 step "$out"
-assert_match "killed in the middle (exit 137), never visible before" '^seen=3 partial=0 rc=137$' "$out"
+assert_match "killed in the middle (exit 137), never visible before" 'seen=3 partial=0 rc=137$' "$out"
 check_in "no rootfs after kill -9" sh -c "! test -e $st/rootfs/imp35-kill"
 check_in "the killed run's staging directory is left" test -d "$st/import/imp35-kill.staging"
 require_in "rerun" sdme-import -q "$w/host.tar" imp35-kill
 check_in "leftovers cleaned" sh -c "! test -e $st/import/imp35-kill.staging"
 check_in "the rerun's rootfs is complete" test -f "$st/rootfs/imp35-kill/etc/os-release"
+
+step "Ctrl+C (SIGINT) in the middle of an import"
+out=$(th_exec bash -c "
+	sdme-import -q $w/host.tar imp35-bad 2>$w/int.err & pid=\$!
+	for i in \$(seq 2000); do [ -d $st/import/imp35-bad.staging/rootfs/usr/lib ] && break; sleep 0.01; done
+	kill -INT \$pid; wait \$pid; echo \"rc=\$? \$(cat $w/int.err)\"
+" 2>&1 || true)
+step "$out"
+assert_eq "interrupted: exit 130, one line" "rc=130 sdme-import: interrupted; nothing was imported" "$out"
+nothing_left imp35-bad
+
+step "--if-missing"
+sum=$(fingerprint "$st/rootfs/imp35-gz")
+out=$(th_exec sdme-import --if-missing "$w/host.tar" imp35-gz 2>&1 || echo "exit $?")
+assert_eq "--if-missing with the rootfs there: nothing to do" "rootfs imp35-gz is already there; nothing to do" "$out"
+assert_eq "--if-missing left the rootfs alone" "$sum" "$(fingerprint "$st/rootfs/imp35-gz")"
+require_in "--if-missing without the rootfs imports" sdme-import -q --if-missing "$w/tree.tar" imp35-bad
+check_in "imported" test -f "$st/rootfs/imp35-bad/data/a"
+require_in "sdme-import --remove imp35-bad" sdme-import -q --remove imp35-bad
 
 step "two imports of one name at once"
 out=$(th_exec bash -c "
