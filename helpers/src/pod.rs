@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use sdme_core::name::check_machine_name;
+use sdme_core::name::check_pod_name;
 
 pub const DEFAULT_PODS_DIR: &str = "/run/sdme/pods";
 pub const PODS_DIR_ENV: &str = "SDME_POD_DIR";
@@ -41,7 +41,7 @@ pub fn netns_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    check_machine_name(name).map_err(|m| anyhow!("{}", m.replace("machine name", "pod name")))
+    check_pod_name(name).map_err(|m| anyhow!("{m}"))
 }
 
 fn cpath(p: &Path) -> Result<CString> {
@@ -270,7 +270,9 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let t = tempfile::tempdir().unwrap();
-        for n in ["", "../x", "a/b", ".x"] {
+        for n in [
+            "", "../x", "a/b", ".x", "a@", "@b", "a@b@c", "a@../x", "a@%i",
+        ] {
             assert!(create(t.path(), n).is_err(), "{n}");
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::escape::{is_env_name, mount_unit_name, split_words};
 use crate::image::{check_image_source, inline_rootfs_name};
-use crate::name::{check_machine_name, check_rootfs_name};
+use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
 use crate::paths;
 use crate::search::{read_bounded, Found, UnitName};
 use crate::syntax::{Entry, Location, Section, UnitFile};
@@ -759,7 +759,9 @@ const POD_RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
 /// `Pod=NAME.pod`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pod {
+    /// `web`, `web@` for a template, `web@a` for an instance.
     pub name: String,
+    pub unit_name: UnitName,
     /// The file that won on the search path (`SourcePath=`).
     pub source: PathBuf,
     /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
@@ -770,21 +772,42 @@ pub struct Pod {
 impl Pod {
     /// Validate `found` with its drop-ins.
     pub fn load(found: &Found) -> Result<Pod, Vec<Diag>> {
+        let via = (found.content != found.path).then_some(found.path.as_path());
         let file = parse_with_dropins(found)?;
-        Pod::from_unit(&found.name, &found.path, &file)
+        // Lines of a symlinked instance come from its template.
+        Pod::from_unit(&found.name, &found.path, &file).map_err(|diags| {
+            diags
+                .into_iter()
+                .map(|d| {
+                    if d.path == found.content {
+                        d.via(via)
+                    } else {
+                        d
+                    }
+                })
+                .collect()
+        })
+    }
+
+    pub fn is_template(&self) -> bool {
+        matches!(self.unit_name, UnitName::Template(_))
     }
 
     /// Validate a parsed file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: &UnitFile) -> Result<Pod, Vec<Diag>> {
         let mut b = Builder::new(name.clone(), source);
         let stem = name.stem();
-        if let Err(m) = check_machine_name(&stem) {
+        let checked = match name {
+            UnitName::Template(t) => check_pod_name(t),
+            _ => check_pod_name(&stem),
+        };
+        if let Err(m) = checked {
             b.diags.push(Diag::file(
                 source,
                 format!(
                     "file name '{}' cannot name a pod: {}",
                     stem.escape_default(),
-                    m.replace("machine name", "name")
+                    m.replacen("pod name", "name", 1)
                 ),
             ));
         }
@@ -815,22 +838,43 @@ impl Pod {
                 )),
             }
         }
-        if let Some((_, at)) = b.install_at.iter().find(|(k, _)| *k == "DefaultInstance") {
-            let at = at.clone();
-            b.diags.push(Diag::at(
-                &at,
-                "DefaultInstance= only applies to container templates",
-            ));
+        // As for containers: an instance reads its template's [Install],
+        // DefaultInstance= is the template's business there.
+        if matches!(name, UnitName::Instance { .. }) {
+            b.install.default_instance = None;
         }
+        let di_at = b
+            .install_at
+            .iter()
+            .find(|(k, _)| *k == "DefaultInstance")
+            .map(|(_, a)| a.clone());
+        match (&b.install.default_instance, di_at, name) {
+            (Some(_), Some(at), UnitName::Plain(_)) => b.diags.push(Diag::at(
+                &at,
+                "DefaultInstance= only applies to templates (NAME@.pod)",
+            )),
+            (Some(inst), Some(at), UnitName::Template(_)) => {
+                if let Err(m) = check_machine_name(inst) {
+                    let m = m.replacen("machine name", "pod instance name", 1);
+                    b.diags
+                        .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
+                }
+            }
+            _ => {}
+        }
+        let template = !matches!(name, UnitName::Plain(_));
         for a in b.install.alias.clone() {
-            if !a.ends_with(".service") || a.contains("@.") {
+            if !a.ends_with(".service") || a.contains("@.") != template {
                 let at = b
                     .install_at
                     .iter()
                     .find(|(k, _)| *k == "Alias")
                     .map(|(_, a)| a.clone());
-                let msg =
-                    format!("Alias={a}: an alias must be a .service name that is not a template");
+                let msg = if template {
+                    format!("Alias={a}: a template's alias must be a template service name (NAME@.service)")
+                } else {
+                    format!("Alias={a}: an alias must be a .service name that is not a template")
+                };
                 b.diags.push(match at {
                     Some(at) => Diag::at(&at, msg),
                     None => Diag::file(source, msg),
@@ -843,10 +887,31 @@ impl Pod {
         }
         Ok(Pod {
             name: stem,
+            unit_name: name.clone(),
             source: source.to_path_buf(),
             passthrough: b.passthrough,
             install: b.install,
         })
+    }
+}
+
+/// Check the pod a container names with `Pod=`: `NAME`, `NAME@INSTANCE`,
+/// or in a container template (and its instances) `NAME@%i`, the pod
+/// instance named like the container instance.
+fn check_pod_ref(n: &str, container: &UnitName) -> Result<String, String> {
+    match n.split_once('@') {
+        Some((t, "")) => Err(format!(
+            "{t}@.pod is a pod template; name one of its instances, {t}@INSTANCE.pod (or {t}@%i.pod in a container template)"
+        )),
+        Some((t, "%i")) => {
+            if matches!(container, UnitName::Plain(_)) {
+                return Err(format!(
+                    "%i (the instance name) only applies in a template (NAME@.container); name the pod instance, {t}@INSTANCE.pod"
+                ));
+            }
+            check_pod_name(t).map(|_| n.to_string())
+        }
+        _ => check_pod_name(n).map(|_| n.to_string()),
     }
 }
 
@@ -1200,9 +1265,7 @@ impl Builder {
                     return;
                 }
                 let r = match v.strip_suffix(".pod") {
-                    Some(n) => check_machine_name(n)
-                        .map(|_| n.to_string())
-                        .map_err(|m| m.replace("machine name", "pod name")),
+                    Some(n) => check_pod_ref(n, &self.name),
                     None => Err("expected the name of a pod file, NAME.pod".into()),
                 };
                 if let Some(n) = self.check(e, r) {
@@ -1511,6 +1574,11 @@ impl Builder {
             self.drop_reset,
             self.syscall_reset,
         );
+        // An instance joins the pod instance named like itself.
+        let pod = self.pod.map(|(p, at)| match &self.name {
+            UnitName::Instance { instance, .. } => (p.replace("@%i", &format!("@{instance}")), at),
+            _ => (p, at),
+        });
         let mut c = Container {
             name: self.name,
             source,
@@ -1540,7 +1608,7 @@ impl Builder {
             read_only: self.read_only,
             system_call_filter: self.syscall_filter,
             apparmor_profile: self.apparmor_profile,
-            pod: self.pod,
+            pod,
             image,
             preset,
             private_users: self.private_users.map(|(p, _)| p),

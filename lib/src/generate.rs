@@ -20,7 +20,7 @@ use crate::parallel::{par_map, threads_for};
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
 };
-use crate::search::{search, FileType, Found};
+use crate::search::{search, FileType, Found, UnitName};
 use crate::userns;
 
 /// The containers to generate and what went wrong with the others.
@@ -91,6 +91,26 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     let (config, config_diags) = Config::load(dirs);
     let config_ok = config_diags.is_empty();
     p.errors.extend(config_diags.iter().map(Diag::to_string));
+    // A pod instance needs its template (its unit may come from it).
+    let templates: BTreeSet<String> = p
+        .pods
+        .iter()
+        .filter(|x| x.is_template())
+        .map(|x| x.name.clone())
+        .collect();
+    let mut orphans = Vec::new();
+    p.pods.retain(|x| match &x.unit_name {
+        UnitName::Instance { template, .. } if !templates.contains(&format!("{template}@")) => {
+            orphans.push(format!(
+                "{}: instance of the pod template {template}@.pod, which is not on the search path (or has errors, or is masked)",
+                x.source.display()
+            ));
+            p.skipped.push(x.source.clone());
+            false
+        }
+        _ => true,
+    });
+    p.errors.extend(orphans);
     let pods: BTreeSet<String> = p.pods.iter().map(|x| x.name.clone()).collect();
     let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
         Container::load_with(f, &config)
@@ -109,9 +129,18 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
             }
         };
         if let Some((pod, at)) = &c.pod {
-            if !pods.contains(pod) {
+            // `web@a` is served by its own file or by the template `web@`.
+            let template = pod.split_once('@').map(|(t, _)| format!("{t}@"));
+            let found = pods.contains(pod) && !pod.ends_with("@%i")
+                || template.as_ref().is_some_and(|t| pods.contains(t));
+            if !found {
+                let want = match &template {
+                    Some(t) if pod.ends_with("@%i") => format!("no pod template {t}.pod"),
+                    Some(t) => format!("no pod file {pod}.pod or pod template {t}.pod"),
+                    None => format!("no pod file {pod}.pod"),
+                };
                 p.errors.push(format!(
-                    "{at}: Pod={pod}.pod: no pod file {pod}.pod on the search path (or it has errors, or is masked)"
+                    "{at}: Pod={pod}.pod: {want} on the search path (or it has errors, or is masked)"
                 ));
                 p.skipped.push(c.source.clone());
                 continue;

@@ -39,6 +39,20 @@ pub fn check_machine_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A pod name: `NAME`, or `NAME@INSTANCE` for an instance of a pod
+/// template (both parts machine-name-like, so the pinned namespace
+/// `/run/sdme/pods/NAME@INSTANCE/netns` stays one plain directory).
+pub fn check_pod_name(name: &str) -> Result<(), String> {
+    let fix = |m: String| m.replacen("machine name", "pod name", 1);
+    match name.split_once('@') {
+        None => check_machine_name(name).map_err(fix),
+        Some((t, i)) => {
+            check_machine_name(t).map_err(fix)?;
+            check_machine_name(i).map_err(|m| m.replacen("machine name", "pod instance name", 1))
+        }
+    }
+}
+
 /// Rootfs names follow the same rules: they are directory names under
 /// `/var/lib/sdme/rootfs` and appear in unit names of image imports.
 pub fn check_rootfs_name(name: &str) -> Result<(), String> {
