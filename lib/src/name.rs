@@ -89,4 +89,21 @@ mod tests {
             assert!(check_machine_name(n).is_err(), "{n}");
         }
     }
+
+    #[test]
+    fn pod_names_and_instances() {
+        for n in ["web", "grp@a", "grp@zzz", "g.1@x_2"] {
+            assert!(check_pod_name(n).is_ok(), "{n}");
+        }
+        for (n, why) in [
+            ("grp@", "pod instance name is empty"),
+            ("@a", "pod name is empty"),
+            ("grp@a@b", "pod instance name 'a@b' contains '@'"),
+            ("grp@%i", "pod instance name '%i' contains '%'"),
+            ("grp@../x", "pod instance name '../x' contains '/'"),
+        ] {
+            let e = check_pod_name(n).unwrap_err();
+            assert!(e.starts_with(why), "{n}: {e}");
+        }
+    }
 }
