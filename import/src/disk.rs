@@ -500,6 +500,9 @@ impl Drop for Mount {
 /// its work directory is released with this before the directory goes.
 pub fn unmount_below(dir: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
+    use sdme_core::mountinfo::unescape_bytes;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("{}", dir.display()))?;
@@ -508,7 +511,7 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
     let mut below: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .map(|m| PathBuf::from(OsString::from_vec(unescape_bytes(m))))
         .filter(|m| m.starts_with(&dir))
         .collect();
     below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
@@ -519,26 +522,6 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&out))
 }
 
 #[cfg(test)]
@@ -635,17 +618,5 @@ mod tests {
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&file_of(&tar)).unwrap(), None);
         assert_eq!(detect(&file_of(b"")).unwrap(), None);
-    }
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(
-            unescape_mountinfo("/a\\040b\\134c"),
-            std::ffi::OsString::from("/a b\\c")
-        );
-        assert_eq!(
-            unescape_mountinfo("/plain\\04"),
-            std::ffi::OsString::from("/plain\\04")
-        );
     }
 }

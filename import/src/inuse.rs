@@ -8,57 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sdme_core::container::{Container, Rootfs};
+use sdme_core::mountinfo::{parse as parse_mountinfo, MountEntry as Mount};
 use sdme_core::search::{search, FileType};
-
-/// One line of mountinfo, the fields we need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mount {
-    dev: (u64, u64),
-    root: String,
-    point: String,
-    fstype: String,
-    options: String,
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let l: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            if l.len() < 6 || r.len() < 3 {
-                return None;
-            }
-            let (ma, mi) = l[2].split_once(':')?;
-            Some(Mount {
-                dev: (ma.parse().ok()?, mi.parse().ok()?),
-                root: unescape(l[3]),
-                point: unescape(l[4]),
-                fstype: r[0].to_string(),
-                options: unescape(r[2]),
-            })
-        })
-        .collect()
-}
 
 /// The lower directories of an overlay's options (`lowerdir=a:b`, or the
 /// `lowerdir+=`/`datadir+=` form of newer mount tools).
@@ -86,8 +37,12 @@ fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
     let want = path.to_string_lossy();
     let mut out = Vec::new();
     for m in mounts {
-        if m.fstype == "overlay" && overlay_lowers(&m.options).iter().any(|l| under(l, &want)) {
-            out.push(format!("the overlay mounted at {}", m.point));
+        if m.fs_type == "overlay"
+            && overlay_lowers(&m.super_options)
+                .iter()
+                .any(|l| under(l, &want))
+        {
+            out.push(format!("the overlay mounted at {}", m.mount_point));
         }
     }
     // Bind mounts of the tree: same device, a root at or below the tree's
@@ -98,10 +53,10 @@ fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
     let dev = (libc::major(md.dev()) as u64, libc::minor(md.dev()) as u64);
     let home = mounts
         .iter()
-        .filter(|m| m.dev == dev && under(&want, &m.point))
-        .max_by_key(|m| m.point.len());
+        .filter(|m| m.dev == dev && under(&want, &m.mount_point))
+        .max_by_key(|m| m.mount_point.len());
     if let Some(home) = home {
-        let rest = &want[home.point.len()..];
+        let rest = &want[home.mount_point.len()..];
         let rest = rest.trim_start_matches('/');
         let in_fs = if home.root == "/" {
             format!("/{rest}")
@@ -113,9 +68,9 @@ fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
             if m.dev == dev
                 && !std::ptr::eq(m, home)
                 && under(&m.root, &in_fs)
-                && !under(&m.point, &want)
+                && !under(&m.mount_point, &want)
             {
-                out.push(format!("the mount at {}", m.point));
+                out.push(format!("the mount at {}", m.mount_point));
             }
         }
     }
@@ -161,10 +116,10 @@ mod tests {
         let m = parse_mountinfo(t);
         assert_eq!(m.len(), 4);
         assert_eq!(
-            overlay_lowers(&m[2].options),
+            overlay_lowers(&m[2].super_options),
             ["/var/lib/sdme/rootfs/other"]
         );
-        let lowers = overlay_lowers(&m[1].options);
+        let lowers = overlay_lowers(&m[1].super_options);
         assert_eq!(lowers, ["/var/lib/sdme/rootfs/deb"]);
         // The bind-mount check needs the path to exist: use the overlay part.
         let u = mount_users(Path::new("/var/lib/sdme/rootfs/deb"), &m);

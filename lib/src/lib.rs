@@ -15,6 +15,7 @@ pub mod container;
 pub mod escape;
 pub mod generate;
 pub mod image;
+pub mod mountinfo;
 pub mod name;
 pub mod parallel;
 pub mod paths;
