@@ -13,7 +13,8 @@ use crate::escape::{is_env_name, mount_unit_name, split_words};
 use crate::image::{check_image_source, inline_rootfs_name};
 use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
 use crate::paths;
-use crate::search::{read_bounded, Found, UnitName};
+use crate::search::{Found, UnitName};
+use crate::sections::{for_instance, parse_with_dropins, Kind};
 use crate::syntax::{Entry, Location, Section, UnitFile};
 use crate::timespan::parse_timespan;
 use crate::userns::{self, PrivateUsers};
@@ -36,7 +37,7 @@ impl Diag {
         }
     }
     /// Name the instance a template line was read for.
-    fn via(mut self, instance: Option<&Path>) -> Diag {
+    pub(crate) fn via(mut self, instance: Option<&Path>) -> Diag {
         if let Some(i) = instance {
             self.message = format!("{} (for instance {})", self.message, i.display());
         }
@@ -591,27 +592,13 @@ const NO_RESET_KEYS: [(&str, &str); 7] = [
     ("Unit", "RequiresMountsFor"),
 ];
 
-fn check_passthrough(sec: &Section, diags: &mut Vec<Diag>) {
-    for e in &sec.entries {
-        if sec.name == "Service" {
-            if let Some((_, why)) = RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key) {
-                diags.push(Diag::at(
-                    &e.at,
-                    format!("{}= cannot be set in [Service]: {why}", e.key),
-                ));
-            }
-        }
-        if e.value.is_empty() && NO_RESET_KEYS.contains(&(sec.name.as_str(), e.key.as_str())) {
-            diags.push(Diag::at(
-                &e.at,
-                format!(
-                    "an empty {}= in [{}] would also remove what sdme sets there; remove the line",
-                    e.key, sec.name
-                ),
-            ));
-        }
-    }
-}
+/// The shared sections of a `.container` file.
+const CONTAINER_KIND: Kind = Kind {
+    ext: "container",
+    own: "Container",
+    reserved_service: &RESERVED_SERVICE_KEYS,
+    no_reset: &NO_RESET_KEYS,
+};
 
 impl Container {
     /// Validate `found` (its bytes were read by the search) with its
@@ -622,22 +609,11 @@ impl Container {
 
     /// Validate `found` with its drop-ins and the global configuration.
     pub fn load_with(found: &Found, config: &Config) -> Result<Container, Vec<Diag>> {
-        let via = (found.content != found.path).then_some(found.path.as_path());
         let file = parse_with_dropins(found)?;
-        // Lines of a symlinked instance come from its template: say which
-        // instance they failed for.
-        Container::from_unit_with(found.name.clone(), &found.path, &file, config).map_err(|diags| {
-            diags
-                .into_iter()
-                .map(|d| {
-                    if d.path == found.content {
-                        d.via(via)
-                    } else {
-                        d
-                    }
-                })
-                .collect()
-        })
+        for_instance(
+            found,
+            Container::from_unit_with(found.name.clone(), &found.path, &file, config),
+        )
     }
 
     /// Validate a parsed file named `name`, with the built-in global
@@ -663,21 +639,7 @@ impl Container {
         if file.section("Container").is_none() {
             b.diags.push(Diag::file(source, "no [Container] section"));
         }
-        for sec in &file.sections {
-            match sec.name.as_str() {
-                "Container" => sec.entries.iter().for_each(|e| b.container_key(e)),
-                "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
-                "Service" | "Unit" => {
-                    check_passthrough(sec, &mut b.diags);
-                    b.passthrough.push(sec.clone());
-                }
-                n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
-                n => b.diags.push(Diag::at(
-                    &sec.at,
-                    format!("unknown section [{n}]; a .container file has [Unit], [Container], [Service], [Install] and X- sections"),
-                )),
-            }
-        }
+        b.sections(file, &CONTAINER_KIND, |b, e| b.container_key(e));
         b.finish()
     }
 
@@ -731,19 +693,6 @@ impl Container {
     }
 }
 
-/// Parse a found file and merge its drop-ins.
-pub(crate) fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
-    let via = (found.content != found.path).then_some(found.path.as_path());
-    let mut file = UnitFile::parse(&found.content, &found.data)
-        .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
-    for d in &found.dropins {
-        let data = read_bounded(d).map_err(|e| vec![Diag::file(d, e)])?;
-        let drop = UnitFile::parse(d, &data).map_err(|e| vec![Diag::at(&e.at, e.message)])?;
-        file.merge(drop);
-    }
-    Ok(file)
-}
-
 /// `[Service]` keys the pod unit sets itself.
 const POD_RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
     ("ExecStart", "sdme runs the pod helper"),
@@ -754,6 +703,14 @@ const POD_RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
         "the pod unit stays active while its namespace exists",
     ),
 ];
+
+/// The shared sections of a `.pod` file.
+const POD_KIND: Kind = Kind {
+    ext: "pod",
+    own: "Pod",
+    reserved_service: &POD_RESERVED_SERVICE_KEYS,
+    no_reset: &[],
+};
 
 /// A validated `.pod` file: a network namespace that containers join with
 /// `Pod=NAME.pod`.
@@ -772,21 +729,8 @@ pub struct Pod {
 impl Pod {
     /// Validate `found` with its drop-ins.
     pub fn load(found: &Found) -> Result<Pod, Vec<Diag>> {
-        let via = (found.content != found.path).then_some(found.path.as_path());
         let file = parse_with_dropins(found)?;
-        // Lines of a symlinked instance come from its template.
-        Pod::from_unit(&found.name, &found.path, &file).map_err(|diags| {
-            diags
-                .into_iter()
-                .map(|d| {
-                    if d.path == found.content {
-                        d.via(via)
-                    } else {
-                        d
-                    }
-                })
-                .collect()
-        })
+        for_instance(found, Pod::from_unit(&found.name, &found.path, &file))
     }
 
     pub fn is_template(&self) -> bool {
@@ -811,79 +755,19 @@ impl Pod {
                 ),
             ));
         }
-        for sec in &file.sections {
-            match sec.name.as_str() {
-                "Pod" => {
-                    for e in &sec.entries {
-                        b.err(e, format!("unknown key '{}' in section [Pod]", e.key));
-                    }
-                }
-                "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
-                "Service" | "Unit" => {
-                    for e in &sec.entries {
-                        if sec.name == "Service" {
-                            if let Some((_, why)) =
-                                POD_RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key)
-                            {
-                                b.err(e, format!("{}= cannot be set in [Service]: {why}", e.key));
-                            }
-                        }
-                    }
-                    b.passthrough.push(sec.clone());
-                }
-                n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
-                n => b.diags.push(Diag::at(
-                    &sec.at,
-                    format!("unknown section [{n}]; a .pod file has [Unit], [Pod], [Service], [Install] and X- sections"),
-                )),
+        b.sections(file, &POD_KIND, |b, e| {
+            b.err(e, format!("unknown key '{}' in section [Pod]", e.key))
+        });
+        if let Some((inst, at)) = b.default_instance("pod") {
+            if let Err(m) = check_machine_name(&inst) {
+                let m = m.replacen("machine name", "pod instance name", 1);
+                b.diags
+                    .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
             }
         }
-        // As for containers: an instance reads its template's [Install],
-        // DefaultInstance= is the template's business there.
-        if matches!(name, UnitName::Instance { .. }) {
-            b.install.default_instance = None;
-        }
-        let di_at = b
-            .install_at
-            .iter()
-            .find(|(k, _)| *k == "DefaultInstance")
-            .map(|(_, a)| a.clone());
-        match (&b.install.default_instance, di_at, name) {
-            (Some(_), Some(at), UnitName::Plain(_)) => b.diags.push(Diag::at(
-                &at,
-                "DefaultInstance= only applies to templates (NAME@.pod)",
-            )),
-            (Some(inst), Some(at), UnitName::Template(_)) => {
-                if let Err(m) = check_machine_name(inst) {
-                    let m = m.replacen("machine name", "pod instance name", 1);
-                    b.diags
-                        .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
-                }
-            }
-            _ => {}
-        }
-        let template = !matches!(name, UnitName::Plain(_));
-        for a in b.install.alias.clone() {
-            if !a.ends_with(".service") || a.contains("@.") != template {
-                let at = b
-                    .install_at
-                    .iter()
-                    .find(|(k, _)| *k == "Alias")
-                    .map(|(_, a)| a.clone());
-                let msg = if template {
-                    format!("Alias={a}: a template's alias must be a template service name (NAME@.service)")
-                } else {
-                    format!("Alias={a}: an alias must be a .service name that is not a template")
-                };
-                b.diags.push(match at {
-                    Some(at) => Diag::at(&at, msg),
-                    None => Diag::file(source, msg),
-                });
-            }
-        }
-        if !b.diags.is_empty() {
-            b.diags.sort_by_key(|d| (d.path.clone(), d.line));
-            return Err(b.diags);
+        b.check_aliases(!matches!(name, UnitName::Plain(_)));
+        if let Some(diags) = b.failed() {
+            return Err(diags);
         }
         Ok(Pod {
             name: stem,
@@ -921,8 +805,8 @@ pub fn instance_machine(template: &str, instance: &str) -> String {
 }
 
 pub(crate) struct Builder {
-    name: UnitName,
-    source: PathBuf,
+    pub(crate) name: UnitName,
+    pub(crate) source: PathBuf,
     pub(crate) diags: Vec<Diag>,
     machine: Option<(String, Location)>,
     rootfs: Rootfs,
@@ -1298,46 +1182,6 @@ impl Builder {
         }
     }
 
-    pub(crate) fn install_key(&mut self, e: &Entry) {
-        let v = e.value.as_str();
-        let list = match e.key.as_str() {
-            "WantedBy" => &mut self.install.wanted_by,
-            "RequiredBy" => &mut self.install.required_by,
-            "Alias" => &mut self.install.alias,
-            "DefaultInstance" => {
-                self.install_at.push(("DefaultInstance", e.at.clone()));
-                self.install.default_instance = if v.is_empty() {
-                    None
-                } else {
-                    Some(v.to_string())
-                };
-                return;
-            }
-            "Also" => return self.err(
-                e,
-                "Also= is not supported for generated units; list the units' own [Install] instead",
-            ),
-            k => return self.err(e, format!("unknown key '{k}' in section [Install]")),
-        };
-        if v.is_empty() {
-            list.clear();
-            return;
-        }
-        let words: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-        list.extend(words.iter().cloned());
-        let key = match e.key.as_str() {
-            "WantedBy" => "WantedBy",
-            "RequiredBy" => "RequiredBy",
-            _ => "Alias",
-        };
-        for w in words {
-            self.install_at.push((key, e.at.clone()));
-            if let Err(m) = check_unit_name(&w, "unit") {
-                self.err(e, format!("{key}=: {m}"));
-            }
-        }
-    }
-
     fn finish(mut self) -> Result<Container, Vec<Diag>> {
         let source = self.source.clone();
         // Machine name: MachineName=, else from the file name.
@@ -1456,61 +1300,15 @@ impl Builder {
                 "Bridge= and Zone= cannot both be set (nspawn attaches the veth to one bridge)",
             ));
         }
-        // An instance reads its template's [Install]: DefaultInstance= is
-        // the template's business there, not an error.
-        if matches!(self.name, UnitName::Instance { .. }) {
-            self.install.default_instance = None;
-        }
-        if self.install.default_instance.is_some() && !self.name_is_template() {
-            if let Some((_, at)) = self
-                .install_at
-                .iter()
-                .find(|(k, _)| *k == "DefaultInstance")
-            {
-                let at = at.clone();
-                self.diags.push(Diag::at(
-                    &at,
-                    "DefaultInstance= only applies to templates (NAME@.container)",
-                ));
-            }
-        }
-        if let Some(inst) = &self.install.default_instance {
+        if let Some((inst, at)) = self.default_instance("container") {
             if let UnitName::Template(t) = &self.name {
-                if let Err(m) = check_machine_name(&instance_machine(t, inst)) {
-                    let at = self
-                        .install_at
-                        .iter()
-                        .find(|(k, _)| *k == "DefaultInstance")
-                        .map(|(_, a)| a.clone());
-                    if let Some(at) = at {
-                        self.diags
-                            .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
-                    }
+                if let Err(m) = check_machine_name(&instance_machine(t, &inst)) {
+                    self.diags
+                        .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
                 }
             }
         }
-        for a in self.install.alias.clone() {
-            // Templates and their instances take template aliases
-            // (`www@.service`; an instance gets `www@INSTANCE.service`).
-            let template = !matches!(self.name, UnitName::Plain(_));
-            let ok = a.ends_with(".service") && (a.contains("@.") == template);
-            if !ok {
-                let at = self
-                    .install_at
-                    .iter()
-                    .find(|(k, _)| *k == "Alias")
-                    .map(|(_, a)| a.clone());
-                let msg = if template {
-                    format!("Alias={a}: a template's alias must be a template service name (NAME@.service)")
-                } else {
-                    format!("Alias={a}: an alias must be a .service name that is not a template")
-                };
-                self.diags.push(match at {
-                    Some(at) => Diag::at(&at, msg),
-                    None => Diag::file(&source, msg),
-                });
-            }
-        }
+        self.check_aliases(!matches!(self.name, UnitName::Plain(_)));
         for (n, drop_at) in &self.cap_drop {
             if let Some(add_at) = self.cap_add.get(n) {
                 self.diags.push(Diag::at(
@@ -1533,9 +1331,8 @@ impl Builder {
                 ),
             ));
         }
-        if !self.diags.is_empty() {
-            self.diags.sort_by_key(|d| (d.path.clone(), d.line));
-            return Err(self.diags);
+        if let Some(diags) = self.failed() {
+            return Err(diags);
         }
         let host = self.rootfs == Rootfs::Host;
         let mut opaque: Vec<String> = Vec::new();

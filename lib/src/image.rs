@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::container::{parse_with_dropins, Builder, Diag, Install};
+use crate::container::{Builder, Diag, Install};
 use crate::name::check_rootfs_name;
 use crate::search::{Found, UnitName};
+use crate::sections::{parse_with_dropins, Kind};
 use crate::syntax::{Section, UnitFile};
 use crate::value::check_abs_path;
 
@@ -210,6 +211,14 @@ const RESERVED_SERVICE_KEYS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The shared sections of a `.image` file.
+const IMAGE_KIND: Kind = Kind {
+    ext: "image",
+    own: "Image",
+    reserved_service: &RESERVED_SERVICE_KEYS,
+    no_reset: &[],
+};
+
 impl Image {
     /// Validate `found` (a `.image` file) with its drop-ins.
     pub fn load(found: &Found) -> Result<Image, Vec<Diag>> {
@@ -232,65 +241,39 @@ impl Image {
             ));
         }
         let mut spec = ImportSpec::new("");
-        let mut have_section = false;
-        for sec in &file.sections {
-            match sec.name.as_str() {
+        b.sections(file, &IMAGE_KIND, |b, e| {
+            let v = e.value.as_str();
+            let opt = |b: &mut Builder, r: Result<(), String>| {
+                (!v.is_empty() && b.check(e, r).is_some()).then(|| v.to_string())
+            };
+            match e.key.as_str() {
                 "Image" => {
-                    have_section = true;
-                    for e in &sec.entries {
-                        let v = e.value.as_str();
-                        let opt = |b: &mut Builder, r: Result<(), String>| {
-                            (!v.is_empty() && b.check(e, r).is_some()).then(|| v.to_string())
-                        };
-                        match e.key.as_str() {
-                            "Image" => {
-                                spec.source = if v.is_empty() {
-                                    String::new()
-                                } else {
-                                    opt(&mut b, check_image_source(v)).unwrap_or_default()
-                                };
-                            }
-                            "Platform" => spec.platform = opt(&mut b, check_platform(v)),
-                            "InstallPackages" => {
-                                let r = match v {
-                                    "auto" | "yes" | "no" => Ok(()),
-                                    _ => Err("expected auto, yes or no".into()),
-                                };
-                                spec.install_packages = opt(&mut b, r);
-                            }
-                            "CAFile" => spec.ca_file = opt(&mut b, check_abs_path(v, "CA file")),
-                            "MaxSize" => {
-                                spec.max_size = if v.is_empty() {
-                                    None
-                                } else {
-                                    b.check(e, parse_size(v))
-                                };
-                            }
-                            k => b.err(e, format!("unknown key '{k}' in section [Image]")),
-                        }
-                    }
+                    spec.source = if v.is_empty() {
+                        String::new()
+                    } else {
+                        opt(b, check_image_source(v)).unwrap_or_default()
+                    };
                 }
-                "Install" => sec.entries.iter().for_each(|e| b.install_key(e)),
-                "Service" | "Unit" => {
-                    if sec.name == "Service" {
-                        for e in &sec.entries {
-                            if let Some((_, why)) =
-                                RESERVED_SERVICE_KEYS.iter().find(|(k, _)| *k == e.key)
-                            {
-                                b.err(e, format!("{}= cannot be set in [Service]: {why}", e.key));
-                            }
-                        }
-                    }
-                    b.passthrough.push(sec.clone());
+                "Platform" => spec.platform = opt(b, check_platform(v)),
+                "InstallPackages" => {
+                    let r = match v {
+                        "auto" | "yes" | "no" => Ok(()),
+                        _ => Err("expected auto, yes or no".into()),
+                    };
+                    spec.install_packages = opt(b, r);
                 }
-                n if n.starts_with("X-") => b.passthrough.push(sec.clone()),
-                n => b.diags.push(Diag::at(
-                    &sec.at,
-                    format!("unknown section [{n}]; a .image file has [Unit], [Image], [Service], [Install] and X- sections"),
-                )),
+                "CAFile" => spec.ca_file = opt(b, check_abs_path(v, "CA file")),
+                "MaxSize" => {
+                    spec.max_size = if v.is_empty() {
+                        None
+                    } else {
+                        b.check(e, parse_size(v))
+                    };
+                }
+                k => b.err(e, format!("unknown key '{k}' in section [Image]")),
             }
-        }
-        if !have_section {
+        });
+        if file.section("Image").is_none() {
             b.diags.push(Diag::file(source, "no [Image] section"));
         } else if spec.source.is_empty() && b.diags.is_empty() {
             b.diags.push(Diag::file(
@@ -298,31 +281,15 @@ impl Image {
                 "no Image= in [Image]: say what to import (a registry reference, URL or file)",
             ));
         }
-        if let Some((_, at)) = b.install_at.iter().find(|(k, _)| *k == "DefaultInstance") {
-            let at = at.clone();
+        if let Some(at) = b.install_line("DefaultInstance") {
             b.diags.push(Diag::at(
                 &at,
                 "DefaultInstance= only applies to container templates",
             ));
         }
-        for a in b.install.alias.clone() {
-            if !a.ends_with(".service") || a.contains("@.") {
-                let msg =
-                    format!("Alias={a}: an alias must be a .service name that is not a template");
-                let at = b
-                    .install_at
-                    .iter()
-                    .find(|(k, _)| *k == "Alias")
-                    .map(|(_, a)| a.clone());
-                b.diags.push(match at {
-                    Some(at) => Diag::at(&at, msg),
-                    None => Diag::file(source, msg),
-                });
-            }
-        }
-        if !b.diags.is_empty() {
-            b.diags.sort_by_key(|d| (d.path.clone(), d.line));
-            return Err(b.diags);
+        b.check_aliases(false);
+        if let Some(diags) = b.failed() {
+            return Err(diags);
         }
         Ok(Image {
             name: stem,

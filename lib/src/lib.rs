@@ -6,6 +6,8 @@
 //! - [`config`]: the global `sdme.conf` and its drop-ins;
 //! - [`container`]: the `.container` schema and its validation;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
+//! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
+//!   drop-ins, the same for every file kind;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
@@ -21,6 +23,7 @@ pub mod parallel;
 pub mod paths;
 pub mod render;
 pub mod search;
+pub(crate) mod sections;
 pub mod syntax;
 pub mod timespan;
 pub mod userns;
