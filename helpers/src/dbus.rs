@@ -187,21 +187,23 @@ impl<'a> R<'a> {
             u32::from_le_bytes(a)
         })
     }
+    /// A string or object path: u32 length, bytes, NUL.
     fn str(&mut self) -> Result<String> {
         let n = self.u32()? as usize;
-        let s = self.take(n)?;
-        if self.u8()? != 0 {
-            return self.err("string not NUL-terminated");
-        }
-        String::from_utf8(s.to_vec()).or_else(|_| self.err("string not UTF-8"))
+        self.nul_terminated(n, "string")
     }
+    /// A signature: u8 length, bytes, NUL.
     fn sig(&mut self) -> Result<String> {
         let n = self.u8()? as usize;
+        self.nul_terminated(n, "signature")
+    }
+    /// `n` bytes of UTF-8 and the NUL after them.
+    fn nul_terminated(&mut self, n: usize, what: &str) -> Result<String> {
         let s = self.take(n)?;
         if self.u8()? != 0 {
-            return self.err("signature not NUL-terminated");
+            return self.err(&format!("{what} not NUL-terminated"));
         }
-        String::from_utf8(s.to_vec()).or_else(|_| self.err("signature not UTF-8"))
+        String::from_utf8(s.to_vec()).or_else(|_| self.err(&format!("{what} not UTF-8")))
     }
     /// Read one value of a basic type (or a variant of one).
     fn value(&mut self, sig: &str) -> Result<Value> {
@@ -528,6 +530,26 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_and_signatures_must_end_in_nul_and_be_utf8() {
+        let msg = |r: Result<String>| match r {
+            Err(Error::Protocol(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let le = |b| R {
+            b,
+            pos: 0,
+            be: false,
+        };
+        assert_eq!(le(&[2, 0, 0, 0, b'h', b'i', 0]).str().unwrap(), "hi");
+        let e = msg(le(&[2, 0, 0, 0, b'h', b'i', b'!']).str());
+        assert_eq!(e, "string not NUL-terminated at offset 7");
+        let e = msg(le(&[1, 0xff, 0]).sig());
+        assert_eq!(e, "signature not UTF-8 at offset 3");
+        let e = msg(le(&[1, b's', b'x']).sig());
+        assert_eq!(e, "signature not NUL-terminated at offset 3");
+    }
 
     #[test]
     fn call_round_trips_through_the_parser() {
