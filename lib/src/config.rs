@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 
 use crate::container::{capability_name, parse_capability, Diag};
-use crate::search::{config_files, read_bounded};
+use crate::search::config_files;
+use crate::sections::read_and_parse;
 use crate::syntax::UnitFile;
 
 /// The file name on the search path.
@@ -59,10 +60,7 @@ impl Config {
             .collect();
         let mut merged = UnitFile::default();
         for f in &files {
-            let parsed = read_bounded(f)
-                .map_err(|e| Diag::file(f, e))
-                .and_then(|data| UnitFile::parse(f, &data).map_err(|e| Diag::at(&e.at, e.message)));
-            match parsed {
+            match read_and_parse(f) {
                 Ok(u) => merged.merge(u),
                 Err(d) => diags.push(d),
             }
