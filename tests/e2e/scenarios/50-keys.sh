@@ -121,8 +121,7 @@ assert_match "control: $c (host network) sees the host's e2e50a" '(^| )e2e50a ' 
 host_ns=$(th_exec readlink /proc/1/ns/net)
 ns=()
 for m in "$c" "$p"; do
-	leader=$(th_exec machinectl show "$m" -p Leader --value 2>&1 || true)
-	ns+=("$(th_exec readlink "/proc/$leader/ns/net" 2>&1 || true)")
+	ns+=("$(net_leader_ns "$m")")
 done
 assert_eq "$c shares the host's network namespace" "$host_ns" "${ns[0]}"
 assert_match "$p has a network namespace" '^net:\[[0-9]+\]$' "${ns[1]}"

@@ -161,20 +161,11 @@ for m in "$pa" "$pb"; do
 done
 pa_base=$(base_of "sdme-$pa.service")
 assert_eq "uid_map inside $pa" "0 $pa_base 65536" "$(uid_map "$pa")"
-fetch() { # MACHINE PORT
-	th_run_in "$1" timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && cat <&3" 2>/dev/null | tr -d '\r' || true
-}
-require_in "a listener on 127.0.0.1:8056 in $pa" systemd-run -q -M "$pa" --unit=srv56 \
-	systemd-socket-activate -l 127.0.0.1:8056 -a --inetd echo from-userns
-require_in "a listener on 127.0.0.1:8057 in $pb" systemd-run -q -M "$pb" --unit=srv56 \
-	systemd-socket-activate -l 127.0.0.1:8057 -a --inetd echo from-plain
-ok=
-for _ in $(seq 50); do
-	if [ "$(fetch "$pb" 8056)" = from-userns ]; then ok=1 && break; fi
-	sleep 0.2
-done
-[ -n "$ok" ] || fail "$pb never reached the server in $pa ($pa has PrivateUsers=yes) on 127.0.0.1:8056"
-assert_eq "$pa (PrivateUsers=yes) reaches the server in $pb on 127.0.0.1:8057" from-plain "$(fetch "$pa" 8057)"
+require "a listener on 127.0.0.1:8056 in $pa" net_serve "$pa" srv56 8056 from-userns
+require "a listener on 127.0.0.1:8057 in $pb" net_serve "$pb" srv56 8057 from-plain
+net_await "$pb" 8056 from-userns ||
+	fail "$pb never reached the server in $pa ($pa has PrivateUsers=yes) on 127.0.0.1:8056"
+assert_eq "$pa (PrivateUsers=yes) reaches the server in $pb on 127.0.0.1:8057" from-plain "$(net_fetch "$pa" 8057)"
 require_in "systemctl stop sdme-pod-$pod" timeout 180 systemctl stop "sdme-pod-$pod"
 for m in "$pa" "$pb"; do
 	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after the pod stopped"

@@ -11,11 +11,7 @@
 #   host reboots both are back, nobody started them, and they share one
 #   namespace again.
 #
-# The listener: the test host is a minbase Debian (no python3, socat or
-# nc), and the members are clones of it. systemd-socket-activate ships
-# with systemd on both suites: with --inetd -a it accepts on
-# 127.0.0.1:8065 and runs `echo` per connection. The client is bash's
-# /dev/tcp.
+# The server and client are tests/e2e/net's (net_serve, net_fetch).
 
 p1=p65a
 p2=p65b
@@ -27,23 +23,8 @@ pin=/run/sdme/pods/$pod/netns
 on_cleanup sh -c "rm -rf /var/lib/sdme/containers/$p1 /var/lib/sdme/containers/$p2 /var/lib/sdme/containers/$o3 /etc/sdme/$p1.container /etc/sdme/$p2.container /etc/sdme/$o3.container /etc/sdme/$pod.pod && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$p1 sdme-$p2 sdme-$o3 sdme-pod-$pod; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-# leader_ns MACHINE: the network namespace of MACHINE's leader, seen from
-# the test host.
-leader_ns() {
-	local leader
-	leader=$(th_exec machinectl show "$1" -p Leader --value 2>&1) || return 0
-	th_exec readlink "/proc/$leader/ns/net" 2>&1 || true
-}
-
-# fetch MACHINE: connect to 127.0.0.1:$port inside MACHINE and print what
-# the server said (empty when the connection failed).
-fetch() {
-	th_run_in "$1" timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && cat <&3" 2>/dev/null || true
-}
-
 step "write $pod.pod, $p1 and $p2 (Pod=$pod.pod, WantedBy=machines.target), $o3 (no pod)"
-require_in "systemd-socket-activate exists in the test host (and so in its clones)" \
-	sh -c 'command -v systemd-socket-activate'
+net_require_server
 th_exec mkdir -p /etc/sdme
 printf '[Pod]\n' | th_exec sh -c "cat > /etc/sdme/$pod.pod"
 for m in "$p1" "$p2"; do
@@ -60,13 +41,13 @@ for m in "$p1" "$p2" "$o3"; do
 	require_in "systemctl start sdme-$m" timeout 180 systemctl start "sdme-$m"
 done
 assert_eq "sdme-pod-$pod active" active "$(th_exec systemctl is-active "sdme-pod-$pod" 2>&1 || true)"
-pin_ino=$(th_exec stat -L -c %i "$pin" 2>&1 || true)
+pin_ino=$(net_pod_ino "$pod")
 assert_match "$pin is a pinned namespace" '^[0-9]+$' "$pin_ino"
 assert_eq "$pin is on nsfs" nsfs "$(th_exec stat -f -c %T "$pin" 2>&1 || true)"
 host_ns=$(th_exec readlink /proc/1/ns/net)
-ns1=$(leader_ns "$p1")
-ns2=$(leader_ns "$p2")
-ns3=$(leader_ns "$o3")
+ns1=$(net_leader_ns "$p1")
+ns2=$(net_leader_ns "$p2")
+ns3=$(net_leader_ns "$o3")
 assert_eq "$p1's leader is in the pod's namespace" "net:[$pin_ino]" "$ns1"
 assert_eq "$p2's leader is in the same namespace" "$ns1" "$ns2"
 [ "$ns1" != "$host_ns" ] || fail "the pod shares the host's network namespace ($host_ns)"
@@ -76,16 +57,10 @@ assert_eq "systemd-resolved not masked in $p1 (not the host's network)" "" \
 	"$(th_exec systemctl -M "$p1" show -P LoadState systemd-resolved.service 2>&1 | grep -x masked || true)"
 
 step "a server on 127.0.0.1:$port in $p1"
-require_in "start the listener in $p1" systemd-run -q -M "$p1" --unit=srv65 \
-	systemd-socket-activate -l "127.0.0.1:$port" -a --inetd echo pod-hello
-ok=
-for _ in $(seq 50); do
-	if [ "$(fetch "$p1")" = pod-hello ]; then ok=1 && break; fi
-	sleep 0.2
-done
-[ -n "$ok" ] || fail "the listener in $p1 never answered on 127.0.0.1:$port"
-assert_eq "$p2 reaches $p1's server on 127.0.0.1:$port" pod-hello "$(fetch "$p2")"
-assert_eq "$o3 (outside the pod) does not reach it" "" "$(fetch "$o3")"
+require "start the listener in $p1" net_serve "$p1" srv65 "$port" pod-hello
+net_await "$p1" "$port" pod-hello || fail "the listener in $p1 never answered on 127.0.0.1:$port"
+assert_eq "$p2 reaches $p1's server on 127.0.0.1:$port" pod-hello "$(net_fetch "$p2" "$port")"
+assert_eq "$o3 (outside the pod) does not reach it" "" "$(net_fetch "$o3" "$port")"
 assert_eq "the test host does not reach it" "" \
 	"$(th_exec timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && cat <&3" 2>/dev/null || true)"
 
@@ -110,21 +85,15 @@ for m in "$p1" "$p2"; do
 	assert_eq "sdme-$m active after the host's boot, nobody started it" active "$state"
 done
 assert_eq "sdme-pod-$pod active after the boot" active "$(th_exec systemctl is-active "sdme-pod-$pod" 2>&1 || true)"
-pin_ino=$(th_exec stat -L -c %i "$pin" 2>&1 || true)
-ns1=$(leader_ns "$p1")
-ns2=$(leader_ns "$p2")
+pin_ino=$(net_pod_ino "$pod")
+ns1=$(net_leader_ns "$p1")
+ns2=$(net_leader_ns "$p2")
 host_ns=$(th_exec readlink /proc/1/ns/net)
 assert_eq "$p1's leader is in the pod's namespace after the reboot" "net:[$pin_ino]" "$ns1"
 assert_eq "$p2's leader shares it" "$ns1" "$ns2"
 [ "$ns1" != "$host_ns" ] || fail "after the reboot the pod shares the host's network namespace"
-require_in "start the listener in $p1 again" systemd-run -q -M "$p1" --unit=srv65 \
-	systemd-socket-activate -l "127.0.0.1:$port" -a --inetd echo pod-again
-ok=
-for _ in $(seq 50); do
-	if [ "$(fetch "$p2")" = pod-again ]; then ok=1 && break; fi
-	sleep 0.2
-done
-[ -n "$ok" ] || fail "after the reboot $p2 never reached $p1's server on 127.0.0.1:$port"
+require "start the listener in $p1 again" net_serve "$p1" srv65 "$port" pod-again
+net_await "$p2" "$port" pod-again || fail "after the reboot $p2 never reached $p1's server on 127.0.0.1:$port"
 
 step "stop"
 require_in "systemctl stop" timeout 180 systemctl stop "sdme-$p1" "sdme-$p2" "sdme-pod-$pod"

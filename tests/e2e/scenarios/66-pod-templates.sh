@@ -13,7 +13,7 @@
 # - systemctl start sdme-pod-grp66@zzz (no file, no member) works;
 # - stopping the pod instances stops their members and leaves nothing in
 #   /run/sdme/pods.
-# The listener and client are the ones of 65-pods.sh.
+# The server and client are tests/e2e/net's (net_serve, net_fetch).
 
 pod=grp66
 port=8066
@@ -23,23 +23,8 @@ units="sdme-c66@x sdme-c66@y sdme-s66@a sdme-s66@b"
 on_cleanup sh -c "cd /var/lib/sdme/containers && rm -rf $machines; rm -f /etc/sdme/c66@.container /etc/sdme/s66@.container /etc/sdme/$pod@.pod /etc/sdme/$pod@a.pod && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop $units sdme-pod-$pod@a sdme-pod-$pod@b sdme-pod-$pod@zzz; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
-leader_ns() {
-	local leader
-	leader=$(th_exec machinectl show "$1" -p Leader --value 2>&1) || return 0
-	th_exec readlink "/proc/$leader/ns/net" 2>&1 || true
-}
-
-fetch() {
-	th_run_in "$1" timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && cat <&3" 2>/dev/null || true
-}
-
-pinned_ino() {
-	th_exec stat -L -c %i "/run/sdme/pods/$1/netns" 2>&1 || true
-}
-
 step "write $pod@.pod (+ the instance $pod@a.pod -> $pod@.pod), c66@.container (Pod=$pod@a.pod), s66@.container (Pod=$pod@%i.pod)"
-require_in "systemd-socket-activate exists in the test host (and so in its clones)" \
-	sh -c 'command -v systemd-socket-activate'
+net_require_server
 th_exec mkdir -p /etc/sdme
 printf '[Pod]\n' | th_exec sh -c "cat > /etc/sdme/$pod@.pod"
 th_exec ln -sf "$pod@.pod" "/etc/sdme/$pod@a.pod"
@@ -59,27 +44,21 @@ for i in a b; do
 	assert_eq "/run/sdme/pods/$pod@$i/netns is on nsfs" nsfs \
 		"$(th_exec stat -f -c %T "/run/sdme/pods/$pod@$i/netns" 2>&1 || true)"
 done
-ino_a=$(pinned_ino "$pod@a")
-ino_b=$(pinned_ino "$pod@b")
+ino_a=$(net_pod_ino "$pod@a")
+ino_b=$(net_pod_ino "$pod@b")
 assert_match "$pod@a is pinned" '^[0-9]+$' "$ino_a"
 [ "$ino_a" != "$ino_b" ] || fail "$pod@a and $pod@b share one namespace ($ino_a)"
 for m in c66-x c66-y s66-a; do
-	assert_eq "$m's leader is in $pod@a's namespace" "net:[$ino_a]" "$(leader_ns "$m")"
+	assert_eq "$m's leader is in $pod@a's namespace" "net:[$ino_a]" "$(net_leader_ns "$m")"
 done
-assert_eq "s66-b's leader is in $pod@b's namespace" "net:[$ino_b]" "$(leader_ns s66-b)"
+assert_eq "s66-b's leader is in $pod@b's namespace" "net:[$ino_b]" "$(net_leader_ns s66-b)"
 
 step "a server on 127.0.0.1:$port in c66-x"
-require_in "start the listener in c66-x" systemd-run -q -M c66-x --unit=srv66 \
-	systemd-socket-activate -l "127.0.0.1:$port" -a --inetd echo pod-tpl-hello
-ok=
-for _ in $(seq 50); do
-	if [ "$(fetch c66-x)" = pod-tpl-hello ]; then ok=1 && break; fi
-	sleep 0.2
-done
-[ -n "$ok" ] || fail "the listener in c66-x never answered on 127.0.0.1:$port"
-assert_eq "c66-y (Pod=$pod@a.pod) reaches it" pod-tpl-hello "$(fetch c66-y)"
-assert_eq "s66-a (Pod=$pod@%i.pod, instance a) reaches it" pod-tpl-hello "$(fetch s66-a)"
-assert_eq "s66-b (in $pod@b) does not reach it" "" "$(fetch s66-b)"
+require "start the listener in c66-x" net_serve c66-x srv66 "$port" pod-tpl-hello
+net_await c66-x "$port" pod-tpl-hello || fail "the listener in c66-x never answered on 127.0.0.1:$port"
+assert_eq "c66-y (Pod=$pod@a.pod) reaches it" pod-tpl-hello "$(net_fetch c66-y "$port")"
+assert_eq "s66-a (Pod=$pod@%i.pod, instance a) reaches it" pod-tpl-hello "$(net_fetch s66-a "$port")"
+assert_eq "s66-b (in $pod@b) does not reach it" "" "$(net_fetch s66-b "$port")"
 
 step "systemctl start sdme-pod-$pod@zzz: an undeclared pod instance"
 require_in "systemctl start sdme-pod-$pod@zzz" timeout 60 systemctl start "sdme-pod-$pod@zzz"
