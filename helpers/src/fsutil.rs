@@ -67,6 +67,37 @@ fn own(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// Open the directory `name` (below `at`, or a host path) without
+/// following a symlink in its last component; `shown` names it in errors.
+fn open_dir_nofollow<P: ?Sized + nix::NixPath>(
+    at: Option<RawFd>,
+    name: &P,
+    shown: &Path,
+) -> Result<OwnedFd> {
+    let fd = openat(
+        at,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        // With O_DIRECTORY, Linux says ENOTDIR for a symlink too.
+        let symlink = || {
+            fstatat(at, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK)
+        };
+        match e {
+            Errno::ELOOP => anyhow!("{} is a symlink; refusing to follow it", shown.display()),
+            Errno::ENOTDIR if symlink() => {
+                anyhow!("{} is a symlink; refusing to follow it", shown.display())
+            }
+            Errno::ENOTDIR => anyhow!("{} is not a directory", shown.display()),
+            e => anyhow!("cannot open {}: {e}", shown.display()),
+        }
+    })?;
+    Ok(own(fd))
+}
+
 fn is_whiteout(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR
         && st.st_rdev == 0
@@ -119,19 +150,8 @@ impl SafeDir {
     /// Open a directory given by the administrator (a host path); the last
     /// component must not be a symlink.
     pub fn open(path: &Path) -> Result<SafeDir> {
-        let fd = openat(
-            None,
-            path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ELOOP => anyhow!("{} is a symlink; refusing to follow it", path.display()),
-            Errno::ENOTDIR => anyhow!("{} is not a directory", path.display()),
-            e => anyhow!("cannot open {}: {e}", path.display()),
-        })?;
         Ok(SafeDir {
-            fd: own(fd),
+            fd: open_dir_nofollow(None, path, path)?,
             path: path.to_path_buf(),
         })
     }
@@ -191,18 +211,8 @@ impl SafeDir {
             ),
             _ => bail!("{} exists and is not a directory", p.display()),
         }
-        let fd = openat(
-            Some(self.raw()),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ELOOP => anyhow!("{} is a symlink; refusing to follow it", p.display()),
-            e => anyhow!("cannot open {}: {e}", p.display()),
-        })?;
         let dir = SafeDir {
-            fd: own(fd),
+            fd: open_dir_nofollow(Some(self.raw()), name, &p)?,
             path: p,
         };
         if made_opaque {
@@ -225,14 +235,7 @@ impl SafeDir {
             Err(Errno::EEXIST) => return Ok(()), // raced with someone; checked on open
             Err(e) => bail!("cannot create directory {}: {e}", p.display()),
         }
-        let fd = openat(
-            Some(self.raw()),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| anyhow!("cannot open {}: {e}", p.display()))?;
-        let fd = own(fd);
+        let fd = open_dir_nofollow(Some(self.raw()), name, &p)?;
         // Owner first: chown clears set-id bits.
         fchown(
             fd.as_raw_fd(),
@@ -567,6 +570,28 @@ mod tests {
         for bad in ["etc", "/", "/etc/../x", "", "//"] {
             assert!(container_rel_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn directories_open_without_following_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(t.path().join("f"), "").unwrap();
+        std::os::unix::fs::symlink(&dir, t.path().join("l")).unwrap();
+        assert!(SafeDir::open(&dir).is_ok());
+        let e = |p: &str| match SafeDir::open(&t.path().join(p)) {
+            Ok(_) => panic!("{p} opened"),
+            Err(e) => e.to_string(),
+        };
+        let l = t.path().join("l");
+        assert_eq!(
+            e("l"),
+            format!("{} is a symlink; refusing to follow it", l.display())
+        );
+        let f = t.path().join("f");
+        assert_eq!(e("f"), format!("{} is not a directory", f.display()));
+        assert!(e("missing").starts_with("cannot open "), "{}", e("missing"));
     }
 
     #[test]
