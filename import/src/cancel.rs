@@ -3,6 +3,11 @@
 //! process at once (the next run cleans what is left).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often waits and watchers look at a stop flag: the delay between
+/// Ctrl+C and the stop of a wait or a blocked network read.
+pub const POLL: Duration = Duration::from_millis(50);
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
@@ -64,7 +69,45 @@ pub fn is_interrupted(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<Interrupted>().is_some())
 }
 
+/// Sleeps for `d` unless `flag` gets set first: then fails with
+/// [`Interrupted`] within [`POLL`].
+pub fn sleep(d: Duration, flag: &AtomicBool) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        if flag.load(Ordering::SeqCst) {
+            return Err(Interrupted.into());
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+}
+
 /// The flag itself, for code that takes an `&AtomicBool` to poll.
 pub fn flag() -> &'static AtomicBool {
     &REQUESTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_ends_early_when_the_flag_is_set() {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let t = Instant::now();
+        sleep(Duration::from_millis(120), flag).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(120));
+
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let t = Instant::now();
+        let e = sleep(Duration::from_secs(30), flag).unwrap_err();
+        assert!(is_interrupted(&e));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
 }

@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::http::{self, Client};
 use crate::import::Job;
@@ -118,10 +119,38 @@ fn url_inner(job: &mut Job) -> Result<()> {
     job.progress
         .begin(format!("downloading {}", job.source), len);
     let opts = job.apply_opts(false);
-    tarball::unpack(Counted::new(stream, job.progress), job.root, &opts)
-        .with_context(|| format!("{}: not a usable tarball", job.source))?;
+    let failed = Arc::new(Mutex::new(None));
+    let stream = FirstError {
+        inner: stream,
+        first: failed.clone(),
+    };
+    tarball::unpack(Counted::new(stream, job.progress), job.root, &opts).map_err(|e| {
+        // "corrupt archive" after a failed download is the download's fault.
+        match failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(download) => anyhow!(download),
+            None => e.context(format!("{}: not a usable tarball", job.source)),
+        }
+    })?;
     job.progress.done();
     Ok(())
+}
+
+/// A reader that keeps the message of its first error.
+struct FirstError<R> {
+    inner: R,
+    first: Arc<Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for FirstError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r {
+            if let Ok(mut f) = self.first.lock() {
+                f.get_or_insert_with(|| e.to_string());
+            }
+        }
+        r
+    }
 }
 
 fn download_to(mut src: impl Read, dest: &Path, job: &Job) -> Result<()> {
@@ -266,5 +295,24 @@ mod tests {
         mbr[511] = 0xaa;
         assert!(disk_magic(&mbr));
         assert!(!disk_magic(b"\x1f\x8b\x08"));
+    }
+
+    #[test]
+    fn first_error_is_kept() {
+        struct Failing(u32);
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                Err(std::io::Error::other(format!("failure {}", self.0)))
+            }
+        }
+        let first = Arc::new(Mutex::new(None));
+        let mut r = FirstError {
+            inner: Failing(0),
+            first: first.clone(),
+        };
+        assert!(r.read(&mut [0u8; 4]).is_err());
+        assert!(r.read(&mut [0u8; 4]).is_err());
+        assert_eq!(first.lock().unwrap().as_deref(), Some("failure 1"));
     }
 }

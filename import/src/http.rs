@@ -10,6 +10,11 @@
 //!   retried with exponential backoff before the body is read; a body that
 //!   fails midway is the caller's to retry (blobs are verified and cached
 //!   whole, so a retry starts over).
+//! * Ctrl+C (the stop flag of [`crate::cancel`]) shuts every connection
+//!   down within [`crate::cancel::POLL`], even one whose server stopped
+//!   sending: a watcher thread calls `Agent::shutdown`, which wakes reads
+//!   blocked in other threads. Retry waits end at once too. Only a TCP
+//!   connect in progress runs to its end (at most the 30 s connect timeout).
 //! * Bodies are capped (`--max-size`): the reader fails with a one-line
 //!   error as soon as more than the cap arrives, and a body shorter than its
 //!   `Content-Length` is reported as truncated.
@@ -19,7 +24,8 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
@@ -45,6 +51,9 @@ pub struct Options {
     /// The first backoff; doubled at each retry.
     pub backoff: Duration,
     pub proxies: ProxyEnv,
+    /// When set, every request and body read stops and fails with
+    /// [`crate::cancel::Interrupted`].
+    pub cancel: Option<&'static AtomicBool>,
 }
 
 impl Default for Options {
@@ -55,6 +64,7 @@ impl Default for Options {
             retries: 4,
             backoff: Duration::from_millis(500),
             proxies: ProxyEnv::from_env(),
+            cancel: Some(crate::cancel::flag()),
         }
     }
 }
@@ -278,6 +288,22 @@ impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
+            // ureq enforces Content-Length itself: a close before the end
+            // is an EOF error, which is a truncated download.
+            Err(e)
+                if e.kind() == io::ErrorKind::UnexpectedEof
+                    && self.expected.is_some_and(|want| self.read < want) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: truncated download: {} of {} bytes (the connection closed)",
+                        self.url,
+                        self.read,
+                        self.expected.unwrap_or_default()
+                    ),
+                ))
+            }
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -314,12 +340,19 @@ impl Read for BodyReader {
     }
 }
 
+/// The agents of a client, by proxy; none are made once `stopped`.
+#[derive(Default)]
+struct Agents {
+    by_proxy: HashMap<Option<String>, ureq::Agent>,
+    stopped: bool,
+}
+
 /// The client: one agent per proxy (ureq binds a proxy to an agent), all
 /// sharing the same roots and options.
 pub struct Client {
     opts: Options,
     roots: Arc<Vec<Certificate<'static>>>,
-    agents: Mutex<HashMap<Option<String>, ureq::Agent>>,
+    agents: Arc<Mutex<Agents>>,
     /// How many requests went out (each retry counts), for tests and figures.
     pub requests: std::sync::atomic::AtomicU64,
 }
@@ -365,12 +398,40 @@ impl Client {
             }
             roots.extend(extra);
         }
+        let agents = Arc::new(Mutex::new(Agents::default()));
+        if let Some(flag) = opts.cancel {
+            watch(flag, Arc::downgrade(&agents))?;
+        }
         Ok(Client {
             opts,
             roots: Arc::new(roots),
-            agents: Mutex::new(HashMap::new()),
+            agents,
             requests: Default::default(),
         })
+    }
+
+    fn cancelled(&self) -> bool {
+        self.opts.cancel.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Fails with [`crate::cancel::Interrupted`] once a stop was asked for.
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancelled() {
+            return Err(crate::cancel::Interrupted.into());
+        }
+        Ok(())
+    }
+
+    /// Waits before a retry; a stop ends the wait.
+    fn backoff_sleep(&self, d: Duration) -> Result<()> {
+        let d = d.min(Duration::from_secs(60));
+        match self.opts.cancel {
+            Some(flag) => crate::cancel::sleep(d, flag),
+            None => {
+                std::thread::sleep(d);
+                Ok(())
+            }
+        }
     }
 
     pub fn max_size(&self) -> u64 {
@@ -393,7 +454,12 @@ impl Client {
             .for_target(scheme, host, port)
             .map(str::to_string);
         let mut agents = self.agents.lock().map_err(|_| anyhow!("agent lock"))?;
-        if let Some(a) = agents.get(&proxy) {
+        // Checked under the lock the watcher takes to shut the agents down,
+        // so no agent made after a stop escapes it.
+        if agents.stopped || self.cancelled() {
+            return Err(crate::cancel::Interrupted.into());
+        }
+        if let Some(a) = agents.by_proxy.get(&proxy) {
             return Ok(a.clone());
         }
         let ureq_proxy = match &proxy {
@@ -429,7 +495,7 @@ impl Client {
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .build()
             .into();
-        agents.insert(proxy, agent.clone());
+        agents.by_proxy.insert(proxy, agent.clone());
         Ok(agent)
     }
 
@@ -439,8 +505,8 @@ impl Client {
         let agent = self.agent_for(req.url)?;
         let mut attempt = 0;
         loop {
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.check_cancel()?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let result = match req.method {
                 "HEAD" => {
                     let mut b = agent.head(req.url);
@@ -457,6 +523,8 @@ impl Client {
                     b.call()
                 }
             };
+            // A connection shut down by Ctrl+C fails like any other.
+            self.check_cancel()?;
             let wait = self.opts.backoff * 2u32.saturating_pow(attempt);
             match result {
                 Ok(resp) => {
@@ -466,7 +534,7 @@ impl Client {
                     if transient && attempt < self.opts.retries {
                         let wait = retry_after(&parts.headers).unwrap_or(wait);
                         attempt += 1;
-                        std::thread::sleep(wait.min(Duration::from_secs(60)));
+                        self.backoff_sleep(wait)?;
                         continue;
                     }
                     return Ok(Reply {
@@ -480,7 +548,7 @@ impl Client {
                 Err(e) => {
                     if is_transient(&e) && attempt < self.opts.retries {
                         attempt += 1;
-                        std::thread::sleep(wait);
+                        self.backoff_sleep(wait)?;
                         continue;
                     }
                     return Err(transport_error(req.url, &e));
@@ -501,6 +569,30 @@ impl Client {
         };
         Ok((headers, reply.into_reader()?))
     }
+}
+
+/// Starts the thread that shuts every agent down (interrupting reads
+/// blocked in any thread) once `flag` is set; it ends with the client.
+fn watch(flag: &'static AtomicBool, agents: Weak<Mutex<Agents>>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("http-cancel".into())
+        .spawn(move || loop {
+            std::thread::sleep(crate::cancel::POLL);
+            let Some(agents) = agents.upgrade() else {
+                return;
+            };
+            if flag.load(Ordering::SeqCst) {
+                if let Ok(mut a) = agents.lock() {
+                    a.stopped = true;
+                    for (_, agent) in a.by_proxy.drain() {
+                        agent.shutdown();
+                    }
+                }
+                return;
+            }
+        })
+        .context("cannot start the HTTP cancel watcher")?;
+    Ok(())
 }
 
 fn load_pem(path: &Path) -> Result<Vec<Certificate<'static>>> {
@@ -705,7 +797,99 @@ mod tests {
         ]);
         let (_, mut r) = client(1000).get(&url).unwrap();
         let err = r.read_to_end(&mut Vec::new()).unwrap_err().to_string();
-        assert!(err.contains(&url), "{err}");
+        assert!(
+            err.contains(&url) && err.contains("truncated download: 5 of 100 bytes"),
+            "{err}"
+        );
+    }
+
+    /// A stop flag of its own for a test (the process-wide one would stop
+    /// the other tests).
+    fn test_flag() -> &'static AtomicBool {
+        Box::leak(Box::new(AtomicBool::new(false)))
+    }
+
+    fn set_after(flag: &'static AtomicBool, ms: u64) {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+
+    /// A server that sends `head` then keeps the connection open, silent,
+    /// for a minute.
+    fn serve_stalled(head: &'static [u8]) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(head);
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        format!("http://{addr}/stalled.tar")
+    }
+
+    #[test]
+    fn stop_interrupts_a_stalled_body_read_in_another_thread() {
+        let flag = test_flag();
+        let c = Client::new(Options {
+            proxies: ProxyEnv::default(),
+            cancel: Some(flag),
+            ..Options::default()
+        })
+        .unwrap();
+        let url = serve_stalled(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789");
+        let (_, mut body) = c.get(&url).unwrap();
+        let t = std::time::Instant::now();
+        // The read blocks in a worker thread, as layer downloads do.
+        let reader = std::thread::spawn(move || body.read_to_end(&mut Vec::new()));
+        set_after(flag, 200);
+        let r = reader.join().unwrap();
+        assert!(r.is_err(), "a stopped download must not look complete");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        // No request goes out after the stop.
+        let e = c.get(&url).err().unwrap();
+        assert!(crate::cancel::is_interrupted(&e), "{e:#}");
+    }
+
+    #[test]
+    fn stop_interrupts_a_stalled_response_and_a_retry_wait() {
+        let flag = test_flag();
+        let c = Client::new(Options {
+            proxies: ProxyEnv::default(),
+            cancel: Some(flag),
+            ..Options::default()
+        })
+        .unwrap();
+        // No status line ever comes.
+        let url = serve_stalled(b"");
+        set_after(flag, 200);
+        let t = std::time::Instant::now();
+        let e = c.get(&url).err().unwrap();
+        assert!(crate::cancel::is_interrupted(&e), "{e:#}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+        // 503 with a long Retry-After: the wait ends at the stop.
+        let flag = test_flag();
+        let c = Client::new(Options {
+            proxies: ProxyEnv::default(),
+            cancel: Some(flag),
+            retries: 3,
+            ..Options::default()
+        })
+        .unwrap();
+        let url = serve(vec![resp(
+            "503 Service Unavailable",
+            "Retry-After: 50\r\n",
+            "",
+        )]);
+        set_after(flag, 200);
+        let t = std::time::Instant::now();
+        let e = c.get(&url).err().unwrap();
+        assert!(crate::cancel::is_interrupted(&e), "{e:#}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(c.requests.load(Ordering::Relaxed), 1);
     }
 
     #[test]
