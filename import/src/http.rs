@@ -410,6 +410,13 @@ impl Client {
         })
     }
 
+    /// Stops every download in flight at once (reads blocked in other
+    /// threads fail) and refuses new requests: for when the import failed
+    /// and the downloads are no longer wanted.
+    pub fn shutdown(&self) {
+        shutdown(&self.agents);
+    }
+
     fn cancelled(&self) -> bool {
         self.opts.cancel.is_some_and(|f| f.load(Ordering::SeqCst))
     }
@@ -456,8 +463,11 @@ impl Client {
         let mut agents = self.agents.lock().map_err(|_| anyhow!("agent lock"))?;
         // Checked under the lock the watcher takes to shut the agents down,
         // so no agent made after a stop escapes it.
-        if agents.stopped || self.cancelled() {
+        if self.cancelled() {
             return Err(crate::cancel::Interrupted.into());
+        }
+        if agents.stopped {
+            bail!("{url}: downloads were stopped");
         }
         if let Some(a) = agents.by_proxy.get(&proxy) {
             return Ok(a.clone());
@@ -582,17 +592,22 @@ fn watch(flag: &'static AtomicBool, agents: Weak<Mutex<Agents>>) -> Result<()> {
                 return;
             };
             if flag.load(Ordering::SeqCst) {
-                if let Ok(mut a) = agents.lock() {
-                    a.stopped = true;
-                    for (_, agent) in a.by_proxy.drain() {
-                        agent.shutdown();
-                    }
-                }
+                shutdown(&agents);
                 return;
             }
         })
         .context("cannot start the HTTP cancel watcher")?;
     Ok(())
+}
+
+/// Shuts every agent down and refuses new ones.
+fn shutdown(agents: &Mutex<Agents>) {
+    if let Ok(mut a) = agents.lock() {
+        a.stopped = true;
+        for (_, agent) in a.by_proxy.drain() {
+            agent.shutdown();
+        }
+    }
 }
 
 fn load_pem(path: &Path) -> Result<Vec<Certificate<'static>>> {
@@ -851,6 +866,21 @@ mod tests {
         // No request goes out after the stop.
         let e = c.get(&url).err().unwrap();
         assert!(crate::cancel::is_interrupted(&e), "{e:#}");
+    }
+
+    #[test]
+    fn shutdown_ends_a_stalled_read_and_later_requests() {
+        let c = client(1 << 20);
+        let url = serve_stalled(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123");
+        let (_, mut body) = c.get(&url).unwrap();
+        let reader = std::thread::spawn(move || body.read_to_end(&mut Vec::new()));
+        std::thread::sleep(Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        c.shutdown();
+        assert!(reader.join().unwrap().is_err());
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        let e = c.get(&url).err().unwrap().to_string();
+        assert!(e.contains("downloads were stopped"), "{e}");
     }
 
     #[test]

@@ -248,6 +248,9 @@ impl BlobSource for RegistrySource<'_> {
 
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        // Reads blocked on a silent server would otherwise hold the
+        // failure up until their timeout.
+        self.registry.stop();
     }
 
     fn blob(&self, what: &str, d: &Descriptor) -> Result<PathBuf> {

@@ -196,6 +196,11 @@ impl<'a> Registry<'a> {
         })
     }
 
+    /// Stops the downloads in flight (see [`Client::shutdown`]).
+    pub fn stop(&self) {
+        self.http.shutdown();
+    }
+
     /// Starts a blob download; the caller verifies while streaming.
     pub fn blob(&self, d: &Digest) -> Result<(String, BodyReader)> {
         let reply = self.get(&format!("blobs/{d}"), None)?;
