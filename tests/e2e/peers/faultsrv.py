@@ -24,6 +24,9 @@ on its own:
     trunc     the layer announces its full Content-Length, sends half, closes
     stall     the layer sends half its bytes, creates DIR/stalled, then
               keeps the connection open without sending anything
+    evilstall a two-layer image: the second layer stalls as above, the
+              first (a tarball with an entry "../e2e39-escape") is sent
+              once the second has stalled
 
 Writes DIR/manifest.digest (the manifest's digest), with BASE_TAR
 DIR/base.digest, and DIR/ready once it listens; appends the path of each
@@ -51,10 +54,10 @@ def digest(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
-def make_layer():
+def make_layer(files):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in [("etc/e2e39", b"e2e39\n"), ("big", os.urandom(512 << 10))]:
+        for name, data in files:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             t.addfile(info, io.BytesIO(data))
@@ -70,32 +73,36 @@ def file_digest(path):
     return "sha256:" + h.hexdigest()
 
 
-def image(layer_digest, layer_size, diff_id, media_type):
-    """The config and manifest of a one-layer image."""
+def image(layers):
+    """The config and manifest of an image of `layers`: (digest, size,
+    diff_id, media type) each."""
     config = json.dumps({
         "architecture": ARCH, "os": "linux", "config": {"Cmd": ["/sbin/init"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [l[2] for l in layers]},
     }).encode()
     manifest = json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": digest(config), "size": len(config)},
-        "layers": [{"mediaType": media_type, "digest": layer_digest, "size": layer_size}],
+        "layers": [{"mediaType": l[3], "digest": l[0], "size": l[1]} for l in layers],
     }).encode()
     return config, manifest
 
 
-TAR, LAYER = make_layer()
-CONFIG, MANIFEST = image(digest(LAYER), len(LAYER), digest(TAR),
-                         "application/vnd.oci.image.layer.v1.tar+gzip")
+GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+TAR, LAYER = make_layer([("etc/e2e39", b"e2e39\n"), ("big", os.urandom(512 << 10))])
+CONFIG, MANIFEST = image([(digest(LAYER), len(LAYER), digest(TAR), GZ)])
+EVIL_TAR, EVIL = make_layer([("../e2e39-escape", b"escaped\n")])
+EVIL_CONFIG, EVIL_MANIFEST = image([(digest(EVIL), len(EVIL), digest(EVIL_TAR), GZ),
+                                    (digest(LAYER), len(LAYER), digest(TAR), GZ)])
 # Same size as CONFIG, other bytes: what a corrupted store would serve.
 BAD_CONFIG = CONFIG[:-2] + (b" }" if CONFIG[-2:] != b" }" else b"} ")
-BLOBS = {digest(CONFIG): CONFIG, digest(LAYER): LAYER}
+BLOBS = {digest(CONFIG): CONFIG, digest(LAYER): LAYER, digest(EVIL_CONFIG): EVIL_CONFIG}
 if BASE_TAR:
     BASE_LAYER = file_digest(BASE_TAR)
-    BASE_CONFIG, BASE_MANIFEST = image(BASE_LAYER, os.path.getsize(BASE_TAR), BASE_LAYER,
-                                       "application/vnd.oci.image.layer.v1.tar")
+    BASE_CONFIG, BASE_MANIFEST = image([(BASE_LAYER, os.path.getsize(BASE_TAR), BASE_LAYER,
+                                         "application/vnd.oci.image.layer.v1.tar")])
     BLOBS[digest(BASE_CONFIG)] = BASE_CONFIG
 
 counts = {}
@@ -137,13 +144,20 @@ class Faulty(BaseHTTPRequestHandler):
             return self.send_layer(fault)
         kind, ref = parts[-2], parts[-1]
         if kind == "manifests":
-            manifest = BASE_MANIFEST if fault == "base" and BASE_TAR else MANIFEST
+            manifest = {"base": BASE_MANIFEST if BASE_TAR else MANIFEST,
+                        "evilstall": EVIL_MANIFEST}.get(fault, MANIFEST)
             if ref in ("1", digest(manifest)) or fault == "liar":
                 return self.reply(200, manifest, "application/vnd.oci.image.manifest.v1+json",
                                   [("Docker-Content-Digest", digest(manifest))])
             return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', "application/json")
         if kind == "blobs" and BASE_TAR and ref == BASE_LAYER:
             return self.send_file(BASE_TAR)
+        if kind == "blobs" and ref == digest(EVIL):
+            for _ in range(100):
+                if os.path.exists(os.path.join(DIR, "stalled")):
+                    break
+                time.sleep(0.1)
+            return self.reply(200, EVIL)
         if kind == "blobs" and ref in BLOBS:
             if ref == digest(LAYER):
                 return self.send_layer(fault)
@@ -159,7 +173,7 @@ class Faulty(BaseHTTPRequestHandler):
             shutil.copyfileobj(f, self.wfile, 1 << 20)
 
     def send_layer(self, fault):
-        if fault not in ("trunc", "stall"):
+        if fault not in ("trunc", "stall", "evilstall"):
             return self.reply(200, LAYER, "application/gzip")
         self.send_response(200)
         self.send_header("Content-Type", "application/gzip")
@@ -167,7 +181,7 @@ class Faulty(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(LAYER[: len(LAYER) // 2])
         self.wfile.flush()
-        if fault == "stall":
+        if fault in ("stall", "evilstall"):
             open(os.path.join(DIR, "stalled"), "w").close()
             time.sleep(600)
         self.close_connection = True

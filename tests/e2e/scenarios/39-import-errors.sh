@@ -7,7 +7,9 @@
 #   config blob that does not match its digest; a layer and a URL whose
 #   body stops before its Content-Length (truncated download);
 # - a server that stops sending in the middle of a layer or a URL, then
-#   SIGINT: exit 130 within 3 s (the read blocked for 120 s before);
+#   SIGINT: exit 130 within 3 s (the read blocked for 120 s before); a
+#   layer that fails to apply while the next one's download is stalled
+#   fails the import at once;
 # each failure leaves no rootfs, no staging directory, no held lock and no
 # temporary blob;
 # - Image= in a .container naming a registry reference (pinned): `systemctl
@@ -156,6 +158,15 @@ for case in "registry $REG/stall/a:1" "URL $WEB/stall/b/layer.tar.gz"; do
 	assert_eq "stalled $what: one line saying so" "sdme-import: interrupted; nothing was imported" "$out"
 	assert_eq "stalled $what: nothing left behind" "" "$(left_behind "$name")"
 done
+
+step "a layer that fails to apply while the next one's download is stalled: the import ends at once"
+th_exec rm -f "$W/stalled"
+t0=$(date +%s)
+expect_fail "bad layer 1, layer 2 stalled" "layer 1/2 .*refusing to write outside the target" e2e39-evil "$REG/evilstall/a:1"
+t1=$(date +%s)
+step "bad layer 1, layer 2 stalled: failed after $((t1 - t0)) s"
+check_in "layer 2 had stalled" test -e "$W/stalled"
+[ $((t1 - t0)) -lt 15 ] || fail "bad layer 1, layer 2 stalled: $((t1 - t0)) s to fail (the stalled read was waited out)"
 
 step "Image= in a .container naming a registry reference (pinned): systemctl start pulls and boots it"
 base_digest=$(th_exec cat "$W/base.digest")
