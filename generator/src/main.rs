@@ -93,21 +93,29 @@ fn main() -> ExitCode {
     if let Mode::Write(dir) = &mode {
         // Render and write in parallel: each container's units are written
         // as soon as they are made; the results come back in file order.
-        let w = write::Writer::new(dir);
-        let results = par_map(&g.containers, threads_for(g.containers.len()), |c| {
-            render(c)
-                .into_iter()
-                .map(|o| w.write(&o).map(|()| o.path().to_string()))
-                .collect::<Vec<_>>()
-        });
-        let pod_results: Vec<Result<String, String>> = g
-            .pods
-            .iter()
-            .flat_map(render_pod)
-            .chain(g.images.iter().flat_map(render_image))
-            .map(|o| w.write(&o).map(|()| o.path().to_string()))
-            .collect();
-        for r in pod_results.into_iter().chain(results.into_iter().flatten()) {
+        let results = match write::Writer::new(dir) {
+            Err(e) => vec![Err(e)],
+            Ok(w) => {
+                let write = |o: Output| {
+                    match &o {
+                        Output::File { path, content } => w.file(path, content.as_bytes()),
+                        Output::Symlink { path, target } => w.symlink(path, target),
+                    }
+                    .map(|()| o.path().to_string())
+                };
+                let written = par_map(&g.containers, threads_for(g.containers.len()), |c| {
+                    render(c).into_iter().map(write).collect::<Vec<_>>()
+                });
+                g.pods
+                    .iter()
+                    .flat_map(render_pod)
+                    .chain(g.images.iter().flat_map(render_image))
+                    .map(write)
+                    .chain(written.into_iter().flatten())
+                    .collect()
+            }
+        };
+        for r in results {
             match r {
                 Ok(path) => log.log(Level::Debug, &format!("wrote {path}")),
                 Err(e) => {
