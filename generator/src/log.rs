@@ -33,8 +33,14 @@ impl Logger {
         Logger { max, kmsg }
     }
 
+    /// Whether messages of `level` are shown (to build costly ones only
+    /// then).
+    pub fn enabled(&self, level: Level) -> bool {
+        level as u8 <= self.max
+    }
+
     pub fn log(&self, level: Level, msg: &str) {
-        if level as u8 > self.max {
+        if !self.enabled(level) {
             return;
         }
         if self.kmsg && self.to_kmsg(level, msg) {

@@ -93,6 +93,7 @@ fn main() -> ExitCode {
     if let Mode::Write(dir) = &mode {
         // Render and write in parallel: each container's units are written
         // as soon as they are made; the results come back in file order.
+        let debug = log.enabled(Level::Debug);
         let results = match write::Writer::new(dir) {
             Err(e) => vec![Err(e)],
             Ok(w) => {
@@ -101,7 +102,8 @@ fn main() -> ExitCode {
                         Output::File { path, content } => w.file(path, content.as_bytes()),
                         Output::Symlink { path, target } => w.symlink(path, target),
                     }
-                    .map(|()| o.path().to_string())
+                    // The path only for the debug log, most runs have none.
+                    .map(|()| debug.then(|| o.into_path()))
                 };
                 let written = par_map(&g.containers, threads_for(g.containers.len()), |c| {
                     render(c).into_iter().map(write).collect::<Vec<_>>()
@@ -117,7 +119,8 @@ fn main() -> ExitCode {
         };
         for r in results {
             match r {
-                Ok(path) => log.log(Level::Debug, &format!("wrote {path}")),
+                Ok(Some(path)) => log.log(Level::Debug, &format!("wrote {path}")),
+                Ok(None) => {}
                 Err(e) => {
                     log.error_everywhere(&e);
                     write_failed = true;

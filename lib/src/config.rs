@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use crate::container::{capability_name, parse_capability, Diag};
-use crate::search::config_files;
+use crate::search::Listings;
 use crate::sections::read_and_parse;
 use crate::syntax::UnitFile;
 
@@ -53,7 +53,12 @@ impl Config {
     /// Read `sdme.conf` and its drop-ins from `dirs`. Problems come back
     /// as diagnostics next to the configuration built from what was good.
     pub fn load(dirs: &[PathBuf]) -> (Config, Vec<Diag>) {
-        let (files, errors) = config_files(dirs, CONFIG_NAME);
+        Config::load_from(&Listings::new(dirs))
+    }
+
+    /// [`Config::load`] from directories listed already.
+    pub fn load_from(listings: &Listings) -> (Config, Vec<Diag>) {
+        let (files, errors) = listings.config_files(CONFIG_NAME);
         let mut diags: Vec<Diag> = errors
             .into_iter()
             .map(|e| Diag::file(&PathBuf::from(CONFIG_NAME), e))

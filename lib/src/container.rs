@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::escape::{is_env_name, mount_unit_name, split_words};
+use crate::escape::{check_mount_unit_name, is_env_name, split_words};
 use crate::image::{check_image_source, inline_rootfs_name};
 use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
 use crate::paths;
@@ -76,7 +76,8 @@ impl Rootfs {
     pub fn lower_dir(&self) -> String {
         match self {
             Rootfs::Host => "/".into(),
-            Rootfs::Named(n) => paths::rootfs_dir(n).display().to_string(),
+            // A checked name: no `/`, so this is `rootfs_dir(n)`.
+            Rootfs::Named(n) => format!("{}/{n}", paths::ROOTFS_DIR),
             Rootfs::Dir(d) => d.clone(),
         }
     }
@@ -902,7 +903,8 @@ impl Builder {
             seen: BTreeSet::new(),
             drop_reset: false,
             syscall_reset: false,
-            hardened_drop: Config::default().hardened_drop,
+            // Set from the configuration by the caller that has one.
+            hardened_drop: Vec::new(),
         }
     }
 
@@ -1227,10 +1229,11 @@ impl Builder {
         // The state directory must fit overlayfs options and a mount unit
         // name. A template's instance name is only known at run time; the
         // prepare helper checks it then.
-        let dir = paths::container_dir(&machine).display().to_string();
         if names_ok && !self.name_is_template() {
+            // A checked name: no `/`, so this is `container_dir(machine)`.
+            let dir = format!("{}/{machine}", paths::CONTAINERS_DIR);
             let checks = check_overlay_path(&format!("{dir}/upper"), "upper directory")
-                .and_then(|_| mount_unit_name(&format!("{dir}/merged")).map(|_| ()));
+                .and_then(|_| check_mount_unit_name(&format!("{dir}/merged")));
             if let Err(m) = checks {
                 self.diags.push(Diag::file(
                     &source,
@@ -1264,8 +1267,8 @@ impl Builder {
             }),
             (None, None) => None,
         };
-        if let Rootfs::Named(n) = &self.rootfs {
-            let lower = paths::rootfs_dir(n).display().to_string();
+        if let Rootfs::Named(_) = &self.rootfs {
+            let lower = self.rootfs.lower_dir();
             if let Err(m) = check_overlay_path(&lower, "rootfs directory") {
                 let at = self.rootfs_at.clone();
                 self.diags.push(match at {

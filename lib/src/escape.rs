@@ -97,11 +97,17 @@ pub fn exec_line(words: &[String]) -> String {
 /// systemd's path escaping (`systemd-escape --path`), the basis of mount
 /// unit names. The path must be absolute and normalized.
 pub fn path_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    path_escape_into(path, &mut out);
+    out
+}
+
+fn path_escape_into(path: &str, out: &mut String) {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
-        return "-".into();
+        out.push('-');
+        return;
     }
-    let mut out = String::with_capacity(trimmed.len());
     for (i, b) in trimmed.bytes().enumerate() {
         match b {
             b'/' => out.push('-'),
@@ -109,16 +115,22 @@ pub fn path_escape(path: &str) -> String {
             b if b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.') => {
                 out.push(b as char)
             }
-            b => out.push_str(&format!("\\x{b:02x}")),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\x");
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 0xf)] as char);
+            }
         }
     }
-    out
 }
 
 /// The `.mount` unit name for a mount point, refused when systemd could
 /// not load it.
 pub fn mount_unit_name(path: &str) -> Result<String, String> {
-    let name = format!("{}.mount", path_escape(path));
+    let mut name = String::with_capacity(path.len() + 16);
+    path_escape_into(path, &mut name);
+    name.push_str(".mount");
     if name.len() > UNIT_NAME_MAX {
         return Err(format!(
             "the mount unit name for '{path}' would be {} bytes long; systemd allows {UNIT_NAME_MAX}",
@@ -126,6 +138,11 @@ pub fn mount_unit_name(path: &str) -> Result<String, String> {
         ));
     }
     Ok(name)
+}
+
+/// Whether [`mount_unit_name`] accepts `path`.
+pub fn check_mount_unit_name(path: &str) -> Result<(), String> {
+    mount_unit_name(path).map(|_| ())
 }
 
 /// Split a string into words as systemd does for command lines and

@@ -20,7 +20,7 @@ use crate::parallel::{par_map, threads_for};
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
 };
-use crate::search::{search, FileType, Found, UnitName};
+use crate::search::{FileType, Found, Listings, UnitName};
 use crate::userns;
 
 /// The containers to generate and what went wrong with the others.
@@ -44,14 +44,16 @@ pub struct Plan {
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the
 /// others.
 pub fn plan(dirs: &[PathBuf]) -> Plan {
-    let ps = search(dirs, FileType::Pod);
-    let is = search(dirs, FileType::Image);
-    let s = search(dirs, FileType::Container);
+    let listings = Listings::new(dirs);
+    let ps = listings.search(FileType::Pod);
+    let is = listings.search(FileType::Image);
+    let s = listings.search(FileType::Container);
     let mut p = Plan {
-        errors: ps.errors,
-        masked: ps.masked,
+        errors: listings.errors.clone(),
         ..Default::default()
     };
+    p.errors.extend(ps.errors);
+    p.masked.extend(ps.masked);
     p.errors.extend(is.errors);
     p.masked.extend(is.masked);
     p.errors.extend(s.errors);
@@ -88,7 +90,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     }
     // The global configuration: with errors in it, a preset could end up
     // weaker than the admin wrote, so containers that use one are skipped.
-    let (config, config_diags) = Config::load(dirs);
+    let (config, config_diags) = Config::load_from(&listings);
     let config_ok = config_diags.is_empty();
     p.errors.extend(config_diags.iter().map(Diag::to_string));
     // A pod instance needs its template (its unit may come from it).

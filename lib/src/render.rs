@@ -37,6 +37,12 @@ impl Output {
             Output::File { path, .. } | Output::Symlink { path, .. } => path,
         }
     }
+
+    pub fn into_path(self) -> String {
+        match self {
+            Output::File { path, .. } | Output::Symlink { path, .. } => path,
+        }
+    }
 }
 
 /// What every unit of one container shares, escaped once.
@@ -52,6 +58,10 @@ struct Ctx<'a> {
     source: String,
     /// The mount unit's name (declared containers only).
     mount: Option<String>,
+    /// `sdme-NAME.service`.
+    service: String,
+    /// The lower layer as given to the prepare helper (unescaped).
+    lower_raw: String,
 }
 
 impl<'a> Ctx<'a> {
@@ -66,7 +76,7 @@ impl<'a> Ctx<'a> {
             None
         } else {
             // The model checked that the name fits.
-            mount_unit_name(&format!("{}/{}/merged", paths::CONTAINERS_DIR, c.machine)).ok()
+            mount_unit_name(&[paths::CONTAINERS_DIR, "/", &c.machine, "/merged"].concat()).ok()
         };
         let mut x = Ctx {
             c,
@@ -75,14 +85,23 @@ impl<'a> Ctx<'a> {
             m,
             dir,
             mount,
+            service: service_name(c),
+            lower_raw: c.rootfs.lower_dir(),
         };
-        x.lower = x.specifiers(unit_value(&c.rootfs.lower_dir())).into_owned();
+        x.lower = x.specifiers(unit_value(&x.lower_raw)).into_owned();
         x
     }
 
     /// Append a command-line word; in a template `%i` keeps its meaning.
     fn word(&self, s: &mut String, prefix: &str, value: &str) {
         s.push(' ');
+        // Most words need no quoting or escaping: no copy then (`%` is
+        // escaped, so no specifier can appear either).
+        if !prefix.is_empty() && value.bytes().all(plain_byte) {
+            s.push_str(prefix);
+            s.push_str(value);
+            return;
+        }
         let raw = format!("{prefix}{value}");
         s.push_str(&self.specifiers(exec_word(&raw)));
     }
@@ -139,26 +158,46 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// A byte that [`exec_word`] passes through unchanged (given a prefix that
+/// keeps the word from being empty or `;`).
+fn plain_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'%' | b'$' | b'"' | b'\'' | b'\\')
+}
+
+/// `LIBEXEC_DIR/NAME`.
+fn push_helper(s: &mut String, name: &str) {
+    s.push_str(paths::LIBEXEC_DIR);
+    s.push('/');
+    s.push_str(name);
+}
+
 pub fn service_name(c: &Container) -> String {
-    format!("sdme-{}.service", c.name.stem())
+    match &c.name {
+        UnitName::Plain(s) => ["sdme-", s, ".service"].concat(),
+        UnitName::Template(t) => ["sdme-", t, "@.service"].concat(),
+        UnitName::Instance { template, instance } => {
+            ["sdme-", template, "@", instance, ".service"].concat()
+        }
+    }
 }
 
 pub fn prepare_unit_name(machine: &str) -> String {
-    format!("sdme-prepare@{machine}.service")
+    ["sdme-prepare@", machine, ".service"].concat()
 }
 
 /// The relative paths of everything [`render`] writes for `c`, without
 /// making the units (to find clashes between files before writing).
 pub fn output_paths(c: &Container) -> Vec<String> {
-    let mut v = vec![service_name(c)];
+    let mut v = Vec::with_capacity(4);
+    v.push(service_name(c));
     if !c.helper_mounts() {
-        let merged = format!("{}/{}/merged", paths::CONTAINERS_DIR, c.machine);
+        let merged = [paths::CONTAINERS_DIR, "/", &c.machine, "/merged"].concat();
         if let Ok(mount) = mount_unit_name(&merged) {
             v.push(mount);
         }
         v.push(prepare_unit_name(&c.machine));
     }
-    v.extend(install_links(c).iter().map(|o| o.path().to_string()));
+    v.extend(install_links(c).into_iter().map(Output::into_path));
     v
 }
 
@@ -167,7 +206,7 @@ pub fn render(c: &Container) -> Vec<Output> {
     let x = Ctx::new(c);
     let mut out = Vec::with_capacity(4);
     out.push(Output::File {
-        path: service_name(c),
+        path: x.service.clone(),
         content: service(&x),
     });
     if let Some(mount) = &x.mount {
@@ -180,18 +219,18 @@ pub fn render(c: &Container) -> Vec<Output> {
             content: prepare_unit(&x),
         });
     }
-    out.extend(install_links(c));
+    out.extend(links(&c.name, &c.install, &x.service));
     out
 }
 
 /// The prepare helper's command line; `--mount` for a bare template.
 fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     let c = x.c;
-    s.push_str(&paths::helper("sdme-prepare"));
+    push_helper(s, "sdme-prepare");
     if mount {
         s.push_str(" --mount");
     }
-    x.word(s, "--lower=", &c.rootfs.lower_dir());
+    x.word(s, "--lower=", &x.lower_raw);
     s.push_str(" --state=");
     s.push_str(&x.dir);
     match &c.hostname {
@@ -228,7 +267,7 @@ fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     if !mount {
         // Its own unit: errors go to the container's journal too.
         s.push_str(" --unit=");
-        s.push_str(&service_name(c));
+        s.push_str(&x.service);
     }
     s.push(' ');
     s.push_str(&x.m);
@@ -395,7 +434,7 @@ fn service(x: &Ctx) -> String {
     s.push_str("ExecStart=");
     if let Some((pod, _)) = &c.pod {
         // nspawn starts inside the pod's namespace.
-        s.push_str(&paths::helper("sdme-pod"));
+        push_helper(&mut s, "sdme-pod");
         s.push_str(" exec ");
         s.push_str(pod);
         s.push_str(" -- ");
@@ -403,7 +442,7 @@ fn service(x: &Ctx) -> String {
     nspawn_cmd(x, &mut s);
     let timeout = format_timespan(c.boot_timeout);
     s.push_str("ExecStartPost=");
-    s.push_str(&paths::helper("sdme-boot-wait"));
+    push_helper(&mut s, "sdme-boot-wait");
     s.push_str(" --machine=");
     s.push_str(&x.m);
     s.push_str(" --timeout=");
@@ -414,7 +453,7 @@ fn service(x: &Ctx) -> String {
     s.push('\n');
     if c.helper_mounts() {
         s.push_str("ExecStopPost=");
-        s.push_str(&paths::helper("sdme-prepare"));
+        push_helper(&mut s, "sdme-prepare");
         s.push_str(" --unmount --state=");
         s.push_str(&x.dir);
         s.push(' ');
@@ -477,7 +516,7 @@ fn mount_unit(x: &Ctx) -> String {
     x.image_deps(&mut s, false);
     // A restart of the container remounts, so the prepare step runs again.
     s.push_str("PartOf=");
-    s.push_str(&service_name(c));
+    s.push_str(&x.service);
     s.push('\n');
     x.requires_mounts(&mut s);
     s.push_str("StopWhenUnneeded=yes\n\n[Mount]\nWhat=overlay\nWhere=");
@@ -527,31 +566,35 @@ fn install_links(c: &Container) -> Vec<Output> {
 }
 
 fn links(name: &UnitName, install: &Install, unit: &str) -> Vec<Output> {
-    let unit = unit.to_string();
     // A bare template is installed only through DefaultInstance=.
-    let (link_name, target) = match (name, &install.default_instance) {
+    let (link_name, target): (Cow<str>, &str) = match (name, &install.default_instance) {
         (UnitName::Template(_), Some(inst)) => (
-            unit.replacen("@.service", &format!("@{inst}.service"), 1),
-            unit.clone(),
+            unit.replacen("@.service", &format!("@{inst}.service"), 1)
+                .into(),
+            unit,
         ),
-        (UnitName::Template(_), None) => return aliases(name, install, &unit),
-        _ => (unit.clone(), unit.clone()),
+        (UnitName::Template(_), None) => return aliases(name, install, unit),
+        _ => (unit.into(), unit),
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(
+        install.wanted_by.len() + install.required_by.len() + install.alias.len(),
+    );
     for (dir_suffix, targets) in [
-        ("wants", &install.wanted_by),
-        ("requires", &install.required_by),
+        (".wants/", &install.wanted_by),
+        (".requires/", &install.required_by),
     ] {
         for t in targets {
             out.push(Output::Symlink {
-                path: format!("{t}.{dir_suffix}/{link_name}"),
-                target: format!("../{target}"),
+                path: [t, dir_suffix, &link_name].concat(),
+                target: ["../", target].concat(),
             });
         }
     }
-    out.extend(aliases(name, install, &unit));
-    out.sort_by(|a, b| a.path().cmp(b.path()));
-    out.dedup();
+    out.extend(aliases(name, install, unit));
+    if out.len() > 1 {
+        out.sort_by(|a, b| a.path().cmp(b.path()));
+        out.dedup();
+    }
     out
 }
 

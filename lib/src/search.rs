@@ -96,79 +96,120 @@ pub struct Search {
     pub errors: Vec<String>,
 }
 
-/// Search `dirs` (highest priority first) for files of `kind`.
-pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
-    let suffix = format!(".{}", kind.suffix());
-    let mut out = Search::default();
-    // Each directory is listed once; drop-in folders are only opened where
-    // the listing shows them (a generator must take milliseconds).
-    let listings: Vec<Vec<Listed>> = dirs.iter().map(|d| list_dir(d, &mut out.errors)).collect();
-    // file name -> first (highest-priority) entry
-    let mut winners: BTreeMap<&str, &Listed> = BTreeMap::new();
-    for l in listings.iter().flatten() {
-        if l.name.ends_with(&suffix) && l.name.len() > suffix.len() {
-            winners.entry(l.name.as_str()).or_insert(l);
+/// The directories of a search path, each listed once (a generator run
+/// looks for three file types and the configuration in them; listing a
+/// directory of a thousand files costs more than searching the listing).
+pub struct Listings<'a> {
+    dirs: &'a [PathBuf],
+    lists: Vec<Vec<Listed>>,
+    /// Per directory: whether it has a name ending in `.d` (a drop-in
+    /// folder) at all.
+    has_d: Vec<bool>,
+    /// Directories that could not be read, and names that are not UTF-8.
+    pub errors: Vec<String>,
+}
+
+impl<'a> Listings<'a> {
+    /// List `dirs` (highest priority first).
+    pub fn new(dirs: &'a [PathBuf]) -> Listings<'a> {
+        let mut errors = Vec::new();
+        let lists: Vec<Vec<Listed>> = dirs.iter().map(|d| list_dir(d, &mut errors)).collect();
+        let has_d = lists
+            .iter()
+            .map(|l| l.iter().any(|e| e.name.ends_with(".d")))
+            .collect();
+        Listings {
+            dirs,
+            lists,
+            has_d,
+            errors,
         }
     }
-    // Candidates in file-name order; their contents are read in parallel.
-    let mut candidates: Vec<(UnitName, PathBuf, PathBuf)> = Vec::new();
-    for (file_name, l) in &winners {
-        let path = &l.path;
-        if l.is_symlink && fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
-            out.masked.push(path.clone());
-            continue;
-        }
-        let stem = &file_name[..file_name.len() - suffix.len()];
-        let name = UnitName::from_stem(stem);
-        let mut content = path.clone();
-        if let (UnitName::Instance { template, .. }, true) = (&name, l.is_symlink) {
-            let tmpl_file = format!("{template}@{suffix}");
-            if let Ok(target) = fs::read_link(path) {
-                if target.file_name().and_then(|n| n.to_str()) == Some(tmpl_file.as_str()) {
-                    if let Some(t) = winners.get(tmpl_file.as_str()) {
-                        content = t.path.clone();
-                    }
+
+    /// The files of `kind`; `errors` of the result are those of reading
+    /// files (not of listing, which [`Listings::errors`] holds).
+    pub fn search(&self, kind: FileType) -> Search {
+        let (dirs, listings) = (self.dirs, &self.lists);
+        let suffix = format!(".{}", kind.suffix());
+        let mut out = Search::default();
+        // file name -> first (highest-priority) entry and its directory
+        let mut winners: BTreeMap<&str, (&Path, &Listed)> = BTreeMap::new();
+        for (dir, list) in dirs.iter().zip(listings) {
+            for l in list {
+                if l.name.ends_with(&suffix) && l.name.len() > suffix.len() {
+                    winners.entry(l.name.as_str()).or_insert((dir, l));
                 }
             }
         }
-        candidates.push((name, path.clone(), content));
-    }
-    let contents = par_map(
-        &candidates,
-        threads_for(candidates.len()),
-        |(_, _, content)| read_unit(content),
-    );
-    for ((name, path, content), data) in candidates.into_iter().zip(contents) {
-        let data = match data {
-            Ok(d) => d,
-            Err(e) => {
-                out.errors.push(e);
+        // Candidates in file-name order; their contents are read in parallel.
+        let mut candidates: Vec<(UnitName, PathBuf, PathBuf)> = Vec::with_capacity(winners.len());
+        for (file_name, (dir, l)) in &winners {
+            let path = dir.join(file_name);
+            if l.is_symlink && fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
+                out.masked.push(path);
                 continue;
             }
-        };
-        if data.is_empty() {
-            if content == path {
-                out.masked.push(path);
-            } else {
-                out.errors.push(format!(
-                    "{}: instance of the template {}, which is masked",
-                    path.display(),
-                    content.display()
-                ));
+            let stem = &file_name[..file_name.len() - suffix.len()];
+            let name = UnitName::from_stem(stem);
+            let mut content = path.clone();
+            if let (UnitName::Instance { template, .. }, true) = (&name, l.is_symlink) {
+                let tmpl_file = format!("{template}@{suffix}");
+                if let Ok(target) = fs::read_link(&path) {
+                    if target.file_name().and_then(|n| n.to_str()) == Some(tmpl_file.as_str()) {
+                        if let Some((tdir, _)) = winners.get(tmpl_file.as_str()) {
+                            content = tdir.join(&tmpl_file);
+                        }
+                    }
+                }
             }
-            continue;
+            candidates.push((name, path, content));
         }
-        let dropins = dropins(dirs, &listings, kind, &name, &mut out.errors);
-        out.found.push(Found {
-            kind,
-            name,
-            path,
-            content,
-            data,
-            dropins,
-        });
+        let contents = par_map(
+            &candidates,
+            threads_for(candidates.len()),
+            |(_, _, content)| read_unit(content),
+        );
+        out.found.reserve(candidates.len());
+        for ((name, path, content), data) in candidates.into_iter().zip(contents) {
+            let data = match data {
+                Ok(d) => d,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            if data.is_empty() {
+                if content == path {
+                    out.masked.push(path);
+                } else {
+                    out.errors.push(format!(
+                        "{}: instance of the template {}, which is masked",
+                        path.display(),
+                        content.display()
+                    ));
+                }
+                continue;
+            }
+            let dropins = dropins(dirs, listings, &self.has_d, kind, &name, &mut out.errors);
+            out.found.push(Found {
+                kind,
+                name,
+                path,
+                content,
+                data,
+                dropins,
+            });
+        }
+        out
     }
-    out
+}
+
+/// Search `dirs` (highest priority first) for files of `kind`.
+pub fn search(dirs: &[PathBuf], kind: FileType) -> Search {
+    let l = Listings::new(dirs);
+    let mut s = l.search(kind);
+    s.errors.splice(0..0, l.errors);
+    s
 }
 
 /// Drop-in folders of `name`, most specific first.
@@ -182,25 +223,34 @@ fn dropin_dirs(kind: FileType, name: &UnitName) -> Vec<String> {
     v
 }
 
+/// The drop-ins that apply to `name`, in reading order.
 fn dropins(
     dirs: &[PathBuf],
     listings: &[Vec<Listed>],
+    has_d: &[bool],
     kind: FileType,
     name: &UnitName,
     errors: &mut Vec<String>,
 ) -> Vec<PathBuf> {
+    // Most search paths have no drop-in folder at all: no names to make.
+    if !has_d.iter().any(|&d| d) {
+        return Vec::new();
+    }
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (dir, listing) in dirs.iter().zip(listings) {
-        for sub in dropin_dirs(kind, name) {
+    let subs = dropin_dirs(kind, name);
+    for ((dir, listing), _) in dirs.iter().zip(listings).zip(has_d).filter(|(_, &d)| d) {
+        for sub in &subs {
             if listing
-                .binary_search_by(|l| l.name.as_str().cmp(&sub))
+                .binary_search_by(|l| l.name.as_str().cmp(sub))
                 .is_err()
             {
                 continue;
             }
-            for l in list_dir(&dir.join(sub), errors) {
+            let sub_dir = dir.join(sub);
+            for l in list_dir(&sub_dir, errors) {
                 if l.name.ends_with(".conf") {
-                    by_name.entry(l.name).or_insert(l.path);
+                    let p = sub_dir.join(&l.name);
+                    by_name.entry(l.name).or_insert(p);
                 }
             }
         }
@@ -221,7 +271,6 @@ fn dropins(
 /// the directory listing itself, without a stat).
 struct Listed {
     name: String,
-    path: PathBuf,
     is_symlink: bool,
 }
 
@@ -244,11 +293,7 @@ fn list_dir(dir: &Path, errors: &mut Vec<String>) -> Vec<Listed> {
             Ok(ent) => {
                 let is_symlink = ent.file_type().is_ok_and(|t| t.is_symlink());
                 match ent.file_name().into_string() {
-                    Ok(name) => v.push(Listed {
-                        name,
-                        path: ent.path(),
-                        is_symlink,
-                    }),
+                    Ok(name) => v.push(Listed { name, is_symlink }),
                     Err(os) => {
                         let p = dir.join(&os);
                         if p.extension().is_some() {
@@ -298,13 +343,38 @@ fn read_unit(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Read a file, bounded in size.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    thread_local! {
+        // One buffer per thread, reused for every file of a run; each
+        // file is then copied out at its size.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            let r = read_bounded_into(path, &mut buf).map(|n| buf[..n].to_vec());
+            if buf.len() > 64 << 10 {
+                // Not kept for the rest of the run after a rare big file.
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            read_bounded_into(path, &mut buf).map(|n| buf[..n].to_vec())
+        }
+    })
+}
+
+/// Read `path` into `buf` (grown as needed); returns the length read.
+fn read_bounded_into(path: &Path, buf: &mut Vec<u8>) -> Result<usize, String> {
     let err = |e: std::io::Error| format!("{}: {}", path.display(), describe_io(&e));
     let mut f = fs::File::open(path).map_err(err)?;
     // Unit files are small: one read into a buffer that fits them usually
     // sees the whole file. A short read from a regular file is its end, so
     // the extra read that would return 0 is saved (a generator reads
     // every file at every boot and reload).
-    let mut buf = vec![0u8; 16 << 10];
+    if buf.len() < 16 << 10 {
+        buf.resize(16 << 10, 0);
+    }
     let mut len = 0;
     loop {
         let n = match f.read(&mut buf[len..]) {
@@ -327,9 +397,7 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         let grow = buf.len().min(MAX_FILE_SIZE as usize + 1 - buf.len()).max(1);
         buf.resize(buf.len() + grow, 0);
     }
-    buf.truncate(len);
-    buf.shrink_to_fit();
-    Ok(buf)
+    Ok(len)
 }
 
 fn describe_io(e: &std::io::Error) -> String {
@@ -346,13 +414,31 @@ fn describe_io(e: &std::io::Error) -> String {
 /// ones left out, in file-name order. Returns the files in reading order
 /// and what could not be read.
 pub fn config_files(dirs: &[PathBuf], name: &str) -> (Vec<PathBuf>, Vec<String>) {
-    let mut errors = Vec::new();
+    Listings::new(dirs).config_files(name)
+}
+
+impl Listings<'_> {
+    /// [`config_files`] from these listings; the listing errors come
+    /// with the result (a directory that could not be read may have held
+    /// the file).
+    pub fn config_files(&self, name: &str) -> (Vec<PathBuf>, Vec<String>) {
+        let mut errors = self.errors.clone();
+        let files = config_files_in(self.dirs, &self.lists, name, &mut errors);
+        (files, errors)
+    }
+}
+
+fn config_files_in(
+    dirs: &[PathBuf],
+    lists: &[Vec<Listed>],
+    name: &str,
+    errors: &mut Vec<String>,
+) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let dropin_dir = format!("{name}.d");
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut main_seen = false;
-    for dir in dirs {
-        let listing = list_dir(dir, &mut errors);
+    for (dir, listing) in dirs.iter().zip(lists) {
         let has = |n: &str| listing.binary_search_by(|l| l.name.as_str().cmp(n)).is_ok();
         if !main_seen && has(name) {
             main_seen = true;
@@ -364,9 +450,11 @@ pub fn config_files(dirs: &[PathBuf], name: &str) -> (Vec<PathBuf>, Vec<String>)
             }
         }
         if has(&dropin_dir) {
-            for l in list_dir(&dir.join(&dropin_dir), &mut errors) {
+            let sub_dir = dir.join(&dropin_dir);
+            for l in list_dir(&sub_dir, errors) {
                 if l.name.ends_with(".conf") {
-                    by_name.entry(l.name).or_insert(l.path);
+                    let p = sub_dir.join(&l.name);
+                    by_name.entry(l.name).or_insert(p);
                 }
             }
         }
@@ -378,7 +466,7 @@ pub fn config_files(dirs: &[PathBuf], name: &str) -> (Vec<PathBuf>, Vec<String>)
             Err(e) => errors.push(e),
         }
     }
-    (files, errors)
+    files
 }
 
 /// Names of all files of `kind` on the path (for duplicate checks).

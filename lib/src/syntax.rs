@@ -18,6 +18,7 @@
 //!   lists accumulate, an empty value resets, scalars take the last);
 //! - keys are case-sensitive; the input must be UTF-8.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,12 +112,14 @@ impl UnitFile {
             if pending.is_some() && (trimmed.starts_with('#') || trimmed.starts_with(';')) {
                 continue; // comments inside a continuation are skipped
             }
-            let (start, mut logical) = match pending.take() {
+            // Only a continued line is copied; most lines are parsed in
+            // place.
+            let (start, logical): (usize, Cow<str>) = match pending.take() {
                 Some((start, mut acc)) => {
                     acc.push_str(raw);
-                    (start, acc)
+                    (start, acc.into())
                 }
-                None => (lineno, raw.to_string()),
+                None => (lineno, raw.into()),
             };
             if logical.len() > MAX_LINE {
                 return Err(SyntaxError {
@@ -125,9 +128,10 @@ impl UnitFile {
                 });
             }
             if trailing_backslashes(&logical) % 2 == 1 {
-                logical.pop();
-                logical.push(' ');
-                pending = Some((start, logical));
+                let mut acc = logical.into_owned();
+                acc.pop();
+                acc.push(' ');
+                pending = Some((start, acc));
                 continue;
             }
             file.parse_line(&logical, start, &mut current, &at)?;
