@@ -77,7 +77,7 @@ impl Rootfs {
         match self {
             Rootfs::Host => "/".into(),
             // A checked name: no `/`, so this is `rootfs_dir(n)`.
-            Rootfs::Named(n) => format!("{}/{n}", paths::ROOTFS_DIR),
+            Rootfs::Named(n) => [paths::ROOTFS_DIR, "/", n].concat(),
             Rootfs::Dir(d) => d.clone(),
         }
     }
@@ -1231,9 +1231,9 @@ impl Builder {
         // prepare helper checks it then.
         if names_ok && !self.name_is_template() {
             // A checked name: no `/`, so this is `container_dir(machine)`.
-            let dir = format!("{}/{machine}", paths::CONTAINERS_DIR);
-            let checks = check_overlay_path(&format!("{dir}/upper"), "upper directory")
-                .and_then(|_| check_mount_unit_name(&format!("{dir}/merged")));
+            let dir = [paths::CONTAINERS_DIR, "/", &machine].concat();
+            let checks = check_overlay_path(&[&dir, "/upper"].concat(), "upper directory")
+                .and_then(|_| check_mount_unit_name(&[&dir, "/merged"].concat()));
             if let Err(m) = checks {
                 self.diags.push(Diag::file(
                     &source,

@@ -10,7 +10,8 @@
 //!    (in parallel when writing) and hands each unit on at once, so a run
 //!    over many files never holds all units in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
 use crate::config::Config;
@@ -58,7 +59,9 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     p.masked.extend(is.masked);
     p.errors.extend(s.errors);
     p.masked.extend(s.masked);
-    let mut taken: BTreeSet<String> = BTreeSet::new();
+    // Output paths of the files accepted so far (only looked up, never
+    // iterated: the order of the set does not reach the output).
+    let mut taken: HashSet<String, BuildHasherDefault<Fnv>> = HashSet::default();
     // Image files next: containers name them with Rootfs=NAME.image.
     for found in &is.found {
         match Image::load(found) {
@@ -254,4 +257,28 @@ pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
         }
     }
     p
+}
+
+/// FNV-1a: the output-path set of a run holds thousands of short names
+/// made from the admin's own file names, so a simple fast hash beats both
+/// SipHash and an ordered set.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
