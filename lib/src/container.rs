@@ -932,7 +932,9 @@ impl Builder {
 
     fn container_key(&mut self, e: &Entry) {
         let v = e.value.as_str();
-        self.seen.insert(e.key.clone());
+        if !self.seen.contains(&e.key) {
+            self.seen.insert(e.key.clone());
+        }
         match e.key.as_str() {
             "Hardened" => self.hardened = self.bool(e),
             "Strict" => self.strict = self.bool(e),

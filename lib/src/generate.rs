@@ -62,6 +62,8 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     // Output paths of the files accepted so far (only looked up, never
     // iterated: the order of the set does not reach the output).
     let mut taken: HashSet<String, BuildHasherDefault<Fnv>> = HashSet::default();
+    // Three units and a link or so per container.
+    taken.reserve(4 * s.found.len());
     // Image files next: containers name them with Rootfs=NAME.image.
     for found in &is.found {
         match Image::load(found) {

@@ -328,6 +328,11 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
         x.word(s, opt, &b.spec);
     }
     for e in &c.environment {
+        if e.bytes().all(plain_byte) {
+            s.push_str(" --setenv=");
+            s.push_str(e);
+            continue;
+        }
         s.push(' ');
         let raw = format!("--setenv={e}");
         s.push_str(&x.specifiers(exec_word_expanding(&raw)));

@@ -171,7 +171,8 @@ impl UnitFile {
                     self.sections.push(Section {
                         name: name.to_string(),
                         at: at(lineno),
-                        entries: Vec::new(),
+                        // A section of a unit file has a few entries.
+                        entries: Vec::with_capacity(8),
                     });
                     self.sections.len() - 1
                 }
