@@ -171,8 +171,7 @@ impl UnitFile {
                     self.sections.push(Section {
                         name: name.to_string(),
                         at: at(lineno),
-                        // A section of a unit file has a few entries.
-                        entries: Vec::with_capacity(8),
+                        entries: Vec::new(),
                     });
                     self.sections.len() - 1
                 }
