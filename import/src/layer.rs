@@ -11,7 +11,8 @@
 //!
 //! Speed: one directory fd is kept for the last parent (archives list a
 //! directory's files together), all-zero blocks become holes, and nothing
-//! is fsync'ed here (the store flushes the file system once at the end).
+//! is fsync'ed here (the store flushes the file system once at the end;
+//! finished large files are queued for write-out at once, see writeback).
 //! Directory modes and times are set at the end, when their contents are
 //! complete.
 
@@ -23,9 +24,12 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::acl;
 use crate::budget::Budget;
 use crate::cancel;
+use crate::pax;
 use crate::sys::{self, cstring, DIR_FLAGS};
+use crate::writeback::Writeback;
 
 /// How to apply an archive.
 #[derive(Debug, Clone, Copy)]
@@ -77,17 +81,28 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
         dirs: Vec::new(),
         buf: vec![0u8; 1 << 20],
         stats: Stats::default(),
+        writeback: Writeback::start(),
+        acls: Vec::new(),
     };
-    let mut ar = tar::Archive::new(reader);
+    // The tar crate frames the archive; pax records are read here (see pax).
+    let (tee, recorder) = pax::Tee::new(reader);
+    let mut ar = tar::Archive::new(tee);
     let entries = ar.entries().context("not a tar archive")?;
     for entry in entries {
         cancel::check()?;
         let mut entry = entry.context("corrupt tar archive")?;
         let raw = entry.path_bytes().into_owned();
-        a.entry(&mut entry, &raw)
+        let records = recorder.take(entry.raw_header_position());
+        a.entry(&mut entry, &raw, records)
             .with_context(|| format!("tar entry '{}'", show(&raw)))?;
+        // Whatever the entry kind left unread, so that what follows is
+        // the next entry's headers.
+        io::copy(&mut entry, &mut io::sink())
+            .with_context(|| format!("tar entry '{}': cannot read the archive", show(&raw)))?;
+        recorder.resume();
     }
     a.finish_dirs()?;
+    a.finish_acls()?;
     Ok(a.stats)
 }
 
@@ -145,6 +160,8 @@ struct Attrs {
     mode: u32,
     mtime: libc::timespec,
     xattrs: Vec<(CString, Vec<u8>)>,
+    /// ACLs given only as text (set at the end, see acl).
+    acls: acl::Texts,
 }
 
 /// xattrs never copied into a rootfs: the host's SELinux labels, and
@@ -178,6 +195,10 @@ struct Applier<'a> {
     dirs: Vec<DirAttrs>,
     buf: Vec<u8>,
     stats: Stats,
+    writeback: Writeback,
+    /// Text ACLs, set once the whole tree (with its /etc/passwd and
+    /// /etc/group, which name their users and groups) is there.
+    acls: Vec<(Vec<u8>, acl::Texts)>,
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -185,15 +206,26 @@ fn errno(e: &io::Error) -> i32 {
 }
 
 impl Applier<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+        records: Result<pax::Records>,
+    ) -> Result<()> {
         use tar::EntryType as T;
         let et = entry.header().entry_type();
         if matches!(et, T::XGlobalHeader) {
             return Ok(());
         }
+        let records = records?;
+        records.check(entry)?;
         let rel = normalize(raw)?;
-        let attrs = self.attrs(entry)?;
+        let mut attrs = self.attrs(entry, &records)?;
         self.stats.entries += 1;
+        if !attrs.acls.is_empty() {
+            self.acls
+                .push((rel.clone(), std::mem::take(&mut attrs.acls)));
+        }
         // Old archives mark directories by a trailing slash only.
         let is_dir =
             matches!(et, T::Directory) || (matches!(et, T::Regular) && raw.ends_with(b"/"));
@@ -267,7 +299,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn attrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
+    fn attrs<R: Read>(&self, entry: &tar::Entry<'_, R>, records: &pax::Records) -> Result<Attrs> {
         let h = entry.header();
         let id = |v: io::Result<u64>, what: &str| -> Result<u32> {
             let v = v.with_context(|| format!("bad {what}"))?;
@@ -278,27 +310,33 @@ impl Applier<'_> {
         let mode = h.mode().context("bad mode")? & 0o7777;
         let mut mtime = sys::timespec(h.mtime().map(|v| v as i64).unwrap_or(0), 0);
         let mut xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions().context("bad pax header")? {
-            for ext in exts {
-                let ext = ext.context("bad pax header")?;
-                let Ok(key) = ext.key() else { continue };
-                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    if !xattr_skipped(name.as_bytes()) {
-                        xattrs.push((cstring(name.as_bytes())?, ext.value_bytes().to_vec()));
-                    }
-                } else if key == "mtime" {
-                    if let Some(t) = ext.value().ok().and_then(parse_pax_time) {
-                        mtime = t;
-                    }
+        let mut acls = Vec::new();
+        for (key, value) in &records.pax {
+            let Ok(key) = std::str::from_utf8(key) else {
+                continue;
+            };
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                if !xattr_skipped(name.as_bytes()) {
+                    xattrs.push((cstring(name.as_bytes())?, value.clone()));
+                }
+            } else if let Some(kind) = acl::Kind::from_pax_key(key) {
+                let text = std::str::from_utf8(value).map_err(|_| anyhow!("{key} is not UTF-8"))?;
+                acls.push((kind, text.to_string()));
+            } else if key == "mtime" {
+                if let Some(t) = std::str::from_utf8(value).ok().and_then(parse_pax_time) {
+                    mtime = t;
                 }
             }
         }
+        // The binary form, when the archive has it too, is used as is.
+        acls.retain(|(k, _)| !xattrs.iter().any(|(n, _)| n.as_c_str() == k.xattr()));
         Ok(Attrs {
             uid,
             gid,
             mode,
             mtime,
             xattrs,
+            acls,
         })
     }
 
@@ -455,6 +493,7 @@ impl Applier<'_> {
         sys::fchmod(fd.as_raw_fd(), attrs.mode).context("chmod")?;
         self.set_xattrs_fd(fd.as_raw_fd(), attrs)?;
         sys::futimens(fd.as_raw_fd(), &[attrs.mtime, attrs.mtime]).context("cannot set times")?;
+        self.writeback.submit(fd, size);
         Ok(())
     }
 
@@ -598,6 +637,60 @@ impl Applier<'_> {
                 .with_context(|| format!("cannot set times of '{}'", show(rel)))?;
         }
         Ok(())
+    }
+}
+
+impl Applier<'_> {
+    fn finish_acls(&mut self) -> Result<()> {
+        if self.acls.is_empty() {
+            return Ok(());
+        }
+        let names = acl::IdFiles::parse(
+            &self.read_small(c"etc/passwd")?,
+            &self.read_small(c"etc/group")?,
+        );
+        for (rel, acls) in std::mem::take(&mut self.acls) {
+            let fd = if rel.is_empty() {
+                sys::openat(self.root.as_raw_fd(), DOT, libc::O_PATH, 0)
+            } else {
+                sys::open_beneath(
+                    self.root.as_raw_fd(),
+                    &cstring(&rel)?,
+                    libc::O_PATH | libc::O_NOFOLLOW,
+                )
+            };
+            let fd = match fd {
+                Ok(fd) => fd,
+                // Replaced or removed by a later entry.
+                Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("tar entry '{}'", show(&rel))),
+            };
+            for (kind, text) in acls {
+                let value = acl::to_xattr(&text, &names)
+                    .with_context(|| format!("tar entry '{}'", show(&rel)))?;
+                sys::setxattr_via_proc(fd.as_raw_fd(), kind.xattr(), &value)
+                    .with_context(|| format!("tar entry '{}': cannot set its ACL", show(&rel)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A small file of the tree as text ("" if absent), read without
+    /// following symlinks.
+    fn read_small(&self, rel: &CStr) -> Result<String> {
+        let fd = match sys::open_beneath(self.root.as_raw_fd(), rel, libc::O_RDONLY) {
+            Ok(fd) => fd,
+            Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(String::new()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", rel.to_string_lossy()))
+            }
+        };
+        let mut text = Vec::new();
+        std::fs::File::from(fd)
+            .take(16 << 20)
+            .read_to_end(&mut text)
+            .with_context(|| format!("cannot read {}", rel.to_string_lossy()))?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 }
 

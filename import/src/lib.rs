@@ -16,6 +16,7 @@
 //! * [`post`]: after the tree is complete (systemd, D-Bus, nspawn patches);
 //! * [`progress`], [`cancel`], [`budget`], [`sys`]: what they all use.
 
+pub mod acl;
 pub mod budget;
 pub mod cancel;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod inuse;
 pub mod layer;
 pub mod meta;
 pub mod oci;
+pub mod pax;
 pub mod pipe;
 pub mod post;
 pub mod progress;
@@ -36,3 +38,4 @@ pub mod source;
 pub mod store;
 pub mod sys;
 pub mod tarball;
+pub mod writeback;

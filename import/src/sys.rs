@@ -254,6 +254,12 @@ pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut off: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Start writing `fd`'s dirty pages to disk without waiting for them.
+pub fn start_writeback(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) })
+}
+
 pub fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::ftruncate(fd, len as libc::off_t) })

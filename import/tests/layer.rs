@@ -497,3 +497,88 @@ fn directory_acls_apply_after_their_contents() {
         0o644
     );
 }
+
+/// ACLs as GNU tar --acls stores them (text only, names of the image's own
+/// users): turned into the kernel's xattrs, names looked up in the tree's
+/// /etc/passwd and /etc/group even when those come later in the archive.
+#[test]
+fn text_acls_from_gnu_tar() {
+    require_root();
+    let t = trees();
+    let data = Ar::new()
+        .pax(&[(
+            "SCHILY.acl.access",
+            b"user::rw-\nuser:1234:r-x\nuser:webadm:rw-\ngroup::r--\ngroup:www:r--\nmask::rwx\nother::r--\n",
+        )])
+        .file("srv/f", b"x")
+        .pax(&[("SCHILY.acl.default", b"user::rwx\nuser:1234:rwx\ngroup::r-x\nmask::rwx\nother::r-x\n")])
+        .dir("srv/d/", 0o755)
+        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\nwebadm:x:2001:2001::/:/bin/false\n")
+        .file("etc/group", b"root:x:0:\nwww:x:3001:\n")
+        .bytes();
+    apply(&data[..], &t.target, &opts(false)).unwrap();
+    let entries = |v: Vec<u8>| -> Vec<(u16, u16, u32)> {
+        v[4..]
+            .chunks(8)
+            .map(|c| {
+                (
+                    u16::from_le_bytes([c[0], c[1]]),
+                    u16::from_le_bytes([c[2], c[3]]),
+                    u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect()
+    };
+    let u = u32::MAX;
+    assert_eq!(
+        entries(xattr(&t.target.join("srv/f"), "system.posix_acl_access").unwrap()),
+        vec![
+            (1, 6, u),
+            (2, 5, 1234),
+            (2, 6, 2001),
+            (4, 4, u),
+            (8, 4, 3001),
+            (0x10, 7, u),
+            (0x20, 4, u)
+        ]
+    );
+    assert_eq!(
+        entries(xattr(&t.target.join("srv/d"), "system.posix_acl_default").unwrap()),
+        vec![
+            (1, 7, u),
+            (2, 7, 1234),
+            (4, 5, u),
+            (0x10, 7, u),
+            (0x20, 5, u)
+        ]
+    );
+    // The mask shows as the group bits, as after GNU tar's extraction.
+    assert_eq!(
+        fs::metadata(t.target.join("srv/f")).unwrap().mode() & 0o777,
+        0o674
+    );
+}
+
+/// A name the image does not define: one error naming the entry and the
+/// name, nothing guessed from the host's users.
+#[test]
+fn text_acl_with_an_unknown_name_is_refused() {
+    require_root();
+    let t = trees();
+    let data = Ar::new()
+        .pax(&[(
+            "SCHILY.acl.access",
+            b"user::rw-,user:root:r--,group::r--,other::r--",
+        )])
+        .file("f", b"x")
+        .bytes();
+    let err = format!(
+        "{:#}",
+        apply(&data[..], &t.target, &opts(false)).unwrap_err()
+    );
+    assert!(
+        err.contains("tar entry 'f'")
+            && err.contains("user 'root' is not in the image's /etc/passwd"),
+        "{err}"
+    );
+}

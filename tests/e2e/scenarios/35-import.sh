@@ -23,7 +23,7 @@
 w=/var/tmp/e2e-35
 st=/var/lib/sdme
 boot=imp35-boot
-names="imp35-none imp35-gz imp35-bz2 imp35-xz imp35-zst imp35-dir imp35-kill imp35-conc imp35-bad $boot"
+names="imp35-none imp35-gz imp35-bz2 imp35-xz imp35-zst imp35-acls imp35-dir imp35-kill imp35-conc imp35-bad $boot"
 
 cleanup_names() {
 	local n
@@ -83,9 +83,11 @@ require_in "make the tree" bash -c "
 	chmod 4755 $w/src/data/a
 	chmod 1777 $w/src/data/sub
 	setfattr -n user.e2e -v 35 $w/src/data/a
+	setfattr -n user.newlines -v 0x0a4c460a0a $w/src/data/a
 	setfattr -n trusted.e2e -v t $w/src/data/sub
 	setfacl -m u:1234:rwx,g:5678:r-x $w/src/data/sub
 	setfacl -d -m u:1234:rwx $w/src/data/sub
+	setfacl -m u:daemon:r--,g:daemon:rw- $w/src/etc/os-release
 	touch -h -d '2001-02-03 04:05:06.789' $w/src/data/absolute-link $w/src/data/a
 "
 require_in "tar it (with xattrs)" tar --xattrs --xattrs-include='*' --numeric-owner -C $w/src -cf $w/tree.tar .
@@ -107,6 +109,16 @@ for c in none gz bz2 xz zst; do
 done
 used=$(th_exec du -k "$st/rootfs/imp35-gz/data/sparse" | cut -f1)
 [ "$used" -lt 1024 ] || fail "sparse file takes $used KiB after a tar import"
+
+step "GNU tar --acls: ACLs as multi-line text records, with user and group names"
+require_in "tar it (--acls, no --xattrs)" tar --acls --numeric-owner -C $w/src -cf $w/acls.tar .
+check_in "the archive holds text ACLs naming daemon" bash -c "tar --acls -tvf $w/acls.tar >/dev/null && grep -a -q 'user:daemon:r--' $w/acls.tar"
+require_in "GNU tar's extraction as the reference" bash -c "mkdir $w/ref-acls && tar --acls --numeric-owner -xpf $w/acls.tar -C $w/ref-acls"
+ref_acls=$(fingerprint $w/ref-acls)
+require_in "sdme-import $w/acls.tar imp35-acls" sdme-import "$w/acls.tar" imp35-acls
+assert_eq "imp35-acls is the tree GNU tar --acls extracts" "$ref_acls" "$(fingerprint "$st/rootfs/imp35-acls")"
+acl=$(th_exec getfacl -n -p "$st/rootfs/imp35-acls/etc/os-release" 2>&1 || true)
+assert_match "daemon resolved through the image's /etc/passwd and /etc/group" 'user:1:r--.*group:1:rw-' "$(printf '%s' "$acl" | tr '\n' ' ')"
 
 step "a directory source"
 th_exec python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.bind('$w/src/data/socket')"
