@@ -582,3 +582,47 @@ fn text_acl_with_an_unknown_name_is_refused() {
         "{err}"
     );
 }
+
+/// A pax value that a newline-splitting reader takes for a record of its
+/// own (the tar crate's parser reads `linkpath=/etc/evil` here, GNU tar
+/// and Go's archive/tar do not): refused, never written either way.
+#[test]
+fn a_pax_value_smuggling_a_record_is_refused() {
+    require_root();
+    let t = trees();
+    let data = Ar::new()
+        .pax(&[("SCHILY.xattr.user.a", b"AAA\n22 linkpath=/etc/evil\n")])
+        .symlink("l", "harmless")
+        .bytes();
+    let err = format!(
+        "{:#}",
+        apply(&data[..], &t.target, &opts(false)).unwrap_err()
+    );
+    assert!(
+        err.contains("tar entry 'l'") && err.contains("link target disagrees"),
+        "{err}"
+    );
+    assert!(fs::symlink_metadata(t.target.join("l")).is_err());
+}
+
+/// Binary xattr values holding newlines (a file capability with 0x0a)
+/// are kept byte for byte.
+#[test]
+fn binary_xattrs_with_newlines() {
+    require_root();
+    let t = trees();
+    let value = b"\x01\x00\x00\x02\x02\x00\x0a\x00\n\n";
+    let data = Ar::new()
+        .pax(&[("SCHILY.xattr.user.bin", value), ("mtime", b"1700000000.5")])
+        .file("f", b"x")
+        .bytes();
+    apply(&data[..], &t.target, &opts(false)).unwrap();
+    assert_eq!(
+        xattr(&t.target.join("f"), "user.bin").as_deref(),
+        Some(&value[..])
+    );
+    assert_eq!(
+        fs::metadata(t.target.join("f")).unwrap().mtime(),
+        1_700_000_000
+    );
+}
