@@ -87,7 +87,7 @@ require_in "make the tree" bash -c "
 	setfattr -n trusted.e2e -v t $w/src/data/sub
 	setfacl -m u:1234:rwx,g:5678:r-x $w/src/data/sub
 	setfacl -d -m u:1234:rwx $w/src/data/sub
-	setfacl -m u:daemon:r--,g:daemon:rw- $w/src/etc/os-release
+	setfacl -m u:daemon:r--,g:daemon:rw- $w/src/etc/group
 	touch -h -d '2001-02-03 04:05:06.789' $w/src/data/absolute-link $w/src/data/a
 "
 require_in "tar it (with xattrs)" tar --xattrs --xattrs-include='*' --numeric-owner -C $w/src -cf $w/tree.tar .
@@ -117,7 +117,7 @@ require_in "GNU tar's extraction as the reference" bash -c "mkdir $w/ref-acls &&
 ref_acls=$(fingerprint $w/ref-acls)
 require_in "sdme-import $w/acls.tar imp35-acls" sdme-import "$w/acls.tar" imp35-acls
 assert_eq "imp35-acls is the tree GNU tar --acls extracts" "$ref_acls" "$(fingerprint "$st/rootfs/imp35-acls")"
-acl=$(th_exec getfacl -n -p "$st/rootfs/imp35-acls/etc/os-release" 2>&1 || true)
+acl=$(th_exec getfacl -n -p "$st/rootfs/imp35-acls/etc/group" 2>&1 || true)
 assert_match "daemon resolved through the image's /etc/passwd and /etc/group" 'user:1:r--.*group:1:rw-' "$(printf '%s' "$acl" | tr '\n' ' ')"
 
 step "a directory source"
