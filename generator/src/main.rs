@@ -58,7 +58,6 @@ fn parse_args() -> Result<Mode, String> {
 }
 
 fn main() -> ExitCode {
-    tune_malloc();
     let log = Logger::from_env();
     let mode = match parse_args() {
         Ok(m) => m,
@@ -156,16 +155,5 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// glibc gives each thread its own arena, grown one page per mprotect()
-/// call: hundreds of system calls in a big run. One arena (threads keep
-/// their caches of small blocks) grown in large steps avoids them.
-fn tune_malloc() {
-    // SAFETY: mallopt only sets allocator parameters, before any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_TOP_PAD, 4 << 20);
     }
 }

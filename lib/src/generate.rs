@@ -119,16 +119,20 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     });
     p.errors.extend(orphans);
     let pods: BTreeSet<String> = p.pods.iter().map(|x| x.name.clone()).collect();
+    // Each container with its output paths, made in parallel too.
     let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
-        Container::load_with(f, &config)
+        Container::load_with(f, &config).map(|c| {
+            let paths = output_paths(&c);
+            (c, paths)
+        })
     });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
     // PrivateUsers= base -> (file, machine) that claimed it first
     let mut bases: BTreeMap<u32, (PathBuf, String)> = BTreeMap::new();
     for (found, result) in s.found.iter().zip(loaded) {
-        let c = match result {
-            Ok(c) => c,
+        let (c, paths) = match result {
+            Ok(x) => x,
             Err(diags) => {
                 p.errors.extend(diags.iter().map(Diag::to_string));
                 p.skipped.push(found.path.clone());
@@ -211,7 +215,6 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
             p.skipped.push(c.source.clone());
             continue;
         }
-        let paths = output_paths(&c);
         if let Some(clash) = paths.iter().find(|o| taken.contains(*o)) {
             p.errors.push(format!(
                 "{}: {clash} is already generated from another file",
