@@ -13,8 +13,9 @@
 //! * Ctrl+C (the stop flag of [`crate::cancel`]) shuts every connection
 //!   down within [`crate::cancel::POLL`], even one whose server stopped
 //!   sending: a watcher thread calls `Agent::shutdown`, which wakes reads
-//!   blocked in other threads. Retry waits end at once too. Only a TCP
-//!   connect in progress runs to its end (at most the 30 s connect timeout).
+//!   blocked in other threads. Retry waits end at once too, and so does the
+//!   wait for a name lookup or a TCP connect, which run on a thread of
+//!   their own that is left behind.
 //! * Bodies are capped (`--max-size`): the reader fails with a one-line
 //!   error as soon as more than the cap arrives, and a body shorter than its
 //!   `Content-Length` is reported as truncated.
@@ -517,22 +518,14 @@ impl Client {
         loop {
             self.check_cancel()?;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let result = match req.method {
-                "HEAD" => {
-                    let mut b = agent.head(req.url);
-                    for (k, v) in &req.headers {
-                        b = b.header(*k, v);
-                    }
-                    b.call()
-                }
-                _ => {
-                    let mut b = agent.get(req.url);
-                    for (k, v) in &req.headers {
-                        b = b.header(*k, v);
-                    }
-                    b.call()
-                }
+            let mut b = match req.method {
+                "HEAD" => agent.head(req.url),
+                _ => agent.get(req.url),
             };
+            for (k, v) in &req.headers {
+                b = b.header(*k, v);
+            }
+            let result = self.call(req.url, b)?;
             // A connection shut down by Ctrl+C fails like any other.
             self.check_cancel()?;
             let wait = self.opts.backoff * 2u32.saturating_pow(attempt);
@@ -562,6 +555,41 @@ impl Client {
                         continue;
                     }
                     return Err(transport_error(req.url, &e));
+                }
+            }
+        }
+    }
+
+    /// Sends a request and reads the response head. With a stop flag, on a
+    /// thread of its own: `Agent::shutdown` does not interrupt a name
+    /// lookup or a TCP connect, so on Ctrl+C the caller stops waiting and
+    /// leaves that thread to end with the process (it only holds a socket).
+    fn call(
+        &self,
+        url: &str,
+        b: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> Result<Result<ureq::http::Response<ureq::Body>, ureq::Error>> {
+        let Some(flag) = self.opts.cancel else {
+            return Ok(b.call());
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("http-call".into())
+            .spawn(move || {
+                // The caller may have stopped waiting: then nobody listens.
+                let _ = tx.send(b.call());
+            })
+            .context("cannot start an HTTP request thread")?;
+        loop {
+            match rx.recv_timeout(crate::cancel::POLL) {
+                Ok(r) => return Ok(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if flag.load(Ordering::SeqCst) {
+                        return Err(crate::cancel::Interrupted.into());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("{url}: the request ended without an answer")
                 }
             }
         }
@@ -920,6 +948,42 @@ mod tests {
         assert!(crate::cancel::is_interrupted(&e), "{e:#}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         assert_eq!(c.requests.load(Ordering::Relaxed), 1);
+    }
+
+    /// A listener whose accept queue is full, so that the next connect
+    /// hangs (Linux drops the SYN); the listener and the queued
+    /// connections are returned to keep them open.
+    fn hanging_connect() -> (String, TcpListener, Vec<std::net::TcpStream>) {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen() again on our own socket only shrinks its backlog.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+        let addr = l.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => queued.push(s),
+                Err(_) => break,
+            }
+        }
+        (format!("http://{addr}/x"), l, queued)
+    }
+
+    #[test]
+    fn stop_does_not_wait_for_a_hanging_connect() {
+        let (url, _l, _queued) = hanging_connect();
+        let flag = test_flag();
+        let c = Client::new(Options {
+            proxies: ProxyEnv::default(),
+            cancel: Some(flag),
+            ..Options::default()
+        })
+        .unwrap();
+        set_after(flag, 300);
+        let t = std::time::Instant::now();
+        let e = c.get(&url).err().unwrap();
+        assert!(crate::cancel::is_interrupted(&e), "{e:#}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 
     #[test]

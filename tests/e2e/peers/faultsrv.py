@@ -28,6 +28,9 @@ on its own:
               first (a tarball with an entry "../e2e39-escape") is sent
               once the second has stalled
 
+On PORT+1 it listens without ever accepting, its accept queue filled by
+its own connections, so that a connect to it hangs (Linux drops the SYN).
+
 Writes DIR/manifest.digest (the manifest's digest), with BASE_TAR
 DIR/base.digest, and DIR/ready once it listens; appends the path of each
 request to DIR/requests.log before answering it.
@@ -39,6 +42,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sys
 import tarfile
 import threading
@@ -191,6 +195,15 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+hang = socket.socket()
+hang.bind(("127.0.0.1", PORT + 1))
+hang.listen(0)
+fillers = []
+for _ in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", PORT + 1))
+    fillers.append(c)
 srv = Server(("127.0.0.1", PORT), Faulty)
 with open(os.path.join(DIR, "manifest.digest"), "w") as f:
     f.write(digest(MANIFEST) + "\n")

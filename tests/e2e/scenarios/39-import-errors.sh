@@ -7,7 +7,8 @@
 #   config blob that does not match its digest; a layer and a URL whose
 #   body stops before its Content-Length (truncated download);
 # - a server that stops sending in the middle of a layer or a URL, then
-#   SIGINT: exit 130 within 3 s (the read blocked for 120 s before); a
+#   SIGINT: exit 130 within 3 s (the read blocked for 120 s before), and
+#   the same during a TCP connect that hangs (30 s before); a
 #   layer that fails to apply while the next one's download is stalled
 #   fails the import at once;
 # each failure leaves no rootfs, no staging directory, no held lock and no
@@ -119,12 +120,14 @@ expect_fail "URL truncated" 'truncated download: [0-9]+ of [0-9]+ bytes' e2e39-u
 
 step "a server that stops sending mid-download, then SIGINT: exit 130 within 3 s, nothing left"
 th_exec sh -c "cat > $W/stall.sh" <<'EOF'
-# stall.sh DIR NAME SOURCE: import SOURCE as NAME; once the server has
-# stalled (DIR/stalled) and a second passed, SIGINT; prints "STATUS MS".
+# stall.sh DIR NAME SOURCE [connect]: import SOURCE as NAME; once the
+# server has stalled (DIR/stalled; with "connect": at once) and a second
+# passed, SIGINT; prints "STATUS MS".
 set -u
 rm -f "$1/stalled"
 sdme-import --install-packages=no "$3" "$2" >"$1/stall.out" 2>&1 &
 pid=$!
+[ "${4-}" != connect ] || : >"$1/stalled"
 i=0
 while [ ! -e "$1/stalled" ]; do
 	i=$((i + 1))
@@ -142,12 +145,12 @@ wait "$pid"
 rc=$?
 echo "$rc $((($(date +%s%N) - t0) / 1000000))"
 EOF
-for case in "registry $REG/stall/a:1" "URL $WEB/stall/b/layer.tar.gz"; do
+for case in "registry $REG/stall/a:1" "URL $WEB/stall/b/layer.tar.gz" "connect http://127.0.0.1:$((PORT + 1))/x.tar.gz"; do
 	what=${case%% *}
 	src=${case#* }
 	name=e2e39-stall-$what
 	th_exec rm -rf /var/lib/sdme/blobs
-	res=$(th_exec sh "$W/stall.sh" "$W" "$name" "$src" 2>&1 || true)
+	res=$(th_exec sh "$W/stall.sh" "$W" "$name" "$src" "$what" 2>&1 || true)
 	out=$(th_exec cat "$W/stall.out" 2>&1)
 	step "stalled $what: status and ms after SIGINT: '$res'; output: $out"
 	assert_match "stalled $what: exit 130" '^130 [0-9]+$' "$res"
