@@ -852,6 +852,18 @@ mod tests {
         Box::leak(Box::new(AtomicBool::new(false)))
     }
 
+    /// A client with `o`, no proxies from the environment, stopped by a
+    /// flag of its own.
+    fn stoppable_client(o: Options) -> (Client, &'static AtomicBool) {
+        let flag = test_flag();
+        let o = Options {
+            proxies: ProxyEnv::default(),
+            cancel: Some(flag),
+            ..o
+        };
+        (Client::new(o).unwrap(), flag)
+    }
+
     fn set_after(flag: &'static AtomicBool, ms: u64) {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(ms));
@@ -875,13 +887,7 @@ mod tests {
 
     #[test]
     fn stop_interrupts_a_stalled_body_read_in_another_thread() {
-        let flag = test_flag();
-        let c = Client::new(Options {
-            proxies: ProxyEnv::default(),
-            cancel: Some(flag),
-            ..Options::default()
-        })
-        .unwrap();
+        let (c, flag) = stoppable_client(Options::default());
         let url = serve_stalled(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789");
         let (_, mut body) = c.get(&url).unwrap();
         let t = std::time::Instant::now();
@@ -913,13 +919,7 @@ mod tests {
 
     #[test]
     fn stop_interrupts_a_stalled_response_and_a_retry_wait() {
-        let flag = test_flag();
-        let c = Client::new(Options {
-            proxies: ProxyEnv::default(),
-            cancel: Some(flag),
-            ..Options::default()
-        })
-        .unwrap();
+        let (c, flag) = stoppable_client(Options::default());
         // No status line ever comes.
         let url = serve_stalled(b"");
         set_after(flag, 200);
@@ -929,14 +929,10 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
         // 503 with a long Retry-After: the wait ends at the stop.
-        let flag = test_flag();
-        let c = Client::new(Options {
-            proxies: ProxyEnv::default(),
-            cancel: Some(flag),
+        let (c, flag) = stoppable_client(Options {
             retries: 3,
             ..Options::default()
-        })
-        .unwrap();
+        });
         let url = serve(vec![resp(
             "503 Service Unavailable",
             "Retry-After: 50\r\n",
@@ -972,13 +968,7 @@ mod tests {
     #[test]
     fn stop_does_not_wait_for_a_hanging_connect() {
         let (url, _l, _queued) = hanging_connect();
-        let flag = test_flag();
-        let c = Client::new(Options {
-            proxies: ProxyEnv::default(),
-            cancel: Some(flag),
-            ..Options::default()
-        })
-        .unwrap();
+        let (c, flag) = stoppable_client(Options::default());
         set_after(flag, 300);
         let t = std::time::Instant::now();
         let e = c.get(&url).err().unwrap();

@@ -92,8 +92,9 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
         cancel::check()?;
         let mut entry = entry.context("corrupt tar archive")?;
         let raw = entry.path_bytes().into_owned();
-        let records = recorder.take(entry.raw_header_position());
-        a.entry(&mut entry, &raw, records)
+        recorder
+            .take(entry.raw_header_position())
+            .and_then(|records| a.entry(&mut entry, &raw, &records))
             .with_context(|| format!("tar entry '{}'", show(&raw)))?;
         // Whatever the entry kind left unread, so that what follows is
         // the next entry's headers.
@@ -210,17 +211,16 @@ impl Applier<'_> {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         raw: &[u8],
-        records: Result<pax::Records>,
+        records: &pax::Records,
     ) -> Result<()> {
         use tar::EntryType as T;
         let et = entry.header().entry_type();
         if matches!(et, T::XGlobalHeader) {
             return Ok(());
         }
-        let records = records?;
         records.check(entry)?;
         let rel = normalize(raw)?;
-        let mut attrs = self.attrs(entry, &records)?;
+        let mut attrs = self.attrs(entry, records)?;
         self.stats.entries += 1;
         if !attrs.acls.is_empty() {
             self.acls
