@@ -270,8 +270,8 @@ fn many_files_in_parallel_are_deterministic() {
     );
     let (ta, tb) = (read_tree(&a), read_tree(&b));
     assert_eq!(ta, tb, "byte-identical trees");
-    // 297 containers: service, mount, prepare and a link each, plus one alias.
-    assert_eq!(ta.len(), 297 * 4 + 1);
+    // 297 containers: service, mount and a link each, plus one alias.
+    assert_eq!(ta.len(), 297 * 3 + 1);
     assert_eq!(
         ta.get("www.service"),
         Some(&Node::Link("sdme-c120.service".into()))

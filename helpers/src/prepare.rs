@@ -55,12 +55,100 @@ pub struct Options {
     /// `PrivateUsers=`: the UID base the layers are ID-mapped to (with
     /// `--mount` only; see [`crate::idmap`]).
     pub userns_base: Option<u32>,
+    /// `UMask=` of the container's service, set before anything is made
+    /// (the static prepare unit cannot carry a per-container `UMask=`).
+    pub umask: Option<u32>,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
 [--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] \
-[--private-users=BASE|yes] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount --state=DIR MACHINE";
+
+/// The key of the generated mount unit that holds the prepare arguments.
+pub const ARGS_KEY: &str = "X-SdmePrepare";
+
+/// `--generated=MACHINE` (the whole command line of the static
+/// `sdme-prepare@.service`): the arguments written into the mount unit of
+/// MACHINE in `dir` (systemd's generator directory), as the generator
+/// escaped them for a command line. Any other command line is returned as
+/// it is. Reading them from the mount unit systemd has loaded (rather than
+/// from the `.container` file, which may have changed since the last
+/// daemon-reload) keeps the prepared layers and the mount in step.
+pub fn expand_generated(args: Vec<OsString>, dir: &Path) -> Result<Vec<OsString>> {
+    let machine = match args.as_slice() {
+        [a] => match a.to_str().and_then(|a| a.strip_prefix("--generated=")) {
+            Some(m) => m.to_string(),
+            None => return Ok(args),
+        },
+        [a, m] if a == "--generated" => utf8(m.clone(), "machine name")?,
+        _ if args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--generated")) =>
+        {
+            bail!("--generated=MACHINE takes no other argument\n{USAGE}")
+        }
+        _ => return Ok(args),
+    };
+    sdme_core::name::check_machine_name(&machine).map_err(|e| anyhow!(e))?;
+    generated_args(&machine, dir).map_err(|e| anyhow!("{machine}: {e:#}"))
+}
+
+fn generated_args(machine: &str, dir: &Path) -> Result<Vec<OsString>> {
+    let merged = [sdme_core::paths::CONTAINERS_DIR, "/", machine, "/merged"].concat();
+    let unit = sdme_core::escape::mount_unit_name(&merged).map_err(|e| anyhow!(e))?;
+    let path = dir.join(&unit);
+    let data = match read_bounded(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no generated mount unit {}: no .container file declares the machine '{machine}' \
+             (or \"systemctl daemon-reload\" has not run since one does; instances of a bare \
+             template NAME@.container are prepared by their own service)",
+            path.display(),
+        ),
+        Err(e) => bail!("cannot read {}: {e}", path.display()),
+    };
+    let file = sdme_core::syntax::UnitFile::parse(&path, &data).map_err(|e| anyhow!("{e}"))?;
+    let line = file
+        .section("Unit")
+        .and_then(|s| s.entries.iter().rfind(|e| e.key == ARGS_KEY))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no {ARGS_KEY}= in [Unit]; it was not written by this sdme-generator \
+                 (run \"systemctl daemon-reload\")",
+                path.display()
+            )
+        })?;
+    let words = sdme_core::escape::split_words(&line.value)
+        .map_err(|e| anyhow!("{}: {ARGS_KEY}=: {e}", path.display()))?;
+    // What systemd would have undone in a command line: doubled `%`, `$`.
+    let args: Vec<OsString> = words
+        .iter()
+        .map(|w| w.replace("%%", "%").replace("$$", "$").into())
+        .collect();
+    if machine_guess(&args).as_deref() != Some(machine) {
+        bail!(
+            "{}: {ARGS_KEY}= is for another machine than '{machine}'",
+            path.display()
+        );
+    }
+    Ok(args)
+}
+
+/// A generated unit file; anything bigger than a unit file can be is
+/// refused unread.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open(path)?
+        .take(sdme_core::search::MAX_FILE_SIZE + 1)
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > sdme_core::search::MAX_FILE_SIZE {
+        return Err(std::io::Error::other("file too big for a unit file"));
+    }
+    Ok(data)
+}
 
 fn utf8(v: OsString, what: &str) -> Result<String> {
     v.into_string()
@@ -89,6 +177,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut opaque = Vec::new();
     let mut apparmor_profile = None;
     let mut private_users = None;
+    let mut umask = None;
     let mut mount = false;
     let mut unmount = false;
     let mut positional = Vec::new();
@@ -127,6 +216,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--opaque" => opaque.push(value("--opaque")?),
             "--apparmor-profile" => apparmor_profile = Some(value("--apparmor-profile")?),
             "--private-users" => private_users = Some(value("--private-users")?),
+            "--umask" => umask = Some(parse_umask(&value("--umask")?)?),
             "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
                 if inline.is_some() {
                     bail!("option {key} takes no value");
@@ -214,7 +304,19 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         opaque,
         apparmor_profile,
         userns_base,
+        umask,
     })
+}
+
+/// An octal mode as systemd's `UMask=` takes it.
+fn parse_umask(v: &str) -> Result<u32> {
+    match u32::from_str_radix(v, 8) {
+        Ok(m) if !v.starts_with('+') && m <= 0o7777 => Ok(m),
+        _ => bail!(
+            "--umask={}: expected an octal mode such as 0022",
+            v.escape_default()
+        ),
+    }
 }
 
 /// Whether an `AppArmorProfile=` can be applied, on the system whose
@@ -567,6 +669,9 @@ pub struct Report {
 /// Do everything for `Prepare` and `Mount`.
 pub fn prepare(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
+    if let Some(m) = opts.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m & 0o777));
+    }
     check_umask(current_umask())?;
     if let Some(p) = &opts.apparmor_profile {
         if !check_apparmor(Path::new("/"), p)? {

@@ -239,6 +239,15 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
         }
         p.containers.push(c);
     }
+    // Each image unit orders the prepare steps of its users after it.
+    let image_at: BTreeMap<String, usize> = (p.images.iter().enumerate())
+        .map(|(i, img)| (img.name.clone(), i))
+        .collect();
+    for c in p.containers.iter().filter(|c| !c.helper_mounts()) {
+        if let Some(i) = c.image.as_ref().and_then(|img| image_at.get(&img.name)) {
+            p.images[*i].prepared_by.push(c.machine.clone());
+        }
+    }
     p
 }
 

@@ -62,6 +62,11 @@ pub struct Image {
     /// `[Unit]`, `[Service]` and `X-` sections of a `.image` file.
     pub passthrough: Vec<Section>,
     pub install: Install,
+    /// The machines with a generated overlay mount whose rootfs this is:
+    /// their `sdme-prepare@MACHINE.service` (an instance of a static
+    /// template, which cannot name the image itself) must wait for the
+    /// import, so the image unit orders itself `Before=` them.
+    pub prepared_by: Vec<String>,
 }
 
 /// `sdme-image-NAME.service`.
@@ -298,6 +303,7 @@ impl Image {
             spec,
             passthrough: b.passthrough,
             install: b.install,
+            prepared_by: Vec::new(),
         })
     }
 
@@ -310,6 +316,7 @@ impl Image {
             spec: ImportSpec::new(reference),
             passthrough: Vec::new(),
             install: Install::default(),
+            prepared_by: Vec::new(),
         }
     }
 }

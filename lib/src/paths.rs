@@ -32,6 +32,11 @@ pub const LIBEXEC_DIR: &str = match option_env!("SDME_LIBEXECDIR") {
 
 pub const NSPAWN: &str = "/usr/bin/systemd-nspawn";
 
+/// Where systemd has the system manager's generators write (their NORMAL
+/// directory, systemd.generator(7)): `sdme-prepare --generated=MACHINE`
+/// reads the mount unit sdme-generator wrote there.
+pub const GENERATOR_DIR: &str = "/run/systemd/generator";
+
 /// Where `make install` puts the user-facing binaries (`BINDIR`).
 pub const BIN_DIR: &str = match option_env!("SDME_BINDIR") {
     Some(dir) => dir,

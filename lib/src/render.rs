@@ -4,9 +4,13 @@
 //! bytes, so golden tests compare whole files.
 //!
 //! What a container becomes:
-//! - declared (`web.container`, `web@a.container`): `sdme-web.service`, the
-//!   overlay `.mount` unit, and `sdme-prepare@MACHINE.service`, a generated
-//!   one-shot that the mount requires;
+//! - declared (`web.container`, `web@a.container`): `sdme-web.service` and
+//!   the overlay `.mount` unit, which requires `sdme-prepare@MACHINE.service`,
+//!   an instance of the static template `units/sdme-prepare@.service`; the
+//!   prepare helper's arguments travel in the mount unit's `X-SdmePrepare=`
+//!   (which systemd ignores), so the generator writes two files per
+//!   container, not three, and the arguments always match the mount unit
+//!   systemd has loaded;
 //! - a bare template (`web@.container`): `sdme-web@.service` alone, because
 //!   mount units cannot be templates: the prepare helper also mounts the
 //!   overlay (`--mount`, from `ExecStartPre=`) and unmounts it after stop
@@ -199,7 +203,6 @@ pub fn output_paths(c: &Container) -> Vec<String> {
         if let Ok(mount) = mount_unit_name(&merged) {
             v.push(mount);
         }
-        v.push(prepare_unit_name(&c.machine));
     }
     v.extend(install_links(c).into_iter().map(Output::into_path));
     v
@@ -218,10 +221,6 @@ pub fn render(c: &Container) -> Vec<Output> {
             path: mount.clone(),
             content: mount_unit(&x),
         });
-        out.push(Output::File {
-            path: prepare_unit_name(&c.machine),
-            content: prepare_unit(&x),
-        });
     }
     out.extend(links(&c.name, &c.install, &x.service));
     out
@@ -229,8 +228,13 @@ pub fn render(c: &Container) -> Vec<Output> {
 
 /// The prepare helper's command line; `--mount` for a bare template.
 fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
-    let c = x.c;
     push_helper(s, "sdme-prepare");
+    prepare_args(x, s, mount);
+}
+
+/// The prepare helper's arguments, each after a space, then a newline.
+fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
+    let c = x.c;
     if mount {
         s.push_str(" --mount");
     }
@@ -269,6 +273,18 @@ fn prepare_cmd(x: &Ctx, s: &mut String, mount: bool) {
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
     if !mount {
+        // The umask the admin chose for the container applies to its
+        // layer files too (sdme-prepare refuses one that would hide them);
+        // the static prepare unit cannot carry it, so it is an argument.
+        if let Some(e) = c
+            .passthrough
+            .iter()
+            .filter(|sec| sec.name == "Service")
+            .flat_map(|sec| &sec.entries)
+            .rfind(|e| e.key == "UMask")
+        {
+            x.word(s, "--umask=", &e.value);
+        }
         // Its own unit: errors go to the container's journal too.
         s.push_str(" --unit=");
         s.push_str(&x.service);
@@ -522,13 +538,20 @@ fn mount_unit(x: &Ctx) -> String {
         s.push_str(&prep);
         s.push('\n');
     }
-    x.image_deps(&mut s, false);
+    x.image_deps(&mut s, true);
     // A restart of the container remounts, so the prepare step runs again.
     s.push_str("PartOf=");
     s.push_str(&x.service);
     s.push('\n');
     x.requires_mounts(&mut s);
-    s.push_str("StopWhenUnneeded=yes\n\n[Mount]\nWhat=overlay\nWhere=");
+    s.push_str("StopWhenUnneeded=yes\n");
+    // Read by `sdme-prepare --generated=MACHINE`, run by the static
+    // sdme-prepare@.service; systemd ignores X- keys.
+    let mut args = String::with_capacity(512);
+    prepare_args(x, &mut args, false);
+    s.push_str("X-SdmePrepare=");
+    s.push_str(args.trim_start());
+    s.push_str("\n[Mount]\nWhat=overlay\nWhere=");
     s.push_str(&x.dir);
     s.push_str("/merged\nType=overlay\nOptions=lowerdir=");
     s.push_str(&x.lower);
@@ -537,35 +560,6 @@ fn mount_unit(x: &Ctx) -> String {
     s.push_str("/upper,workdir=");
     s.push_str(&x.dir);
     s.push_str("/work\n");
-    s
-}
-
-fn prepare_unit(x: &Ctx) -> String {
-    let c = x.c;
-    let mut s = String::with_capacity(1024);
-    x.header(&mut s);
-    s.push_str("\n[Unit]\nDescription=Prepare the layers of sdme container ");
-    s.push_str(&x.m);
-    s.push_str("\nDocumentation=man:sdme-prepare(8)\nSourcePath=");
-    s.push_str(&x.source);
-    s.push('\n');
-    x.image_deps(&mut s, true);
-    x.requires_mounts(&mut s);
-    s.push_str("\n[Service]\nType=oneshot\nExecStart=");
-    prepare_cmd(x, &mut s, false);
-    // The umask the admin chose for the container applies to its layer
-    // files too (sdme-prepare refuses one that would hide them).
-    if let Some(e) = c
-        .passthrough
-        .iter()
-        .filter(|sec| sec.name == "Service")
-        .flat_map(|sec| &sec.entries)
-        .rfind(|e| e.key == "UMask")
-    {
-        s.push_str("UMask=");
-        s.push_str(&e.value);
-        s.push('\n');
-    }
     s
 }
 
@@ -723,6 +717,11 @@ pub fn render_image(img: &Image) -> Vec<Output> {
     s.push_str("\nWants=network-online.target\nAfter=network-online.target\nRequiresMountsFor=");
     s.push_str(paths::ROOTFS_DIR);
     s.push('\n');
+    for m in &img.prepared_by {
+        s.push_str("Before=");
+        s.push_str(&prepare_unit_name(m));
+        s.push('\n');
+    }
     push_entries(&mut s, user_unit);
     s.push_str("\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=");
     s.push_str(paths::SDME_IMPORT);

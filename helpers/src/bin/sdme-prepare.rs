@@ -1,11 +1,22 @@
 //! sdme-prepare(8): see `sdme_helpers::prepare`.
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use sdme_core::paths;
 
 use sdme_helpers::{journal, prepare};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The static sdme-prepare@.service: the arguments are in the mount unit.
+    let args = match prepare::expand_generated(args, Path::new(paths::GENERATOR_DIR)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("sdme-prepare: {}", format!("{e:#}").replace('\n', " "));
+            return ExitCode::FAILURE;
+        }
+    };
     let guess = prepare::machine_guess(&args);
     // The container's service, to log a failure in its journal too.
     let unit = args.iter().find_map(|a| {

@@ -42,7 +42,9 @@ th_exec mkdir -p /etc/sdme
 printf '[Container]\nRootfs=%s\n' "$name" | th_exec sh -c "cat > /etc/sdme/$name.container"
 printf '[Container]\nRootfs=%s\n' "$other" | th_exec sh -c "cat > /etc/sdme/$other.container"
 require_in "daemon-reload" systemctl daemon-reload
-unit_prepare=$(th_exec systemctl cat "sdme-prepare@$name.service" 2>&1 || true)
+unit_prepare=$(th_prepare_args "$name")
+check_in "sdme-prepare@$name is the static template's instance" sh -c \
+	"systemctl show -p FragmentPath --value sdme-prepare@$name.service | grep -qE '^(/usr)?/lib/systemd/system/sdme-prepare@\.service$'"
 assert_match "prepare step gets --lower=/var/lib/sdme/rootfs/$name" \
 	"--lower=/var/lib/sdme/rootfs/$name( |$)" "$unit_prepare"
 [[ $unit_prepare != *--host-clone* ]] || fail "prepare step of a Rootfs= container has --host-clone"

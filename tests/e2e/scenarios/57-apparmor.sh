@@ -22,9 +22,9 @@ step "AppArmor in the test kernel: '${enabled:-absent}'"
 th_exec mkdir -p /etc/sdme
 printf '[Container]\nAppArmorProfile=%s\n' "$profile" | th_exec sh -c "cat > /etc/sdme/$a.container"
 require_in "daemon-reload" systemctl daemon-reload
-th_exec systemctl cat "sdme-prepare@$a.service" | grep -E '^ExecStart=' || true
-check_in "sdme-prepare@$a gets --apparmor-profile=$profile" sh -c \
-	"systemctl cat sdme-prepare@$a.service | grep -E '^ExecStart=.* --apparmor-profile=$profile( |\$)'"
+args=$(th_prepare_args "$a")
+step "sdme-prepare@$a arguments: $args"
+assert_match "sdme-prepare@$a gets --apparmor-profile=$profile" "(^| )--apparmor-profile=$profile( |\$)" "$args"
 assert_eq "systemctl show -p AppArmorProfile sdme-$a" "AppArmorProfile=$profile" \
 	"$(th_exec systemctl show -p AppArmorProfile "sdme-$a" 2>&1 || true)"
 

@@ -79,8 +79,18 @@ require_in "daemon-reload" systemctl daemon-reload
 for n in $names; do
 	require_in "sdme-$n.service generated" systemctl cat "sdme-$n.service"
 done
-check_in "UMask=0077 copied into sdme-prepare@um.service" sh -c \
-	'systemctl cat sdme-prepare@um.service | grep -qx "UMask=0077"'
+assert_match "UMask=0077 passed to sdme-prepare@um.service" "(^| )--umask=0077( |\$)" "$(th_prepare_args um)"
+
+step "sdme-prepare@ghost: a machine no .container file declares"
+c=$(cursor)
+rc=0
+th_exec timeout 60 systemctl start sdme-prepare@ghost.service || rc=$?
+[ "$rc" -ne 0 ] || fail "systemctl start sdme-prepare@ghost succeeded"
+log=$(th_exec journalctl --no-pager -o cat --after-cursor="$c" -u sdme-prepare@ghost.service 2>&1 || true)
+echo "$log"
+assert_match "sdme-prepare@ghost names the missing mount unit" \
+	'sdme-prepare: ghost: no generated mount unit /run/systemd/generator/var-lib-sdme-containers-ghost-merged\.mount: no \.container file declares' "$log"
+th_exec systemctl reset-failed sdme-prepare@ghost.service 2>/dev/null || true
 
 expect_failure nr 30 'rootfs /var/lib/sdme/rootfs/nope not found' "missing rootfs" sdme-prepare@nr.service
 

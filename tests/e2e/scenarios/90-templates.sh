@@ -35,7 +35,8 @@ th_exec ln -s web@.container /etc/sdme/web@b.container
 require_in "daemon-reload" systemctl daemon-reload
 for i in a b; do
 	check_in "declared instance web@$i has its own unit" test -f "/run/systemd/generator/sdme-web@$i.service"
-	check_in "declared instance web@$i has its own prepare unit" systemctl cat "sdme-prepare@web-$i.service"
+	assert_match "declared instance web@$i has its own prepare arguments" \
+		"--state=/var/lib/sdme/containers/web-$i .*--unit=sdme-web@$i\.service web-$i\$" "$(th_prepare_args "web-$i")"
 done
 check_in "the template unit exists" test -f /run/systemd/generator/sdme-web@.service
 check_in "no unit file generated for web@c" sh -c '! test -e /run/systemd/generator/sdme-web@c.service'

@@ -66,8 +66,9 @@ th_exec rm -f "$file"
 require_in "daemon-reload" systemctl daemon-reload
 check_in "systemctl cat $unit fails" sh -c "! systemctl cat $unit >/dev/null 2>&1"
 assert_eq "$unit LoadState" not-found "$(th_exec systemctl show -p LoadState --value "$unit" 2>&1 || true)"
-assert_eq "sdme-prepare@$name LoadState" not-found \
-	"$(th_exec systemctl show -p LoadState --value "sdme-prepare@$name" 2>&1 || true)"
+# sdme-prepare@NAME is an instance of a static template: it still loads,
+# but has nothing to prepare.
+check_in "sdme-prepare@$name refuses to run" sh -c "! systemctl start sdme-prepare@$name"
 mount_unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
 assert_eq "$mount_unit has no unit file" "" \
 	"$(th_exec systemctl show -p FragmentPath --value "$mount_unit" 2>&1 || true)"
