@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use log::{Level, Logger};
-use sdme_core::generate::{generate, plan};
-use sdme_core::parallel::{par_map, threads_for};
+use sdme_core::generate::{generate, plan, plan_with};
 use sdme_core::paths;
 use sdme_core::render::Output;
 use sdme_core::render::{render, render_image, render_pod};
@@ -77,26 +76,22 @@ fn main() -> ExitCode {
                 .join(":")
         ),
     );
-    let g = match &mode {
+    let mut write_failed = false;
+    let (g, results) = match &mode {
         Mode::DryRun => {
             let mut stdout = std::io::stdout().lock();
-            generate(&dirs, &mut |o| {
+            let g = generate(&dirs, &mut |o| {
                 let _ = match &o {
                     Output::File { path, content } => write!(stdout, "# {path}\n{content}\n"),
                     Output::Symlink { path, target } => write!(stdout, "# {path} -> {target}\n\n"),
                 };
-            })
+            });
+            (g, Vec::new())
         }
-        Mode::Write(_) => plan(&dirs),
-    };
-    let mut write_failed = false;
-    if let Mode::Write(dir) = &mode {
-        // Render and write in parallel: each container's units are written
-        // as soon as they are made; the results come back in file order.
-        let debug = log.enabled(Level::Debug);
-        let results = match write::Writer::new(dir) {
-            Err(e) => vec![Err(e)],
+        Mode::Write(dir) => match write::Writer::new(dir) {
+            Err(e) => (plan(&dirs), vec![Err(e)]),
             Ok(w) => {
+                let debug = log.enabled(Level::Debug);
                 let write = |o: Output| {
                     match &o {
                         Output::File { path, content } => w.file(path, content.as_bytes()),
@@ -105,26 +100,32 @@ fn main() -> ExitCode {
                     // The path only for the debug log, most runs have none.
                     .map(|()| debug.then(|| o.into_path()))
                 };
-                let written = par_map(&g.containers, threads_for(g.containers.len()), |c| {
+                // Each accepted container's units are rendered and written
+                // on a worker thread as soon as it is checked, while later
+                // files are still read and checked; the results come back
+                // in file order.
+                let (g, written) = plan_with(&dirs, |c| {
                     render(c).into_iter().map(write).collect::<Vec<_>>()
                 });
-                g.pods
+                let results = g
+                    .pods
                     .iter()
                     .flat_map(render_pod)
                     .chain(g.images.iter().flat_map(render_image))
                     .map(write)
                     .chain(written.into_iter().flatten())
-                    .collect()
+                    .collect();
+                (g, results)
             }
-        };
-        for r in results {
-            match r {
-                Ok(Some(path)) => log.log(Level::Debug, &format!("wrote {path}")),
-                Ok(None) => {}
-                Err(e) => {
-                    log.error_everywhere(&e);
-                    write_failed = true;
-                }
+        },
+    };
+    for r in results {
+        match r {
+            Ok(Some(path)) => log.log(Level::Debug, &format!("wrote {path}")),
+            Ok(None) => {}
+            Err(e) => {
+                log.error_everywhere(&e);
+                write_failed = true;
             }
         }
     }

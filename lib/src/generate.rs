@@ -7,8 +7,15 @@
 //!    an earlier file already has (the first one wins, as on the search
 //!    path);
 //! 3. [`generate`] or the binary's writer renders the accepted containers
-//!    (in parallel when writing) and hands each unit on at once, so a run
-//!    over many files never holds all units in memory.
+//!    and hands each unit on at once, so a run over many files never holds
+//!    all units in memory.
+//!
+//! When writing, [`plan_with`] runs the steps as a pipeline over the
+//! container files (see [`crate::parallel::pipeline`]): a file is read and
+//! validated on any thread, checked in file-name order, and its units are
+//! written while later files are still read, with no barrier between the
+//! steps. The checks see the files in the same order either way, so the
+//! output and the messages are the same.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,11 +24,11 @@ use std::path::PathBuf;
 use crate::config::Config;
 use crate::container::{Container, Diag, Pod};
 use crate::image::Image;
-use crate::parallel::{par_map, threads_for};
+use crate::parallel::{pipeline, threads_for};
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
 };
-use crate::search::{FileType, Found, Listings, UnitName};
+use crate::search::{Candidate, FileType, Listings, UnitName, Unread};
 use crate::userns;
 
 /// The containers to generate and what went wrong with the others.
@@ -45,10 +52,23 @@ pub struct Plan {
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the
 /// others.
 pub fn plan(dirs: &[PathBuf]) -> Plan {
+    plan_with(dirs, |_| ()).0
+}
+
+/// [`plan`], with step 3 overlapped: `work` gets each accepted container
+/// (on one of the worker threads) as soon as it and every file before it
+/// are checked, while later files are still read and checked. Returns
+/// `work`'s results in file-name order, as [`Plan::containers`].
+pub fn plan_with<R: Send>(
+    dirs: &[PathBuf],
+    work: impl Fn(&Container) -> R + Sync,
+) -> (Plan, Vec<R>) {
     let listings = Listings::new(dirs);
     let ps = listings.search(FileType::Pod);
     let is = listings.search(FileType::Image);
-    let s = listings.search(FileType::Container);
+    // The container files are read in the pipeline below, each by the
+    // thread that validates it.
+    let (candidates, masked) = listings.candidates(FileType::Container);
     let mut p = Plan {
         errors: listings.errors.clone(),
         ..Default::default()
@@ -57,13 +77,18 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     p.masked.extend(ps.masked);
     p.errors.extend(is.errors);
     p.masked.extend(is.masked);
-    p.errors.extend(s.errors);
-    p.masked.extend(s.masked);
+    // As Listings::search orders them: the masked by a symlink first,
+    // then the empty files (pushed by the checks below).
+    p.masked.extend(masked);
+    // Errors of reading container files come before all others but
+    // those of the search; the checks collect them in file order.
+    let read_errors_at = p.errors.len();
+    let mut read_errors = Vec::new();
     // Output paths of the files accepted so far (only looked up, never
     // iterated: the order of the set does not reach the output).
     let mut taken: HashSet<String, BuildHasherDefault<Fnv>> = HashSet::default();
     // Three units and a link or so per container.
-    taken.reserve(4 * s.found.len());
+    taken.reserve(4 * candidates.len());
     // Image files next: containers name them with Rootfs=NAME.image.
     for found in &is.found {
         match Image::load(found) {
@@ -119,24 +144,43 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
     });
     p.errors.extend(orphans);
     let pods: BTreeSet<String> = p.pods.iter().map(|x| x.name.clone()).collect();
-    // Each container with its output paths, made in parallel too.
-    let loaded = par_map(&s.found, threads_for(s.found.len()), |f: &Found| {
-        Container::load_with(f, &config).map(|c| {
-            let paths = output_paths(&c);
-            (c, paths)
-        })
-    });
     // machine name -> file that claimed it first
     let mut machines: BTreeMap<String, PathBuf> = BTreeMap::new();
     // PrivateUsers= base -> (file, machine) that claimed it first
     let mut bases: BTreeMap<u32, (PathBuf, String)> = BTreeMap::new();
-    for (found, result) in s.found.iter().zip(loaded) {
-        let (c, paths) = match result {
-            Ok(x) => x,
-            Err(diags) => {
+    // Each container file is read and validated with its output paths in
+    // parallel; the checks against the files before it run in file-name
+    // order.
+    let load = |cand: &Candidate| {
+        listings
+            .read(FileType::Container, cand)
+            .map(|(found, errors)| {
+                let loaded = Container::load_with(&found, &config).map(|c| {
+                    let paths = output_paths(&c);
+                    (c, paths)
+                });
+                (loaded, errors)
+            })
+    };
+    let check = |cand: &Candidate, read: Result<(Loaded, Vec<String>), Unread>| {
+        let (c, paths) = match read {
+            Ok((Ok(x), errors)) => {
+                read_errors.extend(errors);
+                x
+            }
+            Ok((Err(diags), errors)) => {
+                read_errors.extend(errors);
                 p.errors.extend(diags.iter().map(Diag::to_string));
-                p.skipped.push(found.path.clone());
-                continue;
+                p.skipped.push(cand.path.clone());
+                return None;
+            }
+            Err(Unread::Masked(path)) => {
+                p.masked.push(path);
+                return None;
+            }
+            Err(Unread::Failed(e)) => {
+                read_errors.push(e);
+                return None;
             }
         };
         if let Some((pod, at)) = &c.pod {
@@ -154,7 +198,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                     "{at}: Pod={pod}.pod: {want} on the search path (or it has errors, or is masked)"
                 ));
                 p.skipped.push(c.source.clone());
-                continue;
+                return None;
             }
         }
         if let (Some(preset), false) = (c.preset, config_ok) {
@@ -163,7 +207,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 c.source.display()
             ));
             p.skipped.push(c.source.clone());
-            continue;
+            return None;
         }
         if let Some(img) = &c.image {
             let at = &img.at;
@@ -174,7 +218,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                         n = img.name
                     ));
                     p.skipped.push(c.source.clone());
-                    continue;
+                    return None;
                 }
                 Some(r) if image_files.contains(&img.name) => {
                     // Only a file named like an inline rootfs can clash.
@@ -183,7 +227,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                         img.name
                     ));
                     p.skipped.push(c.source.clone());
-                    continue;
+                    return None;
                 }
                 _ => {}
             }
@@ -197,7 +241,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                     other.display()
                 ));
                 p.skipped.push(c.source.clone());
-                continue;
+                return None;
             }
         }
         let base = c.userns_base();
@@ -213,7 +257,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 userns::BASE_MAX,
             ));
             p.skipped.push(c.source.clone());
-            continue;
+            return None;
         }
         if let Some(clash) = paths.iter().find(|o| taken.contains(*o)) {
             p.errors.push(format!(
@@ -221,7 +265,7 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 c.source.display()
             ));
             p.skipped.push(c.source.clone());
-            continue;
+            return None;
         }
         if !c.is_template() {
             machines.insert(c.machine.clone(), c.source.clone());
@@ -237,9 +281,17 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
                 }
             }
         }
-        p.containers.push(c);
-    }
-    // Each image unit orders the prepare steps of its users after it.
+        Some(c)
+    };
+    let threads = threads_for(candidates.len());
+    let (containers, results) = pipeline(&candidates, threads, load, check, work)
+        .into_iter()
+        .unzip();
+    p.containers = containers;
+    p.errors.splice(read_errors_at..read_errors_at, read_errors);
+    // Each image unit orders the prepare steps of its users after it
+    // (image units are rendered after the plan, containers' units do not
+    // depend on this).
     let image_at: BTreeMap<String, usize> = (p.images.iter().enumerate())
         .map(|(i, img)| (img.name.clone(), i))
         .collect();
@@ -248,8 +300,11 @@ pub fn plan(dirs: &[PathBuf]) -> Plan {
             p.images[*i].prepared_by.push(c.machine.clone());
         }
     }
-    p
+    (p, results)
 }
+
+/// A container file validated, with its output paths.
+type Loaded = Result<(Container, Vec<String>), Vec<Diag>>;
 
 /// The whole run, sequentially: each container's units go to `emit` in
 /// file-name order (what `--dry-run` prints).

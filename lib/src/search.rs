@@ -129,9 +129,36 @@ impl<'a> Listings<'a> {
     /// The files of `kind`; `errors` of the result are those of reading
     /// files (not of listing, which [`Listings::errors`] holds).
     pub fn search(&self, kind: FileType) -> Search {
+        let (candidates, masked) = self.candidates(kind);
+        // The files are read in parallel; the outcomes keep the order.
+        let read = par_map(&candidates, threads_for(candidates.len()), |c| {
+            self.read(kind, c)
+        });
+        let mut out = Search {
+            masked,
+            ..Default::default()
+        };
+        out.found.reserve(candidates.len());
+        for r in read {
+            match r {
+                Ok((f, errors)) => {
+                    out.errors.extend(errors);
+                    out.found.push(f);
+                }
+                Err(Unread::Masked(path)) => out.masked.push(path),
+                Err(Unread::Failed(e)) => out.errors.push(e),
+            }
+        }
+        out
+    }
+
+    /// The files of `kind` that won on the search path, in file-name
+    /// order, not read yet; and the ones masked by a symlink to
+    /// `/dev/null`.
+    pub fn candidates(&self, kind: FileType) -> (Vec<Candidate>, Vec<PathBuf>) {
         let (dirs, listings) = (self.dirs, &self.lists);
         let suffix = format!(".{}", kind.suffix());
-        let mut out = Search::default();
+        let mut masked = Vec::new();
         // file name -> first (highest-priority) entry and its directory
         let mut winners: BTreeMap<&str, (&Path, &Listed)> = BTreeMap::new();
         for (dir, list) in dirs.iter().zip(listings) {
@@ -141,12 +168,11 @@ impl<'a> Listings<'a> {
                 }
             }
         }
-        // Candidates in file-name order; their contents are read in parallel.
-        let mut candidates: Vec<(UnitName, PathBuf, PathBuf)> = Vec::with_capacity(winners.len());
+        let mut candidates = Vec::with_capacity(winners.len());
         for (file_name, (dir, l)) in &winners {
             let path = dir.join(file_name);
             if l.is_symlink && fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
-                out.masked.push(path);
+                masked.push(path);
                 continue;
             }
             let stem = &file_name[..file_name.len() - suffix.len()];
@@ -162,46 +188,71 @@ impl<'a> Listings<'a> {
                     }
                 }
             }
-            candidates.push((name, path, content));
-        }
-        let contents = par_map(
-            &candidates,
-            threads_for(candidates.len()),
-            |(_, _, content)| read_unit(content),
-        );
-        out.found.reserve(candidates.len());
-        for ((name, path, content), data) in candidates.into_iter().zip(contents) {
-            let data = match data {
-                Ok(d) => d,
-                Err(e) => {
-                    out.errors.push(e);
-                    continue;
-                }
-            };
-            if data.is_empty() {
-                if content == path {
-                    out.masked.push(path);
-                } else {
-                    out.errors.push(format!(
-                        "{}: instance of the template {}, which is masked",
-                        path.display(),
-                        content.display()
-                    ));
-                }
-                continue;
-            }
-            let dropins = dropins(dirs, listings, &self.has_d, kind, &name, &mut out.errors);
-            out.found.push(Found {
-                kind,
+            candidates.push(Candidate {
                 name,
                 path,
                 content,
-                data,
-                dropins,
             });
         }
-        out
+        (candidates, masked)
     }
+
+    /// Read a candidate of `kind` and find its drop-ins (safe to run for
+    /// many candidates at once); the errors that come with the file are
+    /// those of finding its drop-ins.
+    pub fn read(&self, kind: FileType, c: &Candidate) -> Result<(Found, Vec<String>), Unread> {
+        let data = match read_unit(&c.content) {
+            Ok(d) => d,
+            Err(e) => return Err(Unread::Failed(e)),
+        };
+        if data.is_empty() {
+            if c.content == c.path {
+                return Err(Unread::Masked(c.path.clone()));
+            }
+            return Err(Unread::Failed(format!(
+                "{}: instance of the template {}, which is masked",
+                c.path.display(),
+                c.content.display()
+            )));
+        }
+        let mut errors = Vec::new();
+        let dropins = dropins(
+            self.dirs,
+            &self.lists,
+            &self.has_d,
+            kind,
+            &c.name,
+            &mut errors,
+        );
+        let found = Found {
+            kind,
+            name: c.name.clone(),
+            path: c.path.clone(),
+            content: c.content.clone(),
+            data,
+            dropins,
+        };
+        Ok((found, errors))
+    }
+}
+
+/// A file that won on the search path, before it is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub name: UnitName,
+    /// What [`Found::path`] will be.
+    pub path: PathBuf,
+    /// What [`Found::content`] will be.
+    pub content: PathBuf,
+}
+
+/// A [`Candidate`] that gives no file.
+#[derive(Debug)]
+pub enum Unread {
+    /// Empty: masks the same name lower on the search path.
+    Masked(PathBuf),
+    /// Not readable, or an instance of a masked template.
+    Failed(String),
 }
 
 /// Search `dirs` (highest priority first) for files of `kind`.
