@@ -284,10 +284,15 @@ pub fn plan_with<R: Send>(
         Some(c)
     };
     let threads = threads_for(candidates.len());
-    let (containers, results) = pipeline(&candidates, threads, load, check, work)
-        .into_iter()
-        .unzip();
-    p.containers = containers;
+    let done = pipeline(&candidates, threads, load, check, work);
+    let mut results = Vec::with_capacity(done.len());
+    // In place: a thousand containers are most of a run's memory.
+    p.containers = (done.into_iter())
+        .map(|(c, r)| {
+            results.push(r);
+            c
+        })
+        .collect();
     p.errors.splice(read_errors_at..read_errors_at, read_errors);
     // Each image unit orders the prepare steps of its users after it
     // (image units are rendered after the plan, containers' units do not

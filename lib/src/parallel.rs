@@ -114,8 +114,11 @@ where
             }
         }
     });
-    let mut done = lock(&shared.state).done.split_off(0);
+    let mut done = (shared.state.into_inner())
+        .unwrap_or_else(|p| p.into_inner())
+        .done;
     done.sort_unstable_by_key(|(i, _, _)| *i);
+    // Collected in place (jobs can be large).
     done.into_iter().map(|(_, j, r)| (j, r)).collect()
 }
 
@@ -154,12 +157,15 @@ where
     FR: Fn(&J) -> R,
 {
     fn work(&self, prefer: Prefer) {
+        // Reused for every round of checks: the loader checks each item
+        // as soon as it is loaded, a thousand small rounds per run.
+        let mut batch = Vec::new();
+        let mut jobs: Vec<(usize, J)> = Vec::new();
         let mut st = lock(&self.state);
         loop {
             // Check every item loaded in order so far, outside the lock.
             if !st.checking && st.loaded.front().is_some_and(Option::is_some) {
                 let from = st.unchecked;
-                let mut batch = Vec::new();
                 while let Some(Some(l)) = st.loaded.front_mut().map(Option::take) {
                     st.loaded.pop_front();
                     st.unchecked += 1;
@@ -169,17 +175,15 @@ where
                 drop(st);
                 let n = batch.len();
                 let mut check = lock(&self.check);
-                let jobs: Vec<(usize, J)> = batch
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(k, l)| (*check)(&self.items[from + k], l).map(|j| (from + k, j)))
-                    .collect();
+                jobs.extend(batch.drain(..).enumerate().filter_map(|(k, l)| {
+                    (*check)(&self.items[from + k], l).map(|j| (from + k, j))
+                }));
                 drop(check);
                 st = lock(&self.state);
                 st.checking = false;
                 st.checked = from + n;
                 if !jobs.is_empty() || st.checked == self.items.len() {
-                    st.jobs.extend(jobs);
+                    st.jobs.extend(jobs.drain(..));
                     self.wake.notify_all();
                 }
                 continue;
