@@ -151,27 +151,30 @@ pub fn plan_with<R: Send>(
     // Each container file is read and validated with its output paths in
     // parallel; the checks against the files before it run in file-name
     // order.
-    let load = |cand: &Candidate| {
+    let load = |cand: Candidate| {
         listings
             .read(FileType::Container, cand)
             .map(|(found, errors)| {
-                let loaded = Container::load_with(&found, &config).map(|c| {
-                    let paths = output_paths(&c);
-                    (c, paths)
-                });
+                let loaded = match Container::load_with(&found, &config) {
+                    Ok(c) => {
+                        let paths = output_paths(&c);
+                        Ok((c, paths))
+                    }
+                    Err(diags) => Err((found.path, diags)),
+                };
                 (loaded, errors)
             })
     };
-    let check = |cand: &Candidate, read: Result<(Loaded, Vec<String>), Unread>| {
+    let check = |read: Result<(Loaded, Vec<String>), Unread>| {
         let (c, paths) = match read {
             Ok((Ok(x), errors)) => {
                 read_errors.extend(errors);
                 x
             }
-            Ok((Err(diags), errors)) => {
+            Ok((Err((path, diags)), errors)) => {
                 read_errors.extend(errors);
                 p.errors.extend(diags.iter().map(Diag::to_string));
-                p.skipped.push(cand.path.clone());
+                p.skipped.push(path);
                 return None;
             }
             Err(Unread::Masked(path)) => {
@@ -284,7 +287,7 @@ pub fn plan_with<R: Send>(
         Some(c)
     };
     let threads = threads_for(candidates.len());
-    let done = pipeline(&candidates, threads, load, check, work);
+    let done = pipeline(candidates, threads, load, check, work);
     let mut results = Vec::with_capacity(done.len());
     // In place: a thousand containers are most of a run's memory.
     p.containers = (done.into_iter())
@@ -308,8 +311,9 @@ pub fn plan_with<R: Send>(
     (p, results)
 }
 
-/// A container file validated, with its output paths.
-type Loaded = Result<(Container, Vec<String>), Vec<Diag>>;
+/// A container file validated, with its output paths; or its path and
+/// errors.
+type Loaded = Result<(Container, Vec<String>), (PathBuf, Vec<Diag>)>;
 
 /// The whole run, sequentially: each container's units go to `emit` in
 /// file-name order (what `--dry-run` prints).

@@ -57,7 +57,8 @@ pub fn par_map<T: Sync, R: Send>(
 /// Three stages over `items` on `threads` threads, without a barrier
 /// between them, so that later items are still loaded while earlier ones
 /// are already run:
-/// - `load` each item (in parallel, in any order);
+/// - `load` each item (in parallel, in any order; it takes the item, so
+///   that nothing of it is copied or left to free at the end);
 /// - `check` the loaded items strictly in item order, one at a time (it
 ///   may keep state, such as the names that earlier items claimed), turning
 ///   each into a job or dropping it;
@@ -72,35 +73,37 @@ pub fn par_map<T: Sync, R: Send>(
 /// and running touch different code and data; the generator's jobs
 /// write files, and two writers contend for the directory lock).
 pub fn pipeline<T, L, J, R>(
-    items: &[T],
+    items: Vec<T>,
     threads: usize,
-    load: impl Fn(&T) -> L + Sync,
-    check: impl FnMut(&T, L) -> Option<J> + Send,
+    load: impl Fn(T) -> L + Sync,
+    check: impl FnMut(L) -> Option<J> + Send,
     run: impl Fn(&J) -> R + Sync,
 ) -> Vec<(J, R)>
 where
-    T: Sync,
+    T: Send,
     L: Send,
     J: Send,
     R: Send,
 {
+    let len = items.len();
     let shared = Shared {
-        items,
+        len,
         load,
         check: Mutex::new(check),
         run,
         state: Mutex::new(Stages {
+            to_load: items.into_iter(),
             next_load: 0,
             loaded: VecDeque::new(),
             unchecked: 0,
             checking: false,
             checked: 0,
             jobs: VecDeque::new(),
-            done: Vec::with_capacity(items.len()),
+            done: Vec::with_capacity(len),
         }),
         wake: Condvar::new(),
     };
-    let threads = threads.clamp(1, items.len().max(1));
+    let threads = threads.clamp(1, len.max(1));
     std::thread::scope(|s| {
         // The calling thread is one of the workers, the loader.
         let others: Vec<_> = (1..threads)
@@ -122,19 +125,22 @@ where
     done.into_iter().map(|(_, j, r)| (j, r)).collect()
 }
 
-struct Shared<'a, T, L, J, R, FL, FC, FR> {
-    items: &'a [T],
+struct Shared<T, L, J, R, FL, FC, FR> {
+    /// How many items there are.
+    len: usize,
     load: FL,
     /// Taken only by the thread that set [`Stages::checking`].
     check: Mutex<FC>,
     run: FR,
-    state: Mutex<Stages<L, J, R>>,
+    state: Mutex<Stages<T, L, J, R>>,
     /// Signalled when jobs are queued and when the last item is checked.
     wake: Condvar,
 }
 
-struct Stages<L, J, R> {
-    /// The next item to load.
+struct Stages<T, L, J, R> {
+    /// The items not yet taken for loading.
+    to_load: std::vec::IntoIter<T>,
+    /// The index of the next item to load.
     next_load: usize,
     /// Loaded and not yet taken for checking, by item index from
     /// `unchecked` on (the checks keep up, so this stays short).
@@ -150,10 +156,10 @@ struct Stages<L, J, R> {
     done: Vec<(usize, J, R)>,
 }
 
-impl<T, L, J, R, FL, FC, FR> Shared<'_, T, L, J, R, FL, FC, FR>
+impl<T, L, J, R, FL, FC, FR> Shared<T, L, J, R, FL, FC, FR>
 where
-    FL: Fn(&T) -> L,
-    FC: FnMut(&T, L) -> Option<J>,
+    FL: Fn(T) -> L,
+    FC: FnMut(L) -> Option<J>,
     FR: Fn(&J) -> R,
 {
     fn work(&self, prefer: Prefer) {
@@ -175,20 +181,23 @@ where
                 drop(st);
                 let n = batch.len();
                 let mut check = lock(&self.check);
-                jobs.extend(batch.drain(..).enumerate().filter_map(|(k, l)| {
-                    (*check)(&self.items[from + k], l).map(|j| (from + k, j))
-                }));
+                jobs.extend(
+                    batch
+                        .drain(..)
+                        .enumerate()
+                        .filter_map(|(k, l)| (*check)(l).map(|j| (from + k, j))),
+                );
                 drop(check);
                 st = lock(&self.state);
                 st.checking = false;
                 st.checked = from + n;
-                if !jobs.is_empty() || st.checked == self.items.len() {
+                if !jobs.is_empty() || st.checked == self.len {
                     st.jobs.extend(jobs.drain(..));
                     self.wake.notify_all();
                 }
                 continue;
             }
-            let loads_left = st.next_load < self.items.len();
+            let loads_left = st.next_load < self.len;
             if !(loads_left && prefer == Prefer::Load) {
                 if let Some((i, job)) = st.jobs.pop_front() {
                     drop(st);
@@ -198,11 +207,11 @@ where
                     continue;
                 }
             }
-            if loads_left {
+            if let Some(item) = st.to_load.next() {
                 let i = st.next_load;
                 st.next_load += 1;
                 drop(st);
-                let l = (self.load)(&self.items[i]);
+                let l = (self.load)(item);
                 st = lock(&self.state);
                 let at = i - st.unchecked;
                 if st.loaded.len() <= at {
@@ -214,7 +223,7 @@ where
                 // is still being loaded (whose thread then checks both).
                 continue;
             }
-            if st.checked == self.items.len() {
+            if st.checked == self.len {
                 return;
             }
             // Everything is loaded; another thread loads or checks the
@@ -247,18 +256,18 @@ mod tests {
         for threads in [1, 2, 3, 8] {
             let mut checked = Vec::new();
             let out = pipeline(
-                &items,
+                items.clone(),
                 threads,
-                |&x| {
+                |x| {
                     // Loads finish out of order.
                     if x % 7 == 0 {
                         std::thread::yield_now();
                     }
                     x * 2
                 },
-                |&x, loaded| {
+                |loaded| {
                     // Stateful, as the generator's checks are.
-                    checked.push(x);
+                    checked.push(loaded / 2);
                     (loaded % 3 != 0).then_some(loaded)
                 },
                 |&job| job + 1,
@@ -272,7 +281,7 @@ mod tests {
                 .collect();
             assert_eq!(out, want, "threads={threads}");
         }
-        let none: Vec<(u32, u32)> = pipeline(&[] as &[u32], 4, |&x| x, |_, l| Some(l), |&j| j);
+        let none: Vec<(u32, u32)> = pipeline(Vec::new(), 4, |x: u32| x, Some, |&j| j);
         assert!(none.is_empty());
     }
 }

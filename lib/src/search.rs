@@ -132,7 +132,7 @@ impl<'a> Listings<'a> {
         let (candidates, masked) = self.candidates(kind);
         // The files are read in parallel; the outcomes keep the order.
         let read = par_map(&candidates, threads_for(candidates.len()), |c| {
-            self.read(kind, c)
+            self.read(kind, c.clone())
         });
         let mut out = Search {
             masked,
@@ -200,14 +200,14 @@ impl<'a> Listings<'a> {
     /// Read a candidate of `kind` and find its drop-ins (safe to run for
     /// many candidates at once); the errors that come with the file are
     /// those of finding its drop-ins.
-    pub fn read(&self, kind: FileType, c: &Candidate) -> Result<(Found, Vec<String>), Unread> {
+    pub fn read(&self, kind: FileType, c: Candidate) -> Result<(Found, Vec<String>), Unread> {
         let data = match read_unit(&c.content) {
             Ok(d) => d,
             Err(e) => return Err(Unread::Failed(e)),
         };
         if data.is_empty() {
             if c.content == c.path {
-                return Err(Unread::Masked(c.path.clone()));
+                return Err(Unread::Masked(c.path));
             }
             return Err(Unread::Failed(format!(
                 "{}: instance of the template {}, which is masked",
@@ -226,9 +226,9 @@ impl<'a> Listings<'a> {
         );
         let found = Found {
             kind,
-            name: c.name.clone(),
-            path: c.path.clone(),
-            content: c.content.clone(),
+            name: c.name,
+            path: c.path,
+            content: c.content,
             data,
             dropins,
         };
