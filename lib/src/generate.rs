@@ -39,8 +39,9 @@ pub struct Plan {
     /// Image units: `.image` files in file-name order, then the inline
     /// `Image=` references of accepted containers, each once.
     pub images: Vec<Image>,
-    /// Accepted containers, in file-name order.
-    pub containers: Vec<Container>,
+    /// Accepted containers, in file-name order (boxed: the checks and
+    /// the writing threads pass a thousand of them along).
+    pub containers: Vec<Box<Container>>,
     /// Every problem, one line each.
     pub errors: Vec<String>,
     /// Files skipped on purpose (masked).
@@ -158,7 +159,7 @@ pub fn plan_with<R: Send>(
                 let loaded = match Container::load_with(&found, &config) {
                     Ok(c) => {
                         let paths = output_paths(&c);
-                        Ok((c, paths))
+                        Ok((Box::new(c), paths))
                     }
                     Err(diags) => Err((found.path, diags)),
                 };
@@ -287,7 +288,7 @@ pub fn plan_with<R: Send>(
         Some(c)
     };
     let threads = threads_for(candidates.len());
-    let done = pipeline(candidates, threads, load, check, work);
+    let done = pipeline(candidates, threads, load, check, |c| work(c));
     let mut results = Vec::with_capacity(done.len());
     // In place: a thousand containers are most of a run's memory.
     p.containers = (done.into_iter())
@@ -313,7 +314,7 @@ pub fn plan_with<R: Send>(
 
 /// A container file validated, with its output paths; or its path and
 /// errors.
-type Loaded = Result<(Container, Vec<String>), (PathBuf, Vec<Diag>)>;
+type Loaded = Result<(Box<Container>, Vec<String>), (PathBuf, Vec<Diag>)>;
 
 /// The whole run, sequentially: each container's units go to `emit` in
 /// file-name order (what `--dry-run` prints).
