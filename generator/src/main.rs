@@ -103,9 +103,13 @@ fn main() -> ExitCode {
                 // Each accepted container's units are rendered and written
                 // on a worker thread as soon as it is checked, while later
                 // files are still read and checked; the results come back
-                // in file order.
+                // in file order. Only those with something to log are
+                // kept: a run without errors or debug log then makes (and
+                // frees, after the others are done) no list per container.
                 let (g, written) = plan_with(&dirs, |c| {
-                    render(c).into_iter().map(write).collect::<Vec<_>>()
+                    (render(c).into_iter().map(write))
+                        .filter(|r| !matches!(r, Ok(None)))
+                        .collect::<Vec<_>>()
                 });
                 let results = g
                     .pods

@@ -166,7 +166,11 @@ pub fn plan_with<R: Send>(
                 (loaded, errors)
             })
     };
-    let check = |read: Result<(Loaded, Vec<String>), Unread>| {
+    // The checks own their tables, so that the pipeline frees them as
+    // soon as the last file is checked (while units are still written).
+    let (p_mut, read_errors_mut) = (&mut p, &mut read_errors);
+    let check = move |read: Result<(Loaded, Vec<String>), Unread>| {
+        let (p, read_errors) = (&mut *p_mut, &mut *read_errors_mut);
         let (c, paths) = match read {
             Ok((Ok(x), errors)) => {
                 read_errors.extend(errors);

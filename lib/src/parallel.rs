@@ -89,7 +89,7 @@ where
     let shared = Shared {
         len,
         load,
-        check: Mutex::new(check),
+        check: Mutex::new(Some(check)),
         run,
         state: Mutex::new(Stages {
             to_load: items.into_iter(),
@@ -129,8 +129,11 @@ struct Shared<T, L, J, R, FL, FC, FR> {
     /// How many items there are.
     len: usize,
     load: FL,
-    /// Taken only by the thread that set [`Stages::checking`].
-    check: Mutex<FC>,
+    /// Taken only by the thread that set [`Stages::checking`]; dropped
+    /// after the last item is checked (by that thread, while others may
+    /// still run jobs: the checks' state can be large, such as every name
+    /// claimed).
+    check: Mutex<Option<FC>>,
     run: FR,
     state: Mutex<Stages<T, L, J, R>>,
     /// Signalled when jobs are queued and when the last item is checked.
@@ -181,19 +184,28 @@ where
                 drop(st);
                 let n = batch.len();
                 let mut check = lock(&self.check);
-                jobs.extend(
-                    batch
-                        .drain(..)
-                        .enumerate()
-                        .filter_map(|(k, l)| (*check)(l).map(|j| (from + k, j))),
-                );
+                if let Some(check) = check.as_mut() {
+                    jobs.extend(
+                        batch
+                            .drain(..)
+                            .enumerate()
+                            .filter_map(|(k, l)| check(l).map(|j| (from + k, j))),
+                    );
+                }
                 drop(check);
                 st = lock(&self.state);
                 st.checking = false;
                 st.checked = from + n;
-                if !jobs.is_empty() || st.checked == self.len {
+                let last = st.checked == self.len;
+                if !jobs.is_empty() || last {
                     st.jobs.extend(jobs.drain(..));
                     self.wake.notify_all();
+                }
+                if last {
+                    drop(st);
+                    let check = lock(&self.check).take();
+                    drop(check);
+                    st = lock(&self.state);
                 }
                 continue;
             }
