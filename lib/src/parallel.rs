@@ -98,6 +98,7 @@ where
             unchecked: 0,
             checking: false,
             checked: 0,
+            panicked: false,
             jobs: VecDeque::new(),
             done: Vec::with_capacity(len),
         }),
@@ -154,6 +155,9 @@ struct Stages<T, L, J, R> {
     checking: bool,
     /// Items before this index are checked.
     checked: usize,
+    /// A worker panicked: the others stop (its item would never be
+    /// checked), and the caller re-raises the panic.
+    panicked: bool,
     /// Checked, not yet run, with their item index.
     jobs: VecDeque<(usize, J)>,
     done: Vec<(usize, J, R)>,
@@ -170,8 +174,15 @@ where
         // as soon as it is loaded, a thousand small rounds per run.
         let mut batch = Vec::new();
         let mut jobs: Vec<(usize, J)> = Vec::new();
+        let _stop_others = OnUnwind(|| {
+            lock(&self.state).panicked = true;
+            self.wake.notify_all();
+        });
         let mut st = lock(&self.state);
         loop {
+            if st.panicked {
+                return;
+            }
             // Check every item loaded in order so far, outside the lock.
             if !st.checking && st.loaded.front().is_some_and(Option::is_some) {
                 let from = st.unchecked;
@@ -245,6 +256,17 @@ where
     }
 }
 
+/// Runs its function when dropped by a panic.
+struct OnUnwind<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnUnwind<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
+    }
+}
+
 /// What a worker does when it could either load or run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prefer {
@@ -295,5 +317,35 @@ mod tests {
         }
         let none: Vec<(u32, u32)> = pipeline(Vec::new(), 4, |x: u32| x, Some, |&j| j);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_instead_of_hanging_the_others() {
+        let items: Vec<u32> = (0..200).collect();
+        for threads in [1, 2, 4] {
+            for stage in ["load", "check", "run"] {
+                let fail = |s: &str, x: u32| {
+                    if s == stage && x == 100 {
+                        panic!("{stage} failed");
+                    }
+                };
+                let r = std::panic::catch_unwind(|| {
+                    pipeline(
+                        items.clone(),
+                        threads,
+                        |x| {
+                            fail("load", x);
+                            x
+                        },
+                        |x| {
+                            fail("check", x);
+                            Some(x)
+                        },
+                        |&x| fail("run", x),
+                    )
+                });
+                assert!(r.is_err(), "threads={threads} stage={stage}");
+            }
+        }
     }
 }
