@@ -613,7 +613,7 @@ impl Container {
         let file = parse_with_dropins(found)?;
         for_instance(
             found,
-            Container::from_unit_with(found.name.clone(), &found.path, &file, config),
+            Container::from_unit_with(found.name.clone(), &found.path, file, config),
         )
     }
 
@@ -622,7 +622,7 @@ impl Container {
     pub fn from_unit(
         name: UnitName,
         source: &Path,
-        file: &UnitFile,
+        file: UnitFile,
     ) -> Result<Container, Vec<Diag>> {
         Container::from_unit_with(name, source, file, &Config::default())
     }
@@ -632,7 +632,7 @@ impl Container {
     pub fn from_unit_with(
         name: UnitName,
         source: &Path,
-        file: &UnitFile,
+        file: UnitFile,
         config: &Config,
     ) -> Result<Container, Vec<Diag>> {
         let mut b = Builder::new(name, source);
@@ -731,7 +731,7 @@ impl Pod {
     /// Validate `found` with its drop-ins.
     pub fn load(found: &Found) -> Result<Pod, Vec<Diag>> {
         let file = parse_with_dropins(found)?;
-        for_instance(found, Pod::from_unit(&found.name, &found.path, &file))
+        for_instance(found, Pod::from_unit(&found.name, &found.path, file))
     }
 
     pub fn is_template(&self) -> bool {
@@ -739,7 +739,7 @@ impl Pod {
     }
 
     /// Validate a parsed file named `name`.
-    pub fn from_unit(name: &UnitName, source: &Path, file: &UnitFile) -> Result<Pod, Vec<Diag>> {
+    pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Pod, Vec<Diag>> {
         let mut b = Builder::new(name.clone(), source);
         let stem = name.stem();
         let checked = match name {
@@ -1560,7 +1560,7 @@ mod tests {
         Container::from_unit(
             UnitName::from_stem(name),
             Path::new("/etc/sdme/x.container"),
-            &f,
+            f,
         )
         .map_err(|v| v.into_iter().map(|d| d.to_string()).collect())
     }
@@ -1831,13 +1831,9 @@ mod tests {
             hardened_drop: vec![5],
             ..Config::default()
         };
-        let c = Container::from_unit_with(
-            UnitName::from_stem("w"),
-            Path::new("/x.container"),
-            &f,
-            &cfg,
-        )
-        .unwrap();
+        let c =
+            Container::from_unit_with(UnitName::from_stem("w"), Path::new("/x.container"), f, &cfg)
+                .unwrap();
         assert_eq!(c.drop_capabilities, [5]);
         let c = load("w", "[Container]\nHardened=yes\nHardened=\n").unwrap();
         assert_eq!(c.preset, None);

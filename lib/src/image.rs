@@ -228,11 +228,11 @@ impl Image {
     /// Validate `found` (a `.image` file) with its drop-ins.
     pub fn load(found: &Found) -> Result<Image, Vec<Diag>> {
         let file = parse_with_dropins(found)?;
-        Image::from_unit(&found.name, &found.path, &file)
+        Image::from_unit(&found.name, &found.path, file)
     }
 
     /// Validate a parsed `.image` file named `name`.
-    pub fn from_unit(name: &UnitName, source: &Path, file: &UnitFile) -> Result<Image, Vec<Diag>> {
+    pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Image, Vec<Diag>> {
         let mut b = Builder::new(name.clone(), source);
         let stem = name.stem();
         if let Err(m) = check_rootfs_name(&stem) {
@@ -246,6 +246,7 @@ impl Image {
             ));
         }
         let mut spec = ImportSpec::new("");
+        let has_image = file.section("Image").is_some();
         b.sections(file, &IMAGE_KIND, |b, e| {
             let v = e.value.as_str();
             let opt = |b: &mut Builder, r: Result<(), String>| {
@@ -278,7 +279,7 @@ impl Image {
                 k => b.err(e, format!("unknown key '{k}' in section [Image]")),
             }
         });
-        if file.section("Image").is_none() {
+        if !has_image {
             b.diags.push(Diag::file(source, "no [Image] section"));
         } else if spec.source.is_empty() && b.diags.is_empty() {
             b.diags.push(Diag::file(
@@ -329,7 +330,7 @@ mod tests {
     fn load(name: &str, text: &str) -> Result<Image, Vec<String>> {
         let path = Path::new("/etc/sdme/x.image");
         let f = UnitFile::parse(path, text.as_bytes()).unwrap();
-        Image::from_unit(&UnitName::from_stem(name), path, &f)
+        Image::from_unit(&UnitName::from_stem(name), path, f)
             .map_err(|v| v.into_iter().map(|d| d.to_string()).collect())
     }
 

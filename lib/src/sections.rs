@@ -66,19 +66,21 @@ impl Builder {
     /// to `own`, the rest is handled here the same way for every kind.
     pub(crate) fn sections(
         &mut self,
-        file: &UnitFile,
+        file: UnitFile,
         kind: &Kind,
         mut own: impl FnMut(&mut Builder, &Entry),
     ) {
-        for sec in &file.sections {
+        // By value: the passed-through sections move into the model
+        // instead of being copied line by line.
+        for sec in file.sections {
             match sec.name.as_str() {
                 n if n == kind.own => sec.entries.iter().for_each(|e| own(self, e)),
                 "Install" => sec.entries.iter().for_each(|e| self.install_key(e)),
                 "Service" | "Unit" => {
-                    self.check_passthrough(sec, kind);
-                    self.passthrough.push(sec.clone());
+                    self.check_passthrough(&sec, kind);
+                    self.passthrough.push(sec);
                 }
-                n if n.starts_with("X-") => self.passthrough.push(sec.clone()),
+                n if n.starts_with("X-") => self.passthrough.push(sec),
                 n => self.diags.push(Diag::at(
                     &sec.at,
                     format!(
@@ -231,7 +233,7 @@ mod tests {
         let file = UnitFile::parse(path, text.as_bytes()).unwrap();
         let mut b = Builder::new(UnitName::from_stem(name), path);
         let mut own = Vec::new();
-        b.sections(&file, &KIND, |_, e| {
+        b.sections(file, &KIND, |_, e| {
             own.push(format!("{}={}", e.key, e.value))
         });
         let diags = b.diags.iter().map(|d| d.to_string()).collect();

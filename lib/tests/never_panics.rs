@@ -52,11 +52,11 @@ const STEMS: &[&str] = &["web", "web@", "web@a", "a-b", "x@y@z", "", "-", "wéb"
 fn check(stem: &str, data: &[u8]) {
     let path = Path::new("/etc/sdme/f.container");
     if let Ok(f) = UnitFile::parse(path, data) {
-        if let Ok(c) = Container::from_unit(UnitName::from_stem(stem), path, &f) {
+        if let Ok(c) = Container::from_unit(UnitName::from_stem(stem), path, f.clone()) {
             let outs = render(&c);
             assert!(!outs.is_empty());
         }
-        if let Ok(i) = Image::from_unit(&UnitName::from_stem(stem), path, &f) {
+        if let Ok(i) = Image::from_unit(&UnitName::from_stem(stem), path, f) {
             assert!(!render_image(&i).is_empty());
         }
     }
