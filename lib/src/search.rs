@@ -156,20 +156,26 @@ impl<'a> Listings<'a> {
     /// order, not read yet; and the ones masked by a symlink to
     /// `/dev/null`.
     pub fn candidates(&self, kind: FileType) -> (Vec<Candidate>, Vec<PathBuf>) {
-        let (dirs, listings) = (self.dirs, &self.lists);
         let suffix = format!(".{}", kind.suffix());
         let mut masked = Vec::new();
-        // file name -> first (highest-priority) entry and its directory
-        let mut winners: BTreeMap<&str, (&Path, &Listed)> = BTreeMap::new();
-        for (dir, list) in dirs.iter().zip(listings) {
-            for l in list {
-                if l.name.ends_with(&suffix) && l.name.len() > suffix.len() {
-                    winners.entry(l.name.as_str()).or_insert((dir, l));
-                }
-            }
+        // The first (highest-priority) entry of each file name, with its
+        // directory, by name. Each listing is sorted: the stable sort keeps
+        // the higher directory first among equal names, and finds a single
+        // directory's entries (the common case) sorted in one pass.
+        let mut winners: Vec<(&Path, &Listed)> = Vec::new();
+        for (dir, list) in self.dirs.iter().zip(&self.lists) {
+            winners.extend(
+                (list.iter())
+                    .filter(|l| l.name.ends_with(&suffix) && l.name.len() > suffix.len())
+                    .map(|l| (dir.as_path(), l)),
+            );
         }
+        winners.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        // Of two equal names, the later (lower) one goes.
+        winners.dedup_by(|later, earlier| later.1.name == earlier.1.name);
         let mut candidates = Vec::with_capacity(winners.len());
-        for (file_name, (dir, l)) in &winners {
+        for &(dir, l) in &winners {
+            let file_name = l.name.as_str();
             let path = dir.join(file_name);
             if l.is_symlink && fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
                 masked.push(path);
@@ -182,8 +188,9 @@ impl<'a> Listings<'a> {
                 let tmpl_file = format!("{template}@{suffix}");
                 if let Ok(target) = fs::read_link(&path) {
                     if target.file_name().and_then(|n| n.to_str()) == Some(tmpl_file.as_str()) {
-                        if let Some((tdir, _)) = winners.get(tmpl_file.as_str()) {
-                            content = tdir.join(&tmpl_file);
+                        let found = winners.binary_search_by(|w| w.1.name.cmp(&tmpl_file));
+                        if let Ok(i) = found {
+                            content = winners[i].0.join(&tmpl_file);
                         }
                     }
                 }
