@@ -1,12 +1,14 @@
 //! After an import: does the tree boot under nspawn? Detect systemd and
 //! D-Bus (also in NixOS layouts), install them with the distribution's
-//! package manager in a chroot when asked (`--install-packages`), and
+//! package manager in a sandbox when asked (`--install-packages`), and
 //! patch the tree for nspawn. What was done is reported on stderr.
 
-pub mod chroot;
 pub mod confine;
 pub mod detect;
+pub mod guards;
 pub mod patch;
+pub mod sandbox;
+pub mod tree;
 
 use std::io::{BufRead, Seek};
 use std::path::Path;
@@ -137,8 +139,9 @@ fn install_packages(root: &Path, d: &Detected, opts: &Options, say: &dyn Fn(&str
             )
             }
         })?;
+    sandbox::check(root)?;
     say(&format!(
-        "installing {} with {} in a chroot",
+        "installing {} with {} in a sandbox (systemd-nspawn, user namespace)",
         pm.packages().join(" "),
         pm.name()
     ));
@@ -153,12 +156,12 @@ fn install_packages(root: &Path, d: &Detected, opts: &Options, say: &dyn Fn(&str
     } else {
         None
     };
-    let _policy = PolicyRcD::install(root, pm)?;
-    let status = chroot::run(
+    let _resolv = guards::ResolvSwap::install(root, opts.host_resolv)?;
+    let _policy = guards::PolicyRcD::install(root, pm)?;
+    let status = sandbox::run(
         root,
         &pm.install_script(),
         &env,
-        opts.host_resolv,
         log.as_ref(),
         opts.cancelled,
     )?;
@@ -174,50 +177,10 @@ fn install_packages(root: &Path, d: &Detected, opts: &Options, say: &dyn Fn(&str
             }
         }
         bail!(
-            "{} in the chroot failed ({})",
+            "{} in the sandbox failed ({})",
             pm.name(),
-            chroot::describe(status)
+            sandbox::describe(status)
         );
     }
     Ok(())
-}
-
-/// Debian's policy-rc.d "101": package scripts start no services in the
-/// chroot. Removed afterwards (only if we made it).
-struct PolicyRcD {
-    path: Option<std::path::PathBuf>,
-}
-
-impl PolicyRcD {
-    fn install(root: &Path, pm: PackageManager) -> Result<PolicyRcD> {
-        if pm != PackageManager::Apt {
-            return Ok(PolicyRcD { path: None });
-        }
-        let Some((dir, _)) = confine::resolve(root, Path::new("/usr/sbin")) else {
-            return Ok(PolicyRcD { path: None });
-        };
-        if !dir.starts_with(root) || !dir.is_dir() {
-            return Ok(PolicyRcD { path: None });
-        }
-        let p = dir.join("policy-rc.d");
-        if std::fs::symlink_metadata(&p).is_ok() {
-            return Ok(PolicyRcD { path: None });
-        }
-        std::fs::write(
-            &p,
-            "#!/bin/sh\n# sdme-import: no services in the chroot\nexit 101\n",
-        )
-        .with_context(|| format!("cannot write {}", p.display()))?;
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .with_context(|| format!("chmod {}", p.display()))?;
-        Ok(PolicyRcD { path: Some(p) })
-    }
-}
-
-impl Drop for PolicyRcD {
-    fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }

@@ -1,17 +1,23 @@
 //! Small changes that make a tree boot well under systemd-nspawn.
+//!
+//! They run after the image's package manager may have: the writes go
+//! through [`TreeDir`] (directory fds, no symlink followed).
 
-use std::os::unix::fs::symlink;
+use std::ffi::OsStr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::confine;
+use super::tree::{open_root, TreeDir};
 
 const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
 ];
+
+const ETC_UNITS: &str = "etc/systemd/system";
 
 /// Apply the patches; returns one line per change made.
 ///
@@ -22,17 +28,33 @@ const UNIT_DIRS: &[&str] = &[
 ///   without logind, `machinectl shell` and `systemd-run -M` sessions fail.
 pub fn apply(root: &Path) -> Result<Vec<String>> {
     let mut done = Vec::new();
-    if unit_exists(root, "systemd-resolved.service") && !masked(root, "systemd-resolved.service") {
-        mask(root, "systemd-resolved.service")?;
+    let tree = open_root(root)?;
+    let units = tree.dir(ETC_UNITS, false)?;
+    if unit_exists(root, "systemd-resolved.service")
+        && !units
+            .as_ref()
+            .is_some_and(|d| masked(d, "systemd-resolved.service"))
+    {
+        let made;
+        let dir = match &units {
+            Some(d) => d,
+            None => {
+                made = tree
+                    .dir(ETC_UNITS, true)?
+                    .context("no /etc/systemd/system")?;
+                &made
+            }
+        };
+        let null = std::ffi::CString::new("/dev/null")?;
+        dir.replace_with_symlink(OsStr::new("systemd-resolved.service"), &null)?;
         done.push("masked systemd-resolved.service".to_string());
     }
     for unit in [
         "systemd-logind.service",
         "dbus-org.freedesktop.login1.service",
     ] {
-        if masked(root, unit) {
-            let p = root.join("etc/systemd/system").join(unit);
-            std::fs::remove_file(&p).with_context(|| format!("cannot unmask {}", p.display()))?;
+        if let Some(d) = units.as_ref().filter(|d| masked(d, unit)) {
+            d.unlink(OsStr::new(unit))?;
             done.push(format!("unmasked {unit}"));
         }
     }
@@ -45,27 +67,18 @@ fn unit_exists(root: &Path, unit: &str) -> bool {
     })
 }
 
-/// /etc/systemd/system/UNIT is a symlink to /dev/null.
-fn masked(root: &Path, unit: &str) -> bool {
-    let p = root.join("etc/systemd/system").join(unit);
-    // Only when etc and etc/systemd/system are real directories.
-    confine::resolve(root, Path::new("/etc/systemd/system"))
-        .is_some_and(|(host, _)| host == root.join("etc/systemd/system"))
-        && std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null"))
-}
-
-fn mask(root: &Path, unit: &str) -> Result<()> {
-    let dir = confine::create_dirs(root, Path::new("etc/systemd/system"))?;
-    let p = dir.join(unit);
-    if std::fs::symlink_metadata(&p).is_ok() {
-        std::fs::remove_file(&p).with_context(|| format!("cannot replace {}", p.display()))?;
-    }
-    symlink("/dev/null", &p).with_context(|| format!("cannot mask {}", p.display()))
+/// UNIT in /etc/systemd/system is a symlink to /dev/null.
+fn masked(dir: &TreeDir, unit: &str) -> bool {
+    dir.readlink(OsStr::new(unit))
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.as_bytes() == b"/dev/null")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn masks_resolved_and_unmasks_logind() {
