@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::confine::resolve;
 
-/// The package managers sdme-import can drive in a chroot.
+/// The package managers sdme-import can drive in its sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackageManager {
     Apt,
@@ -49,7 +49,7 @@ impl PackageManager {
         }
     }
 
-    /// The shell script run in the chroot (arguments are fixed words, no
+    /// The shell script run in the sandbox (arguments are fixed words, no
     /// quoting needed).
     pub fn install_script(self) -> String {
         let pkgs = self.packages().join(" ");

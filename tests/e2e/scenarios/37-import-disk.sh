@@ -10,7 +10,7 @@
 #
 # Post-import: a debootstrap --variant=minbase bookworm tree (no systemd)
 # imported with --install-packages=yes gets systemd and D-Bus through apt in
-# a chroot and boots; --install-packages=no warns that it will not boot.
+# the sandbox and boots; --install-packages=no warns that it will not boot.
 #
 # Why sdme-import runs on the CI machine here, not inside the test host:
 # the test host's /dev is a private tmpfs without /dev/loop-control or loop
@@ -240,11 +240,11 @@ mkdir "$work/minbase"
 tar --numeric-owner --xattrs --xattrs-include='*' -C "$work/minbase" -xf "$minbase"
 check "the minbase tree has no systemd" test ! -e "$work/minbase/usr/lib/systemd/systemd"
 # The tree's resolv.conf is a symlink (as with resolved): it must be the
-# same symlink again after the chroot ran with the host's resolv.conf.
+# same symlink again after the sandbox ran with the host's resolv.conf.
 rm -f "$work/minbase/etc/resolv.conf"
 ln -s ../run/systemd/resolve/stub-resolv.conf "$work/minbase/etc/resolv.conf"
 
-step "sdme-import --install-packages=yes (apt in a chroot, on the CI machine)"
+step "sdme-import --install-packages=yes (apt in the sandbox, on the CI machine)"
 t0=$(date +%s%N)
 if e37_import "$work/minbase" "$name_yes" --install-packages=yes; then
 	step "imported with apt in $((($(date +%s%N) - t0) / 1000000)) ms"
