@@ -29,6 +29,7 @@ use crate::budget::Budget;
 use crate::cancel;
 use crate::pax;
 use crate::sys::{self, cstring, DIR_FLAGS};
+use crate::targuard::Guard;
 use crate::writeback::Writeback;
 
 /// How to apply an archive.
@@ -84,8 +85,9 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
         writeback: Writeback::start(),
         acls: Vec::new(),
     };
-    // The tar crate frames the archive; pax records are read here (see pax).
-    let (tee, recorder) = pax::Tee::new(reader);
+    // The tar crate frames the archive; pax records are read here (see
+    // pax); the guard bounds what the crate would buffer (see targuard).
+    let (tee, recorder) = pax::Tee::new(Guard::new(reader));
     let mut ar = tar::Archive::new(tee);
     let entries = ar.entries().context("not a tar archive")?;
     for entry in entries {
@@ -107,16 +109,13 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
     Ok(a.stats)
 }
 
-/// An entry's name for messages (escaped, bounded).
+/// An entry's name for messages: its first 200 bytes, escaped (a long
+/// name is cut before it is copied).
 pub fn show(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    let mut out: String = s.escape_debug().collect();
-    if out.len() > 200 {
-        let mut cut = 200;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+    const MAX: usize = 200;
+    let cut = &b[..b.len().min(MAX)];
+    let mut out: String = String::from_utf8_lossy(cut).escape_debug().collect();
+    if b.len() > MAX {
         out.push_str("...");
     }
     out

@@ -38,4 +38,5 @@ pub mod source;
 pub mod store;
 pub mod sys;
 pub mod tarball;
+pub mod targuard;
 pub mod writeback;

@@ -210,7 +210,7 @@ pub fn unpack_image_archive(
     dir: &Path,
     max_size: u64,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(reader);
+    let mut ar = tar::Archive::new(crate::targuard::Guard::new(reader));
     let mut total = 0u64;
     for entry in ar
         .entries()
