@@ -153,8 +153,8 @@ mod tests {
         opts.dict_size(256 << 20);
         let mut filters = xz2::stream::Filters::new();
         filters.lzma2(&opts);
-        let s = xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc64)
-            .unwrap();
+        let s =
+            xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc64).unwrap();
         let mut e = xz2::write::XzEncoder::new_stream(Vec::new(), s);
         e.write_all(&data).unwrap();
         let packed = e.finish().unwrap();
