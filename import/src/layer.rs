@@ -28,6 +28,7 @@ use crate::acl;
 use crate::budget::Budget;
 use crate::cancel;
 use crate::pax;
+use crate::sparse::{self, Sparse};
 use crate::sys::{self, cstring, DIR_FLAGS};
 use crate::targuard::Guard;
 use crate::writeback::Writeback;
@@ -218,7 +219,15 @@ impl Applier<'_> {
             return Ok(());
         }
         records.check(entry)?;
-        let rel = normalize(raw)?;
+        let sparse = match et {
+            T::Regular | T::Continuous => sparse::from_records(records)?,
+            _ => None,
+        };
+        // GNU tar names a pax sparse file GNUSparseFile.PID/NAME.
+        let rel = match sparse.as_ref().and_then(|s| s.name.as_deref()) {
+            Some(name) => normalize(name)?,
+            None => normalize(raw)?,
+        };
         let mut attrs = self.attrs(entry, records)?;
         self.stats.entries += 1;
         if !attrs.acls.is_empty() {
@@ -253,7 +262,7 @@ impl Applier<'_> {
         match et {
             _ if is_dir => self.dir(pfd, &rel, &cname, &attrs)?,
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.file(pfd, &cname, entry, &attrs)?;
+                self.file(pfd, &cname, entry, &attrs, sparse.as_ref())?;
             }
             T::Symlink => {
                 let target = entry
@@ -468,6 +477,7 @@ impl Applier<'_> {
         name: &CStr,
         entry: &mut tar::Entry<'_, R>,
         attrs: &Attrs,
+        sparse: Option<&Sparse>,
     ) -> Result<()> {
         let size = entry.size();
         if let Some(b) = self.opts.budget {
@@ -480,9 +490,14 @@ impl Applier<'_> {
         })
         .context("cannot create file")?;
         let fd = fd.ok_or_else(|| anyhow!("cannot create file"))?;
-        let written = write_sparse(entry, fd.as_raw_fd(), &mut self.buf)?;
-        if written != size {
-            bail!("archive ends inside the file's data ({written} of {size} bytes)");
+        match sparse {
+            Some(sp) => write_map(entry, fd.as_raw_fd(), sp, size, &mut self.buf)?,
+            None => {
+                let written = write_sparse(entry, fd.as_raw_fd(), &mut self.buf)?;
+                if written != size {
+                    bail!("archive ends inside the file's data ({written} of {size} bytes)");
+                }
+            }
         }
         self.stats.bytes += size;
         if self.opts.same_owner {
@@ -742,6 +757,31 @@ pub fn is_zero(b: &[u8]) -> bool {
     pre.iter().all(|&x| x == 0)
         && mid.iter().fold(0u64, |a, &x| a | x) == 0
         && post.iter().all(|&x| x == 0)
+}
+
+/// Write the `packed` bytes of a pax sparse entry's data where its map
+/// says, leaving the rest holes, and give the file its real size.
+fn write_map(r: &mut impl Read, fd: RawFd, sp: &Sparse, packed: u64, buf: &mut [u8]) -> Result<()> {
+    let (map, used) = match &sp.map {
+        Some(m) => (m.clone(), 0),
+        None => sparse::read_map(r)?,
+    };
+    let packed = packed
+        .checked_sub(used)
+        .ok_or_else(|| anyhow!("the sparse map is larger than the entry"))?;
+    sparse::check_map(&map, sp.real_size, packed)?;
+    for (mut off, mut left) in map {
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            r.read_exact(&mut buf[..n])
+                .context("the archive ends inside the file's data")?;
+            sys::pwrite_all(fd, &buf[..n], off).context("cannot write")?;
+            off += n as u64;
+            left -= n as u64;
+            cancel::check()?;
+        }
+    }
+    sys::ftruncate(fd, sp.real_size).context("cannot set the file size")
 }
 
 /// Copy `r` into `fd` from offset 0, leaving holes for all-zero blocks;

@@ -35,6 +35,7 @@ pub mod pipe;
 pub mod post;
 pub mod progress;
 pub mod source;
+pub mod sparse;
 pub mod store;
 pub mod sys;
 pub mod tarball;
