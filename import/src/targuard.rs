@@ -5,7 +5,9 @@
 //! long link name (`K`) and pax header (`x`) into memory
 //! (`EntryFields::read_all`) as soon as it meets one, whatever size the
 //! header declares: a 1 MB gzip whose second member declares a 1 GiB long
-//! name made the importer grow past 3 GB. It has no option to bound them.
+//! name made the importer grow past 3 GB. It has no option to bound them,
+//! and no tar-rs issue about it was found; Python's tarfile has the same
+//! flaw (python/cpython#155633, proposing a cap on extension sizes).
 //! A [`Guard`] sits between the decompressor and the tar crate and parses
 //! each header block as it passes, following the archive exactly as the
 //! crate frames it (the same checksum rule, the pax `size` override, GNU
