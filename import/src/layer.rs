@@ -30,7 +30,7 @@ use crate::cancel;
 use crate::pax;
 use crate::sparse::{self, Sparse};
 use crate::sys::{self, cstring, DIR_FLAGS};
-use crate::targuard::Guard;
+use crate::targuard::{self, Guard};
 use crate::writeback::Writeback;
 
 /// How to apply an archive.
@@ -88,15 +88,17 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
     };
     // The tar crate frames the archive; pax records are read here (see
     // pax); the guard bounds what the crate would buffer (see targuard).
-    let (tee, recorder) = pax::Tee::new(Guard::new(reader));
+    let guard = Guard::new(reader);
+    let framed = guard.entries();
+    let (tee, recorder) = pax::Tee::new(guard);
     let mut ar = tar::Archive::new(tee);
     let entries = ar.entries().context("not a tar archive")?;
     for entry in entries {
         cancel::check()?;
         let mut entry = entry.context("corrupt tar archive")?;
         let raw = entry.path_bytes().into_owned();
-        recorder
-            .take(entry.raw_header_position())
+        targuard::check_entry(&framed, entry.raw_header_position())
+            .and_then(|()| recorder.take(entry.raw_header_position()))
             .and_then(|records| a.entry(&mut entry, &raw, &records))
             .with_context(|| format!("tar entry '{}'", show(&raw)))?;
         // Whatever the entry kind left unread, so that what follows is

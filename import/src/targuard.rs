@@ -19,9 +19,13 @@
 //!
 //! Whatever the guard cannot follow (a checksum the crate rejects, a size
 //! field it cannot parse) the crate fails on itself; the guard then only
-//! passes bytes through.
+//! passes bytes through. Where each entry the crate hands over starts is
+//! kept ([`Guard::entries`]): the caller checks that the crate read each
+//! one there, so the two can never frame the archive differently unseen.
 
+use std::cell::Cell;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 use tar::{EntryType, Header, PaxExtensions};
 
@@ -62,6 +66,8 @@ pub struct Guard<R> {
     pax: Option<Vec<u8>>,
     /// The body of the pax header being read.
     body: Vec<u8>,
+    /// Stream offset of the last header the crate hands over as an entry.
+    entry_at: Rc<Cell<Option<u64>>>,
 }
 
 impl<R: Read> Guard<R> {
@@ -74,7 +80,14 @@ impl<R: Read> Guard<R> {
             have: 0,
             pax: None,
             body: Vec::new(),
+            entry_at: Rc::new(Cell::new(None)),
         }
+    }
+
+    /// Where the last header the tar crate returns as an entry starts, as
+    /// the guard framed the archive (see [`check_entry`]).
+    pub fn entries(&self) -> Rc<Cell<Option<u64>>> {
+        self.entry_at.clone()
     }
 
     /// Follow `b`, the bytes just read.
@@ -155,6 +168,7 @@ impl<R: Read> Guard<R> {
         if !(recognized && extension && !ty.is_pax_global_extensions()) {
             // An entry the crate hands over: what came before was its own.
             self.pax = None;
+            self.entry_at.set(Some(at));
         }
         if ty.is_gnu_sparse() && !extension {
             match h.as_gnu() {
@@ -186,6 +200,19 @@ impl<R: Read> Guard<R> {
             Ok(data(size, false))
         }
     }
+}
+
+/// Refuse an entry the tar crate found elsewhere than the guard (given
+/// `entries` of the guard the crate reads through).
+pub fn check_entry(entries: &Cell<Option<u64>>, crate_at: u64) -> anyhow::Result<()> {
+    if entries.get() != Some(crate_at) {
+        anyhow::bail!(
+            "archive out of step: an entry at byte {crate_at}, where the header check \
+             found {:?}",
+            entries.get()
+        );
+    }
+    Ok(())
 }
 
 /// `size` bytes of data and their padding to a block; with `pax`, the
@@ -348,6 +375,48 @@ mod tests {
         b[p..p + 4].copy_from_slice(b"sizf");
         let e = run(&b, 512).unwrap_err().to_string();
         assert!(e.contains("GNU long name"), "{e}");
+    }
+
+    #[test]
+    fn the_guard_frames_entries_where_the_crate_does() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("{}/file", "d".repeat(300));
+        let mut h = header("x", EntryType::Regular, 5);
+        b.append_data(&mut h, &long, &b"hello"[..]).unwrap();
+        let mut h = header("l", EntryType::Symlink, 0);
+        b.append_link(&mut h, "link", "t".repeat(200)).unwrap();
+        b.append_pax_extensions([("size", &b"3"[..]), ("uid", b"7")])
+            .unwrap();
+        let mut h = header("p", EntryType::Regular, 3);
+        b.append(&h, &b"abc"[..]).unwrap();
+        h = header("pax_global_header", EntryType::XGlobalHeader, 0);
+        b.append(&h, &b""[..]).unwrap();
+        let mut sp = header("s", EntryType::GNUSparse, 512);
+        sp.as_gnu_mut().unwrap().set_is_extended(true);
+        sp.as_gnu_mut().unwrap().set_real_size(512);
+        sp.as_gnu_mut().unwrap().sparse[0].offset = *b"00000000000\0";
+        sp.as_gnu_mut().unwrap().sparse[0].numbytes = *b"00000001000\0";
+        sp.set_cksum();
+        let mut a = b.into_inner().unwrap();
+        let cut = a.len() - 1024; // the builder's end blocks
+        a.truncate(cut);
+        a.extend_from_slice(sp.as_bytes());
+        a.extend_from_slice(tar::GnuExtSparseHeader::new().as_bytes());
+        a.extend([7u8; 512]);
+        member(&mut a, &header("last", EntryType::Regular, 1), b"z");
+        a.extend([0u8; 1024]);
+
+        let g = Guard::new(&a[..]);
+        let framed = g.entries();
+        let mut ar = tar::Archive::new(g);
+        let mut n = 0;
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            check_entry(&framed, e.raw_header_position()).unwrap();
+            io::copy(&mut e, &mut io::sink()).unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 6);
     }
 
     #[test]

@@ -213,7 +213,9 @@ pub fn unpack_image_archive(
     dir: &Path,
     max_size: u64,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(crate::targuard::Guard::new(reader));
+    let guard = crate::targuard::Guard::new(reader);
+    let framed = guard.entries();
+    let mut ar = tar::Archive::new(guard);
     let mut total = 0u64;
     let mut links = Vec::new();
     for entry in ar
@@ -221,6 +223,8 @@ pub fn unpack_image_archive(
         .with_context(|| format!("{label}: not a tar archive"))?
     {
         let mut entry = entry.with_context(|| format!("{label}: corrupt tar archive"))?;
+        crate::targuard::check_entry(&framed, entry.raw_header_position())
+            .with_context(|| label.to_string())?;
         let path = entry
             .path()
             .with_context(|| format!("{label}: bad entry name"))?
