@@ -85,6 +85,7 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
         stats: Stats::default(),
         writeback: Writeback::start(),
         acls: Vec::new(),
+        kept: 0,
     };
     // The tar crate frames the archive; pax records are read here (see
     // pax); the guard bounds what the crate would buffer (see targuard).
@@ -202,6 +203,33 @@ struct Applier<'a> {
     /// Text ACLs, set once the whole tree (with its /etc/passwd and
     /// /etc/group, which name their users and groups) is there.
     acls: Vec<(Vec<u8>, acl::Texts)>,
+    /// Bytes held in `created`, `dirs` and `acls` (see keep).
+    kept: usize,
+}
+
+/// The most bytes of names, xattrs and ACLs kept until the end of an
+/// archive (about two million entries): what an import holds beyond its
+/// fixed buffers.
+pub const MAX_KEPT: usize = 256 << 20;
+
+/// What a kept record costs besides its bytes (allocation, table slot).
+const KEPT_OVERHEAD: usize = 64;
+
+/// Add a kept record of `n` bytes to `kept`; fails past [`MAX_KEPT`].
+fn account(kept: &mut usize, n: usize) -> Result<()> {
+    *kept = kept.saturating_add(n.saturating_add(KEPT_OVERHEAD));
+    if *kept > MAX_KEPT {
+        bail!(
+            "the archive has more directories, ACLs or (in an image layer) entries than \
+             the importer keeps track of ({} of names and attributes)",
+            crate::budget::human(MAX_KEPT as u64)
+        );
+    }
+    Ok(())
+}
+
+fn xattr_bytes(x: &[(CString, Vec<u8>)]) -> usize {
+    x.iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum()
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -209,6 +237,11 @@ fn errno(e: &io::Error) -> i32 {
 }
 
 impl Applier<'_> {
+    /// Account for a record of `n` bytes kept until the end.
+    fn keep(&mut self, n: usize) -> Result<()> {
+        account(&mut self.kept, n)
+    }
+
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -233,6 +266,8 @@ impl Applier<'_> {
         let mut attrs = self.attrs(entry, records)?;
         self.stats.entries += 1;
         if !attrs.acls.is_empty() {
+            let texts: usize = attrs.acls.iter().map(|(_, t)| t.len()).sum();
+            self.keep(rel.len() + texts)?;
             self.acls
                 .push((rel.clone(), std::mem::take(&mut attrs.acls)));
         }
@@ -246,6 +281,7 @@ impl Applier<'_> {
             if self.opts.same_owner {
                 sys::fchown(self.root.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
             }
+            self.keep(xattr_bytes(&attrs.xattrs))?;
             self.dirs.push(DirAttrs {
                 rel,
                 mode: attrs.mode,
@@ -304,6 +340,7 @@ impl Applier<'_> {
             other => bail!("unsupported entry type {other:?}"),
         }
         if self.opts.whiteouts {
+            self.keep(rel.len())?;
             self.created.insert(rel);
         }
         Ok(())
@@ -405,6 +442,7 @@ impl Applier<'_> {
                         .map_err(|e| dir_error(&sofar, e))?;
                     sys::fchmod(fd.as_raw_fd(), 0o755).context("chmod")?;
                     if self.opts.whiteouts {
+                        self.keep(sofar.len())?;
                         self.created.insert(sofar.clone());
                     }
                     fd
@@ -462,6 +500,7 @@ impl Applier<'_> {
         if self.opts.same_owner {
             sys::fchown(fd.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
         }
+        self.keep(rel.len() + xattr_bytes(&attrs.xattrs))?;
         self.dirs.push(DirAttrs {
             rel: rel.to_vec(),
             mode: attrs.mode,
@@ -832,4 +871,29 @@ pub fn write_sparse(r: &mut impl Read, fd: RawFd, buf: &mut [u8]) -> Result<u64>
         sys::ftruncate(fd, off).context("cannot set the file size")?;
     }
     Ok(off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_kept_is_bounded() {
+        let mut kept = 0;
+        let mut n = 0;
+        while account(&mut kept, (1 << 20) - KEPT_OVERHEAD).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_KEPT >> 20);
+        let e = account(&mut 0, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("256M"), "{e}");
+    }
+
+    #[test]
+    fn names_in_messages_are_cut_then_escaped() {
+        let long = vec![b'\n'; 1 << 20];
+        let s = show(&long);
+        assert_eq!(s, format!("{}...", "\\n".repeat(200)));
+        assert_eq!(show(b"a\xffb"), "a\u{fffd}b");
+    }
 }

@@ -218,6 +218,7 @@ pub fn unpack_image_archive(
     let mut ar = tar::Archive::new(guard);
     let mut total = 0u64;
     let mut links = Vec::new();
+    let mut link_bytes = 0;
     for entry in ar
         .entries()
         .with_context(|| format!("{label}: not a tar archive"))?
@@ -254,10 +255,13 @@ pub fn unpack_image_archive(
                 .link_name_bytes()
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            links.push((rel, target));
-            if links.len() > MAX_LINKS {
-                bail!("{label}: more than {MAX_LINKS} symlinks; not an image archive");
+            link_bytes += rel.as_os_str().len() + target.len();
+            if link_bytes > MAX_LINK_BYTES {
+                bail!(
+                    "{label}: more than {MAX_LINK_BYTES} bytes of symlinks; not an image archive"
+                );
             }
+            links.push((rel, target));
             continue;
         }
         if kind.is_dir() {
@@ -290,8 +294,9 @@ pub fn unpack_image_archive(
     make_links(label, dir, &links)
 }
 
-/// The most symlinks an image archive may hold.
-const MAX_LINKS: usize = 100_000;
+/// The most bytes of symlink names and targets an image archive may hold
+/// (docker save writes one short link per repeated layer).
+const MAX_LINK_BYTES: usize = 4 << 20;
 
 /// Create the archive's symlinks as links (never followed: each parent is
 /// opened without following any symlink), where nothing else is.
