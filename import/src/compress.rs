@@ -51,12 +51,45 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
-        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(r)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(r).context("cannot start a zstd decoder")?,
-        ),
+        Compression::Xz => {
+            let s = xz2::stream::Stream::new_stream_decoder(MAX_WINDOW, xz2::stream::CONCATENATED)
+                .context("cannot start an xz decoder")?;
+            Box::new(XzCapped(xz2::bufread::XzDecoder::new_stream(r, s)))
+        }
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(r)
+                .context("cannot start a zstd decoder")?;
+            d.window_log_max(MAX_WINDOW.ilog2())
+                .context("cannot start a zstd decoder")?;
+            Box::new(d)
+        }
     };
     Ok((c, d))
+}
+
+/// The most memory a decompressor may use for its window (xz: all of its
+/// memory): the zstd default; xz -9 needs 65 MiB. What the stream asks for
+/// would be allocated otherwise, up to 1.5 GiB for xz and 2 GiB for zstd
+/// --long=31 (which zstd itself refuses to decompress without --long=31).
+pub const MAX_WINDOW: u64 = 128 << 20;
+
+/// An xz decoder whose memory limit error says what it means.
+struct XzCapped<R>(R);
+
+impl<R: Read> Read for XzCapped<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(out).map_err(|e| {
+            if e.to_string() == xz2::stream::Error::MemLimit.to_string() {
+                std::io::Error::other(format!(
+                    "the xz stream needs more than {} of memory to decompress \
+                     (its dictionary); recompress it with a smaller one (xz -9 needs 65M)",
+                    crate::budget::human(MAX_WINDOW)
+                ))
+            } else {
+                e
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +143,33 @@ mod tests {
             assert_eq!(out.len(), data.len() * want, "{c:?}");
             assert_eq!(&out[..data.len()], &data[..]);
         }
+    }
+
+    #[test]
+    fn windows_are_capped() {
+        let data = vec![3u8; 1 << 20];
+        // xz with a 256 MiB dictionary (declared in the stream).
+        let mut opts = xz2::stream::LzmaOptions::new_preset(1).unwrap();
+        opts.dict_size(256 << 20);
+        let mut filters = xz2::stream::Filters::new();
+        filters.lzma2(&opts);
+        let s =
+            xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::Crc64).unwrap();
+        let mut e = xz2::write::XzEncoder::new_stream(Vec::new(), s);
+        e.write_all(&data).unwrap();
+        let packed = e.finish().unwrap();
+        let (_, mut r) = decoder(&packed[..]).unwrap();
+        let err = r.read_to_end(&mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("more than 128M"), "{err}");
+        // zstd with a 256 MiB window.
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        e.window_log(28).unwrap();
+        e.long_distance_matching(true).unwrap();
+        e.include_contentsize(false).unwrap();
+        e.write_all(&data).unwrap();
+        let packed = e.finish().unwrap();
+        let (_, mut r) = decoder(&packed[..]).unwrap();
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
     }
 
     #[test]

@@ -28,7 +28,9 @@ use crate::acl;
 use crate::budget::Budget;
 use crate::cancel;
 use crate::pax;
+use crate::sparse::{self, Sparse};
 use crate::sys::{self, cstring, DIR_FLAGS};
+use crate::targuard::{self, Guard};
 use crate::writeback::Writeback;
 
 /// How to apply an archive.
@@ -83,17 +85,21 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
         stats: Stats::default(),
         writeback: Writeback::start(),
         acls: Vec::new(),
+        kept: 0,
     };
-    // The tar crate frames the archive; pax records are read here (see pax).
-    let (tee, recorder) = pax::Tee::new(reader);
+    // The tar crate frames the archive; pax records are read here (see
+    // pax); the guard bounds what the crate would buffer (see targuard).
+    let guard = Guard::new(reader);
+    let framed = guard.entries();
+    let (tee, recorder) = pax::Tee::new(guard);
     let mut ar = tar::Archive::new(tee);
     let entries = ar.entries().context("not a tar archive")?;
     for entry in entries {
         cancel::check()?;
         let mut entry = entry.context("corrupt tar archive")?;
         let raw = entry.path_bytes().into_owned();
-        recorder
-            .take(entry.raw_header_position())
+        targuard::check_entry(&framed, entry.raw_header_position())
+            .and_then(|()| recorder.take(entry.raw_header_position()))
             .and_then(|records| a.entry(&mut entry, &raw, &records))
             .with_context(|| format!("tar entry '{}'", show(&raw)))?;
         // Whatever the entry kind left unread, so that what follows is
@@ -107,16 +113,13 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
     Ok(a.stats)
 }
 
-/// An entry's name for messages (escaped, bounded).
+/// An entry's name for messages: its first 200 bytes, escaped (a long
+/// name is cut before it is copied).
 pub fn show(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    let mut out: String = s.escape_debug().collect();
-    if out.len() > 200 {
-        let mut cut = 200;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+    const MAX: usize = 200;
+    let cut = &b[..b.len().min(MAX)];
+    let mut out: String = String::from_utf8_lossy(cut).escape_debug().collect();
+    if b.len() > MAX {
         out.push_str("...");
     }
     out
@@ -200,6 +203,33 @@ struct Applier<'a> {
     /// Text ACLs, set once the whole tree (with its /etc/passwd and
     /// /etc/group, which name their users and groups) is there.
     acls: Vec<(Vec<u8>, acl::Texts)>,
+    /// Bytes held in `created`, `dirs` and `acls` (see keep).
+    kept: usize,
+}
+
+/// The most bytes of names, xattrs and ACLs kept until the end of an
+/// archive (about two million entries): what an import holds beyond its
+/// fixed buffers.
+pub const MAX_KEPT: usize = 256 << 20;
+
+/// What a kept record costs besides its bytes (allocation, table slot).
+const KEPT_OVERHEAD: usize = 64;
+
+/// Add a kept record of `n` bytes to `kept`; fails past [`MAX_KEPT`].
+fn account(kept: &mut usize, n: usize) -> Result<()> {
+    *kept = kept.saturating_add(n.saturating_add(KEPT_OVERHEAD));
+    if *kept > MAX_KEPT {
+        bail!(
+            "the archive has more directories, ACLs or (in an image layer) entries than \
+             the importer keeps track of ({} of names and attributes)",
+            crate::budget::human(MAX_KEPT as u64)
+        );
+    }
+    Ok(())
+}
+
+fn xattr_bytes(x: &[(CString, Vec<u8>)]) -> usize {
+    x.iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum()
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -207,6 +237,11 @@ fn errno(e: &io::Error) -> i32 {
 }
 
 impl Applier<'_> {
+    /// Account for a record of `n` bytes kept until the end.
+    fn keep(&mut self, n: usize) -> Result<()> {
+        account(&mut self.kept, n)
+    }
+
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -219,10 +254,20 @@ impl Applier<'_> {
             return Ok(());
         }
         records.check(entry)?;
-        let rel = normalize(raw)?;
+        let sparse = match et {
+            T::Regular | T::Continuous => sparse::from_records(records)?,
+            _ => None,
+        };
+        // GNU tar names a pax sparse file GNUSparseFile.PID/NAME.
+        let rel = match sparse.as_ref().and_then(|s| s.name.as_deref()) {
+            Some(name) => normalize(name)?,
+            None => normalize(raw)?,
+        };
         let mut attrs = self.attrs(entry, records)?;
         self.stats.entries += 1;
         if !attrs.acls.is_empty() {
+            let texts: usize = attrs.acls.iter().map(|(_, t)| t.len()).sum();
+            self.keep(rel.len() + texts)?;
             self.acls
                 .push((rel.clone(), std::mem::take(&mut attrs.acls)));
         }
@@ -236,6 +281,7 @@ impl Applier<'_> {
             if self.opts.same_owner {
                 sys::fchown(self.root.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
             }
+            self.keep(xattr_bytes(&attrs.xattrs))?;
             self.dirs.push(DirAttrs {
                 rel,
                 mode: attrs.mode,
@@ -254,7 +300,7 @@ impl Applier<'_> {
         match et {
             _ if is_dir => self.dir(pfd, &rel, &cname, &attrs)?,
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.file(pfd, &cname, entry, &attrs)?;
+                self.file(pfd, &cname, entry, &attrs, sparse.as_ref())?;
             }
             T::Symlink => {
                 let target = entry
@@ -294,6 +340,7 @@ impl Applier<'_> {
             other => bail!("unsupported entry type {other:?}"),
         }
         if self.opts.whiteouts {
+            self.keep(rel.len())?;
             self.created.insert(rel);
         }
         Ok(())
@@ -395,6 +442,7 @@ impl Applier<'_> {
                         .map_err(|e| dir_error(&sofar, e))?;
                     sys::fchmod(fd.as_raw_fd(), 0o755).context("chmod")?;
                     if self.opts.whiteouts {
+                        self.keep(sofar.len())?;
                         self.created.insert(sofar.clone());
                     }
                     fd
@@ -452,6 +500,7 @@ impl Applier<'_> {
         if self.opts.same_owner {
             sys::fchown(fd.as_raw_fd(), attrs.uid, attrs.gid).context("chown")?;
         }
+        self.keep(rel.len() + xattr_bytes(&attrs.xattrs))?;
         self.dirs.push(DirAttrs {
             rel: rel.to_vec(),
             mode: attrs.mode,
@@ -469,6 +518,7 @@ impl Applier<'_> {
         name: &CStr,
         entry: &mut tar::Entry<'_, R>,
         attrs: &Attrs,
+        sparse: Option<&Sparse>,
     ) -> Result<()> {
         let size = entry.size();
         if let Some(b) = self.opts.budget {
@@ -481,9 +531,14 @@ impl Applier<'_> {
         })
         .context("cannot create file")?;
         let fd = fd.ok_or_else(|| anyhow!("cannot create file"))?;
-        let written = write_sparse(entry, fd.as_raw_fd(), &mut self.buf)?;
-        if written != size {
-            bail!("archive ends inside the file's data ({written} of {size} bytes)");
+        match sparse {
+            Some(sp) => write_map(entry, fd.as_raw_fd(), sp, size, &mut self.buf)?,
+            None => {
+                let written = write_sparse(entry, fd.as_raw_fd(), &mut self.buf)?;
+                if written != size {
+                    bail!("archive ends inside the file's data ({written} of {size} bytes)");
+                }
+            }
         }
         self.stats.bytes += size;
         if self.opts.same_owner {
@@ -745,6 +800,31 @@ pub fn is_zero(b: &[u8]) -> bool {
         && post.iter().all(|&x| x == 0)
 }
 
+/// Write the `packed` bytes of a pax sparse entry's data where its map
+/// says, leaving the rest holes, and give the file its real size.
+fn write_map(r: &mut impl Read, fd: RawFd, sp: &Sparse, packed: u64, buf: &mut [u8]) -> Result<()> {
+    let (map, used) = match &sp.map {
+        Some(m) => (m.clone(), 0),
+        None => sparse::read_map(r)?,
+    };
+    let packed = packed
+        .checked_sub(used)
+        .ok_or_else(|| anyhow!("the sparse map is larger than the entry"))?;
+    sparse::check_map(&map, sp.real_size, packed)?;
+    for (mut off, mut left) in map {
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            r.read_exact(&mut buf[..n])
+                .context("the archive ends inside the file's data")?;
+            sys::pwrite_all(fd, &buf[..n], off).context("cannot write")?;
+            off += n as u64;
+            left -= n as u64;
+            cancel::check()?;
+        }
+    }
+    sys::ftruncate(fd, sp.real_size).context("cannot set the file size")
+}
+
 /// Copy `r` into `fd` from offset 0, leaving holes for all-zero blocks;
 /// returns the bytes read.
 pub fn write_sparse(r: &mut impl Read, fd: RawFd, buf: &mut [u8]) -> Result<u64> {
@@ -791,4 +871,29 @@ pub fn write_sparse(r: &mut impl Read, fd: RawFd, buf: &mut [u8]) -> Result<u64>
         sys::ftruncate(fd, off).context("cannot set the file size")?;
     }
     Ok(off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_kept_is_bounded() {
+        let mut kept = 0;
+        let mut n = 0;
+        while account(&mut kept, (1 << 20) - KEPT_OVERHEAD).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_KEPT >> 20);
+        let e = account(&mut 0, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("256M"), "{e}");
+    }
+
+    #[test]
+    fn names_in_messages_are_cut_then_escaped() {
+        let long = vec![b'\n'; 1 << 20];
+        let s = show(&long);
+        assert_eq!(s, format!("{}...", "\\n".repeat(200)));
+        assert_eq!(show(b"a\xffb"), "a\u{fffd}b");
+    }
 }

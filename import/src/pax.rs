@@ -164,9 +164,11 @@ impl Records {
         if link.as_deref() != entry.link_name_bytes().as_deref() {
             bail!("its pax link target disagrees with how the archive was read");
         }
-        let size = match self.number("size")? {
-            Some(s) => s,
-            None => raw.entry_size()?,
+        let size = match (self.number("size")?, raw.as_gnu()) {
+            (Some(s), _) => s,
+            // GNU sparse (type S): the crate gives the real size.
+            (None, Some(g)) if raw.entry_type().is_gnu_sparse() => g.real_size()?,
+            (None, _) => raw.entry_size()?,
         };
         if size != entry.size() {
             bail!("its pax size disagrees with how the archive was read");

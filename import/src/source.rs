@@ -196,7 +196,7 @@ fn is_tar_header(b: &[u8]) -> bool {
 /// Look at the first entries of a tar stream: image archives have their
 /// layout files at the top.
 fn sniff_tar(r: impl Read) -> Result<Option<Kind>> {
-    let mut ar = tar::Archive::new(r.take(SNIFF_BYTES));
+    let mut ar = tar::Archive::new(crate::targuard::Guard::new(r.take(SNIFF_BYTES)));
     let mut seen = 0;
     for e in ar.entries()? {
         let e = match e {

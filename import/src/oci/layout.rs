@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::fs;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
+
+use crate::sys;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -210,13 +213,19 @@ pub fn unpack_image_archive(
     dir: &Path,
     max_size: u64,
 ) -> Result<()> {
-    let mut ar = tar::Archive::new(reader);
+    let guard = crate::targuard::Guard::new(reader);
+    let framed = guard.entries();
+    let mut ar = tar::Archive::new(guard);
     let mut total = 0u64;
+    let mut links = Vec::new();
+    let mut link_bytes = 0;
     for entry in ar
         .entries()
         .with_context(|| format!("{label}: not a tar archive"))?
     {
         let mut entry = entry.with_context(|| format!("{label}: corrupt tar archive"))?;
+        crate::targuard::check_entry(&framed, entry.raw_header_position())
+            .with_context(|| label.to_string())?;
         let path = entry
             .path()
             .with_context(|| format!("{label}: bad entry name"))?
@@ -237,6 +246,24 @@ pub fn unpack_image_archive(
         }
         let kind = entry.header().entry_type();
         let dest = dir.join(&rel);
+        if kind.is_symlink() {
+            // docker save links a layer it already wrote (`HEX/layer.tar ->
+            // ../HEX2/layer.tar`). Made once every file is written, so
+            // that no file is written through one; read through them only
+            // beneath `dir` (see inside).
+            let target = entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            link_bytes += rel.as_os_str().len() + target.len();
+            if link_bytes > MAX_LINK_BYTES {
+                bail!(
+                    "{label}: more than {MAX_LINK_BYTES} bytes of symlinks; not an image archive"
+                );
+            }
+            links.push((rel, target));
+            continue;
+        }
         if kind.is_dir() {
             fs::create_dir_all(&dest)
                 .with_context(|| format!("{}: cannot create", dest.display()))?;
@@ -264,6 +291,52 @@ pub fn unpack_image_archive(
         std::io::copy(&mut entry, &mut f)
             .with_context(|| format!("{label}: reading {}", rel.display()))?;
     }
+    make_links(label, dir, &links)
+}
+
+/// The most bytes of symlink names and targets an image archive may hold
+/// (docker save writes one short link per repeated layer).
+const MAX_LINK_BYTES: usize = 4 << 20;
+
+/// Create the archive's symlinks as links (never followed: each parent is
+/// opened without following any symlink), where nothing else is.
+fn make_links(label: &str, dir: &Path, links: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    // Their directories first, while the tree holds no symlink to follow.
+    for (rel, _) in links {
+        if let Some(parent) = rel.parent() {
+            let p = dir.join(parent);
+            fs::create_dir_all(&p).with_context(|| format!("{}: cannot create", p.display()))?;
+        }
+    }
+    let root = fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    for (rel, target) in links {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let name = sys::cstring(name.as_encoded_bytes())?;
+        let target =
+            sys::cstring(target).with_context(|| format!("{label}: symlink {}", rel.display()))?;
+        let pfd = if parent.as_os_str().is_empty() {
+            None
+        } else {
+            let p = sys::cstring(parent.as_os_str().as_encoded_bytes())?;
+            match sys::open_beneath(root.as_raw_fd(), &p, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Ok(fd) => Some(fd),
+                // Below another link: skipped (a path through it names
+                // the same place through the link).
+                Err(_) => continue,
+            }
+        };
+        let pfd = pfd.as_ref().map_or(root.as_raw_fd(), |f| f.as_raw_fd());
+        match sys::symlinkat(&target, pfd, &name) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {} // a file won
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{label}: cannot create symlink {}", rel.display()))
+            }
+        }
+    }
     Ok(())
 }
 
@@ -276,7 +349,9 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-/// A path inside the unpacked archive, confined to it.
+/// A path inside the unpacked archive, confined to it: resolved beneath
+/// `dir` (the archive's own symlinks are followed while they stay inside;
+/// one leading out is refused). Returns the path with no symlink left.
 fn inside(dir: &Path, rel: &str, label: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
     if p.components()
@@ -284,12 +359,38 @@ fn inside(dir: &Path, rel: &str, label: &str) -> Result<PathBuf> {
     {
         bail!("{label}: manifest.json names {rel:?}, outside the archive");
     }
-    let full = dir.join(p);
-    let meta = fs::symlink_metadata(&full).with_context(|| format!("{label}: {rel} missing"))?;
+    let root = fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let c = sys::cstring(rel.as_bytes())?;
+    let fd = sys::openat2(
+        root.as_raw_fd(),
+        &c,
+        libc::O_RDONLY,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EXDEV) => anyhow::anyhow!(
+            "{label}: manifest.json names {rel:?}, which goes through a symlink leading \
+             outside the archive; refused"
+        ),
+        Some(libc::ELOOP) => anyhow::anyhow!("{label}: {rel}: a loop of symlinks"),
+        _ => anyhow::anyhow!("{label}: {rel} missing: {e}"),
+    })?;
+    let f = fs::File::from(fd);
+    let meta = f
+        .metadata()
+        .with_context(|| format!("{label}: cannot stat {rel}"))?;
     if !meta.is_file() {
         bail!("{label}: {rel} is not a regular file");
     }
-    Ok(full)
+    // Where it resolved to: beneath dir, with no symlink left in the way.
+    let real = fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .with_context(|| format!("{label}: cannot resolve {rel}"))?;
+    let base =
+        fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    if !real.starts_with(&base) {
+        bail!("{label}: {rel} resolves outside the archive");
+    }
+    Ok(real)
 }
 
 /// The sha256 a docker-save file name carries (`HEX.json`, `blobs/sha256/HEX`, `HEX/layer.tar`).
@@ -507,6 +608,109 @@ mod tests {
         let e =
             import_layout(dir.path(), None, "lay", &opts(2), &mut |_, _, _| Ok(())).unwrap_err();
         assert!(format!("{e:#}").contains("digest mismatch"), "{e:#}");
+    }
+
+    /// A docker save archive: `links` (name, target), then `files`, then
+    /// manifest.json naming `config` and `layers`.
+    fn docker_archive(
+        links: &[(&str, &str)],
+        files: &[(&str, &[u8])],
+        config: &str,
+        layers: &[&str],
+    ) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        let manifest =
+            serde_json::json!([{"Config": config, "RepoTags": ["x:1"], "Layers": layers}]);
+        let manifest = manifest.to_string();
+        let all = files
+            .iter()
+            .copied()
+            .chain([("manifest.json", manifest.as_bytes())]);
+        for (name, data) in all {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Unpack `archive` into a fresh directory and import it, recording
+    /// which layers were applied.
+    fn import_docker(archive: &[u8]) -> (Result<Pulled>, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("image");
+        fs::create_dir(&target).unwrap();
+        unpack_image_archive("ar", &mut &archive[..], &target, 1 << 20).unwrap();
+        let mut applied = Vec::new();
+        let r = import_docker_archive(&target, None, "ar", &opts(1), &mut |_, _, p| {
+            applied.push(fs::read(p).unwrap());
+            Ok(())
+        });
+        (r, applied)
+    }
+
+    #[test]
+    fn docker_archive_paths_stay_inside() {
+        let layer = layer_tar("a", b"one");
+        let diff = Digest::of(Algorithm::Sha256, &layer);
+        let cfg = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff}","{diff}"]}}}}"#
+        );
+        let cfg_name = format!("{}.json", Digest::of(Algorithm::Sha256, cfg.as_bytes()).hex);
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let (l1, l2) = (format!("{a}/layer.tar"), format!("{b}/layer.tar"));
+        // docker save links a layer it already wrote: followed, inside.
+        let ok = docker_archive(
+            &[(&l2, &format!("../{a}/layer.tar"))],
+            &[(&l1, &layer), (&cfg_name, cfg.as_bytes())],
+            &cfg_name,
+            &[&l1, &l2],
+        );
+        let (r, applied) = import_docker(&ok);
+        r.unwrap();
+        assert_eq!(applied, vec![layer.clone(), layer.clone()]);
+
+        // A directory symlinked out of the archive, named by a layer path
+        // or the config path: refused before anything is read.
+        let secret = tempfile::tempdir().unwrap();
+        let outside = secret.path().join("sub");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("layer.tar"), &layer).unwrap();
+        fs::write(outside.join(&cfg_name), &cfg).unwrap();
+        let out = outside.to_str().unwrap();
+        for target in [out.to_string(), format!("../../../../../../..{out}")] {
+            for (config, layers) in [
+                (
+                    cfg_name.clone(),
+                    vec![l1.clone(), "evil/layer.tar".to_string()],
+                ),
+                (format!("evil/{cfg_name}"), vec![l1.clone(), l1.clone()]),
+            ] {
+                let bad = docker_archive(
+                    &[("evil", &target)],
+                    &[(&l1, &layer), (&cfg_name, cfg.as_bytes())],
+                    &config,
+                    &layers.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
+                let (r, applied) = import_docker(&bad);
+                let e = format!("{:#}", r.unwrap_err());
+                assert!(
+                    e.contains("goes through a symlink leading outside the archive"),
+                    "{e}"
+                );
+                assert!(applied.len() <= 1, "a layer outside was applied");
+            }
+        }
     }
 
     #[test]

@@ -19,11 +19,17 @@
 #   replacing) a rootfs a container uses is refused.
 # - Bad inputs (corrupt archive, unknown format, invalid names, a size over
 #   --max-size) each give one line on stderr, exit 1, and leave nothing.
+# - Sparse files in every format GNU tar writes them (--format=gnu -S,
+#   --format=posix -S with --sparse-version 0.0, 0.1, 1.0) give the tree GNU
+#   tar extracts, holes kept; a 1 MB tarball whose long name header declares
+#   1 GiB is refused at once, in under 64 MB, naming the header and limit.
 
 w=/var/tmp/e2e-35
 st=/var/lib/sdme
 boot=imp35-boot
-names="imp35-none imp35-gz imp35-bz2 imp35-xz imp35-zst imp35-acls imp35-dir imp35-kill imp35-conc imp35-bad $boot"
+names="imp35-none imp35-gz imp35-bz2 imp35-xz imp35-zst imp35-acls imp35-dir imp35-kill imp35-conc imp35-bad imp35-bomb $boot"
+sparse_formats="gnu pax-0.0 pax-0.1 pax-1.0"
+for v in $sparse_formats; do names="$names imp35-s${v//[.-]/}"; done
 
 cleanup_names() {
 	local n
@@ -120,6 +126,22 @@ assert_eq "imp35-acls is the tree GNU tar --acls extracts" "$ref_acls" "$(finger
 acl=$(th_exec getfacl -n -p "$st/rootfs/imp35-acls/etc/group" 2>&1 || true)
 assert_match "daemon resolved through the image's /etc/passwd and /etc/group" 'user:1:r--.*group:1:rw-' "$(printf '%s' "$acl" | tr '\n' ' ')"
 
+step "sparse files in every format GNU tar writes, compared with GNU tar's extraction"
+for v in $sparse_formats; do
+	n=imp35-s${v//[.-]/}
+	case $v in
+	gnu) fmt=(--format=gnu) ;;
+	*) fmt=(--format=posix "--sparse-version=${v#pax-}") ;;
+	esac
+	require_in "tar -S ${fmt[*]}" tar -S "${fmt[@]}" --numeric-owner -C $w/src -cf "$w/sparse-$v.tar" .
+	require_in "GNU tar's extraction of sparse-$v.tar" bash -c "mkdir $w/ref-$v && tar --numeric-owner -xpf $w/sparse-$v.tar -C $w/ref-$v"
+	require_in "sdme-import sparse-$v.tar $n" sdme-import "$w/sparse-$v.tar" "$n"
+	assert_eq "$n is the tree GNU tar extracts" "$(fingerprint "$w/ref-$v")" "$(fingerprint "$st/rootfs/$n")"
+	check_in "$n: no GNUSparseFile directory" sh -c "! find $st/rootfs/$n -name 'GNUSparseFile*' | grep -q ."
+	used=$(th_exec du -k "$st/rootfs/$n/data/sparse" | cut -f1)
+	[ "$used" -lt 1024 ] || fail "$n: the sparse file takes $used KiB"
+done
+
 step "a directory source"
 th_exec python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.bind('$w/src/data/socket')"
 src=$(fingerprint $w/src)
@@ -194,6 +216,31 @@ one_line_error "over --max-size" sdme-import --max-size=1M "$w/tree.tar.gz" imp3
 assert_match "over --max-size: says so" "--max-size=1M" "$err"
 nothing_left imp35-bad
 one_line_error "a missing file" sdme-import "$w/nothing-here.tar" imp35-bad
+step "a tar bomb: a 1 MB tarball whose long name header declares 1 GiB"
+require_in "make it" python3 -c "
+import gzip, tarfile
+d = tarfile.TarInfo('etc'); d.type = tarfile.DIRTYPE
+h = tarfile.TarInfo('././@LongLink'); h.type = tarfile.GNUTYPE_LONGNAME; h.size = 1 << 30
+chunk = gzip.compress(b'a' * (1 << 20), 9)
+with open('$w/bomb.tar.gz', 'wb') as o:
+    o.write(gzip.compress(d.tobuf(tarfile.GNU_FORMAT) + h.tobuf(tarfile.GNU_FORMAT)))
+    for _ in range(1024):
+        o.write(chunk)
+"
+# exit status, peak RSS (KiB), seconds, stderr: from a python3 parent.
+bomb=$(th_exec python3 -c "
+import resource, subprocess, time
+t = time.monotonic()
+r = subprocess.run(['sdme-import', '--max-size=1M', '$w/bomb.tar.gz', 'imp35-bomb'], stderr=subprocess.PIPE, text=True)
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, '%.3f' % (time.monotonic() - t), r.stderr.strip().replace(chr(10), ' '))
+")
+step "bomb: $bomb"
+read -r rc rss secs msg <<<"$bomb"
+assert_eq "bomb: exit 1" 1 "$rc"
+assert_match "bomb: names the header and the limit" "GNU long name header \\(type 'L'\\) of 1073741824 bytes, more than the limit of 1M" "$msg"
+[ "$rss" -lt 65536 ] || fail "bomb: peak RSS $rss KiB"
+step "bomb: refused in $secs s with a peak RSS of $rss KiB"
+nothing_left imp35-bomb
 nothing_left imp35-bad
 one_line_error "an existing name without --force" sdme-import "$w/tree.tar" imp35-gz
 assert_match "an existing name: suggests --force" "--force" "$err"
