@@ -121,6 +121,11 @@ pub fn plan_with<R: Send>(
             }
         }
     }
+    for (name, path, e) in is.unreadable {
+        broken_images.insert(name.stem(), (path.clone(), vec![e.clone()]));
+        p.broken
+            .extend(Broken::new(FileType::Image, &name, &path, vec![e]));
+    }
     let image_files: BTreeSet<String> = p.images.iter().map(|x| x.name.clone()).collect();
     // Inline Image= rootfs names that have their image unit.
     let mut inline: BTreeSet<String> = BTreeSet::new();
@@ -140,6 +145,11 @@ pub fn plan_with<R: Send>(
                     .extend(Broken::new(FileType::Pod, &found.name, &found.path, msgs));
             }
         }
+    }
+    for (name, path, e) in ps.unreadable {
+        broken_pods.insert(name.stem(), (path.clone(), vec![e.clone()]));
+        p.broken
+            .extend(Broken::new(FileType::Pod, &name, &path, vec![e]));
     }
     // The global configuration: with errors in it, a preset could end up
     // weaker than the admin wrote, so containers that use one are skipped.
@@ -218,6 +228,12 @@ pub fn plan_with<R: Send>(
             }
             Err(Unread::Failed(e)) => {
                 read_errors.push(e);
+                return None;
+            }
+            Err(Unread::Unreadable { error, name, path }) => {
+                read_errors.push(error.clone());
+                p.broken
+                    .extend(Broken::new(FileType::Container, &name, &path, vec![error]));
                 return None;
             }
         };

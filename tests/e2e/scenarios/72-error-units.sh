@@ -47,6 +47,8 @@ require_in "daemon-reload" systemctl daemon-reload
 start_fails sdme-web.service "typo Bnd="
 journal_has sdme-web.service "web.container:2: unknown key 'Bnd'" ||
 	fail "journalctl -u sdme-web lacks web.container:2 and the key"
+assert_match "the errors are logged at priority err" "web\.container:2: unknown key 'Bnd'" \
+	"$(th_exec journalctl --no-pager -o cat -p err -u sdme-web.service 2>&1 || true)"
 status=$(th_exec systemctl status --no-pager -l sdme-web.service 2>&1 || true)
 echo "$status"
 assert_match "status names the file and line" "/etc/sdme/web\.container:2: unknown key 'Bnd' in section \[Container\]" "$status"
