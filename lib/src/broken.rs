@@ -131,6 +131,41 @@ fn bounded(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
+/// Longest first error in `Description=`.
+const MAX_DESCRIPTION_ERROR: usize = 300;
+
+/// `: FIRST ERROR (and N more)` for `Description=`: systemd logs "Failed
+/// to start DESCRIPTION" itself, and `systemctl status` shows it in its
+/// first line, so the first error is there even when journald cannot tell
+/// which unit the printed lines came from (systemd 252 often cannot, for
+/// a process that exits at once). For a container that names a broken
+/// file, the first error of that file.
+fn first_error(b: &Broken) -> String {
+    let errors: Vec<&String> = (b.messages.iter())
+        .filter(|m| !m.ends_with(" has errors:"))
+        .collect();
+    let Some(first) = errors.first() else {
+        return String::new();
+    };
+    let mut m = one_line(first);
+    if m.len() > MAX_DESCRIPTION_ERROR {
+        let mut end = MAX_DESCRIPTION_ERROR;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push_str("...");
+    }
+    // A trailing backslash would continue the line in a unit file.
+    if m.ends_with('\\') {
+        m.push_str(" ...");
+    }
+    match errors.len() - 1 {
+        0 => format!(": {m}"),
+        n => format!(": {m} (and {n} more)"),
+    }
+}
+
 /// The lines the unit prints: the messages (bounded in number and
 /// length) and what to do about them.
 pub fn report_lines(b: &Broken) -> Vec<String> {
@@ -186,7 +221,9 @@ pub fn render_broken(b: &Broken) -> Output {
     s.push_str(&b.what);
     s.push_str(": ");
     s.push_str(&unit_value(&culprit));
-    s.push_str(" has errors\nDocumentation=man:sdme.");
+    s.push_str(" has errors");
+    s.push_str(&unit_value(&first_error(b)));
+    s.push_str("\nDocumentation=man:sdme.");
     s.push_str(b.kind.suffix());
     s.push_str("(5) man:sdme-generator(8)\nSourcePath=");
     s.push_str(&unit_value(&source));
@@ -317,7 +354,7 @@ mod tests {
             ]
         );
         assert!(content
-            .contains("Description=sdme container web: /etc/sdme/web.container has errors\n"));
+            .contains("Description=sdme container web: /etc/sdme/web.container has errors: /etc/sdme/web.container:2: unknown key 'B\"n\\d' with 100%% $HOME ${X} \\u{1b}[31m\\ttab (and 1 more)\n"), "{content}");
         assert!(!content.contains("[Install]") && !content.contains("/var/lib/sdme"));
     }
 
@@ -338,5 +375,27 @@ mod tests {
             .iter()
             .all(|l| l.len() <= MAX_MESSAGE + 3 && l.ends_with("...")));
         assert!(lines[MAX_MESSAGES].starts_with("... and 5 more error(s)"));
+        let d = first_error(&b);
+        assert!(d.len() < MAX_DESCRIPTION_ERROR + 40, "{d}");
+        assert!(d.ends_with("... (and 24 more)"), "{d}");
+    }
+
+    #[test]
+    fn description_never_continues_the_line() {
+        let b = Broken::new(
+            FileType::Container,
+            &UnitName::from_stem("web"),
+            Path::new("/etc/sdme/web.container"),
+            vec!["/etc/sdme/web.container:3: Bind=a\\".into()],
+        )
+        .unwrap();
+        let Output::File { content, .. } = render_broken(&b) else {
+            panic!("a file")
+        };
+        let d = content
+            .lines()
+            .find(|l| l.starts_with("Description="))
+            .unwrap();
+        assert!(!d.ends_with('\\'), "{d}");
     }
 }

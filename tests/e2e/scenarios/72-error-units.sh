@@ -6,6 +6,13 @@
 # the file's errors with path and line. A container that names a broken pod
 # fails its own start the same way, naming the pod file. Nothing is created
 # under /var/lib/sdme/containers, nothing is enabled, nothing is left failed.
+#
+# The first error is in Description=, which systemd itself logs ("Failed to
+# start ...") and status shows in its first line: that is checked on every
+# systemd. The full list is printed by the unit's process; journald 252
+# cannot always tell which unit a process that exits at once belonged to
+# (measured: 2 to 3 starts in 20 on bookworm lack the lines in `journalctl
+# -u`), so the printed lines are checked from systemd 257 on only.
 
 units="sdme-web.service sdme-member.service sdme-pod-grp.service"
 
@@ -37,6 +44,9 @@ start_fails() {
 	assert_match "$2: start says the job failed" "Job for $1 failed" "$out"
 }
 
+systemd_version=$(th_exec systemctl --version | awk 'NR == 1 { print $2 }')
+step "systemd $systemd_version"
+
 step "write a container with a typo, a broken pod and a container in it"
 th_exec mkdir -p /etc/sdme
 printf '[Container]\nBnd=/srv:/srv\n' | th_exec sh -c 'cat > /etc/sdme/web.container'
@@ -47,21 +57,30 @@ require_in "daemon-reload" systemctl daemon-reload
 start_fails sdme-web.service "typo Bnd="
 journal_has sdme-web.service "web.container:2: unknown key 'Bnd'" ||
 	fail "journalctl -u sdme-web lacks web.container:2 and the key"
-assert_match "the errors are logged at priority err" "web\.container:2: unknown key 'Bnd'" \
-	"$(th_exec journalctl --no-pager -o cat -p err -u sdme-web.service 2>&1 || true)"
 status=$(th_exec systemctl status --no-pager -l sdme-web.service 2>&1 || true)
 echo "$status"
 assert_match "status names the file and line" "/etc/sdme/web\.container:2: unknown key 'Bnd' in section \[Container\]" "$status"
-assert_match "status: Description= says the file has errors" "sdme container web: /etc/sdme/web\.container has errors" "$status"
+assert_match "status: Description= says the file has errors" "sdme container web: /etc/sdme/web\.container has errors: /etc/sdme/web\.container:2: unknown key 'Bnd'" "$status"
 assert_eq "sdme-web is failed" failed "$(th_exec systemctl is-active sdme-web.service 2>&1 || true)"
 
 start_fails sdme-member.service "member of a broken pod"
-journal_has sdme-member.service "member.container:2: Pod=grp.pod: /etc/sdme/grp.pod has errors:" ||
-	fail "journalctl -u sdme-member does not name grp.pod"
 journal_has sdme-member.service "/etc/sdme/grp.pod:2: unknown key 'Netwrk'" ||
 	fail "journalctl -u sdme-member lacks the pod's error"
 status=$(th_exec systemctl status --no-pager -l sdme-member.service 2>&1 || true)
-assert_match "status of sdme-member names the pod file" "sdme container member: /etc/sdme/grp\.pod has errors" "$status"
+echo "$status"
+assert_match "status of sdme-member names the pod file and its error" \
+	"sdme container member: /etc/sdme/grp\.pod has errors: /etc/sdme/grp\.pod:2: unknown key 'Netwrk'" "$status"
+if [ "$systemd_version" -ge 257 ]; then
+	step "the printed list of errors in journalctl -u"
+	journal_has sdme-web.service "/etc/sdme/web.container: no units generated because of the error(s) above" ||
+		fail "journalctl -u sdme-web lacks the printed lines"
+	journal_has sdme-member.service "member.container:2: Pod=grp.pod: /etc/sdme/grp.pod has errors:" ||
+		fail "journalctl -u sdme-member does not name grp.pod in the printed lines"
+	assert_match "the printed errors are logged at priority err" "no units generated because of the error" \
+		"$(th_exec journalctl --no-pager -o cat -p err -u sdme-web.service 2>&1 || true)"
+else
+	step "systemd $systemd_version: the printed lines are not checked (journald may not attribute them to the unit)"
+fi
 
 start_fails sdme-pod-grp.service "broken pod"
 journal_has sdme-pod-grp.service "/etc/sdme/grp.pod:2: unknown key 'Netwrk'" ||
