@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use log::{Level, Logger};
+use sdme_core::broken::render_broken;
 use sdme_core::generate::{generate, plan, plan_with};
 use sdme_core::paths;
 use sdme_core::render::Output;
@@ -116,6 +117,7 @@ fn main() -> ExitCode {
                     .iter()
                     .flat_map(render_pod)
                     .chain(g.images.iter().flat_map(render_image))
+                    .chain(g.broken.iter().map(render_broken))
                     .map(write)
                     .chain(written.into_iter().flatten())
                     .collect();

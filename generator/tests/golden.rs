@@ -270,13 +270,24 @@ fn many_files_in_parallel_are_deterministic() {
     );
     let (ta, tb) = (read_tree(&a), read_tree(&b));
     assert_eq!(ta, tb, "byte-identical trees");
-    // 297 containers: service, mount and a link each, plus one alias.
-    assert_eq!(ta.len(), 297 * 3 + 1);
+    // 297 containers: service, mount and a link each, plus one alias;
+    // and the error units of the three refused files.
+    assert_eq!(ta.len(), 297 * 3 + 1 + 3);
     assert_eq!(
         ta.get("www.service"),
         Some(&Node::Link("sdme-c120.service".into()))
     );
-    assert!(!ta.contains_key("sdme-c250.service"));
+    for (unit, why) in [
+        ("sdme-c077.service", "unknown key 'Bogus'"),
+        ("sdme-c220.service", "www.service is already generated"),
+        ("sdme-c250.service", "machine name 'c010' is already used"),
+    ] {
+        match ta.get(unit) {
+            Some(Node::File(s)) => assert!(s.contains("has errors") && s.contains(why), "{s}"),
+            other => panic!("{unit}: {other:?}"),
+        }
+    }
+    assert!(!ta.contains_key("var-lib-sdme-containers-c250-merged.mount"));
     // What --dry-run prints (sequentially) is exactly what was written.
     let dry = Command::new(env!("CARGO_BIN_EXE_sdme-generator"))
         .arg("--dry-run")

@@ -96,9 +96,32 @@ fn loopback_up() -> Result<()> {
     }
     // SAFETY: req is a valid ifreq for this ioctl.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
-        return Err(io::Error::last_os_error()).context("SIOCSIFFLAGS lo up");
+        let e = io::Error::last_os_error();
+        return Err(anyhow!(with_missing_cap(
+            "SIOCSIFFLAGS lo up",
+            &e,
+            NET_ADMIN
+        )));
     }
     Ok(())
+}
+
+/// What a pod needs that a container sharing its host's network lacks:
+/// systemd-nspawn drops CAP_NET_ADMIN unless the container has a network
+/// namespace of its own.
+const NET_ADMIN: &str =
+    "needs CAP_NET_ADMIN; are you inside a container that shares its host's network?";
+/// unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN.
+const SYS_ADMIN: &str =
+    "needs CAP_SYS_ADMIN; are you running without privileges, or in a container that drops it?";
+
+/// `OP: ERROR`, and when the kernel refused permission, what is missing
+/// (`hint`).
+fn with_missing_cap(op: &str, e: &io::Error, hint: &str) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => format!("{op}: {e}: {hint}"),
+        _ => format!("{op}: {e}"),
+    }
 }
 
 /// Whether `lo` is up in the calling thread's network namespace.
@@ -139,7 +162,12 @@ pub fn create(dir: &Path, name: &str) -> Result<()> {
     let r = std::thread::spawn(move || -> Result<()> {
         // SAFETY: unshare only changes this thread's namespace.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error()).context("unshare(CLONE_NEWNET)");
+            let e = io::Error::last_os_error();
+            return Err(anyhow!(with_missing_cap(
+                "unshare(CLONE_NEWNET)",
+                &e,
+                SYS_ADMIN
+            )));
         }
         loopback_up()?;
         let src = CString::new("/proc/thread-self/ns/net").expect("no NUL");
@@ -275,6 +303,24 @@ mod tests {
         ] {
             assert!(create(t.path(), n).is_err(), "{n}");
         }
+    }
+
+    #[test]
+    fn permission_errors_say_what_is_missing() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(
+            with_missing_cap("SIOCSIFFLAGS lo up", &eperm, NET_ADMIN),
+            "SIOCSIFFLAGS lo up: Operation not permitted (os error 1): needs CAP_NET_ADMIN; \
+are you inside a container that shares its host's network?"
+        );
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        assert!(with_missing_cap("x", &eacces, NET_ADMIN).ends_with(NET_ADMIN));
+        // Other errors are not blamed on capabilities.
+        let enodev = io::Error::from_raw_os_error(libc::ENODEV);
+        assert_eq!(
+            with_missing_cap("SIOCSIFFLAGS lo up", &enodev, NET_ADMIN),
+            "SIOCSIFFLAGS lo up: No such device (os error 19)"
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
+use crate::broken::{render_broken, Broken};
 use crate::config::Config;
 use crate::container::{Container, Diag, Pod};
-use crate::image::Image;
+use crate::image::{image_service_name, Image};
 use crate::parallel::{pipeline, threads_for};
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
@@ -48,6 +49,15 @@ pub struct Plan {
     pub masked: Vec<PathBuf>,
     /// Files skipped because of their errors.
     pub skipped: Vec<PathBuf>,
+    /// Error units: the skipped files whose names are valid unit names,
+    /// in the order images, pods, containers (each in file-name order);
+    /// none with the name of a unit generated from a good file.
+    pub broken: Vec<Broken>,
+}
+
+/// The errors of a file, as logged.
+fn messages(diags: &[Diag]) -> Vec<String> {
+    diags.iter().map(Diag::to_string).collect()
 }
 
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the
@@ -90,6 +100,10 @@ pub fn plan_with<R: Send>(
     let mut taken: HashSet<String, BuildHasherDefault<Fnv>> = HashSet::default();
     // Three units and a link or so per container.
     taken.reserve(4 * candidates.len());
+    // Broken files by name, with their errors: a container that names
+    // one fails with them.
+    let mut broken_images: BTreeMap<String, (PathBuf, Vec<String>)> = BTreeMap::new();
+    let mut broken_pods: BTreeMap<String, (PathBuf, Vec<String>)> = BTreeMap::new();
     // Image files next: containers name them with Rootfs=NAME.image.
     for found in &is.found {
         match Image::load(found) {
@@ -98,10 +112,19 @@ pub fn plan_with<R: Send>(
                 p.images.push(img);
             }
             Err(diags) => {
-                p.errors.extend(diags.iter().map(Diag::to_string));
+                let msgs = messages(&diags);
+                p.errors.extend(msgs.iter().cloned());
                 p.skipped.push(found.path.clone());
+                broken_images.insert(found.name.stem(), (found.path.clone(), msgs.clone()));
+                p.broken
+                    .extend(Broken::new(FileType::Image, &found.name, &found.path, msgs));
             }
         }
+    }
+    for (name, path, e) in is.unreadable {
+        broken_images.insert(name.stem(), (path.clone(), vec![e.clone()]));
+        p.broken
+            .extend(Broken::new(FileType::Image, &name, &path, vec![e]));
     }
     let image_files: BTreeSet<String> = p.images.iter().map(|x| x.name.clone()).collect();
     // Inline Image= rootfs names that have their image unit.
@@ -114,16 +137,26 @@ pub fn plan_with<R: Send>(
                 p.pods.push(pod);
             }
             Err(diags) => {
-                p.errors.extend(diags.iter().map(Diag::to_string));
+                let msgs = messages(&diags);
+                p.errors.extend(msgs.iter().cloned());
                 p.skipped.push(found.path.clone());
+                broken_pods.insert(found.name.stem(), (found.path.clone(), msgs.clone()));
+                p.broken
+                    .extend(Broken::new(FileType::Pod, &found.name, &found.path, msgs));
             }
         }
+    }
+    for (name, path, e) in ps.unreadable {
+        broken_pods.insert(name.stem(), (path.clone(), vec![e.clone()]));
+        p.broken
+            .extend(Broken::new(FileType::Pod, &name, &path, vec![e]));
     }
     // The global configuration: with errors in it, a preset could end up
     // weaker than the admin wrote, so containers that use one are skipped.
     let (config, config_diags) = Config::load_from(&listings);
     let config_ok = config_diags.is_empty();
-    p.errors.extend(config_diags.iter().map(Diag::to_string));
+    let config_msgs = messages(&config_diags);
+    p.errors.extend(config_msgs.iter().cloned());
     // A pod instance needs its template (its unit may come from it).
     let templates: BTreeSet<String> = p
         .pods
@@ -134,11 +167,15 @@ pub fn plan_with<R: Send>(
     let mut orphans = Vec::new();
     p.pods.retain(|x| match &x.unit_name {
         UnitName::Instance { template, .. } if !templates.contains(&format!("{template}@")) => {
-            orphans.push(format!(
+            let msg = format!(
                 "{}: instance of the pod template {template}@.pod, which is not on the search path (or has errors, or is masked)",
                 x.source.display()
-            ));
+            );
+            orphans.push(msg.clone());
             p.skipped.push(x.source.clone());
+            broken_pods.insert(x.name.clone(), (x.source.clone(), vec![msg.clone()]));
+            p.broken
+                .extend(Broken::new(FileType::Pod, &x.unit_name, &x.source, vec![msg]));
             false
         }
         _ => true,
@@ -161,24 +198,27 @@ pub fn plan_with<R: Send>(
                         let paths = output_paths(&c);
                         Ok((Box::new(c), paths))
                     }
-                    Err(diags) => Err((found.path, diags)),
+                    Err(diags) => Err((found.path, found.name, diags)),
                 };
                 (loaded, errors)
             })
     };
     // The checks own their tables, so that the pipeline frees them as
     // soon as the last file is checked (while units are still written).
-    let (p_mut, read_errors_mut) = (&mut p, &mut read_errors);
+    let (p_mut, read_errors_mut, taken_mut) = (&mut p, &mut read_errors, &mut taken);
     let check = move |read: Result<(Loaded, Vec<String>), Unread>| {
-        let (p, read_errors) = (&mut *p_mut, &mut *read_errors_mut);
+        let (p, read_errors, taken) = (&mut *p_mut, &mut *read_errors_mut, &mut *taken_mut);
         let (c, paths) = match read {
             Ok((Ok(x), errors)) => {
                 read_errors.extend(errors);
                 x
             }
-            Ok((Err((path, diags)), errors)) => {
+            Ok((Err((path, name, diags)), errors)) => {
                 read_errors.extend(errors);
-                p.errors.extend(diags.iter().map(Diag::to_string));
+                let msgs = messages(&diags);
+                p.errors.extend(msgs.iter().cloned());
+                p.broken
+                    .extend(Broken::new(FileType::Container, &name, &path, msgs));
                 p.skipped.push(path);
                 return None;
             }
@@ -188,6 +228,12 @@ pub fn plan_with<R: Send>(
             }
             Err(Unread::Failed(e)) => {
                 read_errors.push(e);
+                return None;
+            }
+            Err(Unread::Unreadable { error, name, path }) => {
+                read_errors.push(error.clone());
+                p.broken
+                    .extend(Broken::new(FileType::Container, &name, &path, vec![error]));
                 return None;
             }
         };
@@ -205,15 +251,33 @@ pub fn plan_with<R: Send>(
                 p.errors.push(format!(
                     "{at}: Pod={pod}.pod: {want} on the search path (or it has errors, or is masked)"
                 ));
+                // The unit names the pod file with the errors, if any.
+                let own = (!pod.ends_with("@%i")).then(|| broken_pods.get(pod));
+                let dep = own
+                    .flatten()
+                    .or_else(|| template.and_then(|t| broken_pods.get(&t)));
+                let b = match dep {
+                    Some((file, msgs)) => {
+                        let head = format!("{at}: Pod={pod}.pod: {} has errors:", file.display());
+                        container_broken(&c, [head].into_iter().chain(msgs.iter().cloned()))
+                            .map(|b| b.caused_by(file))
+                    }
+                    None => container_broken(&c, p.errors.last().cloned()),
+                };
+                p.broken.extend(b);
                 p.skipped.push(c.source.clone());
                 return None;
             }
         }
         if let (Some(preset), false) = (c.preset, config_ok) {
-            p.errors.push(format!(
+            let msg = format!(
                 "{}: {preset:?}=yes needs the global configuration, which has errors (above)",
                 c.source.display()
-            ));
+            );
+            p.errors.push(msg.clone());
+            // The configuration's errors first: the message says "above".
+            let msgs = config_msgs.iter().cloned().chain([msg]);
+            p.broken.extend(container_broken(&c, msgs));
             p.skipped.push(c.source.clone());
             return None;
         }
@@ -225,6 +289,19 @@ pub fn plan_with<R: Send>(
                         "{at}: Rootfs={n}.image: no image file {n}.image on the search path (or it has errors, or is masked)",
                         n = img.name
                     ));
+                    let b = match broken_images.get(&img.name) {
+                        Some((file, msgs)) => {
+                            let head = format!(
+                                "{at}: Rootfs={}.image: {} has errors:",
+                                img.name,
+                                file.display()
+                            );
+                            container_broken(&c, [head].into_iter().chain(msgs.iter().cloned()))
+                                .map(|b| b.caused_by(file))
+                        }
+                        None => container_broken(&c, p.errors.last().cloned()),
+                    };
+                    p.broken.extend(b);
                     p.skipped.push(c.source.clone());
                     return None;
                 }
@@ -234,6 +311,8 @@ pub fn plan_with<R: Send>(
                         "{at}: Image={r}: its rootfs name '{}' is also the name of an image file; rename that file",
                         img.name
                     ));
+                    p.broken
+                        .extend(container_broken(&c, p.errors.last().cloned()));
                     p.skipped.push(c.source.clone());
                     return None;
                 }
@@ -248,6 +327,8 @@ pub fn plan_with<R: Send>(
                     c.machine,
                     other.display()
                 ));
+                p.broken
+                    .extend(container_broken(&c, p.errors.last().cloned()));
                 p.skipped.push(c.source.clone());
                 return None;
             }
@@ -264,6 +345,8 @@ pub fn plan_with<R: Send>(
                 userns::BASE_MIN,
                 userns::BASE_MAX,
             ));
+            p.broken
+                .extend(container_broken(&c, p.errors.last().cloned()));
             p.skipped.push(c.source.clone());
             return None;
         }
@@ -272,6 +355,8 @@ pub fn plan_with<R: Send>(
                 "{}: {clash} is already generated from another file",
                 c.source.display()
             ));
+            p.broken
+                .extend(container_broken(&c, p.errors.last().cloned()));
             p.skipped.push(c.source.clone());
             return None;
         }
@@ -309,6 +394,16 @@ pub fn plan_with<R: Send>(
         })
         .collect();
     p.errors.splice(read_errors_at..read_errors_at, read_errors);
+    // An error unit never takes the name of a good file's unit (the good
+    // files were checked without them), nor of another error unit.
+    let inline_units: HashSet<String> = (p.images.iter().filter(|x| x.inline))
+        .map(|x| image_service_name(&x.name))
+        .collect();
+    let mut units: HashSet<String> = HashSet::new();
+    p.broken.retain(|b| {
+        !taken.contains(&b.unit) && !inline_units.contains(&b.unit) && units.insert(b.unit.clone())
+    });
+    drop(taken);
     // Each image unit orders the prepare steps of its users after it
     // (image units are rendered after the plan, containers' units do not
     // depend on this).
@@ -323,9 +418,19 @@ pub fn plan_with<R: Send>(
     (p, results)
 }
 
-/// A container file validated, with its output paths; or its path and
-/// errors.
-type Loaded = Result<(Box<Container>, Vec<String>), (PathBuf, Vec<Diag>)>;
+/// A container file validated, with its output paths; or its path, name
+/// and errors.
+type Loaded = Result<(Box<Container>, Vec<String>), (PathBuf, UnitName, Vec<Diag>)>;
+
+/// The error unit of a valid container file that cannot be generated.
+fn container_broken(c: &Container, msgs: impl IntoIterator<Item = String>) -> Option<Broken> {
+    Broken::new(
+        FileType::Container,
+        &c.name,
+        &c.source,
+        msgs.into_iter().collect(),
+    )
+}
 
 /// The whole run, sequentially: each container's units go to `emit` in
 /// file-name order (what `--dry-run` prints).
@@ -345,6 +450,9 @@ pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
         for o in render(c) {
             emit(o);
         }
+    }
+    for b in &p.broken {
+        emit(render_broken(b));
     }
     p
 }

@@ -9,9 +9,11 @@
 //! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
 //!   drop-ins, the same for every file kind;
 //! - [`render`]: units and `[Install]` symlinks from the model;
+//! - [`broken`]: the error unit of a file that has errors;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
 
+pub mod broken;
 pub mod config;
 pub mod container;
 pub mod escape;

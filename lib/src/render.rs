@@ -180,7 +180,12 @@ fn push_helper(s: &mut String, name: &str) {
 }
 
 pub fn service_name(c: &Container) -> String {
-    match &c.name {
+    unit_service_name(&c.name)
+}
+
+/// The service of the container file named `name`.
+pub fn unit_service_name(name: &UnitName) -> String {
+    match name {
         UnitName::Plain(s) => ["sdme-", s, ".service"].concat(),
         UnitName::Template(t) => ["sdme-", t, "@.service"].concat(),
         UnitName::Instance { template, instance } => {

@@ -94,6 +94,8 @@ pub struct Search {
     pub found: Vec<Found>,
     pub masked: Vec<PathBuf>,
     pub errors: Vec<String>,
+    /// The files among `errors` that could not be read: name, path, error.
+    pub unreadable: Vec<(UnitName, PathBuf, String)>,
 }
 
 /// The directories of a search path, each listed once (a generator run
@@ -147,6 +149,10 @@ impl<'a> Listings<'a> {
                 }
                 Err(Unread::Masked(path)) => out.masked.push(path),
                 Err(Unread::Failed(e)) => out.errors.push(e),
+                Err(Unread::Unreadable { error, name, path }) => {
+                    out.errors.push(error.clone());
+                    out.unreadable.push((name, path, error));
+                }
             }
         }
         out
@@ -210,7 +216,13 @@ impl<'a> Listings<'a> {
     pub fn read(&self, kind: FileType, c: Candidate) -> Result<(Found, Vec<String>), Unread> {
         let data = match read_unit(&c.content) {
             Ok(d) => d,
-            Err(e) => return Err(Unread::Failed(e)),
+            Err(error) => {
+                return Err(Unread::Unreadable {
+                    error,
+                    name: c.name,
+                    path: c.path,
+                })
+            }
         };
         if data.is_empty() {
             if c.content == c.path {
@@ -260,6 +272,13 @@ pub enum Unread {
     Masked(PathBuf),
     /// Not readable, or an instance of a masked template.
     Failed(String),
+    /// The file itself cannot be read (a dangling symlink, a directory,
+    /// too big, no permission): the error, and the file's name and path.
+    Unreadable {
+        error: String,
+        name: UnitName,
+        path: PathBuf,
+    },
 }
 
 /// Search `dirs` (highest priority first) for files of `kind`.
