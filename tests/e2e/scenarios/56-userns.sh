@@ -143,8 +143,7 @@ check_in "no /tmp and no /root in rootfs $nt" \
 printf '[Container]\nRootfs=%s\nPrivateUsers=%s\n' "$nt" "$nt_base" | th_exec sh -c "cat > /etc/sdme/$nt.container"
 require_in "daemon-reload" systemctl daemon-reload
 check_in "systemctl start sdme-$nt" timeout 180 systemctl start "sdme-$nt"
-th_exec journalctl -q --no-pager -n 5 -u "sdme-$nt" -u "sdme-prepare@$nt" || true
-check_in "machine $nt is registered" machinectl show "$nt"
+assert_eq "machine $nt is registered and running" running "$(th_exec machinectl show -p State --value "$nt" 2>&1 || true)"
 assert_eq "uid_map inside $nt" "0 $nt_base 65536" "$(uid_map "$nt")"
 up=/var/lib/sdme/containers/$nt/upper
 assert_eq "upper/tmp made by sdme-prepare: 0:0, 1777" "0:0 1777" "$(th_exec stat -c '%u:%g %a' "$up/tmp" 2>&1 || true)"
