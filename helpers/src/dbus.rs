@@ -10,8 +10,9 @@
 //! written; both endians read).
 //!
 //! Hand-written rather than zbus: `sdme-boot-wait` is a small static binary
-//! that makes three blocking calls; zbus brings an async runtime and several
-//! dozen crates for that, and we want every bound on a hostile peer in view.
+//! that makes three blocking calls; zbus, even through its blocking API,
+//! runs an async executor and brings dozens of crates, and here every
+//! bound on the hostile peer stays in view.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
