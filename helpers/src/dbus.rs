@@ -8,6 +8,11 @@
 //!
 //! Wire format: D-Bus specification, "Message Protocol" (little endian
 //! written; both endians read).
+//!
+//! Hand-written rather than zbus: `sdme-boot-wait` is a small static binary
+//! that makes three blocking calls; zbus, even through its blocking API,
+//! runs an async executor and brings dozens of crates, and here every
+//! bound on the hostile peer stays in view.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -65,6 +70,109 @@ pub enum Value {
     Str(String),
     Bool(bool),
     U32(u32),
+    /// An array, struct or dict entry: checked and skipped, not kept.
+    Container,
+}
+
+/// Most arrays, and most structs (or dict entries), nested in one another.
+const MAX_ARRAY_DEPTH: u32 = 32;
+const MAX_STRUCT_DEPTH: u32 = 32;
+/// Most containers of any kind, variants included, nested in one another
+/// (the specification's 64: a hostile bus could otherwise nest variants
+/// until our recursion overflows the stack).
+const MAX_TOTAL_DEPTH: u32 = 64;
+
+/// How deep the value being read sits in containers.
+#[derive(Clone, Copy, Default)]
+struct Depth {
+    arrays: u32,
+    structs: u32,
+    total: u32,
+}
+
+impl Depth {
+    fn enter(self, kind: u8) -> std::result::Result<Depth, String> {
+        let mut d = self;
+        d.total += 1;
+        match kind {
+            b'a' => d.arrays += 1,
+            b'(' | b'{' => d.structs += 1,
+            _ => {}
+        }
+        if d.arrays > MAX_ARRAY_DEPTH {
+            return Err(format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+        }
+        if d.structs > MAX_STRUCT_DEPTH {
+            return Err(format!("structs nested deeper than {MAX_STRUCT_DEPTH}"));
+        }
+        if d.total > MAX_TOTAL_DEPTH {
+            return Err(format!("containers nested deeper than {MAX_TOTAL_DEPTH}"));
+        }
+        Ok(d)
+    }
+}
+
+/// A parsed single complete type. Each value read walks this tree once,
+/// so hostile signatures cost time in proportion to the bytes they describe.
+#[derive(Debug)]
+enum Type {
+    Basic(u8),
+    Variant,
+    Array(Box<Type>),
+    /// A struct or dict entry and its fields.
+    Struct(Vec<Type>),
+}
+
+impl Type {
+    /// Parse the single complete type at the start of `sig`, to be read at
+    /// `depth`; returns it and the number of bytes it took.
+    fn parse(sig: &[u8], depth: Depth) -> std::result::Result<(Type, usize), String> {
+        let Some(&c) = sig.first() else {
+            return Err("signature ends inside a type".into());
+        };
+        match c {
+            b'y' | b'b' | b'n' | b'q' | b'i' | b'u' | b'x' | b't' | b'd' | b'h' | b's' | b'o'
+            | b'g' => Ok((Type::Basic(c), 1)),
+            b'v' => Ok((Type::Variant, 1)),
+            b'a' => {
+                let (elem, n) = Type::parse(&sig[1..], depth.enter(c)?)?;
+                Ok((Type::Array(Box::new(elem)), 1 + n))
+            }
+            b'(' | b'{' => {
+                let close = if c == b'(' { b')' } else { b'}' };
+                let inner = depth.enter(c)?;
+                let mut n = 1;
+                let mut fields = Vec::new();
+                while sig.get(n) != Some(&close) {
+                    let (t, len) = Type::parse(&sig[n..], inner)?;
+                    fields.push(t);
+                    n += len;
+                }
+                if fields.is_empty() || (c == b'{' && fields.len() != 2) {
+                    return Err(format!("malformed '{}' in signature", c as char));
+                }
+                Ok((Type::Struct(fields), n + 1))
+            }
+            _ => Err(format!("unsupported type '{}'", c as char)),
+        }
+    }
+
+    /// Parse `sig`, which must be exactly one complete type.
+    fn parse_one(sig: &[u8], depth: Depth) -> std::result::Result<Type, String> {
+        match Type::parse(sig, depth)? {
+            (t, n) if n == sig.len() => Ok(t),
+            _ => Err("more than one type where one was expected".into()),
+        }
+    }
+
+    fn alignment(&self) -> usize {
+        match self {
+            Type::Basic(b'n' | b'q') => 2,
+            Type::Basic(b'b' | b'i' | b'u' | b'h' | b's' | b'o') | Type::Array(_) => 4,
+            Type::Basic(b'x' | b't' | b'd') | Type::Struct(_) => 8,
+            _ => 1,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- writing
@@ -205,29 +313,62 @@ impl<'a> R<'a> {
         }
         String::from_utf8(s.to_vec()).or_else(|_| self.err(&format!("{what} not UTF-8")))
     }
-    /// Read one value of a basic type (or a variant of one).
+    /// Read one value of the single complete type `sig`.
     fn value(&mut self, sig: &str) -> Result<Value> {
-        match sig {
-            "s" | "o" => Ok(Value::Str(self.str()?)),
-            "g" => Ok(Value::Str(self.sig()?)),
-            "u" | "i" | "h" => Ok(Value::U32(self.u32()?)),
-            "b" => Ok(Value::Bool(self.u32()? != 0)),
-            "y" => Ok(Value::U32(self.u8()? as u32)),
-            "n" | "q" => {
+        let depth = Depth::default();
+        let t = Type::parse_one(sig.as_bytes(), depth).or_else(|e| self.err(&e))?;
+        self.value_of(&t, depth)
+    }
+    /// Read one value of type `t`, which sits at `depth`.
+    fn value_of(&mut self, t: &Type, depth: Depth) -> Result<Value> {
+        match t {
+            Type::Basic(b's' | b'o') => Ok(Value::Str(self.str()?)),
+            Type::Basic(b'g') => Ok(Value::Str(self.sig()?)),
+            Type::Basic(b'b') => Ok(Value::Bool(self.u32()? != 0)),
+            Type::Basic(b'y') => Ok(Value::U32(self.u8()? as u32)),
+            Type::Basic(b'n' | b'q') => {
                 self.align(2)?;
                 self.take(2)?;
                 Ok(Value::U32(0))
             }
-            "x" | "t" | "d" => {
+            Type::Basic(b'x' | b't' | b'd') => {
                 self.align(8)?;
                 self.take(8)?;
                 Ok(Value::U32(0))
             }
-            "v" => {
-                let inner = self.sig()?;
-                self.value(&inner)
+            Type::Basic(_) => Ok(Value::U32(self.u32()?)),
+            Type::Variant => {
+                let sig = self.sig()?;
+                let inner = depth.enter(b'v').or_else(|e| self.err(&e))?;
+                let t = Type::parse_one(sig.as_bytes(), inner).or_else(|e| self.err(&e))?;
+                self.value_of(&t, inner)
             }
-            _ => self.err(&format!("unsupported type '{sig}'")),
+            Type::Array(elem) => {
+                let len = self.u32()? as usize;
+                self.align(elem.alignment())?;
+                let end = match self.pos.checked_add(len) {
+                    Some(end) if end <= self.b.len() => end,
+                    _ => return self.err("array past the end"),
+                };
+                // Nesting was checked when the type was parsed.
+                let inner = depth.enter(b'a').or_else(|e| self.err(&e))?;
+                // Every element takes at least one byte, so this ends.
+                while self.pos < end {
+                    self.value_of(elem, inner)?;
+                }
+                if self.pos != end {
+                    return self.err("array elements overrun its length");
+                }
+                Ok(Value::Container)
+            }
+            Type::Struct(fields) => {
+                self.align(8)?;
+                let inner = depth.enter(b'(').or_else(|e| self.err(&e))?;
+                for f in fields {
+                    self.value_of(f, inner)?;
+                }
+                Ok(Value::Container)
+            }
         }
     }
 }
@@ -617,6 +758,158 @@ mod tests {
         let n = m.len();
         m.truncate(n - 2);
         assert!(parse_message(&m).is_err());
+    }
+
+    /// A METHOD_RETURN to serial 1 whose body has signature `sig`.
+    fn reply(sig: &str, body: &[u8]) -> Vec<u8> {
+        let mut w = W {
+            b: vec![b'l', 2, 0, 1],
+        };
+        w.u32(body.len() as u32);
+        w.u32(9);
+        w.u32(0);
+        let start = w.b.len();
+        w.pad(8);
+        w.u8(5);
+        w.sig("u");
+        w.u32(1);
+        w.pad(8);
+        w.u8(8);
+        w.sig("g");
+        w.sig(sig);
+        let len = (w.b.len() - start) as u32;
+        w.b[12..16].copy_from_slice(&len.to_le_bytes());
+        w.pad(8);
+        w.b.extend_from_slice(body);
+        w.b
+    }
+
+    /// Write one value of the complete type at the start of `t` (arrays
+    /// with one element, bytes 7); returns the bytes of `t` it used.
+    fn build(w: &mut W, t: &[u8]) -> usize {
+        match t[0] {
+            b'a' => {
+                w.u32(0);
+                let at = w.b.len() - 4;
+                w.pad(match t[1] {
+                    b'(' | b'{' => 8,
+                    b's' | b'a' => 4,
+                    _ => 1,
+                });
+                let start = w.b.len();
+                let n = build(w, &t[1..]);
+                let len = (w.b.len() - start) as u32;
+                w.b[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                1 + n
+            }
+            b'(' | b'{' => {
+                w.pad(8);
+                let mut n = 1;
+                while t[n] != b')' && t[n] != b'}' {
+                    n += build(w, &t[n..]);
+                }
+                n + 1
+            }
+            b'y' => {
+                w.u8(7);
+                1
+            }
+            b's' => {
+                w.str("k");
+                1
+            }
+            c => panic!("no builder for {}", c as char),
+        }
+    }
+
+    /// A reply whose body is one variant holding a value of type `inner`.
+    fn variant_of(inner: &str) -> Vec<u8> {
+        let mut w = W { b: Vec::new() };
+        w.sig(inner);
+        build(&mut w, inner.as_bytes());
+        reply("v", &w.b)
+    }
+
+    /// A reply whose body is `n` variants, each in the one before, around
+    /// the string "deep".
+    fn variants(n: usize) -> Vec<u8> {
+        let mut w = W { b: Vec::new() };
+        for _ in 1..n {
+            w.sig("v");
+        }
+        w.sig("s");
+        w.str("deep");
+        reply("v", &w.b)
+    }
+
+    fn nesting_error(m: &[u8]) -> String {
+        match parse_message(m) {
+            Err(Error::Protocol(e)) if e.contains("nested deeper than") => e,
+            other => panic!("expected a nesting error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn variants_nest_at_most_64_deep() {
+        let m = parse_message(&variants(64)).unwrap();
+        assert_eq!(m.args, vec![Value::Str("deep".into())]);
+        let e = nesting_error(&variants(65));
+        assert!(e.starts_with("containers nested deeper than 64"), "{e}");
+        // What used to overflow the stack: a message full of variants.
+        let e = nesting_error(&variants(300_000));
+        assert!(e.starts_with("containers nested deeper than 64"), "{e}");
+    }
+
+    #[test]
+    fn arrays_and_structs_nest_as_the_specification_allows() {
+        let nest = |arrays: usize, structs: usize| {
+            format!(
+                "{}{}y{}",
+                "a".repeat(arrays),
+                "(".repeat(structs),
+                ")".repeat(structs)
+            )
+        };
+        // The variant counts: 1 + 31 + 32 = 64 containers.
+        let m = parse_message(&variant_of(&nest(31, 32))).unwrap();
+        assert_eq!(m.args, vec![Value::Container]);
+        assert!(parse_message(&variant_of(&nest(32, 0))).is_ok());
+        let e = nesting_error(&variant_of(&nest(32, 32)));
+        assert!(e.starts_with("containers nested deeper than 64"), "{e}");
+        let e = nesting_error(&variant_of(&nest(33, 0)));
+        assert!(e.starts_with("arrays nested deeper than 32"), "{e}");
+        let e = nesting_error(&variant_of(&nest(0, 33)));
+        assert!(e.starts_with("structs nested deeper than 32"), "{e}");
+        // Dict entries count as structs; arrays inside variants inside
+        // arrays add up.
+        let e = nesting_error(&variant_of(&format!("a{{s{}}}", nest(0, 32))));
+        assert!(e.starts_with("structs nested deeper than 32"), "{e}");
+        let mut w = W { b: Vec::new() };
+        w.sig("av");
+        w.u32(0);
+        let at = w.b.len() - 4;
+        let start = w.b.len();
+        // 32 arrays alone are fine, but here they sit in a 33rd.
+        w.sig(&nest(32, 0));
+        build(&mut w, nest(32, 0).as_bytes());
+        let len = (w.b.len() - start) as u32;
+        w.b[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        let e = nesting_error(&reply("v", &w.b));
+        assert!(e.starts_with("arrays nested deeper than 32"), "{e}");
+    }
+
+    #[test]
+    fn arrays_must_hold_whole_elements() {
+        // One element of "(yy)" is 2 bytes; a length of 3 cuts the next.
+        let mut w = W { b: Vec::new() };
+        w.sig("a(yy)");
+        w.u32(3);
+        w.pad(8);
+        w.b.extend_from_slice(&[1, 2, 0, 0, 0, 0, 0, 0, 3, 4]);
+        match parse_message(&reply("v", &w.b)) {
+            Err(Error::Protocol(e)) => assert!(e.starts_with("array"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A fake bus on a socketpair: auth, Hello, NameHasOwner.

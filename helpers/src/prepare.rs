@@ -852,7 +852,12 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         upper.walk_create(journal, &attrs)?;
     }
 
-    // 7. Template instances mount the overlay themselves.
+    // 7. With PrivateUsers= nspawn cannot create its mount points itself.
+    if opts.userns_base.is_some() {
+        ensure_mount_points(&upper, &lower)?;
+    }
+
+    // 8. Template instances mount the overlay themselves.
     if opts.action == Action::Mount {
         match opts.userns_base {
             Some(base) => {
@@ -863,6 +868,52 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         report.mounted = true;
     }
     Ok(report)
+}
+
+/// The directories nspawn mounts on or writes to at the top of the tree,
+/// and their modes when the lower layer has none.
+pub const MOUNT_POINTS: [(&str, u32); 6] = [
+    ("dev", 0o755),
+    ("proc", 0o755),
+    ("run", 0o755),
+    ("sys", 0o755),
+    ("tmp", 0o1777),
+    ("root", 0o700),
+];
+
+/// Create in `upper/` the mount points nspawn needs that neither layer
+/// has (many OCI images lack `/tmp`). On an overlay of ID-mapped layers
+/// nspawn, as host root (no ID in the mapping), cannot create them:
+/// mkdir fails with EOVERFLOW. They are owned by 0 on disk, the
+/// container's root (the mapped layers show them as the UID base).
+pub fn ensure_mount_points(upper: &SafeDir, lower: &Lower) -> Result<()> {
+    let top = lower.open_dir(Path::new("."))?;
+    for (name, mode) in MOUNT_POINTS {
+        let name = OsStr::new(name);
+        let in_lower = top
+            .as_ref()
+            .is_some_and(|d| d.entry(name) != Entry::Missing);
+        // A whiteout hides the lower's: the container deleted it.
+        let needed = match upper.entry(name)? {
+            Entry::Missing => !in_lower,
+            Entry::Whiteout => true,
+            _ => false,
+        };
+        if needed {
+            let attrs = DirAttrs {
+                mode,
+                uid: 0,
+                gid: 0,
+            };
+            upper.subdir(name, attrs).with_context(|| {
+                format!(
+                    "/{} is missing from the rootfs, and PrivateUsers= needs it",
+                    name.to_string_lossy()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the lower layer ships a unit file of that name.

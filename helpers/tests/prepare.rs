@@ -701,3 +701,52 @@ fn the_lower_machine_id_is_never_kept() {
     prepare::run(&opts(&f, &[])).unwrap();
     assert!(!f.state.join("upper/var/lib/dbus").exists());
 }
+
+/// PrivateUsers=: the mount points nspawn cannot create on the mapped
+/// overlay are made in upper/ (owned by 0, the container's root on disk)
+/// when neither layer has them; what the lower has is left to it.
+#[test]
+fn mount_points_for_private_users() {
+    use sdme_helpers::fsutil::Lower;
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    std::fs::create_dir_all(f.lower.join("run")).unwrap();
+    symlink("run", f.lower.join("dev")).unwrap();
+    std::fs::create_dir_all(f.lower.join("proc")).unwrap();
+    let upper = f.state.join("upper");
+    std::fs::create_dir_all(&upper).unwrap();
+    // The container deleted /proc: a whiteout hides the lower's.
+    nix::sys::stat::mknod(
+        &upper.join("proc"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    let lower = Lower::open(&f.lower).unwrap();
+    let up = SafeDir::open(&upper).unwrap();
+    prepare::ensure_mount_points(&up, &lower).unwrap();
+    for (name, want) in [("tmp", 0o1777), ("root", 0o700), ("sys", 0o755)] {
+        let md = std::fs::symlink_metadata(upper.join(name)).unwrap();
+        assert!(md.is_dir(), "{name}");
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{name}");
+        assert_eq!(md.mode() & 0o7777, want, "{name}");
+    }
+    assert!(upper.join("proc").is_dir());
+    assert_eq!(opaque(&upper.join("proc")).as_deref(), Some(&b"y"[..]));
+    // The lower's own (a directory, a symlink) are left to it.
+    assert!(!upper.join("run").exists());
+    assert!(std::fs::symlink_metadata(upper.join("dev")).is_err());
+    // Idempotent.
+    prepare::ensure_mount_points(&up, &lower).unwrap();
+    // A symlink the container put at /tmp is its own: kept, not followed.
+    std::fs::remove_dir(upper.join("tmp")).unwrap();
+    symlink(&f.outside, upper.join("tmp")).unwrap();
+    std::fs::remove_dir(upper.join("root")).unwrap();
+    prepare::ensure_mount_points(&up, &lower).unwrap();
+    assert_eq!(link(&upper.join("tmp")), f.outside.display().to_string());
+    assert_eq!(std::fs::read_dir(&f.outside).unwrap().count(), 0);
+    assert_eq!(mode(&upper.join("root")), 0o700);
+}

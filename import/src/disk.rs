@@ -12,6 +12,11 @@
 //! work directory. Guards release the mount, the loop device and the
 //! converted file in reverse order on every path, including errors and
 //! Ctrl+C (the caller's copy stops and returns an error; the guards run).
+//!
+//! All of that happens on a thread of its own in a private mount namespace
+//! (propagation slave): the host's mount table never shows the image, and
+//! when the import dies, even by SIGKILL, the namespace and its mount die
+//! with it, which releases the loop device (it is set to autoclear).
 
 pub mod fs;
 pub mod loopdev;
@@ -153,7 +158,56 @@ pub fn choose_root(file: &File, len: u64, table: &Table) -> Result<Found> {
 /// there); `cancelled` is polled while qemu-img runs. Every mount, loop
 /// device and temporary file is gone when this returns, whatever `f` or
 /// anything else returned.
-pub fn with_root<T>(
+pub fn with_root<T: Send>(
+    image: &Path,
+    work: &Path,
+    max_size: u64,
+    cancelled: &(dyn Fn() -> bool + Sync),
+    report: &mut (dyn FnMut(&str) + Send),
+    f: impl FnOnce(&Path) -> Result<T> + Send,
+) -> Result<T> {
+    in_private_mount_ns(|| with_root_here(image, work, max_size, cancelled, report, f))
+}
+
+/// Run `f` on a new thread in a mount namespace of its own, whose mounts
+/// do not propagate to the host's (threads and processes it starts share
+/// it). A thread, because the calling one may share its file system
+/// context (`CLONE_FS`) with others, and the namespace then ends with it.
+pub fn in_private_mount_ns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let thread = std::thread::Builder::new()
+            .name("disk-image".into())
+            .spawn_scoped(s, || {
+                private_mount_ns()?;
+                f()
+            })
+            .context("cannot start a thread for the disk image")?;
+        match thread.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Move the calling thread into a new mount namespace whose mounts stay in
+/// it: unshare its file system context and mount namespace, then make
+/// every mount a slave (events from the host still come in, none go out).
+fn private_mount_ns() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
+        .context("cannot unshare a private mount namespace for the disk image")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("cannot make the disk image's mount namespace private (mount --make-rslave /)")
+}
+
+fn with_root_here<T>(
     image: &Path,
     work: &Path,
     max_size: u64,
@@ -496,7 +550,8 @@ impl Drop for Mount {
 }
 
 /// Unmount every mount at or below `dir` (deepest first, lazily if busy),
-/// as listed in /proc/self/mountinfo. What a killed import left mounted in
+/// as the calling thread's namespace lists them. What a killed import (before
+/// disk images had a namespace of their own) left mounted in
 /// its work directory is released with this before the directory goes.
 pub fn unmount_below(dir: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
@@ -506,8 +561,9 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("{}", dir.display()))?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .context("cannot read /proc/self/mountinfo")?;
+    // The calling thread's namespace: /proc/self is the main thread's.
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .context("cannot read /proc/thread-self/mountinfo")?;
     let mut below: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -529,6 +585,58 @@ mod tests {
     use super::*;
     use std::io::Write;
     use table::types;
+
+    fn mnt_ns() -> u64 {
+        std::fs::metadata("/proc/thread-self/ns/mnt").unwrap().ino()
+    }
+
+    fn mounted_at(dir: &Path, mountinfo: &str) -> bool {
+        let needle = format!(" {} ", dir.display());
+        std::fs::read_to_string(mountinfo)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&needle))
+    }
+
+    /// Needs root (it mounts); fails loudly without.
+    #[test]
+    fn disk_mounts_stay_in_a_namespace_of_their_own() {
+        use nix::mount::{mount, MsFlags};
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test needs root (it mounts)"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        // Another thread sharing our file system context, as in sdme-import.
+        let (stop, wait) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || wait.recv());
+        let outer = mnt_ns();
+        let inner = in_private_mount_ns(|| {
+            mount(
+                Some("tmpfs"),
+                &dir,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )?;
+            assert!(mounted_at(&dir, "/proc/thread-self/mountinfo"));
+            // Seen from the process's main view and the host's: nothing.
+            assert!(!mounted_at(&dir, "/proc/1/mountinfo"));
+            assert!(!mounted_at(&dir, "/proc/self/mountinfo"));
+            std::fs::write(dir.join("x"), "in the namespace")?;
+            Ok(mnt_ns())
+        })
+        .unwrap();
+        stop.send(()).unwrap();
+        other.join().unwrap().unwrap();
+        assert_ne!(inner, outer);
+        assert_eq!(mnt_ns(), outer);
+        // Never unmounted by us: gone with the thread's namespace.
+        assert!(!mounted_at(&dir, "/proc/thread-self/mountinfo"));
+        assert!(!dir.join("x").exists());
+    }
 
     fn file_of(img: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();

@@ -1,6 +1,10 @@
 //! Read-only loop devices with partition scan, through /dev/loop-control
 //! and the loop ioctls (LOOP_CONFIGURE, falling back to LOOP_SET_FD plus
 //! LOOP_SET_STATUS64 on kernels before 5.8). No losetup, no NBD.
+//!
+//! Hand-written rather than the `loopdev` crate: that crate generates its
+//! bindings with bindgen at build time (libclang in every build) for the
+//! five ioctls and two structs declared here.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;

@@ -2,8 +2,14 @@
 //! is small) and the MBR's primary and logical partitions.
 //!
 //! Everything read comes from an untrusted image: sizes and counts are
-//! bounded, CRCs are checked, and partitions that reach past the end of the
-//! image are refused.
+//! bounded, CRCs are checked, every offset is computed with checked
+//! arithmetic, and partitions that reach past the end of the image are
+//! refused.
+//!
+//! Hand-written rather than the `gpt`/`mbrman` crates: reading is all we
+//! need (a few hundred lines), those crates are made to edit tables and add
+//! dependencies to a static binary, and here every bound on an untrusted
+//! field stays in view.
 
 use std::fmt;
 use std::fs::File;
@@ -185,7 +191,7 @@ fn le64(b: &[u8], o: usize) -> u64 {
 /// image), not "no GPT": the primary header is what the kernel reads too.
 fn read_gpt(file: &File, len: u64, sector_size: u32) -> Result<Option<Vec<Partition>>> {
     let ss = u64::from(sector_size);
-    if len < ss * 2 {
+    if len < ss.saturating_mul(2) {
         return Ok(None);
     }
     let hdr = read_at(file, ss, sector_size as usize)?;
@@ -212,11 +218,16 @@ fn read_gpt(file: &File, len: u64, sector_size: u32) -> Result<Option<Vec<Partit
     {
         bail!("corrupt GPT: {count} entries of {entry_size} bytes");
     }
-    let array_len = count * entry_size;
+    // Bounded above, so neither product nor offset can overflow unnoticed.
+    let array_len = count
+        .checked_mul(entry_size)
+        .context("corrupt GPT: partition entry array size overflows")?;
     let array_off = entries_lba
         .checked_mul(ss)
         .filter(|o| o.checked_add(array_len).is_some_and(|end| end <= len))
-        .context("corrupt GPT: the partition entries lie beyond the end of the image")?;
+        .with_context(|| {
+            format!("corrupt GPT: the partition entries at LBA {entries_lba} lie beyond the end of the image")
+        })?;
     let array = read_at(file, array_off, array_len as usize)?;
     if crc32(&array) != entries_crc {
         bail!("corrupt GPT: partition entry checksum mismatch");
@@ -235,11 +246,10 @@ fn read_gpt(file: &File, len: u64, sector_size: u32) -> Result<Option<Vec<Partit
         if last < first || first < first_usable || last > last_usable {
             bail!("corrupt GPT: partition {number} spans LBA {first}..{last}, outside {first_usable}..{last_usable}");
         }
-        let start = first * ss;
-        let size = (last - first + 1) * ss;
-        if start.checked_add(size).map_or(true, |end| end > len) {
-            bail!("corrupt GPT: partition {number} reaches past the end of the image");
-        }
+        // last >= first; a count past u64 saturates, to be refused below.
+        let sectors = (last - first).saturating_add(1);
+        let (start, size) = lba_extent(first, sectors, ss, len)
+            .with_context(|| format!("corrupt GPT: partition {number} (LBA {first}..{last})"))?;
         let name: Vec<u16> = e[56..128]
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
@@ -254,6 +264,21 @@ fn read_gpt(file: &File, len: u64, sector_size: u32) -> Result<Option<Vec<Partit
         });
     }
     Ok(Some(parts))
+}
+
+/// Byte offset and size of `sectors` sectors of `ss` bytes from `lba`,
+/// refused unless it all lies within an image of `len` bytes.
+fn lba_extent(lba: u64, sectors: u64, ss: u64, len: u64) -> Result<(u64, u64)> {
+    let start = lba
+        .checked_mul(ss)
+        .with_context(|| format!("start LBA {lba} overflows a byte offset"))?;
+    let size = sectors
+        .checked_mul(ss)
+        .with_context(|| format!("{sectors} sectors overflow a byte size"))?;
+    match start.checked_add(size) {
+        Some(end) if end <= len => Ok((start, size)),
+        _ => bail!("reaches past the end of the image ({len} bytes)"),
+    }
 }
 
 /// MBR partitions: primaries 1-4 and logical partitions from 5 in an
@@ -279,14 +304,8 @@ fn read_mbr(file: &File, len: u64) -> Result<Option<Vec<Partition>>> {
         if e.kind == 0 || e.sectors == 0 {
             continue;
         }
-        let start = u64::from(e.lba) * 512;
-        let size = u64::from(e.sectors) * 512;
-        if start + size > len {
-            bail!(
-                "corrupt MBR: partition {} reaches past the end of the image",
-                i + 1
-            );
-        }
+        let (start, size) = lba_extent(u64::from(e.lba), u64::from(e.sectors), 512, len)
+            .with_context(|| format!("corrupt MBR: partition {}", i + 1))?;
         if matches!(e.kind, 0x05 | 0x0F | 0x85) {
             extended = Some(u64::from(e.lba));
             continue;
@@ -305,21 +324,19 @@ fn read_mbr(file: &File, len: u64) -> Result<Option<Vec<Partition>>> {
     if let Some(ext_base) = extended {
         let mut ebr_lba = ext_base;
         for number in 5..5 + MAX_LOGICAL {
-            let off = ebr_lba * 512;
-            if off + 512 > len {
-                bail!("corrupt MBR: extended partition chain reaches past the end of the image");
-            }
+            let (off, _) = lba_extent(ebr_lba, 1, 512, len)
+                .with_context(|| format!("corrupt MBR: extended boot record at LBA {ebr_lba}"))?;
             let ebr = read_at(file, off, 512)?;
             if le16(&ebr, 510) != 0xAA55 {
                 bail!("corrupt MBR: extended boot record at LBA {ebr_lba} has no signature");
             }
             let e = mbr_entries(&ebr);
             if e[0].kind != 0 && e[0].sectors != 0 {
-                let start = (ebr_lba + u64::from(e[0].lba)) * 512;
-                let size = u64::from(e[0].sectors) * 512;
-                if start + size > len {
-                    bail!("corrupt MBR: partition {number} reaches past the end of the image");
-                }
+                let lba = ebr_lba
+                    .checked_add(u64::from(e[0].lba))
+                    .with_context(|| format!("corrupt MBR: partition {number} start overflows"))?;
+                let (start, size) = lba_extent(lba, u64::from(e[0].sectors), 512, len)
+                    .with_context(|| format!("corrupt MBR: partition {number}"))?;
                 parts.push(Partition {
                     number,
                     start,
@@ -331,7 +348,9 @@ fn read_mbr(file: &File, len: u64) -> Result<Option<Vec<Partition>>> {
             if e[1].kind == 0 || e[1].lba == 0 {
                 break;
             }
-            let next = ext_base + u64::from(e[1].lba);
+            let next = ext_base
+                .checked_add(u64::from(e[1].lba))
+                .context("corrupt MBR: extended partition chain overflows")?;
             if next <= ebr_lba {
                 bail!("corrupt MBR: extended partition chain loops");
             }
@@ -530,6 +549,110 @@ pub mod tests {
         img[512 + 16..512 + 20].copy_from_slice(&c.to_le_bytes());
         let err = table_of(&img).unwrap_err().to_string();
         assert!(err.contains("entries of"), "{err}");
+    }
+
+    /// Change the GPT header of `img` with `f`, then fix its checksum.
+    fn edit_header(img: &mut [u8], f: impl FnOnce(&mut [u8])) {
+        f(&mut img[512..512 + 92]);
+        img[512 + 16..512 + 20].fill(0);
+        let c = crc32(&img[512..512 + 92]);
+        img[512 + 16..512 + 20].copy_from_slice(&c.to_le_bytes());
+    }
+
+    /// Set the first and last LBA of entry 1, then fix both checksums.
+    fn edit_entry(img: &mut [u8], first: u64, last: u64) {
+        img[1024 + 32..1024 + 40].copy_from_slice(&first.to_le_bytes());
+        img[1024 + 40..1024 + 48].copy_from_slice(&last.to_le_bytes());
+        let crc = crc32(&img[1024..1024 + 128 * 128]);
+        edit_header(img, |h| h[88..92].copy_from_slice(&crc.to_le_bytes()));
+    }
+
+    /// A GPT whose usable range claims the whole 64-bit LBA space.
+    fn wide_gpt() -> Vec<u8> {
+        let mut img = gpt_image(4096, &[(types::ESP, 34, 2047, "esp")]);
+        edit_header(&mut img, |h| {
+            h[40..48].copy_from_slice(&0u64.to_le_bytes());
+            h[48..56].copy_from_slice(&u64::MAX.to_le_bytes());
+        });
+        img
+    }
+
+    #[test]
+    fn gpt_lba_overflowing_a_byte_offset_refused() {
+        // first * 512 wraps to 0: a release build used to accept it.
+        let first = (u64::MAX / 512) + 1;
+        let mut img = wide_gpt();
+        edit_entry(&mut img, first, first + 10);
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("partition 1"), "{err}");
+        assert!(
+            err.contains(&format!("start LBA {first} overflows")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gpt_size_overflowing_refused() {
+        let mut img = wide_gpt();
+        edit_entry(&mut img, 0, u64::MAX);
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("partition 1"), "{err}");
+        assert!(err.contains("overflow"), "{err}");
+        edit_entry(&mut img, 1, u64::MAX / 256);
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("sectors overflow a byte size"), "{err}");
+    }
+
+    #[test]
+    fn gpt_partition_past_the_image_refused() {
+        let mut img = wide_gpt();
+        edit_entry(&mut img, 34, 4096);
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("partition 1"), "{err}");
+        assert!(err.contains("past the end of the image"), "{err}");
+    }
+
+    #[test]
+    fn gpt_last_before_first_refused() {
+        let mut img = gpt_image(4096, &[(types::ESP, 34, 2047, "esp")]);
+        edit_entry(&mut img, 2000, 1999);
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("partition 1 spans LBA 2000..1999"), "{err}");
+    }
+
+    #[test]
+    fn gpt_entry_array_out_of_reach_refused() {
+        let mut img = gpt_image(4096, &[(types::ESP, 34, 2047, "esp")]);
+        edit_header(&mut img, |h| {
+            h[72..80].copy_from_slice(&u64::MAX.to_le_bytes())
+        });
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("entries at LBA 18446744073709551615"), "{err}");
+        // The largest count times the largest entry size.
+        edit_header(&mut img, |h| {
+            h[72..80].copy_from_slice(&2u64.to_le_bytes());
+            h[80..84].copy_from_slice(&u32::MAX.to_le_bytes());
+            h[84..88].copy_from_slice(&(!7u32).to_le_bytes());
+        });
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(
+            err.contains("4294967295 entries of 4294967288 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mbr_partition_past_the_image_refused() {
+        let mut img = vec![0u8; 64 * 512];
+        let o = 446 + 16;
+        img[o + 4] = 0x83;
+        img[o + 8..o + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        img[o + 12..o + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        img[510] = 0x55;
+        img[511] = 0xAA;
+        let err = format!("{:#}", table_of(&img).unwrap_err());
+        assert!(err.contains("corrupt MBR: partition 2"), "{err}");
+        assert!(err.contains("past the end of the image"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,10 @@
 # Why sdme-import runs on the CI machine here, not inside the test host:
 # the test host's /dev is a private tmpfs without /dev/loop-control or loop
 # nodes, and nspawn's device policy refuses block devices to it, so no loop
-# device can be attached inside (checked first below). And apt needs the
+# device can be attached inside (checked first below). sdme-import mounts
+# the image in a mount namespace of its own: checked against our mount
+# table while an import is stopped with the image mounted, and by watching
+# that table (findmnt --poll) through whole imports. And apt needs the
 # Debian mirror, which only the CI machine reaches (the test host has no
 # network). So the images are built and imported on the CI machine with
 # --state-dir pointing at the test host's /var/lib/sdme (its tree is a
@@ -35,9 +38,10 @@ imp=$TH_REPO/target/$(rustc -vV | sed -n 's/^host: //p')/release/sdme-import
 work=$(mktemp -d /var/tmp/sdme-e2e-37.XXXXXX)
 
 # The harness's cleanups run inside the test host; the work directory is
-# out here: remove it after them.
+# out here: remove it after them (and stop the mount watcher, if running).
+poll_pid=
 # shellcheck disable=SC2064 # $work expands now, on purpose
-trap "e2e__run_cleanups; rm -rf --one-file-system '$work'" EXIT
+trap "e2e__run_cleanups; [ -z \"\$poll_pid\" ] || kill \"\$poll_pid\" 2>/dev/null; rm -rf --one-file-system '$work'" EXIT
 
 for n in $all_names; do
 	on_cleanup sh -c "systemctl stop sdme-$n 2>/dev/null; systemctl reset-failed 'sdme-$n' 'sdme-prepare@$n' 2>/dev/null; rm -rf /var/lib/sdme/rootfs/$n /var/lib/sdme/containers/$n /var/lib/sdme/meta/$n.json /var/lib/sdme/import/$n.lock /etc/sdme/$n.container; true"
@@ -127,25 +131,74 @@ e37_import() {
 }
 
 # wait_mounted NAME PID: until the disk image of the import of NAME (by
-# PID) is mounted in its staging directory; status 1 if never.
+# PID) is mounted in its staging directory, as one of its threads sees it
+# (sdme-import mounts it in a private mount namespace); prints that thread's
+# id; status 1 if never.
 wait_mounted() {
+	local m
 	for _ in $(seq 600); do
-		grep -qF " $state/import/$1.staging/" /proc/self/mountinfo && return 0
+		m=$(grep -lF " $state/import/$1.staging/" /proc/"$2"/task/*/mountinfo 2>/dev/null | head -n 1)
+		if [ -n "$m" ]; then
+			m=${m%/mountinfo}
+			echo "${m##*/}"
+			return 0
+		fi
 		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.05
 	done
 	return 1
 }
 
-step "kill -9 while the disk image is mounted; the next run cleans up"
+# private_mount PID TID NAME: with the import PID stopped while its thread
+# TID has the disk image of NAME mounted: that thread's mount namespace is
+# not ours, and our mount table has no trace of the image.
+private_mount() {
+	assert_match "$3: the image is mounted in the import's thread" " $state/import/$3.staging/" \
+		"$(cat "/proc/$1/task/$2/mountinfo")"
+	check "$3: the import's mount namespace is not the caller's" \
+		test "$(readlink "/proc/$1/task/$2/ns/mnt")" != "$(readlink /proc/self/ns/mnt)"
+	assert_eq "$3: no mount of the image in the caller's mount table" "" \
+		"$(grep -F -e " $state/import/" -e " $work" /proc/self/mountinfo || true)"
+}
+
+# loops_gone: until no loop device is backed by a file below $work (the
+# kernel releases an autoclear loop device after its last mount goes, which
+# follows the death of the namespace); status 1 after 10 s.
+loops_gone() {
+	for _ in $(seq 100); do
+		losetup -a | grep -qF "$work" || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+step "kill -9 while the disk image is mounted: nothing is left"
 "$imp" --state-dir "$state" "$work/largest.img" "$name_big" 2>"$work/$name_big.killed.err" &
 pid=$!
-wait_mounted "$name_big" "$pid" || fail "the disk image of $name_big was never seen mounted"
+if tid=$(wait_mounted "$name_big" "$pid"); then
+	kill -STOP "$pid"
+	private_mount "$pid" "$tid" "$name_big"
+else
+	fail "the disk image of $name_big was never seen mounted"
+fi
 kill -KILL "$pid" 2>/dev/null || true
 wait "$pid" || true
-check "a killed run leaves its mount (released by the next run)" \
-	grep -qF " $state/import/$name_big.staging/" /proc/self/mountinfo
+check "the loop device is released after kill -9" loops_gone
+assert_eq "no mount left after kill -9" "" "$(grep -F -e " $state/import/" -e " $work" /proc/self/mountinfo || true)"
 check "no rootfs $name_big after kill -9" test ! -e "$state/rootfs/$name_big"
+
+# Every change to our mount table during the imports below, as findmnt
+# --poll reports it; a probe mount proves it is listening before they start.
+findmnt --poll --raw --noheadings -o ACTION,TARGET >"$work/mount-events" &
+poll_pid=$!
+mkdir "$work/probe"
+mount -t tmpfs e2e-37-probe "$work/probe"
+for _ in $(seq 100); do
+	grep -qF "$work/probe" "$work/mount-events" && break
+	sleep 0.1
+done
+umount "$work/probe"
+require "findmnt --poll sees a probe mount" grep -qF "$work/probe" "$work/mount-events"
 
 # The import of largest.img is also the rerun after the kill -9 above.
 for spec in "root-type.img $name_raw" "root-type.qcow2 $name_qcow" "largest.img $name_big"; do
@@ -163,6 +216,11 @@ for spec in "root-type.img $name_raw" "root-type.qcow2 $name_qcow" "largest.img 
 	check "$n: a whole tree (usr/lib/systemd/systemd)" test -x "$state/rootfs/$n/usr/lib/systemd/systemd"
 	assert_eq "$n: nothing left (loop devices, mounts, temporary files)" "" "$(leftovers "$work" "$state")"
 done
+kill "$poll_pid"
+wait "$poll_pid" || true
+poll_pid=
+assert_eq "no mount of a disk image ever appeared in our mount table" "" \
+	"$(grep -F " $state/import/" "$work/mount-events" || true)"
 assert_match "the root partition type was reported" "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" "$(cat "$work/$name_raw.err")"
 assert_match "the largest Linux file system was reported" "largest" "$(cat "$work/$name_big.err")"
 
@@ -170,7 +228,7 @@ step "Ctrl+C while the disk image is mounted and being copied"
 name_int=disk-int
 "$imp" --state-dir "$state" "$work/root-type.qcow2" "$name_int" 2>"$work/$name_int.err" &
 pid=$!
-wait_mounted "$name_int" "$pid" || fail "the disk image of $name_int was never seen mounted"
+wait_mounted "$name_int" "$pid" >/dev/null || fail "the disk image of $name_int was never seen mounted"
 kill -INT "$pid" 2>/dev/null || true
 rc=0
 wait "$pid" || rc=$?

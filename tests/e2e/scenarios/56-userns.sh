@@ -11,6 +11,9 @@
 #   merged/);
 # - stop leaves nothing mounted (overlay, /run/sdme/idmap); start again
 #   works and keeps the files;
+# - a rootfs without /tmp and /root (as many OCI images) boots: sdme-prepare
+#   makes them in upper/ (0:0 on disk, 1777 and 700; the host sees the
+#   base in merged/), since nspawn as host root cannot on the mapped overlay;
 # - a pod member with PrivateUsers=yes serves and reaches another member
 #   on 127.0.0.1;
 # - a second file with the same base is refused by the generator (the
@@ -28,9 +31,11 @@ pod=pod56
 pa=pa56       # pod member with PrivateUsers=yes
 pb=pb56       # pod member without
 tp=ut56       # bare template ut56@.container, PrivateUsers=yes
-names="$hc $rf $col $ch $pa $pb"
+nt=nt56       # rootfs without /tmp and /root, fixed base
+nt_base=2162688
+names="$hc $rf $col $ch $pa $pb $nt"
 
-cleanup_files="/etc/sdme/$pod.pod /var/lib/sdme/rootfs/$rf"
+cleanup_files="/etc/sdme/$pod.pod /var/lib/sdme/rootfs/$rf /var/lib/sdme/rootfs/$nt"
 for n in $names; do cleanup_files="$cleanup_files /etc/sdme/$n.container /var/lib/sdme/containers/$n"; done
 cleanup_files="$cleanup_files /etc/sdme/$tp@.container /var/lib/sdme/containers/$tp-a"
 on_cleanup sh -c "rm -rf $cleanup_files && systemctl daemon-reload"
@@ -129,6 +134,26 @@ check_in "root's file is still there" timeout 60 systemd-run -q --collect -M "$r
 require_in "systemctl stop sdme-$rf" timeout 120 systemctl stop "sdme-$rf"
 th_wait_unmounted "$rf" || fail "overlay of $rf still mounted 10 s after the second stop"
 nothing_mapped || fail "mapped layers left after the second stop"
+
+step "a rootfs without /tmp and /root ($nt, PrivateUsers=$nt_base)"
+require "th_put_rootfs $nt" th_put_rootfs "$nt"
+rm -rf --one-file-system "$TH_ROOT/var/lib/sdme/rootfs/$nt/tmp" "$TH_ROOT/var/lib/sdme/rootfs/$nt/root"
+check_in "no /tmp and no /root in rootfs $nt" \
+	sh -c "! test -e /var/lib/sdme/rootfs/$nt/tmp && ! test -e /var/lib/sdme/rootfs/$nt/root"
+printf '[Container]\nRootfs=%s\nPrivateUsers=%s\n' "$nt" "$nt_base" | th_exec sh -c "cat > /etc/sdme/$nt.container"
+require_in "daemon-reload" systemctl daemon-reload
+check_in "systemctl start sdme-$nt" timeout 180 systemctl start "sdme-$nt"
+assert_eq "machine $nt is registered and running" running "$(th_exec machinectl show -p State --value "$nt" 2>&1 || true)"
+assert_eq "uid_map inside $nt" "0 $nt_base 65536" "$(uid_map "$nt")"
+up=/var/lib/sdme/containers/$nt/upper
+assert_eq "upper/tmp made by sdme-prepare: 0:0, 1777" "0:0 1777" "$(th_exec stat -c '%u:%g %a' "$up/tmp" 2>&1 || true)"
+assert_eq "upper/root made by sdme-prepare: 0:0, 700" "0:0 700" "$(th_exec stat -c '%u:%g %a' "$up/root" 2>&1 || true)"
+assert_eq "the host sees merged/tmp owned by the base" "$nt_base:$nt_base" \
+	"$(th_exec stat -c %u:%g "/var/lib/sdme/containers/$nt/merged/tmp" 2>&1 || true)"
+assert_eq "inside, /root belongs to root" "0 700" "$(th_run_in "$nt" stat -c '%u %a' /root 2>&1 | tr -d '\r' || true)"
+check_in "systemctl stop sdme-$nt" timeout 120 systemctl stop "sdme-$nt"
+th_wait_unmounted "$nt" || fail "overlay of $nt still mounted 10 s after stop"
+nothing_mapped || fail "mapped layers left after $nt stopped"
 
 step "an instance of a bare template with PrivateUsers=yes: its base comes from its machine name at start"
 printf '[Container]\nRootfs=%s\nPrivateUsers=yes\n' "$rf" | th_exec sh -c "cat > /etc/sdme/$tp@.container"
