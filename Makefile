@@ -29,7 +29,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 # /etc/hosts and DNS (checked: `localhost` resolves in the trixie and
 # bookworm test hosts); other NSS modules (myhostname, resolve) are not
 # loaded by a static binary.
-BINS_USER = sdme-import
+BINS_USER = sdme-import sdme
 
 .PHONY: all build install uninstall test check e2e fmt clippy deps bench clean
 

@@ -1,0 +1,138 @@
+//! sdme: the interactive command line. A thin front end: a container is
+//! its `/etc/sdme/NAME.container` file plus systemd's state; nothing is
+//! kept anywhere else.
+
+mod create;
+mod ops;
+mod sys;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use create::CreateOpts;
+
+#[derive(Parser)]
+#[command(
+    name = "sdme",
+    version,
+    about = "Create and run sdme containers (systemd-nspawn on overlayfs)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write /etc/sdme/NAME.container from the options and reload systemd.
+    Create {
+        name: String,
+        #[command(flatten)]
+        opts: CreateOpts,
+    },
+    /// Create and start a container; run COMMAND in it when one is given.
+    New {
+        name: String,
+        #[command(flatten)]
+        opts: CreateOpts,
+        /// Run this in the container once it is up (as `sdme exec`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Start containers and wait for their boot.
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop containers; returns once their overlay is unmounted.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers: their file in /etc/sdme, drop-ins and state.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Stop a running container first instead of refusing.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List the containers on the search path and their state.
+    Ps,
+    /// Run a command in a running container; its exit status is sdme's.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show the container's unit log (journalctl -u sdme-NAME).
+    Logs {
+        name: String,
+        /// Follow the log.
+        #[arg(short, long)]
+        follow: bool,
+        /// Show the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("sdme: must be run as root");
+        return ExitCode::FAILURE;
+    }
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sdme: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Create { name, opts } => {
+            ops::create(&name, &opts)?;
+        }
+        Cmd::New {
+            name,
+            opts,
+            command,
+        } => return ops::new(&name, &opts, &command),
+        Cmd::Start { names } => each(&names, ops::start)?,
+        Cmd::Stop { names } => each(&names, ops::stop)?,
+        Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
+        Cmd::Ps => ops::ps()?,
+        Cmd::Exec { name, command } => return ops::exec(&name, &command),
+        Cmd::Logs {
+            name,
+            follow,
+            lines,
+        } => return ops::logs(&name, follow, lines),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `f` for each name; every failure is printed, the first decides.
+fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<()> {
+    if let [one] = names {
+        return f(one);
+    }
+    let mut failed = 0;
+    for n in names {
+        if let Err(e) = f(n) {
+            eprintln!("sdme: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} failed", names.len());
+    }
+    Ok(())
+}
