@@ -10,7 +10,7 @@ use sdme_core::config::Config;
 use sdme_core::container::{Container, Rootfs};
 use sdme_core::escape::mount_unit_name;
 use sdme_core::paths::{container_dir, unit_dirs};
-use sdme_core::render::unit_service_name;
+use sdme_core::render::{prepare_unit_name, unit_service_name};
 use sdme_core::search::{search, FileType, Found, UnitName};
 
 use crate::create::{self, CreateOpts, ETC_DIR};
@@ -182,8 +182,15 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     std::fs::remove_file(&etc).with_context(|| format!("removing {}", etc.display()))?;
     remove_tree(&Path::new(ETC_DIR).join(format!("{name}.container.d")))?;
     sys::daemon_reload()?;
-    if sys::active_state(&unit)? == "failed" {
-        sys::run("systemctl", &["reset-failed", &unit])?;
+    // A failed start leaves failed units that would stay listed.
+    let mut units = vec![unit, prepare_unit_name(&machine)];
+    if let Ok(m) = mount_unit_name(&dir.join("merged").to_string_lossy()) {
+        units.push(m);
+    }
+    for (u, (active, _)) in units.iter().zip(sys::states(&units)?) {
+        if active == "failed" {
+            sys::run("systemctl", &["reset-failed", u])?;
+        }
     }
     // Checked again: a start between the two checks would be refused by
     // systemd now that the file is gone, but a mount by hand would not.

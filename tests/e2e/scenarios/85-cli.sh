@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# 85-cli: the sdme command line, on the files and on systemd. `sdme create`
+# writes exactly the file the options say (and nothing when the model
+# refuses a value: the generator's own message), `start` boots it, `exec`
+# forwards stdin and the exit status, `ps` shows the state, `stop` returns
+# with the overlay unmounted, `rm` refuses while running, while something is
+# mounted below the state dir and for a vendor file, then removes the file,
+# the state and the unit. `new` with a command exits with its status, and a
+# `new` whose start fails leaves nothing behind.
+
+name=cli
+unit=sdme-$name.service
+file=/etc/sdme/$name.container
+state=/var/lib/sdme/containers/$name
+
+on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container && systemctl daemon-reload"
+on_cleanup sh -c "umount $state/mnt 2>/dev/null; for u in $unit sdme-cli2.service sdme-cli3.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
+
+# out_rc CMD...: "RC OUTPUT" of a command inside the host.
+out_rc() {
+	local out rc=0
+	out=$(th_exec "$@" 2>&1) || rc=$?
+	printf '%s %s' "$rc" "$out"
+}
+
+step "sdme --version; a bad value gives the model's message and writes nothing"
+assert_match "sdme --version" '^sdme [0-9]+\.[0-9]+\.[0-9]+$' "$(th_exec sdme --version 2>&1)"
+assert_match "sdme create bad --capability cap_foo: exit 1, the generator's message" \
+	"^1 sdme: /etc/sdme/bad.container:[0-9]+: Capability=cap_foo: unknown capability 'cap_foo'" \
+	"$(out_rc sdme create bad --capability cap_foo)"
+check_in "no bad.container" test ! -e /etc/sdme/bad.container
+check_in "no temporary file in /etc/sdme" sh -c '! ls -A /etc/sdme 2>/dev/null | grep -q sdme-create'
+assert_match "a name the model refuses" "^1 sdme: machine name '../x'" "$(out_rc sdme create ../x)"
+
+step "sdme create $name"
+require_in "sdme create $name" sdme create "$name" -e "GREETING=hello world" --hostname clihost --boot-timeout 2min
+# shellcheck disable=SC2016 # the backquotes are the file's text
+want='# Made by `sdme create`. An ordinary sdme.container(5) file: edit it
+# freely, then run `systemctl daemon-reload`.
+[Container]
+Hostname=clihost
+Environment="GREETING=hello world"
+BootTimeout=2min'
+assert_eq "$file content" "$want" "$(th_exec cat "$file")"
+assert_eq "$file mode" 644 "$(th_exec stat -c %a "$file")"
+assert_eq "$unit generated and loaded (create reloaded)" loaded \
+	"$(th_exec systemctl show -p LoadState --value "$unit")"
+assert_match "a second create of $name is refused, naming the file" \
+	"^1 sdme: container $name exists already: $file\$" "$(out_rc sdme create "$name" -r other)"
+assert_eq "$file unchanged" "$want" "$(th_exec cat "$file")"
+assert_match "exec in a stopped container is refused" "^1 sdme: $name is not running \(inactive\)" \
+	"$(out_rc sdme exec "$name" -- true)"
+
+step "sdme start, exec, ps"
+require_in "sdme start $name" timeout 180 sdme start "$name"
+assert_eq "$unit active after sdme start" active "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+check_in_status 7 "sdme exec forwards exit status 7" timeout 60 sdme exec "$name" -- sh -c 'exit 7'
+check_in_status 0 "sdme exec true" timeout 60 sdme exec "$name" -- true
+assert_eq "sdme exec hostname" clihost "$(th_exec timeout 60 sdme exec "$name" -- hostname 2>&1)"
+assert_eq "stdin passes through sdme exec" 2 \
+	"$(printf 'x\ny\n' | th_exec timeout 60 sdme exec "$name" -- wc -l 2>&1)"
+ps=$(th_exec sdme ps 2>&1)
+printf '%s\n' "$ps"
+assert_match "sdme ps header" '^NAME +ROOTFS +STATE' "$ps"
+assert_match "sdme ps: $name (host) running" "^$name +\(host\) +running\$" \
+	"$(printf '%s\n' "$ps" | awk -v n="$name" '$1 == n')"
+check_in "sdme logs -n 50" sh -c "sdme logs $name -n 50 | grep -q ."
+assert_match "rm of a running container is refused" "^1 sdme: $name is active; stop it first or use rm -f" \
+	"$(out_rc sdme rm "$name")"
+check_in "$file kept" test -e "$file"
+
+step "sdme stop: returns with the overlay unmounted"
+require_in "sdme stop $name" timeout 120 sdme stop "$name"
+check_in "$state/merged is not a mount point right after sdme stop" sh -c "! findmnt -n $state/merged"
+assert_eq "$unit inactive" inactive "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+assert_match "sdme ps: $name stopped" "^$name +\(host\) +stopped\$" \
+	"$(th_exec sdme ps 2>&1 | awk -v n="$name" '$1 == n')"
+
+step "sdme rm refuses while something is mounted below the state dir, and vendor files"
+require_in "mount a tmpfs at $state/mnt" sh -c "mkdir -p $state/mnt && mount -t tmpfs none $state/mnt"
+assert_match "rm refused, naming the mount" "^1 sdme: $state/mnt is still mounted; nothing removed" \
+	"$(out_rc sdme rm "$name")"
+check_in "$file kept" test -e "$file"
+require_in "umount $state/mnt" umount "$state/mnt"
+require_in "a vendor file" sh -c 'mkdir -p /usr/lib/sdme && printf "[Container]\n" > /usr/lib/sdme/vend.container'
+assert_match "rm of a vendor file is refused" \
+	"^1 sdme: vend is defined by /usr/lib/sdme/vend.container, not by a file in /etc/sdme" \
+	"$(out_rc sdme rm vend)"
+check_in "vendor file kept" test -e /usr/lib/sdme/vend.container
+require_in "remove the vendor file" rm /usr/lib/sdme/vend.container
+
+step "sdme rm"
+require_in "sdme rm $name" sdme rm "$name"
+check_in "no $file" test ! -e "$file"
+check_in "no $state" test ! -e "$state"
+assert_eq "$unit gone" not-found "$(th_exec systemctl show -p LoadState --value "$unit")"
+
+step "sdme new with a command; a new whose start fails leaves nothing"
+check_in_status 3 "sdme new cli2 -- sh -c 'exit 3'" timeout 180 sdme new cli2 -- sh -c 'exit 3'
+require_in "sdme rm -f cli2" timeout 120 sdme rm -f cli2
+check_in "no cli2 file or state" sh -c '! test -e /etc/sdme/cli2.container && ! test -e /var/lib/sdme/containers/cli2'
+out=$(out_rc timeout 180 sdme new cli3 -r no-such-rootfs)
+printf '%s\n' "$out"
+assert_match "sdme new cli3 with a missing rootfs fails, naming the removal" "^1 .*cli3 did not start and was removed" "$out"
+check_in "no cli3 file or state" sh -c '! test -e /etc/sdme/cli3.container && ! test -e /var/lib/sdme/containers/cli3'
+assert_eq "sdme-cli3.service gone" not-found "$(th_exec systemctl show -p LoadState --value sdme-cli3.service)"
