@@ -9,7 +9,8 @@ mod sys;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 use create::CreateOpts;
 
@@ -77,10 +78,26 @@ enum Cmd {
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<u32>,
     },
+    /// sdme's own settings.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the completion script for SHELL (needs no root).
+    Completions {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Completions touch nothing: packagers generate them unprivileged.
+    if let Cmd::Config(ConfigCmd::Completions { shell }) = &cli.cmd {
+        return completions(shell);
+    }
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("sdme: must be run as root");
@@ -115,8 +132,18 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             follow,
             lines,
         } => return ops::logs(&name, follow, lines),
+        Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn completions(shell: &str) -> ExitCode {
+    let Ok(sh) = Shell::from_str(shell, false) else {
+        eprintln!("sdme: unknown shell '{shell}'");
+        return ExitCode::FAILURE;
+    };
+    clap_complete::generate(sh, &mut Cli::command(), "sdme", &mut std::io::stdout());
+    ExitCode::SUCCESS
 }
 
 /// Run `f` for each name; every failure is printed, the first decides.
@@ -135,4 +162,37 @@ fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<()> {
         bail!("{failed} of {} failed", names.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bash_completion_knows_commands_and_table_options() {
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut Cli::command(), "sdme", &mut out);
+        let s = String::from_utf8(out).unwrap();
+        for w in ["create", "exec", "--rootfs", "--nspawn-arg", "--memory"] {
+            assert!(s.contains(w), "{w} missing");
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_dashes() {
+        let c = Cli::try_parse_from(["sdme", "exec", "a", "--", "sh", "-c", "exit 7"]).unwrap();
+        match c.cmd {
+            Cmd::Exec { name, command } => {
+                assert_eq!(name, "a");
+                assert_eq!(command, ["sh", "-c", "exit 7"]);
+            }
+            _ => panic!("not exec"),
+        }
+        assert!(Cli::try_parse_from(["sdme", "exec", "a"]).is_err());
+    }
 }

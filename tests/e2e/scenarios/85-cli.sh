@@ -13,7 +13,7 @@ unit=sdme-$name.service
 file=/etc/sdme/$name.container
 state=/var/lib/sdme/containers/$name
 
-on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container && systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container /etc/sdme/race.container /tmp/race1 /tmp/race2 && systemctl daemon-reload"
 on_cleanup sh -c "umount $state/mnt 2>/dev/null; for u in $unit sdme-cli2.service sdme-cli3.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
@@ -30,6 +30,10 @@ assert_match "sdme create bad --capability cap_foo: exit 1, the generator's mess
 	"$(out_rc sdme create bad --capability cap_foo)"
 check_in "no bad.container" test ! -e /etc/sdme/bad.container
 check_in "no temporary file in /etc/sdme" sh -c '! ls -A /etc/sdme 2>/dev/null | grep -q sdme-create'
+# shellcheck disable=SC2016 # expanded by the test host's bash
+assert_eq "bash completion installed: sdme sto<TAB> gives stop" stop "$(th_exec bash -c \
+	'. /usr/share/bash-completion/completions/sdme; COMP_WORDS=(sdme sto); COMP_CWORD=1; _sdme sdme sto sdme; echo "${COMPREPLY[*]}"' 2>&1)"
+check_in "zsh and fish completions installed" test -s /usr/share/zsh/vendor-completions/_sdme -a -s /usr/share/fish/vendor_completions.d/sdme.fish
 assert_match "a name the model refuses" "^1 sdme: machine name '../x'" "$(out_rc sdme create ../x)"
 
 step "sdme create $name"
@@ -50,6 +54,16 @@ assert_match "a second create of $name is refused, naming the file" \
 assert_eq "$file unchanged" "$want" "$(th_exec cat "$file")"
 assert_match "exec in a stopped container is refused" "^1 sdme: $name is not running \(inactive\)" \
 	"$(out_rc sdme exec "$name" -- true)"
+
+step "two sdme create of one name at once: one file, one clear error"
+# shellcheck disable=SC2016 # expanded by the test host's shell
+out=$(th_sh 'sdme create race >/tmp/race1 2>&1 & p1=$!; sdme create race -r other >/tmp/race2 2>&1 & p2=$!
+r1=0; r2=0; wait $p1 || r1=$?; wait $p2 || r2=$?; echo "$r1$r2"; cat /tmp/race1 /tmp/race2')
+printf '%s\n' "$out"
+assert_match "exactly one create succeeded" '^(01|10)$' "$(printf '%s\n' "$out" | head -1)"
+assert_match "the other names the file" "sdme: container race exists already: /etc/sdme/race.container" "$out"
+check_in "no temporary file in /etc/sdme" sh -c '! ls -A /etc/sdme | grep -q sdme-create'
+require_in "sdme rm race" sdme rm race
 
 step "sdme start, exec, ps"
 require_in "sdme start $name" timeout 180 sdme start "$name"
