@@ -13,7 +13,7 @@ unit=sdme-$name.service
 file=/etc/sdme/$name.container
 state=/var/lib/sdme/containers/$name
 
-on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container /etc/sdme/race.container /tmp/race1 /tmp/race2 && systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container /etc/sdme/race.container /tmp/race1 /tmp/race2 /etc/sdme/evil.container /etc/sdme/broken.container /var/lib/sdme/containers/evil /root/canary && systemctl daemon-reload"
 on_cleanup sh -c "umount $state/mnt 2>/dev/null; for u in $unit sdme-cli2.service sdme-cli3.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
@@ -108,6 +108,27 @@ require_in "sdme rm $name" sdme rm "$name"
 check_in "no $file" test ! -e "$file"
 check_in "no $state" test ! -e "$state"
 assert_eq "$unit gone" not-found "$(th_exec systemctl show -p LoadState --value "$unit")"
+
+step "sdme rm never deletes through a symlinked state dir or upper/"
+require_in "a host dir with a canary" sh -c 'mkdir -p /root/canary && echo keep > /root/canary/file'
+require_in "sdme create evil" sdme create evil
+require_in "state dir evil -> /root/canary" ln -sfn /root/canary /var/lib/sdme/containers/evil
+require_in "sdme rm evil (state dir is a symlink)" sdme rm evil
+check_in "the link is gone" sh -c '! test -L /var/lib/sdme/containers/evil'
+check_in "nothing behind the link was deleted" test -f /root/canary/file
+require_in "sdme create evil again" sdme create evil
+require_in "state dir with upper -> /root/canary" sh -c 'mkdir -p /var/lib/sdme/containers/evil && ln -s /root/canary /var/lib/sdme/containers/evil/upper'
+require_in "sdme rm evil (upper/ is a symlink)" sdme rm evil
+check_in "state dir gone" test ! -e /var/lib/sdme/containers/evil
+check_in "nothing behind upper/ was deleted" test -f /root/canary/file
+require_in "remove the canary" rm -r /root/canary
+
+step "sdme ps shows a file with errors; non-root is refused in one line"
+require_in "a broken file" sh -c 'printf "[Container]\nBnd=x\n" > /etc/sdme/broken.container'
+assert_match "sdme ps: broken has a file error" '^broken +- +file error$' \
+	"$(th_exec sdme ps 2>&1 | awk '$1 == "broken"')"
+require_in "remove the broken file" rm /etc/sdme/broken.container
+assert_eq "sdme ps as nobody" "1 sdme: must be run as root" "$(out_rc setpriv --reuid=65534 --regid=65534 --clear-groups sdme ps)"
 
 step "sdme new with a command; a new whose start fails leaves nothing"
 check_in_status 3 "sdme new cli2 -- sh -c 'exit 3'" timeout 180 sdme new cli2 -- sh -c 'exit 3'
