@@ -73,6 +73,17 @@ check_in_status 0 "sdme exec true" timeout 60 sdme exec "$name" -- true
 assert_eq "sdme exec hostname" clihost "$(th_exec timeout 60 sdme exec "$name" -- hostname 2>&1)"
 assert_eq "stdin passes through sdme exec" 2 \
 	"$(printf 'x\ny\n' | th_exec timeout 60 sdme exec "$name" -- wc -l 2>&1)"
+# Figures, not assertions: 10 alternating runs each, medians in ms.
+# shellcheck disable=SC2016 # expanded by the test host's shell
+th_sh 'ms() { t0=$(date +%s%N); "$@" >/dev/null 2>&1; echo $((($(date +%s%N) - t0) / 1000000)); }
+med() { sort -n | sed -n 5p; }
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	ms sdme exec '"$name"' -- /bin/true >>/tmp/f.exec
+	ms systemd-run -M '"$name"' --wait --pipe -q --collect /bin/true >>/tmp/f.run
+	ms sdme ps >>/tmp/f.ps
+done
+echo "figures: sdme exec /bin/true $(med </tmp/f.exec) ms, systemd-run -M --wait --pipe /bin/true $(med </tmp/f.run) ms, sdme ps $(med </tmp/f.ps) ms (medians of 10)"
+rm -f /tmp/f.exec /tmp/f.run /tmp/f.ps' || true
 ps=$(th_exec sdme ps 2>&1)
 printf '%s\n' "$ps"
 assert_match "sdme ps header" '^NAME +ROOTFS +STATE' "$ps"
