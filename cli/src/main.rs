@@ -38,6 +38,9 @@ enum Cmd {
         name: String,
         #[command(flatten)]
         opts: CreateOpts,
+        /// Remove the container when COMMAND exits (needs COMMAND).
+        #[arg(long, requires = "command")]
+        rm: bool,
         /// Run this in the container once it is up (as `sdme exec`).
         #[arg(last = true)]
         command: Vec<String>,
@@ -120,8 +123,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::New {
             name,
             opts,
+            rm,
             command,
-        } => return ops::new(&name, &opts, &command),
+        } => return ops::new(&name, &opts, rm, &command),
         Cmd::Start { names } => each(&names, ops::start)?,
         Cmd::Stop { names } => each(&names, ops::stop)?,
         Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
@@ -194,5 +198,8 @@ mod tests {
             _ => panic!("not exec"),
         }
         assert!(Cli::try_parse_from(["sdme", "exec", "a"]).is_err());
+        // --rm needs a command to wait for.
+        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
     }
 }

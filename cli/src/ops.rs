@@ -1,6 +1,6 @@
 //! The commands, on the files and on systemd.
 
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -68,7 +68,7 @@ pub fn create(name: &str, opts: &CreateOpts) -> Result<PathBuf> {
 /// create + start (+ exec). `join` is not there yet: without a command,
 /// `new` leaves the container running and says how to get in. A failed
 /// start removes what `new` created.
-pub fn new(name: &str, opts: &CreateOpts, command: &[String]) -> Result<ExitCode> {
+pub fn new(name: &str, opts: &CreateOpts, remove: bool, command: &[String]) -> Result<ExitCode> {
     create(name, opts)?;
     if let Err(e) = start(name) {
         if let Err(e2) = rm(name, true) {
@@ -80,7 +80,24 @@ pub fn new(name: &str, opts: &CreateOpts, command: &[String]) -> Result<ExitCode
         println!("{name} is running; enter it with: machinectl shell {name}");
         return Ok(ExitCode::SUCCESS);
     }
-    exec(name, command)
+    if !remove {
+        return exec(name, command);
+    }
+    // --rm: run COMMAND as a child, then remove; COMMAND's status is ours.
+    let mut child = exec_command(&load(name)?.machine, command)
+        .spawn()
+        .context("running systemd-run")?;
+    // Ctrl+C is for COMMAND (the child, spawned with the default
+    // disposition): sdme stays to remove the container.
+    // SAFETY: setting a signal disposition to SIG_IGN installs no handler.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let st = child.wait().context("waiting for systemd-run")?;
+    rm(name, true)?;
+    let code = st
+        .code()
+        .or_else(|| st.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 pub fn start(name: &str) -> Result<()> {
@@ -266,19 +283,15 @@ pub fn exec(name: &str, command: &[String]) -> Result<ExitCode> {
     if state != "active" {
         bail!("{name} is not running ({state})");
     }
-    let e = Command::new("systemd-run")
-        .args([
-            "-M",
-            &c.machine,
-            "--wait",
-            "--pipe",
-            "-q",
-            "--collect",
-            "--",
-        ])
-        .args(command)
-        .exec();
+    let e = exec_command(&c.machine, command).exec();
     Err(e).context("running systemd-run")
+}
+
+fn exec_command(machine: &str, command: &[String]) -> Command {
+    let mut cmd = Command::new("systemd-run");
+    cmd.args(["-M", machine, "--wait", "--pipe", "-q", "--collect", "--"])
+        .args(command);
+    cmd
 }
 
 pub fn logs(name: &str, follow: bool, lines: Option<u32>) -> Result<ExitCode> {

@@ -145,6 +145,9 @@ step "sdme new with a command; a new whose start fails leaves nothing"
 check_in_status 3 "sdme new cli2 -- sh -c 'exit 3'" timeout 180 sdme new cli2 -- sh -c 'exit 3'
 require_in "sdme rm -f cli2" timeout 120 sdme rm -f cli2
 check_in "no cli2 file or state" sh -c '! test -e /etc/sdme/cli2.container && ! test -e /var/lib/sdme/containers/cli2'
+check_in_status 4 "sdme new --rm cli2 -- sh -c 'exit 4'" timeout 180 sdme new --rm cli2 -- sh -c 'exit 4'
+check_in "--rm: no cli2 file or state afterwards" sh -c '! test -e /etc/sdme/cli2.container && ! test -e /var/lib/sdme/containers/cli2'
+assert_eq "--rm: sdme-cli2.service gone" not-found "$(th_exec systemctl show -p LoadState --value sdme-cli2.service)"
 out=$(out_rc timeout 180 sdme new cli3 -r no-such-rootfs)
 printf '%s\n' "$out"
 assert_match "sdme new cli3 with a missing rootfs fails, naming the removal" "^1 .*cli3 did not start and was removed" "$out"
