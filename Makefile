@@ -15,6 +15,9 @@ UNITDIR     ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR      ?= $(PREFIX)/share/man
 APPARMORDIR ?= /etc/apparmor.d
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 CARGO       ?= cargo
 TARGET      ?= $(shell rustc -vV | sed -n 's/^host: //p')
 
@@ -29,7 +32,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 # /etc/hosts and DNS (checked: `localhost` resolves in the trixie and
 # bookworm test hosts); other NSS modules (myhostname, resolve) are not
 # loaded by a static binary.
-BINS_USER = sdme-import
+BINS_USER = sdme-import sdme
 
 .PHONY: all build install uninstall test check e2e fmt clippy deps bench clean
 
@@ -57,10 +60,16 @@ install: build
 	install -m 0644 apparmor/sdme-default $(DESTDIR)$(APPARMORDIR)/sdme-default
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done
 	for m in man/*.8; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(BUILD_DIR)/sdme config completions bash > $(DESTDIR)$(BASHCOMPDIR)/sdme
+	$(BUILD_DIR)/sdme config completions zsh > $(DESTDIR)$(ZSHCOMPDIR)/_sdme
+	$(BUILD_DIR)/sdme config completions fish > $(DESTDIR)$(FISHCOMPDIR)/sdme.fish
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/sdme $(DESTDIR)$(ZSHCOMPDIR)/_sdme $(DESTDIR)$(FISHCOMPDIR)/sdme.fish
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
 	rm -f $(DESTDIR)$(APPARMORDIR)/sdme-default
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/sdme $(DESTDIR)$(ZSHCOMPDIR)/_sdme $(DESTDIR)$(FISHCOMPDIR)/sdme.fish
 	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	for b in $(BINS_HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$b; done
 	for b in $(BINS_USER); do rm -f $(DESTDIR)$(BINDIR)/$$b; done

@@ -6,6 +6,7 @@
 //! - [`config`]: the global `sdme.conf` and its drop-ins;
 //! - [`container`]: the `.container` schema and its validation;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
+//! - [`keys`]: the table of `[Container]` keys the CLI's options come from;
 //! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
 //!   drop-ins, the same for every file kind;
 //! - [`render`]: units and `[Install]` symlinks from the model;
@@ -19,6 +20,7 @@ pub mod container;
 pub mod escape;
 pub mod generate;
 pub mod image;
+pub mod keys;
 pub mod mountinfo;
 pub mod name;
 pub mod parallel;

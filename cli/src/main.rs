@@ -1,0 +1,205 @@
+//! sdme: the interactive command line. A thin front end: a container is
+//! its `/etc/sdme/NAME.container` file plus systemd's state; nothing is
+//! kept anywhere else.
+
+mod create;
+mod ops;
+mod sys;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+use create::CreateOpts;
+
+#[derive(Parser)]
+#[command(
+    name = "sdme",
+    version,
+    about = "Create and run sdme containers (systemd-nspawn on overlayfs)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write /etc/sdme/NAME.container from the options and reload systemd.
+    Create {
+        name: String,
+        #[command(flatten)]
+        opts: CreateOpts,
+    },
+    /// Create and start a container; run COMMAND in it when one is given.
+    New {
+        name: String,
+        #[command(flatten)]
+        opts: CreateOpts,
+        /// Remove the container when COMMAND exits (needs COMMAND).
+        #[arg(long, requires = "command")]
+        rm: bool,
+        /// Run this in the container once it is up (as `sdme exec`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Start containers and wait for their boot.
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop containers; returns once their overlay is unmounted.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers: their file in /etc/sdme, drop-ins and state.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Stop a running container first instead of refusing.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List the containers on the search path and their state.
+    Ps,
+    /// Run a command in a running container; its exit status is sdme's.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show the container's unit log (journalctl -u sdme-NAME).
+    Logs {
+        name: String,
+        /// Follow the log.
+        #[arg(short, long)]
+        follow: bool,
+        /// Show the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u32>,
+    },
+    /// sdme's own settings.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the completion script for SHELL (needs no root).
+    Completions {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Completions touch nothing: packagers generate them unprivileged.
+    if let Cmd::Config(ConfigCmd::Completions { shell }) = &cli.cmd {
+        return completions(shell);
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("sdme: must be run as root");
+        return ExitCode::FAILURE;
+    }
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sdme: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Create { name, opts } => {
+            ops::create(&name, &opts)?;
+        }
+        Cmd::New {
+            name,
+            opts,
+            rm,
+            command,
+        } => return ops::new(&name, &opts, rm, &command),
+        Cmd::Start { names } => each(&names, ops::start)?,
+        Cmd::Stop { names } => each(&names, ops::stop)?,
+        Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
+        Cmd::Ps => ops::ps()?,
+        Cmd::Exec { name, command } => return ops::exec(&name, &command),
+        Cmd::Logs {
+            name,
+            follow,
+            lines,
+        } => return ops::logs(&name, follow, lines),
+        Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn completions(shell: &str) -> ExitCode {
+    let Ok(sh) = Shell::from_str(shell, false) else {
+        eprintln!("sdme: unknown shell '{shell}'");
+        return ExitCode::FAILURE;
+    };
+    clap_complete::generate(sh, &mut Cli::command(), "sdme", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// Run `f` for each name; every failure is printed, the first decides.
+fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<()> {
+    if let [one] = names {
+        return f(one);
+    }
+    let mut failed = 0;
+    for n in names {
+        if let Err(e) = f(n) {
+            eprintln!("sdme: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} failed", names.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bash_completion_knows_commands_and_table_options() {
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut Cli::command(), "sdme", &mut out);
+        let s = String::from_utf8(out).unwrap();
+        for w in ["create", "exec", "--rootfs", "--nspawn-arg", "--memory"] {
+            assert!(s.contains(w), "{w} missing");
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_dashes() {
+        let c = Cli::try_parse_from(["sdme", "exec", "a", "--", "sh", "-c", "exit 7"]).unwrap();
+        match c.cmd {
+            Cmd::Exec { name, command } => {
+                assert_eq!(name, "a");
+                assert_eq!(command, ["sh", "-c", "exit 7"]);
+            }
+            _ => panic!("not exec"),
+        }
+        assert!(Cli::try_parse_from(["sdme", "exec", "a"]).is_err());
+        // --rm needs a command to wait for.
+        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
+    }
+}

@@ -1,0 +1,159 @@
+//! The `[Container]` keys, one row each. The CLI builds its `create`
+//! options from this table and writes the keys in its order; the tests
+//! below hold it equal to the keys the parser in `container.rs` accepts,
+//! so a key added there without a row here fails the build's tests.
+
+/// How a key's values are given on a command line and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// One value, one line.
+    One,
+    /// Repeatable: one line per value.
+    Many,
+    /// Repeatable: each value is one word of the key's word list, quoted
+    /// as systemd splits words (`Environment=`, `NspawnArgs=`).
+    Words,
+    /// A switch: present means `KEY=yes`.
+    Flag,
+}
+
+/// One `[Container]` key.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// The key as written in the file.
+    pub key: &'static str,
+    /// The `sdme create` long option; `None` when the CLI does not offer
+    /// it (`MachineName=`: the CLI's NAME is the machine name).
+    pub option: Option<&'static str>,
+    pub short: Option<char>,
+    pub arity: Arity,
+    /// Appended to the option's value in the file (`--pod web` gives
+    /// `Pod=web.pod`).
+    pub suffix: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+}
+
+const fn key(
+    key: &'static str,
+    option: Option<&'static str>,
+    short: Option<char>,
+    arity: Arity,
+    value_name: &'static str,
+    help: &'static str,
+) -> Key {
+    Key {
+        key,
+        option,
+        short,
+        arity,
+        suffix: "",
+        value_name,
+        help,
+    }
+}
+
+use Arity::{Flag, Many, One, Words};
+
+/// Every `[Container]` key, in the order `sdme create` writes them.
+#[rustfmt::skip]
+pub const CONTAINER_KEYS: [Key; 26] = [
+    key("Rootfs", Some("rootfs"), Some('r'), One, "NAME|DIR", "Rootfs=: an imported rootfs, NAME.image or a directory (default: a clone of the host)"),
+    key("Image", Some("image"), None, One, "REF", "Image=: import REF before the first start and boot it"),
+    key("MachineName", None, None, One, "NAME", "MachineName="),
+    key("Hostname", Some("hostname"), None, One, "NAME", "Hostname="),
+    Key { suffix: ".pod", ..key("Pod", Some("pod"), None, One, "POD", "Pod=POD.pod: join the pod's network namespace") },
+    key("PrivateUsers", Some("userns"), Some('u'), Flag, "", "PrivateUsers=yes: a user namespace of its own"),
+    key("Hardened", Some("hardened"), None, Flag, "", "Hardened=yes"),
+    key("Strict", Some("strict"), None, Flag, "", "Strict=yes"),
+    key("Bind", Some("bind"), Some('b'), Many, "SRC[:DST[:OPTS]]", "Bind= (repeatable)"),
+    key("BindReadOnly", Some("bind-ro"), None, Many, "SRC[:DST[:OPTS]]", "BindReadOnly= (repeatable)"),
+    key("Environment", Some("env"), Some('e'), Words, "NAME=VALUE", "Environment= (repeatable)"),
+    key("OpaqueDir", Some("opaque-dir"), Some('o'), Many, "DIR", "OpaqueDir= (repeatable)"),
+    key("PrivateNetwork", Some("private-network"), None, Flag, "", "PrivateNetwork=yes"),
+    key("VirtualEthernet", Some("virtual-ethernet"), None, Flag, "", "VirtualEthernet=yes"),
+    key("Bridge", Some("bridge"), None, One, "IFNAME", "Bridge="),
+    key("Zone", Some("zone"), None, One, "NAME", "Zone="),
+    key("Port", Some("port"), Some('p'), Many, "[PROTO:]HOST[:CONTAINER]", "Port= (repeatable)"),
+    key("Capability", Some("capability"), None, Many, "CAP", "Capability= (repeatable)"),
+    key("DropCapability", Some("drop-capability"), None, Many, "CAP", "DropCapability= (repeatable)"),
+    key("NoNewPrivileges", Some("no-new-privileges"), None, Flag, "", "NoNewPrivileges=yes"),
+    key("ReadOnly", Some("read-only"), None, Flag, "", "ReadOnly=yes"),
+    key("SystemCallFilter", Some("system-call-filter"), None, Many, "LIST", "SystemCallFilter= (repeatable)"),
+    key("AppArmorProfile", Some("apparmor-profile"), None, One, "PROFILE", "AppArmorProfile="),
+    key("BootTimeout", Some("boot-timeout"), None, One, "TIMESPAN", "BootTimeout="),
+    key("WaitFor", Some("wait-for"), None, Many, "UNIT", "WaitFor= (repeatable)"),
+    key("NspawnArgs", Some("nspawn-arg"), None, Words, "ARG", "NspawnArgs=: one systemd-nspawn option (repeatable)"),
+];
+
+/// The row of `key`.
+pub fn container_key(key: &str) -> Option<&'static Key> {
+    CONTAINER_KEYS.iter().find(|k| k.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::Container;
+    use crate::search::UnitName;
+    use crate::syntax::UnitFile;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// The keys the parser's `match` names, read from its source between
+    /// `fn container_key` and its unknown-key arm.
+    fn parser_keys() -> BTreeSet<String> {
+        let src = include_str!("container.rs");
+        let start = src
+            .find("fn container_key(")
+            .expect("container_key in container.rs");
+        let end = start
+            + src[start..]
+                .find("unknown key '{k}' in section [Container]")
+                .expect("unknown-key arm");
+        let mut keys = BTreeSet::new();
+        for line in src[start..end].lines() {
+            let t = line.trim_start();
+            // Arms are `"Key" =>` or `"A" | "B" =>` at the start of a line.
+            if !t.starts_with('"') || !t.contains("=>") {
+                continue;
+            }
+            let arm = &t[..t.find("=>").unwrap()];
+            for part in arm.split('|') {
+                keys.insert(part.trim().trim_matches('"').to_string());
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn table_equals_the_parsers_keys() {
+        let table: BTreeSet<String> = CONTAINER_KEYS.iter().map(|k| k.key.to_string()).collect();
+        assert_eq!(table, parser_keys());
+        assert_eq!(table.len(), CONTAINER_KEYS.len(), "a key is listed twice");
+    }
+
+    #[test]
+    fn every_row_is_a_known_key() {
+        for k in &CONTAINER_KEYS {
+            let text = format!("[Container]\n{}=yes\n", k.key);
+            let path = Path::new("/etc/sdme/t.container");
+            let file = UnitFile::parse(path, text.as_bytes()).unwrap();
+            if let Err(diags) = Container::from_unit(UnitName::Plain("t".into()), path, file) {
+                for d in diags {
+                    assert!(!d.message.contains("unknown key"), "{}: {d}", k.key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn options_are_unique() {
+        let opts: Vec<_> = CONTAINER_KEYS.iter().filter_map(|k| k.option).collect();
+        let set: BTreeSet<_> = opts.iter().collect();
+        assert_eq!(opts.len(), set.len());
+        let shorts: Vec<_> = CONTAINER_KEYS.iter().filter_map(|k| k.short).collect();
+        let set: BTreeSet<_> = shorts.iter().collect();
+        assert_eq!(shorts.len(), set.len());
+    }
+}
