@@ -225,7 +225,7 @@ assert_match "--remove while running: names the file" "/etc/sdme/$boot.container
 one_line_error "--force while running" sdme-import --force "$w/tree.tar" "$boot"
 assert_match "--force while running: in use" "in use" "$err"
 require_in "systemctl stop sdme-$boot" timeout 120 systemctl stop "sdme-$boot"
-th_wait_unmounted "$boot" || fail "overlay of $boot still mounted 10 s after stop"
+th_unmounted "$boot" || fail "overlay of $boot still mounted after stop"
 one_line_error "--remove with a .container file naming it" sdme-import --remove "$boot"
 assert_match "--remove: names the file" "/etc/sdme/$boot.container \(Rootfs=$boot\)" "$err"
 check_in "the rootfs is still there" test -d "$st/rootfs/$boot/etc"

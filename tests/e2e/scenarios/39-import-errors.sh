@@ -191,4 +191,4 @@ assert_match "the import recorded the pinned digest" "\"digest\": \"$base_digest
 	"$(th_exec cat "/var/lib/sdme/meta/$rootfs.json" 2>&1)"
 assert_eq "hostname inside $inl" "$inl" "$(th_run_in "$inl" cat /proc/sys/kernel/hostname 2>&1 || true)"
 th_exec systemctl stop "sdme-$inl" "$img" || true
-th_wait_unmounted "$inl" || fail "the overlay of $inl is still mounted after stop"
+th_unmounted "$inl" || fail "the overlay of $inl is still mounted after stop"
