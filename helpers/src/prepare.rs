@@ -479,6 +479,11 @@ pub fn merged_dir(state: &Path) -> PathBuf {
     state.join("merged")
 }
 
+/// Whether anything is mounted at `merged` (errors count as mounted).
+pub fn is_mounted(merged: &Path) -> bool {
+    overlay_mounted(merged).unwrap_or(true)
+}
+
 /// Is an overlay mounted at `STATE/merged`? An unrelated file system there
 /// is an error.
 fn overlay_mounted(merged: &Path) -> Result<bool> {
@@ -677,8 +682,22 @@ pub struct Report {
     pub mounted: bool,
 }
 
-/// Do everything for `Prepare` and `Mount`.
+/// Do everything for `Prepare` and `Mount`, holding the rootfs's use lock
+/// and recording the use (see [`crate::stop::begin_use`]).
 pub fn prepare(opts: &Options) -> Result<Report> {
+    let lower = opts
+        .lower
+        .as_deref()
+        .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+    let using = crate::stop::begin_use(&opts.machine, lower, &opts.state, opts.unit.as_deref())?;
+    let r = prepare_layers(opts);
+    if r.is_err() {
+        using.abandon();
+    }
+    r
+}
+
+fn prepare_layers(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
     if let Some(m) = opts.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m & 0o777));
@@ -1018,6 +1037,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             unmount(&opts.state)?;
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;
+            crate::stop::end_use(&opts.machine)?;
             let mut report = Report::default();
             if opts.mount_unit {
                 report

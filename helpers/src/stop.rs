@@ -1,7 +1,13 @@
-//! What the container's `ExecStopPost=` does besides unmounting (see
-//! sdme-prepare(8)): [`wait_mount_unit_inactive`] makes systemd's view of
-//! the overlay's `.mount` unit catch up with the kernel before the
-//! service's stop job ends.
+//! The two ends of a container's use of its layers, besides mounting and
+//! unmounting (see sdme-prepare(8)):
+//!
+//! * at start, [`begin_use`]: the rootfs's use lock, shared, for the whole
+//!   prepare step, and the record of which rootfs the container uses
+//!   ([`sdme_core::inuse`]), which `sdme-import --force`/`--remove` check;
+//! * at stop, [`end_use`] removes the record once the overlay is
+//!   unmounted, and [`wait_mount_unit_inactive`] makes systemd's view of
+//!   the overlay's `.mount` unit catch up with the kernel before the
+//!   service's stop job ends.
 //!
 //! Why: `systemctl stop sdme-NAME` waits only for the service's own job,
 //! so the service unmounts the overlay itself, from `ExecStopPost=`. The
@@ -18,8 +24,82 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
+use sdme_core::inuse::{self, Record, UseLock};
+
 use crate::bootwait::Backoff;
 use crate::dbus;
+
+/// A prepare step's hold on its rootfs: the shared use lock, and whether
+/// it wrote a record.
+#[derive(Debug)]
+pub struct Use {
+    machine: String,
+    merged: std::path::PathBuf,
+    recorded: bool,
+    _lock: Option<UseLock>,
+}
+
+impl Use {
+    /// The prepare step failed: drop the record unless an overlay is
+    /// mounted (a running container's prepare ran again).
+    pub fn abandon(&self) {
+        if self.recorded && !crate::prepare::is_mounted(&self.merged) {
+            let _ = inuse::remove(Path::new(inuse::RECORD_DIR), &self.machine);
+        }
+    }
+}
+
+/// At the start of a prepare step on `lower`: when it is an imported rootfs
+/// (`/var/lib/sdme/rootfs/NAME`), take `NAME.use` shared (waiting while an
+/// import swaps or removes NAME) and record that `machine` uses it. Held
+/// until the value is dropped, at the end of the step, after the mount
+/// where the step mounts the overlay itself. Any other lower directory
+/// (the host's `/`, a directory of the admin's) is not sdme-import's to
+/// replace: nothing is locked or recorded.
+pub fn begin_use(machine: &str, lower: &Path, state: &Path, unit: Option<&str>) -> Result<Use> {
+    let merged = crate::prepare::merged_dir(state);
+    let Some(name) = inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) else {
+        return Ok(Use {
+            machine: machine.to_string(),
+            merged,
+            recorded: false,
+            _lock: None,
+        });
+    };
+    let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
+    let lock = inuse::lock_use(lock_dir, name, false).with_context(|| {
+        format!(
+            "cannot take the use lock {} of rootfs {name}",
+            inuse::use_lock_path(lock_dir, name).display()
+        )
+    })?;
+    let rec = Record {
+        machine: machine.to_string(),
+        lower: lower.to_path_buf(),
+        merged: merged.clone(),
+        unit: unit.map(str::to_string),
+    };
+    inuse::write(Path::new(inuse::RECORD_DIR), &rec).with_context(|| {
+        format!(
+            "cannot record the use of rootfs {name} in {}/{machine}",
+            inuse::RECORD_DIR
+        )
+    })?;
+    Ok(Use {
+        machine: machine.to_string(),
+        merged,
+        recorded: true,
+        _lock: Some(lock),
+    })
+}
+
+/// At stop, once the overlay is unmounted: the container no longer uses
+/// its rootfs.
+pub fn end_use(machine: &str) -> Result<()> {
+    inuse::remove(Path::new(inuse::RECORD_DIR), machine)
+        .with_context(|| format!("cannot remove {}/{machine}", inuse::RECORD_DIR))
+}
 
 /// The system bus (systemd answers there; its private socket speaks no
 /// `Hello`).

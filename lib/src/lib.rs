@@ -8,6 +8,8 @@
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
 //! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
 //!   drop-ins, the same for every file kind;
+//! - [`inuse`]: which rootfs each prepared container uses, and the lock
+//!   that keeps a start and a replacement of that rootfs apart;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
@@ -17,6 +19,7 @@ pub mod container;
 pub mod escape;
 pub mod generate;
 pub mod image;
+pub mod inuse;
 pub mod mountinfo;
 pub mod name;
 pub mod parallel;
