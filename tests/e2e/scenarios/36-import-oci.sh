@@ -38,7 +38,7 @@ expect_fail() {
 	assert_match "$desc: the error" "$re" "$out"
 	check_in "$desc: no rootfs $name left" test ! -e "/var/lib/sdme/rootfs/$name"
 	assert_eq "$desc: no staging directory left" "" \
-		"$(th_exec find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' 2>&1)"
+		"$(th_exec find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' ! -name '*.use' 2>&1)"
 	assert_eq "$desc: no temporary blob left" "" \
 		"$(th_exec find /var/lib/sdme/blobs -name '.tmp-*' 2>&1)"
 }

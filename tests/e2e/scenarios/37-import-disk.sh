@@ -40,7 +40,7 @@ work=$(mktemp -d /var/tmp/sdme-e2e-37.XXXXXX)
 trap "e2e__run_cleanups; rm -rf --one-file-system '$work'" EXIT
 
 for n in $all_names; do
-	on_cleanup sh -c "systemctl stop sdme-$n 2>/dev/null; systemctl reset-failed 'sdme-$n' 'sdme-prepare@$n' 2>/dev/null; rm -rf /var/lib/sdme/rootfs/$n /var/lib/sdme/containers/$n /var/lib/sdme/meta/$n.json /var/lib/sdme/import/$n.lock /etc/sdme/$n.container; true"
+	on_cleanup sh -c "systemctl stop sdme-$n 2>/dev/null; systemctl reset-failed 'sdme-$n' 'sdme-prepare@$n' 2>/dev/null; rm -rf /var/lib/sdme/rootfs/$n /var/lib/sdme/containers/$n /var/lib/sdme/meta/$n.json /var/lib/sdme/import/$n.lock /var/lib/sdme/import/$n.use /etc/sdme/$n.container; true"
 done
 on_cleanup systemctl daemon-reload
 
@@ -64,8 +64,9 @@ leftovers() {
 		losetup -a | grep -F "$d" || true
 		grep -F " $d" /proc/self/mountinfo || true
 	done
-	# The store keeps only rootfs/NAME, meta/NAME.json and import/NAME.lock.
-	find "$state/import" -mindepth 1 ! -name '*.lock' 2>/dev/null || true
+	# The store keeps only rootfs/NAME, meta/NAME.json and the locks
+	# import/NAME.lock and import/NAME.use.
+	find "$state/import" -mindepth 1 ! -name '*.lock' ! -name '*.use' 2>/dev/null || true
 	find "$state/rootfs" "$state/meta" -mindepth 1 -maxdepth 1 -name '.*' 2>/dev/null || true
 }
 

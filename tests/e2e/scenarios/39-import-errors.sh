@@ -32,7 +32,7 @@ imp() { th_exec sdme-import "$@"; }
 # rootfs, a staging directory, a held lock, a temporary blob.
 left_behind() {
 	th_sh "test ! -e /var/lib/sdme/rootfs/$1 || echo rootfs/$1
-		find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock'
+		find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' ! -name '*.use'
 		test ! -e /var/lib/sdme/import/$1.lock || flock -n /var/lib/sdme/import/$1.lock true || echo 'lock of $1 held'
 		find /var/lib/sdme/blobs -name '.tmp-*' 2>/dev/null" 2>&1
 }
