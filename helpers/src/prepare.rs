@@ -58,9 +58,9 @@ pub struct Options {
     /// `UMask=` of the container's service, set before anything is made
     /// (the static prepare unit cannot carry a per-container `UMask=`).
     pub umask: Option<u32>,
-    /// `--unmount --mount-unit`: the overlay is systemd's `.mount` unit;
-    /// after unmounting, wait until systemd shows it inactive (see
-    /// [`crate::stop`]).
+    /// `--unmount --mount-unit`: after unmounting, wait until systemd
+    /// shows the overlay's `.mount` unit (generated, or made from
+    /// mountinfo) inactive (see [`crate::stop`]).
     pub mount_unit: bool,
 }
 

@@ -478,16 +478,13 @@ fn service(x: &Ctx) -> String {
     s.push('\n');
     // Every kind unmounts its overlay here, so that `systemctl stop`
     // (which waits for this unit's job only) returns with it unmounted; a
-    // `.mount` unit's own stop job would come after that job. With such a
-    // unit the helper also waits until systemd has seen the unmount, so
-    // that the unit's stop job finds it inactive (see sdme-prepare(8)).
+    // `.mount` unit's own stop job would come after that job. The helper
+    // also waits until systemd has seen the unmount (the generated mount
+    // unit's stop job must find it inactive; an overlay the helper mounted
+    // has a mount unit too, made from mountinfo), see sdme-prepare(8).
     s.push_str("ExecStopPost=");
     push_helper(&mut s, "sdme-prepare");
-    s.push_str(" --unmount");
-    if x.mount.is_some() {
-        s.push_str(" --mount-unit");
-    }
-    s.push_str(" --state=");
+    s.push_str(" --unmount --mount-unit --state=");
     s.push_str(&x.dir);
     s.push(' ');
     s.push_str(&x.m);
