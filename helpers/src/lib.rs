@@ -18,3 +18,4 @@ pub mod journal;
 pub mod mountinfo;
 pub mod pod;
 pub mod prepare;
+pub mod stop;

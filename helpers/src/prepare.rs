@@ -58,13 +58,17 @@ pub struct Options {
     /// `UMask=` of the container's service, set before anything is made
     /// (the static prepare unit cannot carry a per-container `UMask=`).
     pub umask: Option<u32>,
+    /// `--unmount --mount-unit`: after unmounting, wait until systemd
+    /// shows the overlay's `.mount` unit (generated, or made from
+    /// mountinfo) inactive (see [`crate::stop`]).
+    pub mount_unit: bool,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
 [--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] \
 [--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
-sdme-prepare --unmount --state=DIR MACHINE";
+sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
 
 /// The key of the generated mount unit that holds the prepare arguments.
 pub const ARGS_KEY: &str = "X-SdmePrepare";
@@ -180,6 +184,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut umask = None;
     let mut mount = false;
     let mut unmount = false;
+    let mut mount_unit = false;
     let mut positional = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -217,7 +222,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--apparmor-profile" => apparmor_profile = Some(value("--apparmor-profile")?),
             "--private-users" => private_users = Some(value("--private-users")?),
             "--umask" => umask = Some(parse_umask(&value("--umask")?)?),
-            "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--help" => {
+            "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--mount-unit"
+            | "--help" => {
                 if inline.is_some() {
                     bail!("option {key} takes no value");
                 }
@@ -226,6 +232,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
                     "--host-network" => host_network = true,
                     "--mount" => mount = true,
                     "--unmount" => unmount = true,
+                    "--mount-unit" => mount_unit = true,
                     _ => bail!("{USAGE}"),
                 }
             }
@@ -244,6 +251,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         (false, true) => Action::Unmount,
         (false, false) => Action::Prepare,
     };
+    if mount_unit && action != Action::Unmount {
+        bail!("--mount-unit goes with --unmount only");
+    }
     let state = check_host_path(
         "state directory",
         &state.ok_or_else(|| anyhow!("--state=DIR is required"))?,
@@ -305,6 +315,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         apparmor_profile,
         userns_base,
         umask,
+        mount_unit,
     })
 }
 
@@ -466,6 +477,11 @@ fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
 
 pub fn merged_dir(state: &Path) -> PathBuf {
     state.join("merged")
+}
+
+/// Whether anything is mounted at `merged` (errors count as mounted).
+pub fn is_mounted(merged: &Path) -> bool {
+    overlay_mounted(merged).unwrap_or(true)
 }
 
 /// Is an overlay mounted at `STATE/merged`? An unrelated file system there
@@ -666,8 +682,22 @@ pub struct Report {
     pub mounted: bool,
 }
 
-/// Do everything for `Prepare` and `Mount`.
+/// Do everything for `Prepare` and `Mount`, holding the rootfs's use lock
+/// and recording the use (see [`crate::stop::begin_use`]).
 pub fn prepare(opts: &Options) -> Result<Report> {
+    let lower = opts
+        .lower
+        .as_deref()
+        .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+    let using = crate::stop::begin_use(&opts.machine, lower, &opts.state, opts.unit.as_deref())?;
+    let r = prepare_layers(opts);
+    if r.is_err() {
+        using.abandon();
+    }
+    r
+}
+
+fn prepare_layers(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
     if let Some(m) = opts.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m & 0o777));
@@ -1023,35 +1053,32 @@ pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
     .map_err(|e| anyhow!("cannot mount overlay on {} ({data}): {e}", merged.display()))
 }
 
-/// Unmount STATE/merged if an overlay is mounted there. A busy overlay is
-/// retried for about a second and then left mounted (an error): a lazy
-/// detach would let the next start mount a second overlay on the same
-/// upper/work directories while the old one still lives, which overlayfs
-/// does not support; left mounted, the next start reuses it.
+/// Unmount STATE/merged if an overlay is mounted there (the container's
+/// `ExecStopPost=`, so that `systemctl stop` returns with the overlay
+/// unmounted). Never lazily: a detached overlay would live on unseen while
+/// the next start mounts a second one on the same upper/work directories
+/// (overlayfs does not support that), and a script that removes the state
+/// directory after stop would not learn that something still used it. A
+/// busy overlay is an error at once, naming the mount point: waiting
+/// would only hide whoever holds it; left mounted, the next start reuses
+/// it.
 pub fn unmount(state: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
     let merged = merged_dir(state);
-    let mut tries = 0;
-    loop {
-        if !overlay_mounted(&merged)? {
-            return Ok(());
-        }
+    while overlay_mounted(&merged)? {
         match umount2(&merged, MntFlags::UMOUNT_NOFOLLOW) {
-            Ok(()) => continue,                              // stacked mounts: check again
+            Ok(()) => {}                                     // stacked mounts: check again
             Err(nix::errno::Errno::EINVAL) => return Ok(()), // not a mount point (raced)
-            Err(nix::errno::Errno::EBUSY) if tries < 20 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
             Err(nix::errno::Errno::EBUSY) => bail!(
-                "overlay at {} is busy (a process still uses it; see fuser -vm {}); \
+                "cannot unmount the overlay at {m}: it is busy (a process still uses it or \
+                 something is mounted below it; see fuser -vm {m} and findmnt -R {m}); \
                  left mounted, the next start reuses it",
-                merged.display(),
-                merged.display()
+                m = merged.display()
             ),
-            Err(e) => bail!("cannot unmount {}: {e}", merged.display()),
+            Err(e) => bail!("cannot unmount the overlay at {}: {e}", merged.display()),
         }
     }
+    Ok(())
 }
 
 /// Entry point shared by the binary and tests: run the action.
@@ -1061,7 +1088,16 @@ pub fn run(opts: &Options) -> Result<Report> {
             unmount(&opts.state)?;
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;
-            Ok(Report::default())
+            crate::stop::end_use(&opts.machine)?;
+            let mut report = Report::default();
+            if opts.mount_unit {
+                report
+                    .warnings
+                    .extend(crate::stop::wait_mount_unit_inactive(&merged_dir(
+                        &opts.state,
+                    )));
+            }
+            Ok(report)
         }
         Action::Prepare | Action::Mount => prepare(opts),
     }

@@ -489,6 +489,10 @@ fn missing_rootfs_is_named() {
             &["--state=/x", "--lower=/", "--mount", "--unmount", "web"],
             "exclude",
         ),
+        (
+            &["--state=/x", "--lower=/", "--mount-unit", "web"],
+            "--mount-unit goes with --unmount only",
+        ),
     ] {
         let out = bin(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");

@@ -80,18 +80,39 @@ fn remove(args: &Args, name: &str) -> Result<()> {
     if !store.exists(name) {
         bail!("no rootfs named {name} in {}", store.rootfs_dir().display());
     }
-    let users = inuse::users(name, &path, true)?;
-    if !users.is_empty() {
-        bail!(
-            "rootfs {name} is in use by {}; remove or stop those first",
-            users.join(", ")
-        );
-    }
-    store.remove(&lock)?;
+    let check = || in_use(name, &path, true, "removing it");
+    // Early, for a quick answer; again under the use lock, at the rename.
+    check()?;
+    store.remove(&lock, &check)?;
     if !args.quiet {
         eprintln!("removed rootfs {name}");
     }
     Ok(())
+}
+
+/// An error naming whatever uses rootfs `name` at `path` (containers,
+/// mounts and, with `with_files`, `.container` files), if anything does.
+fn in_use(name: &str, path: &Path, with_files: bool, doing: &str) -> Result<()> {
+    let users = inuse::users(
+        name,
+        path,
+        with_files,
+        Path::new(sdme_core::inuse::RECORD_DIR),
+    )?;
+    if users.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "rootfs {name} ({}) is in use by {}; stop those containers \
+         (systemctl stop sdme-NAME){} before {doing}",
+        path.display(),
+        users.join(", "),
+        if with_files {
+            " and remove or edit those files"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `--if-missing`: whether the rootfs is there (and from the pinned
@@ -133,14 +154,12 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
             store.rootfs_dir().display()
         );
     }
+    let path = store.rootfs_path(name);
+    let check = || in_use(name, &path, false, "replacing it");
     if exists {
-        let users = inuse::users(name, &store.rootfs_path(name), false)?;
-        if !users.is_empty() {
-            bail!(
-                "rootfs {name} is in use by {}; stop it before replacing the rootfs",
-                users.join(", ")
-            );
-        }
+        // Early, for a quick answer; again at commit, under the use lock
+        // (a container may start while this import downloads).
+        check()?;
     }
     cancel::install();
     let staging = store.staging(&lock)?;
@@ -172,7 +191,7 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
     cancel::check()?;
     meta.size = budget.used();
     meta.os_release = read_os_release(&staging.root);
-    staging.commit(&meta, replace)?;
+    staging.commit(&meta, replace, &check)?;
     progress.note(&format!(
         "imported {source} as rootfs {name}: {} in {:.1}s",
         human(meta.size),

@@ -1,13 +1,16 @@
-//! Who uses a rootfs: a mounted overlay with it as a lower layer (or a
-//! bind mount of it, as the ID-mapped lowers of user-namespaced containers
-//! are), or a `.container` file on the search path with `Rootfs=NAME`
-//! (read through sdme-core, the one model of those files).
+//! Who uses a rootfs: a container whose prepare step recorded it
+//! ([`sdme_core::inuse`]; the only trace of a `PrivateUsers=` container,
+//! whose overlay names an ID-mapped clone), a mounted overlay with it as a
+//! lower layer (or a bind mount of it), or a `.container` file on the
+//! search path with `Rootfs=NAME` (read through sdme-core, the one model
+//! of those files).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sdme_core::container::{Container, Rootfs};
+use sdme_core::inuse::Record;
 use sdme_core::mountinfo::{parse as parse_mountinfo, MountEntry as Mount};
 use sdme_core::search::{search, FileType};
 
@@ -91,11 +94,104 @@ fn file_users(name: &str, dirs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// What systemd says of a unit: whether it is active, activating or
+/// deactivating, or has a job queued. `None` when it cannot be asked.
+fn unit_busy(unit: &str) -> Option<bool> {
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--property=ActiveState",
+            "--property=Job",
+            "--",
+            unit,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(busy_from_show(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `systemctl show -p ActiveState -p Job` output: busy unless inactive or
+/// failed with no job (systemctl prints `Job=` only when there is one).
+fn busy_from_show(text: &str) -> bool {
+    let mut idle = false;
+    for l in text.lines() {
+        match l.split_once('=') {
+            Some(("ActiveState", "inactive" | "failed")) => idle = true,
+            Some(("ActiveState", _)) => return true,
+            Some(("Job", j)) if !j.is_empty() && j != "0" => return true,
+            _ => {}
+        }
+    }
+    !idle
+}
+
+/// The containers whose records say they use `path`, and are true now.
+///
+/// A record can outlive its container when the stop step never ran (it
+/// was killed, or the start failed after the prepare step), and must not
+/// block `--force` for the rest of the boot; so a record counts only while
+/// it can be true: its `merged/` is mounted, or (a declared container
+/// between its prepare unit and its mount unit) its service is active,
+/// activating or has a job. A record whose service cannot be asked counts.
+/// The caller holds the rootfs's use lock exclusively, so no prepare step
+/// is half-way (each holds it shared while it runs and mounts).
+fn record_users(path: &Path, records: &[Record], mounts: &[Mount]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.lower == path) {
+        let merged = r.merged.to_string_lossy();
+        if mounts.iter().any(|m| m.mount_point == merged) {
+            let unit = r
+                .unit
+                .as_deref()
+                .map(|u| format!("{u}, "))
+                .unwrap_or_default();
+            out.push(format!(
+                "container {} ({unit}its overlay at {merged})",
+                r.machine
+            ));
+            continue;
+        }
+        let Some(u) = &r.unit else { continue };
+        match unit_busy(u) {
+            Some(false) => {}
+            Some(true) => out.push(format!("container {} ({u}, starting)", r.machine)),
+            None => out.push(format!(
+                "container {} ({u}, state unknown: systemctl cannot be asked; if it does \
+                 not run, remove {}/{})",
+                r.machine,
+                sdme_core::inuse::RECORD_DIR,
+                r.machine
+            )),
+        }
+    }
+    out
+}
+
 /// Everything that uses rootfs `name` at `path`; empty when unused.
-pub fn users(name: &str, path: &Path, with_files: bool) -> Result<Vec<String>> {
+/// `records`: the directory of the use records (`/run/sdme/inuse`).
+pub fn users(name: &str, path: &Path, with_files: bool, records: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
-    let mut v = mount_users(path, &parse_mountinfo(&text));
+    let mounts = parse_mountinfo(&text);
+    let recs = sdme_core::inuse::read_all(records)
+        .with_context(|| format!("cannot read {}", records.display()))?;
+    let mut v = record_users(path, &recs, &mounts);
+    // The overlays the records named already.
+    let named: Vec<String> = recs
+        .iter()
+        .filter(|r| r.lower == path)
+        .map(|r| format!("the overlay mounted at {}", r.merged.to_string_lossy()))
+        .collect();
+    v.extend(
+        mount_users(path, &mounts)
+            .into_iter()
+            .filter(|u| !named.contains(u)),
+    );
     if with_files {
         let (dirs, _) = sdme_core::paths::unit_dirs();
         v.extend(file_users(name, &dirs));
@@ -128,6 +224,40 @@ mod tests {
             ["the overlay mounted at /var/lib/sdme/containers/a/merged"]
         );
         assert!(mount_users(Path::new("/var/lib/sdme/rootfs/de"), &m).is_empty());
+    }
+
+    #[test]
+    fn records_count_while_mounted() {
+        let m = parse_mountinfo(
+            "40 22 0:50 / /var/lib/sdme/containers/u/merged rw - overlay overlay rw,lowerdir=/run/sdme/idmap/u/lower,upperdir=/x/upper,workdir=/x/work\n",
+        );
+        let rec = |machine: &str, lower: &str| Record {
+            machine: machine.into(),
+            lower: lower.into(),
+            merged: format!("/var/lib/sdme/containers/{machine}/merged").into(),
+            unit: None,
+        };
+        let recs = [
+            rec("u", "/var/lib/sdme/rootfs/deb"),
+            // Stale: nothing mounted, no unit to ask.
+            rec("gone", "/var/lib/sdme/rootfs/deb"),
+            rec("o", "/var/lib/sdme/rootfs/other"),
+        ];
+        let u = record_users(Path::new("/var/lib/sdme/rootfs/deb"), &recs, &m);
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(u[0].starts_with("container u ("), "{u:?}");
+        assert!(u[0].contains("/var/lib/sdme/containers/u/merged"), "{u:?}");
+        assert!(record_users(Path::new("/var/lib/sdme/rootfs/other"), &recs, &m).is_empty());
+    }
+
+    #[test]
+    fn systemctl_show_states() {
+        assert!(!busy_from_show("ActiveState=inactive\n"));
+        assert!(!busy_from_show("ActiveState=failed\n"));
+        assert!(busy_from_show("ActiveState=inactive\nJob=42\n"));
+        assert!(busy_from_show("ActiveState=activating\n"));
+        assert!(busy_from_show("ActiveState=active\n"));
+        assert!(busy_from_show(""), "nothing said: counts");
     }
 
     #[test]

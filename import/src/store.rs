@@ -4,6 +4,9 @@
 //! rootfs/NAME            the trees, each renamed into place complete
 //! meta/NAME.json         what each came from (see meta.rs)
 //! import/NAME.lock       flock'ed by the run importing or removing NAME
+//! import/NAME.use        the use lock: shared by a container's prepare
+//!                        step, exclusive around the final check and swap
+//!                        (see sdme_core::inuse)
 //! import/NAME.staging/   that run's work: rootfs/, scratch/, meta.json
 //! ```
 //!
@@ -216,9 +219,22 @@ impl Store {
         Ok(st)
     }
 
-    /// Remove rootfs NAME and its metadata: renamed away at once, then
-    /// deleted. The caller checks that nothing uses it.
-    pub fn remove(&self, lock: &NameLock) -> Result<()> {
+    /// Take NAME's use lock exclusively: no container's prepare step runs
+    /// on NAME while it is held (they wait), so what `in_use` finds stays
+    /// true until the swap. Held only around the check and the rename.
+    fn lock_use(&self, name: &str) -> Result<sdme_core::inuse::UseLock> {
+        let dir = self.import_dir();
+        sdme_core::inuse::lock_use(&dir, name, true).with_context(|| {
+            format!(
+                "cannot lock {}",
+                sdme_core::inuse::use_lock_path(&dir, name).display()
+            )
+        })
+    }
+
+    /// Remove rootfs NAME and its metadata: renamed away at once (after
+    /// `in_use`, under NAME's use lock, found nothing), then deleted.
+    pub fn remove(&self, lock: &NameLock, in_use: &dyn Fn() -> Result<()>) -> Result<()> {
         let name = lock.name();
         let path = self.rootfs_path(name);
         if fs::symlink_metadata(&path).is_err() {
@@ -231,7 +247,10 @@ impl Store {
             .create(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let away = dir.join("rootfs");
+        let guard = self.lock_use(name)?;
+        in_use()?;
         fs::rename(&path, &away).with_context(|| format!("cannot move {} away", path.display()))?;
+        drop(guard);
         match fs::remove_file(self.meta_path(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -260,9 +279,16 @@ pub struct Staging<'a> {
 
 impl Staging<'_> {
     /// Make the tree NAME: flush it to disk, rename it into place (with
-    /// `replace`, exchanging it with an existing one, which is deleted),
-    /// then its metadata.
-    pub fn commit(mut self, meta: &Meta, replace: bool) -> Result<()> {
+    /// `replace`, exchanging it with an existing one, which is deleted,
+    /// once `in_use` has found nothing using it: checked here, under
+    /// NAME's use lock, since a container may have started during the
+    /// import), then its metadata.
+    pub fn commit(
+        mut self,
+        meta: &Meta,
+        replace: bool,
+        in_use: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         let name = self.lock.name();
         let target = self.store.rootfs_path(name);
         // Data first, so that after a crash the renamed tree is complete.
@@ -278,6 +304,13 @@ impl Staging<'_> {
         } else {
             libc::RENAME_NOREPLACE
         };
+        let guard = if exists {
+            let g = self.store.lock_use(name)?;
+            in_use()?;
+            Some(g)
+        } else {
+            None
+        };
         rename2(&self.root, &target, flags).map_err(|e| {
             if e.raw_os_error() == Some(libc::EEXIST) {
                 anyhow!("rootfs {name} appeared while importing; use --force to replace it")
@@ -289,6 +322,7 @@ impl Staging<'_> {
                 )
             }
         })?;
+        drop(guard);
         self.done = true;
         let meta_path = self.store.meta_path(name);
         fs::rename(&meta_tmp, &meta_path)
@@ -392,7 +426,7 @@ mod tests {
             name: "deb".into(),
             ..Default::default()
         };
-        st.commit(&meta, false).unwrap();
+        st.commit(&meta, false, &|| Ok(())).unwrap();
         assert_eq!(
             fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
             "1"
@@ -401,7 +435,7 @@ mod tests {
         // Without replace: refused, the old tree intact.
         let st = store.staging(&lock).unwrap();
         fs::write(st.root.join("a"), "2").unwrap();
-        let e = st.commit(&meta, false).unwrap_err().to_string();
+        let e = st.commit(&meta, false, &|| Ok(())).unwrap_err().to_string();
         assert!(e.contains("--force"), "{e}");
         assert_eq!(
             fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
@@ -410,21 +444,59 @@ mod tests {
         // Replace.
         let st = store.staging(&lock).unwrap();
         fs::write(st.root.join("a"), "3").unwrap();
-        st.commit(&meta, true).unwrap();
+        st.commit(&meta, true, &|| Ok(())).unwrap();
         assert_eq!(
             fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
             "3"
         );
-        assert_eq!(fs::read_dir(store.import_dir()).unwrap().count(), 1); // the lock
-                                                                          // A dropped staging leaves nothing.
+        // The name lock and the use lock.
+        let left = || {
+            let mut v: Vec<String> = fs::read_dir(store.import_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(), ["deb.lock", "deb.use"]);
+        // A dropped staging leaves nothing.
         let st = store.staging(&lock).unwrap();
         fs::write(st.root.join("b"), "x").unwrap();
         drop(st);
-        assert_eq!(fs::read_dir(store.import_dir()).unwrap().count(), 1);
-        store.remove(&lock).unwrap();
+        assert_eq!(left(), ["deb.lock", "deb.use"]);
+        // In use at commit time: refused, the old tree intact, the check
+        // made under the use lock (a start cannot take it shared then).
+        let st = store.staging(&lock).unwrap();
+        fs::write(st.root.join("a"), "4").unwrap();
+        let dir = store.import_dir();
+        let e = st
+            .commit(&meta, true, &|| {
+                assert!(sdme_core::inuse::try_lock_use(&dir, "deb", false)
+                    .unwrap()
+                    .is_none());
+                bail!("in use by container web")
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("container web"), "{e}");
+        assert_eq!(
+            fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
+            "3"
+        );
+        // The use lock is free again after the refusal.
+        assert!(sdme_core::inuse::try_lock_use(&dir, "deb", true)
+            .unwrap()
+            .is_some());
+        let e = store
+            .remove(&lock, &|| bail!("in use by container web"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("container web"), "{e}");
+        assert!(store.exists("deb"));
+        store.remove(&lock, &|| Ok(())).unwrap();
         assert!(!store.exists("deb"));
         assert!(store.meta("deb").unwrap().is_none());
-        assert!(store.remove(&lock).is_err());
+        assert!(store.remove(&lock, &|| Ok(())).is_err());
     }
 
     #[test]

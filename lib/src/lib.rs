@@ -9,6 +9,8 @@
 //! - [`keys`]: the table of `[Container]` keys the CLI's options come from;
 //! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
 //!   drop-ins, the same for every file kind;
+//! - [`inuse`]: which rootfs each prepared container uses, and the lock
+//!   that keeps a start and a replacement of that rootfs apart;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`broken`]: the error unit of a file that has errors;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
@@ -20,6 +22,7 @@ pub mod container;
 pub mod escape;
 pub mod generate;
 pub mod image;
+pub mod inuse;
 pub mod keys;
 pub mod mountinfo;
 pub mod name;

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub const STATE_DIR: &str = "/var/lib/sdme";
 /// Imported root filesystems: `Rootfs=NAME` means `ROOTFS_DIR/NAME`.
 pub const ROOTFS_DIR: &str = "/var/lib/sdme/rootfs";
+/// sdme-import's locks and staging directories; also the rootfs use
+/// locks (`NAME.use`, see [`crate::inuse`]).
+pub const IMPORT_DIR: &str = "/var/lib/sdme/import";
 /// Per-container `upper/`, `work/` and `merged/`.
 pub const CONTAINERS_DIR: &str = "/var/lib/sdme/containers";
 

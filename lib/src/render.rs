@@ -481,15 +481,19 @@ fn service(x: &Ctx) -> String {
         x.word(&mut s, "--wait-for=", u);
     }
     s.push('\n');
-    if c.helper_mounts() {
-        s.push_str("ExecStopPost=");
-        push_helper(&mut s, "sdme-prepare");
-        s.push_str(" --unmount --state=");
-        s.push_str(&x.dir);
-        s.push(' ');
-        s.push_str(&x.m);
-        s.push('\n');
-    }
+    // Every kind unmounts its overlay here, so that `systemctl stop`
+    // (which waits for this unit's job only) returns with it unmounted; a
+    // `.mount` unit's own stop job would come after that job. The helper
+    // also waits until systemd has seen the unmount (the generated mount
+    // unit's stop job must find it inactive; an overlay the helper mounted
+    // has a mount unit too, made from mountinfo), see sdme-prepare(8).
+    s.push_str("ExecStopPost=");
+    push_helper(&mut s, "sdme-prepare");
+    s.push_str(" --unmount --mount-unit --state=");
+    s.push_str(&x.dir);
+    s.push(' ');
+    s.push_str(&x.m);
+    s.push('\n');
     s.push_str(SERVICE_SETTINGS);
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);

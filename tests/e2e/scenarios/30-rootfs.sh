@@ -116,7 +116,7 @@ require_in "systemctl stop sdme-$name sdme-$other" timeout 120 systemctl stop "s
 for m in "$name" "$other"; do
 	assert_eq "sdme-$m inactive (not failed) after stop" inactive \
 		"$(th_exec systemctl is-active "sdme-$m" 2>&1 || true)"
-	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after stop"
+	th_unmounted "$m" || fail "overlay of $m still mounted after stop"
 done
 check_in "upper/ survives stop" test -f "$state/upper/root/e2e-30-new"
 # The whole tree, after a boot, writes, deletions and a shutdown of each
@@ -130,4 +130,4 @@ assert_eq "file written before the restart" inside "$(th_run_in "$name" cat /roo
 check_in "file deleted before the restart stays deleted" \
 	timeout 60 systemd-run -q --collect -M "$name" --wait --pipe sh -c '! test -e /etc/issue.net'
 require_in "systemctl stop sdme-$name" timeout 120 systemctl stop "sdme-$name"
-th_wait_unmounted "$name" || fail "overlay of $name still mounted 10 s after the second stop"
+th_unmounted "$name" || fail "overlay of $name still mounted after the second stop"

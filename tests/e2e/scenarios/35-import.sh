@@ -34,8 +34,8 @@ for v in $sparse_formats; do names="$names imp35-s${v//[.-]/}"; done
 cleanup_names() {
 	local n
 	for n in $names; do
-		printf 'rm -rf %s/rootfs/%s %s/meta/%s.json %s/import/%s.staging %s/import/%s.lock; ' \
-			"$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n"
+		printf 'rm -rf %s/rootfs/%s %s/meta/%s.json %s/import/%s.staging %s/import/%s.lock %s/import/%s.use; ' \
+			"$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n"
 	done
 }
 on_cleanup sh -c "$(cleanup_names) rm -rf $w /tmp/e2e35-out /tmp/e2e35-pwned-*; rm -rf $st/containers/$boot /etc/sdme/$boot.container; systemctl daemon-reload"
@@ -267,12 +267,13 @@ assert_eq "$boot runs Debian $TH_SUITE" "$TH_SUITE" "$codename"
 
 step "a rootfs in use is neither removed nor replaced"
 one_line_error "--remove while running" sdme-import --remove "$boot"
-assert_match "--remove while running: names the overlay" "overlay mounted at $st/containers/$boot/merged" "$err"
+assert_match "--remove while running: names the container and its overlay" \
+	"container $boot \\(sdme-$boot.service, its overlay at $st/containers/$boot/merged\\)" "$err"
 assert_match "--remove while running: names the file" "/etc/sdme/$boot.container" "$err"
 one_line_error "--force while running" sdme-import --force "$w/tree.tar" "$boot"
 assert_match "--force while running: in use" "in use" "$err"
 require_in "systemctl stop sdme-$boot" timeout 120 systemctl stop "sdme-$boot"
-th_wait_unmounted "$boot" || fail "overlay of $boot still mounted 10 s after stop"
+th_unmounted "$boot" || fail "overlay of $boot still mounted after stop"
 one_line_error "--remove with a .container file naming it" sdme-import --remove "$boot"
 assert_match "--remove: names the file" "/etc/sdme/$boot.container \(Rootfs=$boot\)" "$err"
 check_in "the rootfs is still there" test -d "$st/rootfs/$boot/etc"

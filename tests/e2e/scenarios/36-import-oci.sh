@@ -38,7 +38,7 @@ expect_fail() {
 	assert_match "$desc: the error" "$re" "$out"
 	check_in "$desc: no rootfs $name left" test ! -e "/var/lib/sdme/rootfs/$name"
 	assert_eq "$desc: no staging directory left" "" \
-		"$(th_exec find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' 2>&1)"
+		"$(th_exec find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' ! -name '*.use' 2>&1)"
 	assert_eq "$desc: no temporary blob left" "" \
 		"$(th_exec find /var/lib/sdme/blobs -name '.tmp-*' 2>&1)"
 }
@@ -353,7 +353,7 @@ check_in "systemctl start sdme-$boot" timeout 180 systemctl start "sdme-$boot"
 assert_eq "sdme-$boot is active" active "$(th_exec systemctl is-active "sdme-$boot" 2>&1 || true)"
 assert_eq "hostname inside $boot" "$boot" "$(th_run_in "$boot" cat /proc/sys/kernel/hostname 2>&1 || true)"
 th_exec systemctl stop "sdme-$boot" || true
-th_wait_unmounted "$boot" || fail "the overlay of $boot is still mounted after stop"
+th_unmounted "$boot" || fail "the overlay of $boot is still mounted after stop"
 
 step "declared in files: $decl.container with Rootfs=e2e36-img.image, Image= pinned to a digest, credentials from /run/containers/0/auth.json"
 base_digest=$(th_exec cat "$W/base.digest")
@@ -368,7 +368,7 @@ assert_match "the image unit's import recorded the pinned digest" "\"digest\": \
 	"$(th_exec cat /var/lib/sdme/meta/e2e36-img.json 2>&1)"
 assert_eq "hostname inside $decl" "$decl" "$(th_run_in "$decl" cat /proc/sys/kernel/hostname 2>&1 || true)"
 th_exec systemctl stop "sdme-$decl" || true
-th_wait_unmounted "$decl" || fail "the overlay of $decl is still mounted after stop"
+th_unmounted "$decl" || fail "the overlay of $decl is still mounted after stop"
 stamp() { th_sh "grep imported_at /var/lib/sdme/meta/e2e36-img.json"; }
 stamp_before=$(stamp)
 check_in "restart of the image unit (--if-missing, same pin)" systemctl restart sdme-image-e2e36-img

@@ -44,7 +44,7 @@ poll_pid=
 trap "e2e__run_cleanups; [ -z \"\$poll_pid\" ] || kill \"\$poll_pid\" 2>/dev/null; rm -rf --one-file-system '$work'" EXIT
 
 for n in $all_names; do
-	on_cleanup sh -c "systemctl stop sdme-$n 2>/dev/null; systemctl reset-failed 'sdme-$n' 'sdme-prepare@$n' 2>/dev/null; rm -rf /var/lib/sdme/rootfs/$n /var/lib/sdme/containers/$n /var/lib/sdme/meta/$n.json /var/lib/sdme/import/$n.lock /etc/sdme/$n.container; true"
+	on_cleanup sh -c "systemctl stop sdme-$n 2>/dev/null; systemctl reset-failed 'sdme-$n' 'sdme-prepare@$n' 2>/dev/null; rm -rf /var/lib/sdme/rootfs/$n /var/lib/sdme/containers/$n /var/lib/sdme/meta/$n.json /var/lib/sdme/import/$n.lock /var/lib/sdme/import/$n.use /etc/sdme/$n.container; true"
 done
 on_cleanup systemctl daemon-reload
 
@@ -68,8 +68,9 @@ leftovers() {
 		losetup -a | grep -F "$d" || true
 		grep -F " $d" /proc/self/mountinfo || true
 	done
-	# The store keeps only rootfs/NAME, meta/NAME.json and import/NAME.lock.
-	find "$state/import" -mindepth 1 ! -name '*.lock' 2>/dev/null || true
+	# The store keeps only rootfs/NAME, meta/NAME.json and the locks
+	# import/NAME.lock and import/NAME.use.
+	find "$state/import" -mindepth 1 ! -name '*.lock' ! -name '*.use' 2>/dev/null || true
 	find "$state/rootfs" "$state/meta" -mindepth 1 -maxdepth 1 -name '.*' 2>/dev/null || true
 }
 
@@ -282,7 +283,7 @@ for n in "$name_raw" "$name_qcow" "$name_big"; do
 	assert_eq "$n: is-system-running" running "$(th_exec timeout 60 systemctl -M "$n" is-system-running 2>&1 || true)"
 	assert_eq "$n: the disk's tree inside" disk-root "$(th_run_in "$n" cat /etc/e2e-37-marker 2>&1 || true)"
 	check_in "systemctl stop sdme-$n" timeout 120 systemctl stop "sdme-$n"
-	th_wait_unmounted "$n" || fail "overlay of $n still mounted 10 s after stop"
+	th_unmounted "$n" || fail "overlay of $n still mounted after stop"
 done
 
 step "post-import: a minbase bookworm tree without systemd"
@@ -331,7 +332,7 @@ assert_eq "$name_yes: is-system-running" running "$(th_exec timeout 60 systemctl
 assert_eq "$name_yes: dbus active" active "$(th_exec systemctl -M "$name_yes" is-active dbus.service 2>&1 || true)"
 assert_eq "$name_yes: runs bookworm" bookworm "$(th_run_in "$name_yes" sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>&1 || true)"
 check_in "systemctl stop sdme-$name_yes" timeout 120 systemctl stop "sdme-$name_yes"
-th_wait_unmounted "$name_yes" || fail "overlay of $name_yes still mounted 10 s after stop"
+th_unmounted "$name_yes" || fail "overlay of $name_yes still mounted after stop"
 
 step "sdme-import --install-packages=no"
 rc=0

@@ -32,7 +32,7 @@ imp() { th_exec sdme-import "$@"; }
 # rootfs, a staging directory, a held lock, a temporary blob.
 left_behind() {
 	th_sh "test ! -e /var/lib/sdme/rootfs/$1 || echo rootfs/$1
-		find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock'
+		find /var/lib/sdme/import -mindepth 1 -maxdepth 1 ! -name '*.lock' ! -name '*.use'
 		test ! -e /var/lib/sdme/import/$1.lock || flock -n /var/lib/sdme/import/$1.lock true || echo 'lock of $1 held'
 		find /var/lib/sdme/blobs -name '.tmp-*' 2>/dev/null" 2>&1
 }
@@ -191,4 +191,4 @@ assert_match "the import recorded the pinned digest" "\"digest\": \"$base_digest
 	"$(th_exec cat "/var/lib/sdme/meta/$rootfs.json" 2>&1)"
 assert_eq "hostname inside $inl" "$inl" "$(th_run_in "$inl" cat /proc/sys/kernel/hostname 2>&1 || true)"
 th_exec systemctl stop "sdme-$inl" "$img" || true
-th_wait_unmounted "$inl" || fail "the overlay of $inl is still mounted after stop"
+th_unmounted "$inl" || fail "the overlay of $inl is still mounted after stop"

@@ -73,6 +73,6 @@ for u in $units; do
 	assert_eq "$u inactive after its pod stopped" inactive "$(th_exec systemctl is-active "$u" 2>&1 || true)"
 done
 for m in $machines; do
-	th_wait_unmounted "$m" || fail "overlay of $m still mounted 10 s after the pod stopped"
+	th_unmounted "$m" || fail "overlay of $m still mounted after the pod stopped"
 done
 check_in "nothing left in /run/sdme/pods" sh -c "! test -e /run/sdme/pods"

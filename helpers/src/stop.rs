@@ -1,0 +1,176 @@
+//! The two ends of a container's use of its layers, besides mounting and
+//! unmounting (see sdme-prepare(8)):
+//!
+//! * at start, [`begin_use`]: the rootfs's use lock, shared, for the whole
+//!   prepare step, and the record of which rootfs the container uses
+//!   ([`sdme_core::inuse`]), which `sdme-import --force`/`--remove` check;
+//! * at stop, [`end_use`] removes the record once the overlay is
+//!   unmounted, and [`wait_mount_unit_inactive`] makes systemd's view of
+//!   the overlay's `.mount` unit catch up with the kernel before the
+//!   service's stop job ends.
+//!
+//! Why: `systemctl stop sdme-NAME` waits only for the service's own job,
+//! so the service unmounts the overlay itself, from `ExecStopPost=`. The
+//! mount unit has a stop (or restart) job of its own in the same
+//! transaction (`PartOf=`), ordered after the service's; it must find the
+//! unit already inactive. systemd learns of an unmount through
+//! `/proc/self/mountinfo` events, which it rate-limits (5 a second): after
+//! a burst (nspawn's own mounts at stop) the event can come after the
+//! service's stop job has ended, and then the mount's job runs umount(8)
+//! on nothing, which fails and leaves the unit "failed" (and a restart
+//! fails with it). So wait, while the service is still stopping, until
+//! systemd shows the unit inactive: a condition, not a delay.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sdme_core::inuse::{self, Record, UseLock};
+
+use crate::bootwait::Backoff;
+use crate::dbus;
+
+/// A prepare step's hold on its rootfs: the shared use lock, and whether
+/// it wrote a record.
+#[derive(Debug)]
+pub struct Use {
+    machine: String,
+    merged: std::path::PathBuf,
+    recorded: bool,
+    _lock: Option<UseLock>,
+}
+
+impl Use {
+    /// The prepare step failed: drop the record unless an overlay is
+    /// mounted (a running container's prepare ran again).
+    pub fn abandon(&self) {
+        if self.recorded && !crate::prepare::is_mounted(&self.merged) {
+            let _ = inuse::remove(Path::new(inuse::RECORD_DIR), &self.machine);
+        }
+    }
+}
+
+/// At the start of a prepare step on `lower`: when it is an imported rootfs
+/// (`/var/lib/sdme/rootfs/NAME`), take `NAME.use` shared (waiting while an
+/// import swaps or removes NAME) and record that `machine` uses it. Held
+/// until the value is dropped, at the end of the step, after the mount
+/// where the step mounts the overlay itself. Any other lower directory
+/// (the host's `/`, a directory of the admin's) is not sdme-import's to
+/// replace: nothing is locked or recorded.
+pub fn begin_use(machine: &str, lower: &Path, state: &Path, unit: Option<&str>) -> Result<Use> {
+    let merged = crate::prepare::merged_dir(state);
+    let Some(name) = inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) else {
+        return Ok(Use {
+            machine: machine.to_string(),
+            merged,
+            recorded: false,
+            _lock: None,
+        });
+    };
+    let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
+    let lock = inuse::lock_use(lock_dir, name, false).with_context(|| {
+        format!(
+            "cannot take the use lock {} of rootfs {name}",
+            inuse::use_lock_path(lock_dir, name).display()
+        )
+    })?;
+    let rec = Record {
+        machine: machine.to_string(),
+        lower: lower.to_path_buf(),
+        merged: merged.clone(),
+        unit: unit.map(str::to_string),
+    };
+    inuse::write(Path::new(inuse::RECORD_DIR), &rec).with_context(|| {
+        format!(
+            "cannot record the use of rootfs {name} in {}/{machine}",
+            inuse::RECORD_DIR
+        )
+    })?;
+    Ok(Use {
+        machine: machine.to_string(),
+        merged,
+        recorded: true,
+        _lock: Some(lock),
+    })
+}
+
+/// At stop, once the overlay is unmounted: the container no longer uses
+/// its rootfs.
+pub fn end_use(machine: &str) -> Result<()> {
+    inuse::remove(Path::new(inuse::RECORD_DIR), machine)
+        .with_context(|| format!("cannot remove {}/{machine}", inuse::RECORD_DIR))
+}
+
+/// The system bus (systemd answers there; its private socket speaks no
+/// `Hello`).
+pub const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
+
+/// How long systemd may take to notice the unmount: its mountinfo rate
+/// limit holds events for at most a second; the rest is margin for a busy
+/// manager.
+pub const UNIT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait until systemd shows the mount unit of `merged` inactive. `Ok(None)`
+/// when it does; `Ok(Some(warning))` when that cannot be known (no system
+/// bus, e.g. late at shutdown; a timeout): the overlay is unmounted all the
+/// same, only the mount unit may end "failed".
+pub fn wait_mount_unit_inactive(merged: &Path) -> Option<String> {
+    let unit = match sdme_core::escape::mount_unit_name(&merged.to_string_lossy()) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("{}: {e}", merged.display())),
+    };
+    let deadline = Instant::now() + UNIT_SYNC_TIMEOUT;
+    let mut bus = match dbus::Conn::connect(Path::new(SYSTEM_BUS), deadline) {
+        Ok(c) => c,
+        Err(e) => {
+            return Some(format!(
+                "cannot ask systemd about {unit} ({SYSTEM_BUS}: {e}); it may show the unit \
+                 failed although the overlay is unmounted"
+            ))
+        }
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        let state = match bus.unit_state(&unit, deadline) {
+            Ok((_, active, _)) => active,
+            Err(e) => return Some(format!("cannot read the state of {unit}: {e}")),
+        };
+        if let Some(w) = verdict(&unit, &state) {
+            return w;
+        }
+        let pause = backoff.next_interval();
+        if Instant::now() + pause >= deadline {
+            return Some(format!(
+                "systemd still shows {unit} {state} {} s after the overlay was unmounted",
+                UNIT_SYNC_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+/// `None`: keep waiting; `Some(None)`: done; `Some(Some(w))`: done, with a
+/// warning.
+fn verdict(unit: &str, active: &str) -> Option<Option<String>> {
+    match active {
+        "inactive" => Some(None),
+        "failed" => Some(Some(format!(
+            "systemd shows {unit} failed (see systemctl status {unit})"
+        ))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_inactive_only() {
+        assert_eq!(verdict("a.mount", "inactive"), Some(None));
+        assert_eq!(verdict("a.mount", "active"), None);
+        assert_eq!(verdict("a.mount", "deactivating"), None);
+        let w = verdict("a.mount", "failed").unwrap().unwrap();
+        assert!(w.contains("a.mount failed"), "{w}");
+    }
+}
