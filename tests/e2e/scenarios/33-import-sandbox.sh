@@ -17,14 +17,8 @@
 w=/var/tmp/e2e-33
 st=/var/lib/sdme
 names="imp33-auto imp33-yes imp33-no imp33-unit"
-cleanup_names() {
-	local n
-	for n in $names; do
-		printf 'rm -rf %s/rootfs/%s %s/meta/%s.json %s/import/%s.staging %s/import/%s.lock; ' \
-			"$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n"
-	done
-}
-on_cleanup sh -c "$(cleanup_names) rm -rf $w /sdme-escape-marker /sdme-escape-marker-proc /etc/sdme/imp33-unit.image; systemctl daemon-reload"
+# shellcheck disable=SC2086 # $names is a list of words
+on_cleanup sh -c "$(th_rootfs_rm $names) rm -rf $w /sdme-escape-marker /sdme-escape-marker-proc /etc/sdme/imp33-unit.image; systemctl daemon-reload"
 on_cleanup sh -c 'systemctl stop sdme-image-imp33-unit.service; systemctl reset-failed "sdme-*" 2>/dev/null; true'
 
 step "build the hostile image (static /bin/sh) out here, into the host's $w"

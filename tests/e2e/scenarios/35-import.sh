@@ -31,14 +31,8 @@ names="imp35-none imp35-gz imp35-bz2 imp35-xz imp35-zst imp35-acls imp35-dir imp
 sparse_formats="gnu pax-0.0 pax-0.1 pax-1.0"
 for v in $sparse_formats; do names="$names imp35-s${v//[.-]/}"; done
 
-cleanup_names() {
-	local n
-	for n in $names; do
-		printf 'rm -rf %s/rootfs/%s %s/meta/%s.json %s/import/%s.staging %s/import/%s.lock %s/import/%s.use; ' \
-			"$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n" "$st" "$n"
-	done
-}
-on_cleanup sh -c "$(cleanup_names) rm -rf $w /tmp/e2e35-out /tmp/e2e35-pwned-*; rm -rf $st/containers/$boot /etc/sdme/$boot.container; systemctl daemon-reload"
+# shellcheck disable=SC2086 # $names is a list of words
+on_cleanup sh -c "$(th_rootfs_rm $names) rm -rf $w /tmp/e2e35-out /tmp/e2e35-pwned-*; rm -rf $st/containers/$boot /etc/sdme/$boot.container; systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$boot; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
 # fingerprint DIR: every entry's path, type, mode, owner, size, mtime, link
