@@ -378,7 +378,7 @@ pub fn mount_overlay(
         let ns = userns_fd(base)?;
         attach_mapped(lower, &mlower, &ns)?;
         attach_mapped(state, &mstate, &ns)?;
-        let data = crate::prepare::overlay_options(&mlower, &mstate)?;
+        let data = crate::overlay::overlay_options(&mlower, &mstate)?;
         let cdata = CString::new(data.clone()).map_err(|_| anyhow!("NUL in overlay options"))?;
         let ctarget = cpath(merged)?;
         let r = as_container_root(base, || {

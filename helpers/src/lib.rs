@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod idmap;
 pub mod journal;
 pub mod mountinfo;
+pub mod overlay;
 pub mod pod;
 pub mod prepare;
 pub mod stop;

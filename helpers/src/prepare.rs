@@ -22,6 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::fsutil::{check_host_path, container_rel_path, DirAttrs, Entry, Lower, SafeDir};
 use crate::mountinfo;
+use crate::overlay;
 
 /// What the invocation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,34 +476,6 @@ fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("cannot chmod {}", dir.display()))
 }
 
-pub fn merged_dir(state: &Path) -> PathBuf {
-    state.join("merged")
-}
-
-/// Whether anything is mounted at `merged` (errors count as mounted).
-pub fn is_mounted(merged: &Path) -> bool {
-    overlay_mounted(merged).unwrap_or(true)
-}
-
-/// Is an overlay mounted at `STATE/merged`? An unrelated file system there
-/// is an error.
-fn overlay_mounted(merged: &Path) -> Result<bool> {
-    let canon = match std::fs::canonicalize(merged) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot resolve {}", merged.display())),
-    };
-    match mountinfo::mounted_at(&canon)? {
-        None => Ok(false),
-        Some(m) if m.fs_type == "overlay" => Ok(true),
-        Some(m) => bail!(
-            "{} has a {} file system mounted on it, not an overlay",
-            canon.display(),
-            m.fs_type
-        ),
-    }
-}
-
 /// systemd-nspawn (256+) mounts a tmpfs on /run/systemd/nspawn/unix-export/
 /// MACHINE and removes it when it exits; killed with SIGKILL it leaves it
 /// there, and the next nspawn of that name refuses to start ("Mount point
@@ -719,14 +692,14 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
     ensure_host_dir(state, 0o755)?;
     ensure_host_dir(&state.join("upper"), 0o755)?;
     ensure_host_dir(&state.join("work"), 0o700)?;
-    let merged = merged_dir(state);
+    let merged = overlay::merged_dir(state);
     ensure_host_dir(&merged, 0o755)?;
     clear_stale_unix_export(&opts.machine, &mut report);
 
     // 2. An overlay already mounted on these layers must not have its upper
     //    layer changed underneath (overlayfs(5): undefined behaviour). It was
     //    prepared before it was mounted; leave it.
-    if overlay_mounted(&merged)? {
+    if overlay::overlay_mounted(&merged)? {
         // A template instance mounts its overlay itself and unmounts it from
         // ExecStopPost=; killed with SIGKILL (systemd 257 kills the stop
         // commands too) it leaves the overlay behind. With no machine of
@@ -1008,41 +981,13 @@ fn stub(etc: &SafeDir, lower: &Lower, name: &str, always: bool) -> Result<()> {
     Ok(())
 }
 
-/// The option string for the overlay; refuses characters that overlayfs
-/// would split on.
-pub fn overlay_options(lower: &Path, state: &Path) -> Result<String> {
-    let parts = [
-        ("lowerdir", lower.to_path_buf()),
-        ("upperdir", state.join("upper")),
-        ("workdir", state.join("work")),
-    ];
-    let mut out = Vec::new();
-    for (k, p) in parts {
-        let s = p
-            .to_str()
-            .ok_or_else(|| anyhow!("{k} path {} is not valid UTF-8", p.display()))?;
-        if let Some(c) = s.chars().find(|c| matches!(c, ',' | ':' | '\\' | '\n')) {
-            bail!(
-                "{k} path {s} contains '{}', which overlay options cannot carry",
-                c.escape_default()
-            );
-        }
-        out.push(format!("{k}={s}"));
-    }
-    let opts = out.join(",");
-    if opts.len() >= 4000 {
-        bail!("overlay options are too long ({} bytes)", opts.len());
-    }
-    Ok(opts)
-}
-
 /// Mount the overlay at STATE/merged unless one is mounted there already.
 pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
-    let merged = merged_dir(state);
-    if overlay_mounted(&merged)? {
+    let merged = overlay::merged_dir(state);
+    if overlay::overlay_mounted(&merged)? {
         return Ok(());
     }
-    let data = overlay_options(lower, state)?;
+    let data = overlay::overlay_options(lower, state)?;
     nix::mount::mount(
         Some("overlay"),
         &merged,
@@ -1064,8 +1009,8 @@ pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
 /// it.
 pub fn unmount(state: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
-    let merged = merged_dir(state);
-    while overlay_mounted(&merged)? {
+    let merged = overlay::merged_dir(state);
+    while overlay::overlay_mounted(&merged)? {
         match umount2(&merged, MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => {}                                     // stacked mounts: check again
             Err(nix::errno::Errno::EINVAL) => return Ok(()), // not a mount point (raced)
@@ -1093,7 +1038,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             if opts.mount_unit {
                 report
                     .warnings
-                    .extend(crate::stop::wait_mount_unit_inactive(&merged_dir(
+                    .extend(crate::stop::wait_mount_unit_inactive(&overlay::merged_dir(
                         &opts.state,
                     )));
             }

@@ -44,7 +44,7 @@ impl Use {
     /// The prepare step failed: drop the record unless an overlay is
     /// mounted (a running container's prepare ran again).
     pub fn abandon(&self) {
-        if self.recorded && !crate::prepare::is_mounted(&self.merged) {
+        if self.recorded && !crate::overlay::is_mounted(&self.merged) {
             let _ = inuse::remove(Path::new(inuse::RECORD_DIR), &self.machine);
         }
     }
@@ -58,7 +58,7 @@ impl Use {
 /// (the host's `/`, a directory of the admin's) is not sdme-import's to
 /// replace: nothing is locked or recorded.
 pub fn begin_use(machine: &str, lower: &Path, state: &Path, unit: Option<&str>) -> Result<Use> {
-    let merged = crate::prepare::merged_dir(state);
+    let merged = crate::overlay::merged_dir(state);
     let Some(name) = inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) else {
         return Ok(Use {
             machine: machine.to_string(),

@@ -19,8 +19,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::budget::Budget;
 use crate::cancel;
-use crate::layer::{show, xattr_skipped, DOT};
+use crate::layer::{xattr_skipped, DOT};
 use crate::progress::Progress;
+use crate::show::show;
 use crate::sys::{self, cstring, DIR_FLAGS};
 
 #[derive(Debug, Clone, Copy)]

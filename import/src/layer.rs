@@ -28,6 +28,7 @@ use crate::acl;
 use crate::budget::Budget;
 use crate::cancel;
 use crate::pax;
+use crate::show::show;
 use crate::sparse::{self, Sparse};
 use crate::sys::{self, cstring, DIR_FLAGS};
 use crate::targuard::{self, Guard};
@@ -111,18 +112,6 @@ pub fn apply<R: Read>(reader: R, target: &Path, opts: &ApplyOpts) -> Result<Stat
     a.finish_dirs()?;
     a.finish_acls()?;
     Ok(a.stats)
-}
-
-/// An entry's name for messages: its first 200 bytes, escaped (a long
-/// name is cut before it is copied).
-pub fn show(b: &[u8]) -> String {
-    const MAX: usize = 200;
-    let cut = &b[..b.len().min(MAX)];
-    let mut out: String = String::from_utf8_lossy(cut).escape_debug().collect();
-    if b.len() > MAX {
-        out.push_str("...");
-    }
-    out
 }
 
 /// The relative components of an archive path; `..` and absolute paths

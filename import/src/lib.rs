@@ -34,6 +34,7 @@ pub mod pax;
 pub mod pipe;
 pub mod post;
 pub mod progress;
+pub mod show;
 pub mod source;
 pub mod sparse;
 pub mod store;

@@ -40,7 +40,7 @@ fn number(key: &str, v: &[u8]) -> Result<u64> {
         .ok()
         .filter(|t| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
         .and_then(|t| t.parse().ok())
-        .ok_or_else(|| anyhow!("bad {key} '{}'", crate::layer::show(v)))
+        .ok_or_else(|| anyhow!("bad {key} '{}'", crate::show::show(v)))
 }
 
 fn get_number(r: &Records, key: &str) -> Result<Option<u64>> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use sdme_core::paths;
 
-use sdme_helpers::{journal, prepare};
+use sdme_helpers::{journal, overlay, prepare};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                 println!(
                     "sdme-prepare: {}: overlay already mounted on {}; upper/ left as it is",
                     opts.machine,
-                    prepare::merged_dir(&opts.state).display()
+                    overlay::merged_dir(&opts.state).display()
                 );
             }
             ExitCode::SUCCESS
