@@ -134,23 +134,12 @@ impl Store {
 
     fn try_lock(&self, name: &str) -> Result<Option<NameLock>> {
         let p = self.lock_path(name);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&p)
-            .with_context(|| format!("cannot open {}", p.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
-            }
-            return Err(e).with_context(|| format!("cannot lock {}", p.display()));
-        }
+        let Some(mut f) =
+            sdme_core::lockfile::lock(&p, sdme_core::lockfile::Mode::Exclusive, false)
+                .with_context(|| format!("cannot lock {}", p.display()))?
+        else {
+            return Ok(None);
+        };
         // Who holds it, for the message another run prints.
         let _ = f.set_len(0);
         let _ = f.rewind();

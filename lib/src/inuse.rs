@@ -28,9 +28,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::lockfile;
 
 /// Where the records live.
 pub const RECORD_DIR: &str = "/run/sdme/inuse";
@@ -194,55 +195,24 @@ pub fn lock_use(lock_dir: &Path, name: &str, exclusive: bool) -> io::Result<UseL
         .recursive(true)
         .mode(0o700)
         .create(lock_dir)?;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(use_lock_path(lock_dir, name))?;
-    let op = if exclusive {
-        libc::LOCK_EX
+    let mode = if exclusive {
+        lockfile::Mode::Exclusive
     } else {
-        libc::LOCK_SH
+        lockfile::Mode::Shared
     };
-    loop {
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(UseLock { _file: f });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    let f = lockfile::lock(&use_lock_path(lock_dir, name), mode, true)?
+        .ok_or_else(|| io::Error::other("lock not taken"))?;
+    Ok(UseLock { _file: f })
 }
 
 /// Whether the lock is free for `exclusive` now (tests).
 pub fn try_lock_use(lock_dir: &Path, name: &str, exclusive: bool) -> io::Result<Option<UseLock>> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(use_lock_path(lock_dir, name))?;
-    let op = if exclusive {
-        libc::LOCK_EX
+    let mode = if exclusive {
+        lockfile::Mode::Exclusive
     } else {
-        libc::LOCK_SH
-    } | libc::LOCK_NB;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-        return Ok(Some(UseLock { _file: f }));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Ok(None);
-    }
-    Err(e)
+        lockfile::Mode::Shared
+    };
+    Ok(lockfile::lock(&use_lock_path(lock_dir, name), mode, false)?.map(|f| UseLock { _file: f }))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod generate;
 pub mod image;
 pub mod inuse;
 pub mod keys;
+pub mod lockfile;
 pub mod mountinfo;
 pub mod name;
 pub mod parallel;
