@@ -152,7 +152,7 @@ assert_eq "the host sees merged/tmp owned by the base" "$nt_base:$nt_base" \
 	"$(th_exec stat -c %u:%g "/var/lib/sdme/containers/$nt/merged/tmp" 2>&1 || true)"
 assert_eq "inside, /root belongs to root" "0 700" "$(th_run_in "$nt" stat -c '%u %a' /root 2>&1 | tr -d '\r' || true)"
 check_in "systemctl stop sdme-$nt" timeout 120 systemctl stop "sdme-$nt"
-th_wait_unmounted "$nt" || fail "overlay of $nt still mounted 10 s after stop"
+th_unmounted "$nt" || fail "overlay of $nt still mounted after stop"
 nothing_mapped || fail "mapped layers left after $nt stopped"
 
 step "an instance of a bare template with PrivateUsers=yes: its base comes from its machine name at start"
@@ -211,7 +211,14 @@ step "the generator says: $gen"
 assert_match "the collision is reported with both files" \
 	"/etc/sdme/$col.container: PrivateUsers=: the UID range $rf_base-$((rf_base + 65535)) of machine '$col' is already the range of machine '$rf' \\(/etc/sdme/$rf.container\\)" "$gen"
 assert_eq "only that file is reported" 2 "$(printf '%s\n' "$gen" | grep -c "^sdme-generator: " || true)"
-check_in "sdme-$col.service is not generated" sh -c "! systemctl cat sdme-$col.service >/dev/null 2>&1"
+# The refused file gets an error unit: no mount, and its start fails with
+# the collision (sdme-generator(8), ERROR UNITS).
+check_in "sdme-$col.service is an error unit" sh -c "systemctl cat sdme-$col.service | grep -q '^Type=oneshot'"
+check_in "no mount unit for $col" sh -c "! systemctl cat var-lib-sdme-containers-$col-merged.mount >/dev/null 2>&1"
+check_in_status 1 "systemctl start sdme-$col fails" systemctl start "sdme-$col"
+assert_match "its status names the collision" "UID range $rf_base-$((rf_base + 65535))" \
+	"$(th_exec systemctl status --no-pager -l "sdme-$col" 2>&1 || true)"
+th_exec systemctl reset-failed "sdme-$col"
 check_in "sdme-$rf.service is still generated" systemctl cat "sdme-$rf.service"
 check_in "sdme-$hc.service is still generated" systemctl cat "sdme-$hc.service"
 th_exec rm -f "/etc/sdme/$col.container"
