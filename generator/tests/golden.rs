@@ -59,8 +59,24 @@ struct Run {
     tree: BTreeMap<String, Node>,
 }
 
+/// The case's root seen through a path of fixed length, so that output
+/// which depends on the length of a path (the first error in an error
+/// unit's `Description=` is cut at a byte budget) is the same in every
+/// checkout and every `TMPDIR`.
+fn fixed_length_root(case: &Path) -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("sdme-golden.")
+        .rand_bytes(8)
+        .tempdir_in("/tmp")
+        .unwrap();
+    let real = fs::canonicalize(case.join("root")).unwrap();
+    std::os::unix::fs::symlink(real, t.path().join("root")).unwrap();
+    t
+}
+
 fn run_case(case: &Path) -> Run {
-    let root = case.join("root");
+    let fixed = fixed_length_root(case);
+    let root = fixed.path().join("root");
     let dirs: Vec<String> = SEARCH
         .iter()
         .map(|d| root.join(d).display().to_string())
