@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use log::{Level, Logger};
 use sdme_core::broken::render_broken;
-use sdme_core::generate::{generate, plan, plan_with};
+use sdme_core::generate::{generate, plan_with};
+use sdme_core::orphan::render_orphan;
 use sdme_core::paths;
 use sdme_core::render::Output;
 use sdme_core::render::{render, render_image, render_pod};
@@ -77,11 +78,22 @@ fn main() -> ExitCode {
                 .join(":")
         ),
     );
+    // The containers that run: a unit stops each whose file is gone.
+    let records = match paths::inuse_dir() {
+        None => Vec::new(),
+        Some(d) => sdme_core::inuse::read_all(&d).unwrap_or_else(|e| {
+            log.error_everywhere(&format!(
+                "cannot read {}: {e}; containers whose file was removed or broke while they ran keep no unit that stops them",
+                d.display()
+            ));
+            Vec::new()
+        }),
+    };
     let mut write_failed = false;
     let (g, results) = match &mode {
         Mode::DryRun => {
             let mut stdout = std::io::stdout().lock();
-            let g = generate(&dirs, &mut |o| {
+            let g = generate(&dirs, &records, &mut |o| {
                 let _ = match &o {
                     Output::File { path, content } => write!(stdout, "# {path}\n{content}\n"),
                     Output::Symlink { path, target } => write!(stdout, "# {path} -> {target}\n\n"),
@@ -90,7 +102,7 @@ fn main() -> ExitCode {
             (g, Vec::new())
         }
         Mode::Write(dir) => match write::Writer::new(dir) {
-            Err(e) => (plan(&dirs), vec![Err(e)]),
+            Err(e) => (plan_with(&dirs, &records, |_| ()).0, vec![Err(e)]),
             Ok(w) => {
                 let debug = log.enabled(Level::Debug);
                 let write = |o: Output| {
@@ -107,7 +119,7 @@ fn main() -> ExitCode {
                 // in file order. Only those with something to log are
                 // kept: a run without errors or debug log then makes (and
                 // frees, after the others are done) no list per container.
-                let (g, written) = plan_with(&dirs, |c| {
+                let (g, written) = plan_with(&dirs, &records, |c| {
                     (render(c).into_iter().map(write))
                         .filter(|r| !matches!(r, Ok(None)))
                         .collect::<Vec<_>>()
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
                     .flat_map(render_pod)
                     .chain(g.images.iter().flat_map(render_image))
                     .chain(g.broken.iter().map(render_broken))
+                    .chain(g.orphans.iter().map(render_orphan))
                     .map(write)
                     .chain(written.into_iter().flatten())
                     .collect();
@@ -145,6 +158,9 @@ fn main() -> ExitCode {
     }
     for f in &g.skipped {
         log.error_everywhere(&format!("{}: skipped, no units generated", f.display()));
+    }
+    for o in &g.orphans {
+        log.log(Level::Info, &sdme_core::orphan::notice(o));
     }
     let failed = write_failed || !g.errors.is_empty() || !dir_errors.is_empty();
     log.log(

@@ -662,7 +662,13 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         .lower
         .as_deref()
         .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
-    let using = crate::stop::begin_use(&opts.machine, lower, &opts.state, opts.unit.as_deref())?;
+    let using = crate::stop::begin_use(
+        &opts.machine,
+        lower,
+        &opts.state,
+        opts.unit.as_deref(),
+        opts.source.as_deref(),
+    )?;
     let r = prepare_layers(opts);
     if r.is_err() {
         using.abandon();

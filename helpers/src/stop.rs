@@ -2,8 +2,10 @@
 //! unmounting (see sdme-prepare(8)):
 //!
 //! * at start, [`begin_use`]: the rootfs's use lock, shared, for the whole
-//!   prepare step, and the record of which rootfs the container uses
-//!   ([`sdme_core::inuse`]), which `sdme-import --force`/`--remove` check;
+//!   prepare step, and the record of what the container uses
+//!   ([`sdme_core::inuse`]), which `sdme-import --force`/`--remove` check
+//!   and from which the generator keeps a unit that stops a container
+//!   whose file was removed or broke;
 //! * at stop, [`end_use`] removes the record once the overlay is
 //!   unmounted, and [`wait_mount_unit_inactive`] makes systemd's view of
 //!   the overlay's `.mount` unit catch up with the kernel before the
@@ -30,13 +32,12 @@ use sdme_core::inuse::{self, Record, UseLock};
 use crate::bootwait::Backoff;
 use crate::dbus;
 
-/// A prepare step's hold on its rootfs: the shared use lock, and whether
-/// it wrote a record.
+/// A prepare step's hold on its layers: its record, and the shared use
+/// lock of an imported rootfs.
 #[derive(Debug)]
 pub struct Use {
     machine: String,
     merged: std::path::PathBuf,
-    recorded: bool,
     _lock: Option<UseLock>,
 }
 
@@ -44,53 +45,58 @@ impl Use {
     /// The prepare step failed: drop the record unless an overlay is
     /// mounted (a running container's prepare ran again).
     pub fn abandon(&self) {
-        if self.recorded && !crate::overlay::is_mounted(&self.merged) {
+        if !crate::overlay::is_mounted(&self.merged) {
             let _ = inuse::remove(Path::new(inuse::RECORD_DIR), &self.machine);
         }
     }
 }
 
-/// At the start of a prepare step on `lower`: when it is an imported rootfs
-/// (`/var/lib/sdme/rootfs/NAME`), take `NAME.use` shared (waiting while an
-/// import swaps or removes NAME) and record that `machine` uses it. Held
-/// until the value is dropped, at the end of the step, after the mount
-/// where the step mounts the overlay itself. Any other lower directory
-/// (the host's `/`, a directory of the admin's) is not sdme-import's to
-/// replace: nothing is locked or recorded.
-pub fn begin_use(machine: &str, lower: &Path, state: &Path, unit: Option<&str>) -> Result<Use> {
+/// At the start of a prepare step: record that `machine` (its service
+/// `unit`, declared in `source`) runs on `lower` with its state in
+/// `state`, whatever the lower directory; the generator reads the record
+/// at every reload. When `lower` is an imported rootfs
+/// (`/var/lib/sdme/rootfs/NAME`), which sdme-import may replace, first
+/// take `NAME.use` shared (waiting while an import swaps or removes NAME),
+/// held until the value is dropped, at the end of the step, after the
+/// mount where the step mounts the overlay itself.
+pub fn begin_use(
+    machine: &str,
+    lower: &Path,
+    state: &Path,
+    unit: Option<&str>,
+    source: Option<&Path>,
+) -> Result<Use> {
     let merged = crate::overlay::merged_dir(state);
-    let Some(name) = inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) else {
-        return Ok(Use {
-            machine: machine.to_string(),
-            merged,
-            recorded: false,
-            _lock: None,
-        });
+    let lock = match inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) {
+        Some(name) => {
+            let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
+            Some(inuse::lock_use(lock_dir, name, false).with_context(|| {
+                format!(
+                    "cannot take the use lock {} of rootfs {name}",
+                    inuse::use_lock_path(lock_dir, name).display()
+                )
+            })?)
+        }
+        None => None,
     };
-    let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
-    let lock = inuse::lock_use(lock_dir, name, false).with_context(|| {
-        format!(
-            "cannot take the use lock {} of rootfs {name}",
-            inuse::use_lock_path(lock_dir, name).display()
-        )
-    })?;
     let rec = Record {
         machine: machine.to_string(),
         lower: lower.to_path_buf(),
         merged: merged.clone(),
         unit: unit.map(str::to_string),
+        source: source.map(Path::to_path_buf),
     };
     inuse::write(Path::new(inuse::RECORD_DIR), &rec).with_context(|| {
         format!(
-            "cannot record the use of rootfs {name} in {}/{machine}",
+            "cannot record the use of {} in {}/{machine}",
+            lower.display(),
             inuse::RECORD_DIR
         )
     })?;
     Ok(Use {
         machine: machine.to_string(),
         merged,
-        recorded: true,
-        _lock: Some(lock),
+        _lock: lock,
     })
 }
 

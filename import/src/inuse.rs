@@ -236,6 +236,7 @@ mod tests {
             lower: lower.into(),
             merged: format!("/var/lib/sdme/containers/{machine}/merged").into(),
             unit: None,
+            source: None,
         };
         let recs = [
             rec("u", "/var/lib/sdme/rootfs/deb"),

@@ -107,7 +107,7 @@ impl Broken {
 
 /// Control characters made visible: a message is one line of the journal
 /// and of a unit file.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {
@@ -140,7 +140,7 @@ const MAX_DESCRIPTION_ERROR: usize = 300;
 /// which unit the printed lines came from (systemd 252 often cannot, for
 /// a process that exits at once). For a container that names a broken
 /// file, the first error of that file.
-fn first_error(b: &Broken) -> String {
+pub(crate) fn first_error(b: &Broken) -> String {
     let errors: Vec<&String> = (b.messages.iter())
         .filter(|m| !m.ends_with(" has errors:"))
         .collect();
@@ -216,6 +216,19 @@ fn env_assignment(name: &str, value: &str) -> String {
     out
 }
 
+/// `Environment=SDME_ERRORS=...` with `lines` and the `ExecStart=` that
+/// prints them and fails: the start half of every unit that only reports.
+pub(crate) fn push_report_exec(s: &mut String, lines: &[String]) {
+    s.push_str("Environment=");
+    let report: Vec<String> = lines.iter().map(|l| format!("<3>{l}")).collect();
+    s.push_str(&env_assignment("SDME_ERRORS", &report.join("\n")));
+    s.push_str("\nExecStart=");
+    s.push_str(SH);
+    s.push_str(" -c ");
+    s.push_str(&exec_word("printf '%s\\n' \"$SDME_ERRORS\" >&2; exit 1"));
+    s.push('\n');
+}
+
 /// The error unit.
 pub fn render_broken(b: &Broken) -> Output {
     let source = one_line(&b.source.to_string_lossy());
@@ -237,16 +250,8 @@ pub fn render_broken(b: &Broken) -> Output {
     s.push_str(b.kind.suffix());
     s.push_str("(5) man:sdme-generator(8)\nSourcePath=");
     s.push_str(&unit_value(&source));
-    s.push_str("\n\n[Service]\nType=oneshot\nEnvironment=");
-    let report: Vec<String> = (report_lines(b).iter())
-        .map(|l| format!("<3>{l}"))
-        .collect();
-    s.push_str(&env_assignment("SDME_ERRORS", &report.join("\n")));
-    s.push_str("\nExecStart=");
-    s.push_str(SH);
-    s.push_str(" -c ");
-    s.push_str(&exec_word("printf '%s\\n' \"$SDME_ERRORS\" >&2; exit 1"));
-    s.push('\n');
+    s.push_str("\n\n[Service]\nType=oneshot\n");
+    push_report_exec(&mut s, &report_lines(b));
     Output::File {
         path: b.unit.clone(),
         content: s,

@@ -25,6 +25,8 @@ use crate::broken::{render_broken, Broken};
 use crate::config::Config;
 use crate::container::{Container, Diag, Pod};
 use crate::image::{image_service_name, Image};
+use crate::inuse::Record;
+use crate::orphan::{render_orphan, Orphan};
 use crate::parallel::{pipeline, threads_for};
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
@@ -51,8 +53,13 @@ pub struct Plan {
     pub skipped: Vec<PathBuf>,
     /// Error units: the skipped files whose names are valid unit names,
     /// in the order images, pods, containers (each in file-name order);
-    /// none with the name of a unit generated from a good file.
+    /// none with the name of a unit generated from a good file, nor of
+    /// an orphan.
     pub broken: Vec<Broken>,
+    /// Units of running containers that no file generates any more (the
+    /// file was removed, or has errors), in unit order; see
+    /// [`crate::orphan`].
+    pub orphans: Vec<Orphan>,
 }
 
 /// The errors of a file, as logged.
@@ -61,17 +68,20 @@ fn messages(diags: &[Diag]) -> Vec<String> {
 }
 
 /// Steps 1 and 2: every file on `dirs`, validated and checked against the
-/// others.
+/// others (no running containers).
 pub fn plan(dirs: &[PathBuf]) -> Plan {
-    plan_with(dirs, |_| ()).0
+    plan_with(dirs, &[], |_| ()).0
 }
 
 /// [`plan`], with step 3 overlapped: `work` gets each accepted container
 /// (on one of the worker threads) as soon as it and every file before it
 /// are checked, while later files are still read and checked. Returns
 /// `work`'s results in file-name order, as [`Plan::containers`].
+/// `records`: the use records of the containers that run
+/// ([`crate::inuse::read_all`]), for [`Plan::orphans`].
 pub fn plan_with<R: Send>(
     dirs: &[PathBuf],
+    records: &[Record],
     work: impl Fn(&Container) -> R + Sync,
 ) -> (Plan, Vec<R>) {
     let listings = Listings::new(dirs);
@@ -403,6 +413,11 @@ pub fn plan_with<R: Send>(
     p.broken.retain(|b| {
         !taken.contains(&b.unit) && !inline_units.contains(&b.unit) && units.insert(b.unit.clone())
     });
+    // Running containers whose unit no good file generates keep one that
+    // stops them (it replaces an error unit of the same name).
+    let served = |u: &str| taken.contains(u) || inline_units.contains(u);
+    let running = crate::orphan::running(records);
+    p.orphans = crate::orphan::find(&running, served, &mut p.broken, &p.masked);
     drop(taken);
     // Each image unit orders the prepare steps of its users after it
     // (image units are rendered after the plan, containers' units do not
@@ -434,8 +449,8 @@ fn container_broken(c: &Container, msgs: impl IntoIterator<Item = String>) -> Op
 
 /// The whole run, sequentially: each container's units go to `emit` in
 /// file-name order (what `--dry-run` prints).
-pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
-    let p = plan(dirs);
+pub fn generate(dirs: &[PathBuf], records: &[Record], emit: &mut dyn FnMut(Output)) -> Plan {
+    let p = plan_with(dirs, records, |_| ()).0;
     for pod in &p.pods {
         for o in render_pod(pod) {
             emit(o);
@@ -453,6 +468,9 @@ pub fn generate(dirs: &[PathBuf], emit: &mut dyn FnMut(Output)) -> Plan {
     }
     for b in &p.broken {
         emit(render_broken(b));
+    }
+    for o in &p.orphans {
+        emit(render_orphan(o));
     }
     p
 }

@@ -2,14 +2,19 @@
 //! keeps a container's start and a replacement of its rootfs apart
 //! (sdme-prepare(8), sdme-import(1)).
 //!
-//! * A record `/run/sdme/inuse/MACHINE` (`lower=`, `merged=`, `unit=`
-//!   lines) is written by `sdme-prepare` on every start path (the prepare
-//!   unit of a declared container, the `ExecStartPre=` of a template
-//!   instance or a `PrivateUsers=` container) and removed by
-//!   `sdme-prepare --unmount` (every container's `ExecStopPost=`) once the
-//!   overlay is unmounted. A `PrivateUsers=` overlay names only the
-//!   ID-mapped clone in its `lowerdir=`, so mountinfo alone cannot say
-//!   which rootfs it uses; the record can.
+//! * A record `/run/sdme/inuse/MACHINE` (`lower=`, `merged=`, `unit=`,
+//!   `source=` lines) is written by `sdme-prepare` on every start path
+//!   (the prepare unit of a declared container, the `ExecStartPre=` of a
+//!   template instance or a `PrivateUsers=` container), whatever the lower
+//!   layer, and removed by `sdme-prepare --unmount` (every container's
+//!   `ExecStopPost=`) once the overlay is unmounted. Two readers:
+//!   - `sdme-import`: a `PrivateUsers=` overlay names only the ID-mapped
+//!     clone in its `lowerdir=`, so mountinfo alone cannot say which
+//!     rootfs it uses; the record can;
+//!   - `sdme-generator`: a container whose file was removed or broke
+//!     while it ran still needs a unit that stops it the way its own unit
+//!     would (see [`crate::orphan`]); the record says which unit, machine
+//!     and file.
 //! * The lock `/var/lib/sdme/import/NAME.use` is taken shared by
 //!   `sdme-prepare` while it prepares (and, where it mounts the overlay
 //!   itself, mounts) on rootfs NAME, and exclusive by `sdme-import` only
@@ -36,8 +41,12 @@ use crate::lockfile;
 /// Where the records live.
 pub const RECORD_DIR: &str = "/run/sdme/inuse";
 
-/// Largest record read (three short lines).
+/// Largest record read (four short lines).
 const MAX_RECORD: u64 = 8192;
+
+/// Most records read: one per running container (the generator reads
+/// them at every daemon-reload, so their number is bounded too).
+pub const MAX_RECORDS: usize = 10_000;
 
 /// What one prepared container uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,27 +56,39 @@ pub struct Record {
     pub lower: PathBuf,
     /// The container's `merged/`.
     pub merged: PathBuf,
-    /// The container's service, when known (declared containers).
+    /// The container's service (`None` in records of older versions).
     pub unit: Option<String>,
+    /// The container's file (`None` in records of older versions).
+    pub source: Option<PathBuf>,
 }
 
 impl Record {
     fn to_text(&self) -> Option<String> {
         let lower = self.lower.to_str()?;
         let merged = self.merged.to_str()?;
-        if [lower, merged].iter().any(|s| s.contains('\n')) {
+        let source = match &self.source {
+            Some(p) => Some(p.to_str()?),
+            None => None,
+        };
+        if [lower, merged, source.unwrap_or_default()]
+            .iter()
+            .any(|s| s.contains('\n'))
+        {
             return None;
         }
         let mut t = format!("lower={lower}\nmerged={merged}\n");
         if let Some(u) = &self.unit {
             t.push_str(&format!("unit={u}\n"));
         }
+        if let Some(src) = source {
+            t.push_str(&format!("source={src}\n"));
+        }
         Some(t)
     }
 
     /// A record's text; `None` when it is not one we wrote.
     pub fn parse(machine: &str, text: &str) -> Option<Record> {
-        let (mut lower, mut merged, mut unit) = (None, None, None);
+        let (mut lower, mut merged, mut unit, mut source) = (None, None, None, None);
         for line in text.lines() {
             match line.split_once('=')? {
                 ("lower", v) if v.starts_with('/') => lower = Some(PathBuf::from(v)),
@@ -75,6 +96,7 @@ impl Record {
                 ("unit", v) if crate::value::check_unit_name(v, "unit").is_ok() => {
                     unit = Some(v.to_string())
                 }
+                ("source", v) if v.starts_with('/') => source = Some(PathBuf::from(v)),
                 _ => return None,
             }
         }
@@ -83,6 +105,7 @@ impl Record {
             lower: lower?,
             merged: merged?,
             unit,
+            source,
         })
     }
 }
@@ -132,7 +155,8 @@ pub fn remove(dir: &Path, machine: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Every record in `dir` (none when it does not exist); unreadable or
+/// Every record in `dir` (none when it does not exist), in machine-name
+/// order, at most [`MAX_RECORDS`] (the first by name); unreadable or
 /// foreign files are left out.
 pub fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
     let rd = match fs::read_dir(dir) {
@@ -140,21 +164,26 @@ pub fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut names: Vec<String> = (rd.flatten())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        // Temporary files start with a dot.
+        .filter(|m| crate::name::check_machine_name(m).is_ok())
+        .collect();
+    names.sort();
+    names.truncate(MAX_RECORDS);
     let mut out = Vec::new();
-    for e in rd.flatten() {
-        let Some(machine) = e.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if crate::name::check_machine_name(&machine).is_err() {
-            continue; // temporary files start with a dot
-        }
+    for machine in names {
         let Ok(f) = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(e.path())
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(dir.join(&machine))
         else {
             continue;
         };
+        // A regular file only (O_NONBLOCK: a FIFO must not block a reload).
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let mut text = String::new();
         if f.take(MAX_RECORD).read_to_string(&mut text).is_err() {
             continue;
@@ -163,7 +192,6 @@ pub fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
             out.push(r);
         }
     }
-    out.sort_by(|a, b| a.machine.cmp(&b.machine));
     Ok(out)
 }
 
@@ -225,6 +253,7 @@ mod tests {
             lower: lower.into(),
             merged: format!("/var/lib/sdme/containers/{m}/merged").into(),
             unit: Some(format!("sdme-{m}.service")),
+            source: Some(format!("/etc/sdme/{m}.container").into()),
         }
     }
 
@@ -233,8 +262,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("inuse");
         let a = rec("a", "/var/lib/sdme/rootfs/deb");
-        let mut b = rec("b", "/var/lib/sdme/rootfs/deb");
+        let mut b = rec("b", "/");
         b.unit = None;
+        b.source = None;
         write(&dir, &a).unwrap();
         write(&dir, &b).unwrap();
         // Rewritten at the next start: one record per machine.
@@ -256,11 +286,18 @@ mod tests {
         fs::write(d.join("y"), "lower=relative\nmerged=/b\n").unwrap();
         fs::write(d.join(".z.tmp"), "lower=/a\nmerged=/b\n").unwrap();
         fs::write(d.join("w"), "lower=/a\nmerged=/b\nunit=../x\n").unwrap();
+        fs::write(d.join("v"), "lower=/a\nmerged=/b\nsource=rel\n").unwrap();
+        fs::create_dir(d.join("dir")).unwrap();
+        let fifo = std::ffi::CString::new(d.join("fifo").into_os_string().into_encoded_bytes());
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink(d.join("ok"), d.join("link")).unwrap();
         fs::write(d.join("ok"), "lower=/a\nmerged=/b\n").unwrap();
         let all = read_all(d).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].machine, "ok");
         assert_eq!(all[0].unit, None);
+        assert_eq!(all[0].source, None);
     }
 
     #[test]
@@ -268,6 +305,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         assert!(write(t.path(), &rec("../x", "/a")).is_err());
         assert!(write(t.path(), &rec("a", "/a\nunit=x")).is_err());
+        let mut r = rec("a", "/a");
+        r.source = Some("/etc/sdme/a\nunit=x".into());
+        assert!(write(t.path(), &r).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   that keeps a start and a replacement of that rootfs apart;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`broken`]: the error unit of a file that has errors;
+//! - [`orphan`]: the unit that stops a running container whose file was
+//!   removed or broke;
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
 
@@ -27,6 +29,7 @@ pub mod keys;
 pub mod lockfile;
 pub mod mountinfo;
 pub mod name;
+pub mod orphan;
 pub mod parallel;
 pub mod paths;
 pub mod render;

@@ -26,6 +26,22 @@ pub const DEFAULT_UNIT_DIRS: [&str; 4] = [
 /// Colon-separated absolute directories that replace the search path.
 pub const UNIT_DIRS_ENV: &str = "SDME_UNIT_DIRS";
 
+/// A directory that replaces `/run/sdme/inuse` for the generator (tests,
+/// `--dry-run` against another system's records).
+pub const INUSE_DIR_ENV: &str = "SDME_INUSE_DIR";
+
+/// Where the generator reads the use records of running containers:
+/// `$SDME_INUSE_DIR` when set and not empty; none when `$SDME_UNIT_DIRS`
+/// replaces the search path (the records belong to the system's files,
+/// not to another set); else [`crate::inuse::RECORD_DIR`].
+pub fn inuse_dir() -> Option<PathBuf> {
+    match std::env::var_os(INUSE_DIR_ENV) {
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ if std::env::var_os(UNIT_DIRS_ENV).is_some_and(|v| !v.is_empty()) => None,
+        _ => Some(PathBuf::from(crate::inuse::RECORD_DIR)),
+    }
+}
+
 /// Where the helpers are installed; fixed at build time so the generated
 /// units point at what `make install` put on disk.
 pub const LIBEXEC_DIR: &str = match option_env!("SDME_LIBEXECDIR") {

@@ -290,8 +290,14 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
         {
             x.word(s, "--umask=", &e.value);
         }
-        // Its own unit: errors go to the container's journal too.
-        s.push_str(" --unit=");
+    }
+    // The container's service, recorded in /run/sdme/inuse (the generator
+    // keeps a unit that stops the container if its file goes away); from
+    // the prepare unit, errors also go to that service's journal.
+    s.push_str(" --unit=");
+    if c.is_template() {
+        s.push_str("%n");
+    } else {
         s.push_str(&x.service);
     }
     s.push(' ');
@@ -389,8 +395,26 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
     s.push('\n');
 }
 
+/// How every container service stops: `ExecStopPost=` unmounts the
+/// overlay of machine `m` (state directory `dir`, both as written into
+/// units), then the settings every container service gets. Shared with the
+/// units of containers whose file was removed or broke while they ran
+/// ([`crate::orphan`]), which must stop the same way.
+pub(crate) fn push_stop_half(s: &mut String, dir: &str, m: &str) {
+    s.push_str("ExecStopPost=");
+    push_helper(s, "sdme-prepare");
+    s.push_str(" --unmount --mount-unit --state=");
+    s.push_str(dir);
+    s.push(' ');
+    s.push_str(m);
+    s.push('\n');
+    s.push_str(SERVICE_SETTINGS);
+}
+
 /// Settings every container service gets; most mirror systemd's own
-/// systemd-nspawn@.service so that a container behaves like one.
+/// systemd-nspawn@.service so that a container behaves like one. `KillMode=
+/// mixed`: SIGTERM goes to nspawn alone, which halts the guest (its PID 1
+/// would take SIGTERM as "re-execute").
 const SERVICE_SETTINGS: &str = "\
 KillMode=mixed
 Delegate=yes
@@ -487,14 +511,7 @@ fn service(x: &Ctx) -> String {
     // also waits until systemd has seen the unmount (the generated mount
     // unit's stop job must find it inactive; an overlay the helper mounted
     // has a mount unit too, made from mountinfo), see sdme-prepare(8).
-    s.push_str("ExecStopPost=");
-    push_helper(&mut s, "sdme-prepare");
-    s.push_str(" --unmount --mount-unit --state=");
-    s.push_str(&x.dir);
-    s.push(' ');
-    s.push_str(&x.m);
-    s.push('\n');
-    s.push_str(SERVICE_SETTINGS);
+    push_stop_half(&mut s, &x.dir, &x.m);
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');

@@ -73,7 +73,7 @@ fn checks_keep_file_order_over_many_files() {
     let masked: Vec<PathBuf> = (0..FILES).filter(|i| i % 5 == 3).map(file).collect();
 
     for _ in 0..5 {
-        let (p, work) = plan_with(&dirs, |c| c.machine.clone());
+        let (p, work) = plan_with(&dirs, &[], |c| c.machine.clone());
         assert_eq!(p.errors, errors);
         assert_eq!(p.masked, masked);
         let got: Vec<String> = p.containers.iter().map(|c| c.machine.clone()).collect();

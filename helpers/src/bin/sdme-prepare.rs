@@ -18,8 +18,11 @@ fn main() -> ExitCode {
         }
     };
     let guess = prepare::machine_guess(&args);
-    // The container's service, to log a failure in its journal too.
-    let unit = args.iter().find_map(|a| {
+    // The container's service, to log a failure in its journal too; not
+    // with --mount, which runs in that service (ExecStartPre=), whose
+    // journal has the lines already.
+    let in_service = args.iter().any(|a| a == "--mount");
+    let unit = args.iter().filter(|_| !in_service).find_map(|a| {
         a.to_str()
             .and_then(|s| s.strip_prefix("--unit="))
             .filter(|u| sdme_core::value::check_unit_name(u, "unit").is_ok())
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
                 let line = format!("{}: warning: {w}", opts.machine);
                 eprintln!("sdme-prepare: {line}");
                 // The container's journal (systemd says nothing there).
-                if let Some(u) = &opts.unit {
+                if let Some(u) = opts.unit.as_ref().filter(|_| !in_service) {
                     journal::send_about_unit(u, "sdme-prepare", 4, &line);
                 }
             }
