@@ -63,6 +63,9 @@ pub struct Options {
     /// shows the overlay's `.mount` unit (generated, or made from
     /// mountinfo) inactive (see [`crate::stop`]).
     pub mount_unit: bool,
+    /// Where the start records live: [`sdme_core::inuse::RECORD_DIR`]
+    /// (tests use their own).
+    pub records: PathBuf,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
@@ -317,6 +320,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         userns_base,
         umask,
         mount_unit,
+        records: PathBuf::from(sdme_core::inuse::RECORD_DIR),
     })
 }
 
@@ -663,6 +667,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         .as_deref()
         .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
     let using = crate::stop::begin_use(
+        &opts.records,
         &opts.machine,
         lower,
         &opts.state,
@@ -1039,7 +1044,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             unmount(&opts.state)?;
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;
-            crate::stop::end_use(&opts.machine)?;
+            crate::stop::end_use(&opts.records, &opts.machine)?;
             let mut report = Report::default();
             if opts.mount_unit {
                 report

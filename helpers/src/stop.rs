@@ -36,6 +36,7 @@ use crate::dbus;
 /// lock of an imported rootfs.
 #[derive(Debug)]
 pub struct Use {
+    records: std::path::PathBuf,
     machine: String,
     merged: std::path::PathBuf,
     _lock: Option<UseLock>,
@@ -46,12 +47,13 @@ impl Use {
     /// mounted (a running container's prepare ran again).
     pub fn abandon(&self) {
         if !crate::overlay::is_mounted(&self.merged) {
-            let _ = inuse::remove(Path::new(inuse::RECORD_DIR), &self.machine);
+            let _ = inuse::remove(&self.records, &self.machine);
         }
     }
 }
 
-/// At the start of a prepare step: record that `machine` (its service
+/// At the start of a prepare step: record in `records` (normally
+/// [`inuse::RECORD_DIR`]) that `machine` (its service
 /// `unit`, declared in `source`) runs on `lower` with its state in
 /// `state`, whatever the lower directory; the generator reads the record
 /// at every reload. When `lower` is an imported rootfs
@@ -60,6 +62,7 @@ impl Use {
 /// held until the value is dropped, at the end of the step, after the
 /// mount where the step mounts the overlay itself.
 pub fn begin_use(
+    records: &Path,
     machine: &str,
     lower: &Path,
     state: &Path,
@@ -86,14 +89,15 @@ pub fn begin_use(
         unit: unit.map(str::to_string),
         source: source.map(Path::to_path_buf),
     };
-    inuse::write(Path::new(inuse::RECORD_DIR), &rec).with_context(|| {
+    inuse::write(records, &rec).with_context(|| {
         format!(
-            "cannot record the use of {} in {}/{machine}",
+            "cannot record the use of {} in {}",
             lower.display(),
-            inuse::RECORD_DIR
+            records.join(machine).display()
         )
     })?;
     Ok(Use {
+        records: records.to_path_buf(),
         machine: machine.to_string(),
         merged,
         _lock: lock,
@@ -102,9 +106,9 @@ pub fn begin_use(
 
 /// At stop, once the overlay is unmounted: the container no longer uses
 /// its rootfs.
-pub fn end_use(machine: &str) -> Result<()> {
-    inuse::remove(Path::new(inuse::RECORD_DIR), machine)
-        .with_context(|| format!("cannot remove {}/{machine}", inuse::RECORD_DIR))
+pub fn end_use(records: &Path, machine: &str) -> Result<()> {
+    inuse::remove(records, machine)
+        .with_context(|| format!("cannot remove {}", records.join(machine).display()))
 }
 
 /// The system bus (systemd answers there; its private socket speaks no

@@ -116,7 +116,10 @@ fn opts(f: &Fixture, extra: &[&str]) -> Options {
     ];
     a.extend(extra.iter().map(|s| s.into()));
     a.push("web".into());
-    prepare::parse_args(a).unwrap()
+    let mut o = prepare::parse_args(a).unwrap();
+    // The start record goes next to the state, never to the host's /run.
+    o.records = f.state.with_file_name("inuse");
+    o
 }
 
 fn mode(p: &Path) -> u32 {
@@ -753,4 +756,42 @@ fn mount_points_for_private_users() {
     assert_eq!(link(&upper.join("tmp")), f.outside.display().to_string());
     assert_eq!(std::fs::read_dir(&f.outside).unwrap().count(), 0);
     assert_eq!(mode(&upper.join("root")), 0o700);
+}
+
+/// Every start is recorded, whatever the lower layer (the generator keeps
+/// a stopping unit from it), with its unit and file; the stop removes it.
+#[test]
+fn start_record_names_unit_and_file_and_goes_with_the_stop() {
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    let o = opts(
+        &f,
+        &[
+            "--host-clone",
+            "--unit=sdme-web.service",
+            "--source=/etc/sdme/web.container",
+        ],
+    );
+    prepare::run(&o).unwrap();
+    let recs = sdme_core::inuse::read_all(&o.records).unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].machine, "web");
+    assert_eq!(recs[0].lower, f.lower);
+    assert_eq!(recs[0].merged, f.state.join("merged"));
+    assert_eq!(recs[0].unit.as_deref(), Some("sdme-web.service"));
+    assert_eq!(
+        recs[0].source.as_deref(),
+        Some(Path::new("/etc/sdme/web.container"))
+    );
+    let mut stop = prepare::parse_args(vec![
+        "--unmount".into(),
+        format!("--state={}", f.state.display()).into(),
+        "web".into(),
+    ])
+    .unwrap();
+    stop.records = o.records.clone();
+    prepare::run(&stop).unwrap();
+    assert!(!o.records.exists(), "record and empty directory removed");
 }
