@@ -5,8 +5,11 @@
 //! ("not-found"), and with errors in it there is an error unit
 //! ([`crate::broken`], `Type=oneshot`); either way the running container
 //! would lose how it stops: systemd's defaults (`KillMode=control-group`)
-//! then send SIGTERM to the guest's PID 1, which takes it as "re-execute",
-//! and after 90 s SIGKILL it; and nothing unmounts the overlay.
+//! then send SIGTERM to every process at once, the guest's PID 1 included,
+//! which takes it as "re-execute" (whether nspawn's halt wins is a race;
+//! the stop may end in SIGKILL after 90 s), and nothing unmounts the
+//! overlay (measured on systemd 252 and 257: overlay and ID-mapped layers
+//! left mounted).
 //!
 //! So the generator reads the records `sdme-prepare` writes at every
 //! start ([`crate::inuse`], `/run/sdme/inuse/MACHINE`: the unit, machine

@@ -54,6 +54,16 @@ run_case() {
 	status=$(th_exec systemctl status --no-pager -l "$unit" 2>&1 || true)
 	echo "$status" | head -n 5
 	assert_match "$desc: status says why" "sdme container $m: $reason" "$status"
+	if [ "$action" = break ]; then
+		step "$desc: fixed again and reloaded, the container's own unit is back; then broken again"
+		printf '%b' "$content" | th_exec sh -c "cat > '$file'"
+		check_in "$desc: daemon-reload" systemctl daemon-reload
+		assert_eq "$desc: own unit back" "sdme container $m" "$(unit_prop "$unit" Description)"
+		assert_eq "$desc: same MainPID with its own unit" "$pid" "$(unit_prop "$unit" MainPID)"
+		printf '[Container]\nBind=srv/shared:/srv\n' | th_exec sh -c "cat > '$file'"
+		check_in "$desc: daemon-reload" systemctl daemon-reload
+		assert_match "$desc: broken again" "^sdme container $m: $reason" "$(unit_prop "$unit" Description)"
+	fi
 
 	step "$desc: systemctl stop $unit"
 	t0=$(date +%s%N)
