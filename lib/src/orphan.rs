@@ -143,13 +143,23 @@ pub fn find(
 ) -> Vec<Orphan> {
     let mut out = Vec::new();
     for r in running {
-        let template = r.template_unit();
-        if served(&r.unit) || template.as_deref().is_some_and(&served) {
+        if served(&r.unit) {
             continue;
         }
-        let cause = if let Some(i) = broken.iter().position(|b| b.unit == r.unit) {
-            Cause::Errors(Box::new(broken.remove(i)))
-        } else if let Some(b) = (broken.iter()).find(|b| Some(&b.unit) == template.as_ref()) {
+        // An error unit of its own name (a broken declared instance
+        // shadows a good template) comes before the template.
+        if let Some(i) = broken.iter().position(|b| b.unit == r.unit) {
+            out.push(Orphan {
+                running: r.clone(),
+                cause: Cause::Errors(Box::new(broken.remove(i))),
+            });
+            continue;
+        }
+        let template = r.template_unit();
+        if template.as_deref().is_some_and(&served) {
+            continue;
+        }
+        let cause = if let Some(b) = (broken.iter()).find(|b| Some(&b.unit) == template.as_ref()) {
             Cause::Errors(Box::new(b.clone()))
         } else {
             let name = r.source.as_deref().and_then(Path::file_name);
@@ -360,15 +370,17 @@ mod tests {
             rec("t-a", Some("sdme-t@a.service")),
             rec("ok-a", Some("sdme-ok@a.service")),
             rec("hidden", Some("sdme-hidden.service")),
+            rec("ok-b", Some("sdme-ok@b.service")),
         ]);
         let served = |u: &str| u == "sdme-good.service" || u == "sdme-ok@.service";
-        let mut b = vec![broken("bad"), broken("t@")];
+        // ok@b.container has errors: its error unit shadows the template.
+        let mut b = vec![broken("bad"), broken("t@"), broken("ok@b")];
         let masked = [PathBuf::from("/etc/sdme/hidden.container")];
         let o = find(&run, served, &mut b, &masked);
         let got: Vec<(&str, &Cause)> = (o.iter())
             .map(|o| (o.running.unit.as_str(), &o.cause))
             .collect();
-        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got.len(), 5, "{got:?}");
         assert_eq!(got[0].0, "sdme-bad.service");
         assert!(matches!(got[0].1, Cause::Errors(b) if b.unit == "sdme-bad.service"));
         assert_eq!(
@@ -379,8 +391,10 @@ mod tests {
             got[2],
             ("sdme-hidden.service", &Cause::Removed { masked: true })
         );
-        assert_eq!(got[3].0, "sdme-t@a.service");
-        assert!(matches!(got[3].1, Cause::Errors(b) if b.unit == "sdme-t@.service"));
+        assert_eq!(got[3].0, "sdme-ok@b.service");
+        assert!(matches!(got[3].1, Cause::Errors(b) if b.unit == "sdme-ok@b.service"));
+        assert_eq!(got[4].0, "sdme-t@a.service");
+        assert!(matches!(got[4].1, Cause::Errors(b) if b.unit == "sdme-t@.service"));
         // The orphan replaced bad's error unit; the template keeps its own.
         let left: Vec<&str> = b.iter().map(|b| b.unit.as_str()).collect();
         assert_eq!(left, ["sdme-t@.service"]);
