@@ -43,7 +43,9 @@ for c in "${cases[@]}"; do
 	dirs="$r/etc/sdme:$r/run/sdme:$r/usr/local/lib/sdme:$r/usr/lib/sdme"
 	th_exec mkdir -p "$out/normal" "$out/early" "$out/late"
 	rc=0
-	gen_out=$(th_exec env SDME_UNIT_DIRS="$dirs" SYSTEMD_LOG_LEVEL=info \
+	# The case's records of running containers, as the golden test reads
+	# them (orphan units).
+	gen_out=$(th_exec env SDME_UNIT_DIRS="$dirs" SDME_INUSE_DIR="$r/run/sdme/inuse" SYSTEMD_LOG_LEVEL=info \
 		"$generator" "$out/normal" "$out/early" "$out/late" 2>&1) || rc=$?
 	[ -z "$gen_out" ] || printf '%s\n' "$gen_out"
 	want_rc=0
