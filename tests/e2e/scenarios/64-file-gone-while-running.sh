@@ -8,7 +8,8 @@
 # inactive) and removes the record, so the state directory can be removed;
 # then a start fails with the reason, and the next reload drops the unit.
 # Cases: a plain host clone and a PrivateUsers=yes container, each broken
-# and removed, and an instance of a removed bare template. See
+# and removed, and an instance of a removed bare template; then a host
+# reboot while an orphaned container runs. See
 # sdme-generator(8), "RUNNING CONTAINERS WHOSE FILE IS GONE".
 
 plain=gp64
@@ -120,6 +121,33 @@ run_case "PrivateUsers, removed" "sdme-$userns.service" "$userns" "/etc/sdme/$us
 	'[Container]\nPrivateUsers=yes\n' remove "$(removed "$userns.container")"
 run_case "template instance, template removed" "sdme-$tmpl@a.service" "$tmpl-a" "/etc/sdme/$tmpl@.container" \
 	'[Container]\n' remove "$(removed "$tmpl@.container")"
+
+step "host reboot with an orphan unit: the guest halts cleanly, the overlay is unmounted before shutdown"
+state=/var/lib/sdme/containers/$plain
+mount_unit=$(th_exec systemd-escape --path --suffix=mount "$state/merged")
+printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/$plain.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$plain" timeout 180 systemctl start "sdme-$plain"
+assert_match "$plain booted" '^(running|degraded)$' \
+	"$(th_exec timeout 60 systemctl -M "$plain" is-system-running --wait 2>&1 || true)"
+require "guest journal to /var/log/journal" th_run_in "$plain" sh -c 'mkdir -p /var/log/journal && journalctl --flush'
+th_exec rm -f "/etc/sdme/$plain.container"
+require_in "daemon-reload" systemctl daemon-reload
+assert_match "orphan unit loaded" "^sdme container $plain: $(removed "$plain.container")" \
+	"$(unit_prop "sdme-$plain" Description)"
+require "th_reboot" th_reboot
+prev=$(th_exec journalctl -b -1 --no-pager -o cat -u "sdme-$plain.service" 2>&1 || true)
+assert_match "host journal of the last boot: sdme-$plain stopped" "Stopped .*$plain" "$prev"
+mlog=$(th_exec journalctl -b -1 --no-pager -o cat -u "$mount_unit" 2>&1 || true)
+if [[ $mlog =~ (Failed|failed|busy) ]]; then
+	fail "the overlay's mount unit failed at shutdown: $(echo "$mlog" | grep -E 'Failed|failed|busy' | head -n 3 | paste -sd'|' -)"
+fi
+guest=$(th_exec journalctl --no-pager -o cat -D "$state/upper/var/log/journal" 2>&1 || true)
+assert_match "guest's journal: shutdown target reached" 'Reached target .*Shutdown' "$guest"
+assert_match "guest's journal: PID 1 shut down" '(^|[[:space:]])Shutting down\.' "$guest"
+[[ ! $guest =~ Reexecut ]] || fail "the guest's systemd re-executed at the host's shutdown"
+assert_eq "after the reboot: no unit (no file, no record)" not-found "$(unit_prop "sdme-$plain" LoadState)"
+check_in "rm -rf $state" rm -rf "$state"
 
 assert_eq "no failed sdme units" "" \
 	"$(th_exec systemctl list-units --failed --plain --no-legend 'sdme-*' 'var-lib-sdme-*' 2>&1 || true)"
