@@ -179,7 +179,7 @@ fn service_environment_dropin() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(
         text.ends_with(
-            "[Manager]\nDefaultEnvironment=\"GREETING=hello world\"\nDefaultEnvironment=\"Q=a\\\"b\\\\c$d%e\"\n"
+            "[Manager]\nDefaultEnvironment=\"GREETING=hello world\"\nDefaultEnvironment=\"Q=a\\\"b\\\\c$d%%e\"\n"
         ),
         "{text}"
     );
