@@ -58,10 +58,10 @@ fn lower_has(lower: &Lower, rel: &Path) -> Result<bool> {
 /// and the upper layer does not hide it already. Existing directories in
 /// `upper/` are kept with their contents; a symlink, file or whiteout on
 /// the way hides the lower's directory already and is left alone (never
-/// followed). Returns whether `rel` is now opaque by this call.
-pub fn hide(upper: &SafeDir, lower: &Lower, rel: &Path) -> Result<bool> {
+/// followed).
+pub fn hide(upper: &SafeDir, lower: &Lower, rel: &Path) -> Result<()> {
     if !lower_has(lower, rel)? {
-        return Ok(false);
+        return Ok(());
     }
     let parts = components(rel);
     let mut sofar = std::path::PathBuf::new();
@@ -72,17 +72,14 @@ pub fn hide(upper: &SafeDir, lower: &Lower, rel: &Path) -> Result<bool> {
         match parent.entry(name)? {
             Entry::Dir | Entry::Missing => {}
             // The lower's directory is hidden by what the guest put here.
-            _ => return Ok(false),
+            _ => return Ok(()),
         }
         let attrs = lower.dir_attrs(&sofar).unwrap_or(DirAttrs::DEFAULT);
         cur = Some(parent.subdir(name, attrs)?);
     }
     match cur {
-        Some(d) => {
-            d.set_opaque()?;
-            Ok(true)
-        }
-        None => Ok(false),
+        Some(d) => d.set_opaque(),
+        None => Ok(()),
     }
 }
 

@@ -75,7 +75,8 @@ pub struct Options {
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
 [--host-clone] [--host-network] [--opaque=PATH]... [--nested-sdme] \
-[--service-environment=NAME=VALUE]... [--apparmor-profile=PROFILE] [--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--service-environment=NAME=VALUE]... [--apparmor-profile=PROFILE] \
+[--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
 

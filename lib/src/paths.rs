@@ -103,3 +103,19 @@ pub fn unit_dirs() -> (Vec<PathBuf>, Vec<String>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_sdme_dirs_are_the_search_path_but_run_and_the_state() {
+        let mut want: Vec<&str> = DEFAULT_UNIT_DIRS
+            .iter()
+            .copied()
+            .filter(|d| !d.starts_with("/run/"))
+            .collect();
+        want.push(STATE_DIR);
+        assert_eq!(NESTED_SDME_DIRS.to_vec(), want);
+    }
+}
