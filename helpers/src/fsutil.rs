@@ -291,6 +291,73 @@ impl SafeDir {
         Ok(())
     }
 
+    /// Remove `trusted.overlay.opaque` from this directory (none there is
+    /// no error).
+    pub fn clear_opaque(&self) -> Result<()> {
+        let name = CString::new(OPAQUE_XATTR).context("xattr name")?;
+        // SAFETY: valid fd, NUL-terminated name.
+        let r = unsafe { libc::fremovexattr(self.raw(), name.as_ptr()) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENODATA) {
+                bail!(
+                    "cannot remove {OPAQUE_XATTR} from {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The existing subdirectory `name`, never created and never followed:
+    /// None when it is missing or anything but a directory (a symlink, a
+    /// file, a whiteout).
+    pub fn existing_subdir(&self, name: &OsStr) -> Result<Option<SafeDir>> {
+        if self.entry(name)? != Entry::Dir {
+            return Ok(None);
+        }
+        let p = self.child_path(name);
+        Ok(Some(SafeDir {
+            fd: open_dir_nofollow(Some(self.raw()), name, &p)?,
+            path: p,
+        }))
+    }
+
+    /// Walk an existing relative path of directories, as
+    /// [`SafeDir::existing_subdir`] at each step.
+    pub fn walk_existing(&self, rel: &Path) -> Result<Option<SafeDir>> {
+        let mut cur: Option<SafeDir> = None;
+        for c in rel.components() {
+            let Component::Normal(name) = c else {
+                bail!("unexpected component in {}", rel.display());
+            };
+            let parent = cur.as_ref().unwrap_or(self);
+            match parent.existing_subdir(name)? {
+                Some(d) => cur = Some(d),
+                None => return Ok(None),
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Remove the file or symlink `name` (never what a symlink points at);
+    /// true when something was removed. A directory there is an error.
+    pub fn remove_file(&self, name: &OsStr) -> Result<bool> {
+        match self.entry(name)? {
+            Entry::Missing => Ok(false),
+            Entry::Dir => bail!(
+                "{} is a directory; expected a file",
+                self.child_path(name).display()
+            ),
+            _ => {
+                unlinkat(Some(self.raw()), name, UnlinkatFlags::NoRemoveDir).map_err(|e| {
+                    anyhow!("cannot remove {}: {e}", self.child_path(name).display())
+                })?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Read this directory's `trusted.overlay.opaque` value, if any.
     pub fn opaque_value(&self) -> Result<Option<Vec<u8>>> {
         let name = CString::new(OPAQUE_XATTR).context("xattr name")?;

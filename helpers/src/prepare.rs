@@ -4,7 +4,11 @@
 //! Ownership rules (what "idempotent" means here), applied at every start:
 //!
 //! * rewritten every time (derived from the configuration): `etc/hostname`,
-//!   `etc/hosts`, the opaque xattr of `OpaqueDir=` directories;
+//!   `etc/hosts`, the opaque xattr of `OpaqueDir=` directories and of
+//!   sdme's own directories (removed again with `--nested-sdme`, see
+//!   [`crate::nested`]), sdme's `DefaultEnvironment=` drop-in
+//!   `etc/systemd/system.conf.d/50-sdme-environment.conf` (removed, as a
+//!   file or symlink, when there is no `--service-environment`);
 //! * written only when the container has not put something of its own
 //!   there: `etc/machine-id` (when missing or empty: a non-empty id was
 //!   written by the container itself, e.g. `systemd-machine-id-setup
@@ -50,6 +54,10 @@ pub struct Options {
     pub host_network: bool,
     /// Relative to the container's root, validated.
     pub opaque: Vec<PathBuf>,
+    /// `NestedSdme=yes`: sdme's directories of the lower layer stay visible.
+    pub nested_sdme: bool,
+    /// `ServiceEnvironment=`: `NAME=VALUE` assignments, checked.
+    pub service_environment: Vec<String>,
     /// `AppArmorProfile=`: checked to be loaded where the kernel runs
     /// AppArmor (see [`check_apparmor`]).
     pub apparmor_profile: Option<String>,
@@ -69,7 +77,8 @@ pub struct Options {
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
-[--host-clone] [--host-network] [--opaque=PATH]... [--apparmor-profile=PROFILE] \
+[--host-clone] [--host-network] [--opaque=PATH]... [--nested-sdme] \
+[--service-environment=NAME=VALUE]... [--apparmor-profile=PROFILE] \
 [--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
@@ -183,6 +192,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut host_clone = false;
     let mut host_network = false;
     let mut opaque = Vec::new();
+    let mut nested_sdme = false;
+    let mut service_environment = Vec::new();
     let mut apparmor_profile = None;
     let mut private_users = None;
     let mut umask = None;
@@ -223,11 +234,17 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--source" => source = Some(value("--source")?),
             "--unit" => unit = Some(value("--unit")?),
             "--opaque" => opaque.push(value("--opaque")?),
+            "--service-environment" => {
+                let v = value("--service-environment")?;
+                sdme_core::service_env::check_service_env(&v)
+                    .map_err(|e| anyhow!("--service-environment: {e}"))?;
+                service_environment.push(v);
+            }
             "--apparmor-profile" => apparmor_profile = Some(value("--apparmor-profile")?),
             "--private-users" => private_users = Some(value("--private-users")?),
             "--umask" => umask = Some(parse_umask(&value("--umask")?)?),
             "--host-clone" | "--host-network" | "--mount" | "--unmount" | "--mount-unit"
-            | "--help" => {
+            | "--nested-sdme" | "--help" => {
                 if inline.is_some() {
                     bail!("option {key} takes no value");
                 }
@@ -237,6 +254,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
                     "--mount" => mount = true,
                     "--unmount" => unmount = true,
                     "--mount-unit" => mount_unit = true,
+                    "--nested-sdme" => nested_sdme = true,
                     _ => bail!("{USAGE}"),
                 }
             }
@@ -316,6 +334,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         host_clone,
         host_network,
         opaque,
+        nested_sdme,
+        service_environment,
         apparmor_profile,
         userns_base,
         umask,
@@ -739,6 +759,19 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
         let d = upper.walk_create(rel, &attrs)?;
         d.set_opaque()?;
     }
+    // sdme's own directories: hidden unless nesting is asked for; under an
+    // OpaqueDir= (or one itself) they are hidden either way.
+    for dir in sdme_core::paths::NESTED_SDME_DIRS {
+        let rel = container_rel_path(dir)?;
+        if covered_by_opaque(opts, &rel) {
+            continue;
+        }
+        if opts.nested_sdme {
+            crate::nested::reveal(&upper, &rel)?;
+        } else {
+            crate::nested::hide(&upper, &lower, &rel)?;
+        }
+    }
 
     // 4. Files in etc/.
     let etc = upper.walk_create(Path::new("etc"), &attrs)?;
@@ -783,6 +816,9 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
     if opts.host_network && !matches!(etc.entry(resolv)?, Entry::File { .. }) {
         etc.write_file(resolv, RESOLV_PLACEHOLDER.as_bytes(), 0o644)?;
     }
+
+    // The guest manager's DefaultEnvironment= (or its removal).
+    crate::service_env::apply(&upper, &lower, &opts.service_environment)?;
 
     // 5. Clone of the host: stubs and masks.
     let system_rel = Path::new("etc/systemd/system");

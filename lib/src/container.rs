@@ -15,6 +15,7 @@ use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
 use crate::paths;
 use crate::search::{Found, UnitName};
 use crate::sections::{for_instance, parse_with_dropins, Kind};
+use crate::service_env::check_service_env;
 use crate::syntax::{Entry, Location, Section, UnitFile};
 use crate::timespan::parse_timespan;
 use crate::userns::{self, PrivateUsers};
@@ -453,7 +454,13 @@ pub struct Container {
     pub hostname: Option<String>,
     pub binds: Vec<Bind>,
     pub environment: Vec<String>,
+    /// `ServiceEnvironment=`: `NAME=VALUE` assignments for every service
+    /// of the guest (the guest manager's `DefaultEnvironment=`).
+    pub service_environment: Vec<String>,
     pub opaque_dirs: Vec<String>,
+    /// `NestedSdme=yes`: the lower layer's sdme files and state stay
+    /// visible (otherwise opaque, see [`paths::NESTED_SDME_DIRS`]).
+    pub nested_sdme: bool,
     pub private_network: bool,
     pub virtual_ethernet: bool,
     pub bridge: Option<String>,
@@ -505,17 +512,10 @@ pub struct ImageUse {
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Opaque directories of a host clone unless `OpaqueDir=` says otherwise:
-/// the host's own enabled units and logs must not show through, nor its
-/// sdme files (the clone's own generator would start the host's containers
-/// inside it) and state (other containers' layers and root file systems).
-pub const HOST_CLONE_OPAQUE: [&str; 6] = [
-    "/etc/systemd/system",
-    "/var/log",
-    "/etc/sdme",
-    "/usr/local/lib/sdme",
-    "/usr/lib/sdme",
-    "/var/lib/sdme",
-];
+/// the host's own enabled units and logs must not show through. (sdme's
+/// own files and state are hidden in every container, host clone or not,
+/// unless `NestedSdme=yes`: see [`paths::NESTED_SDME_DIRS`].)
+pub const HOST_CLONE_OPAQUE: [&str; 2] = ["/etc/systemd/system", "/var/log"];
 
 /// nspawn options that sdme sets itself or that do nothing under
 /// `--keep-unit`; in `NspawnArgs=` they would conflict or be silently
@@ -821,7 +821,9 @@ pub(crate) struct Builder {
     hostname: Option<String>,
     binds: Vec<Bind>,
     environment: Vec<String>,
+    service_environment: Vec<String>,
     opaque: Option<Vec<String>>,
+    nested_sdme: bool,
     private_network: bool,
     virtual_ethernet: bool,
     bridge: Option<String>,
@@ -877,7 +879,9 @@ impl Builder {
             hostname: None,
             binds: Vec::new(),
             environment: Vec::new(),
+            service_environment: Vec::new(),
             opaque: None,
+            nested_sdme: false,
             private_network: false,
             virtual_ethernet: false,
             bridge: None,
@@ -1021,6 +1025,22 @@ impl Builder {
                     }
                 }
             }
+            "ServiceEnvironment" => {
+                if v.is_empty() {
+                    self.service_environment.clear();
+                    return;
+                }
+                let Some(words) = self.check(e, split_words(v)) else {
+                    return;
+                };
+                for w in words {
+                    match check_service_env(&w) {
+                        Ok(()) => self.service_environment.push(w),
+                        Err(m) => self.err(e, format!("ServiceEnvironment=: {m}")),
+                    }
+                }
+            }
+            "NestedSdme" => self.nested_sdme = self.bool(e),
             "OpaqueDir" => {
                 if v.is_empty() {
                     self.opaque = Some(Vec::new());
@@ -1389,7 +1409,9 @@ impl Builder {
             hostname: self.hostname,
             binds: self.binds,
             environment: self.environment,
+            service_environment: self.service_environment,
             opaque_dirs: opaque,
+            nested_sdme: self.nested_sdme,
             private_network: self.private_network,
             virtual_ethernet: self.virtual_ethernet,
             bridge: self.bridge,
@@ -1604,6 +1626,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.environment, ["C=${X}"]);
+    }
+
+    #[test]
+    fn service_environment_and_nested_sdme() {
+        let c = load("w", "[Container]\n").unwrap();
+        assert!(!c.nested_sdme);
+        assert!(c.service_environment.is_empty());
+        let c = load(
+            "w",
+            "[Container]\nNestedSdme=yes\nServiceEnvironment=A=1 \"B=x y\"\nServiceEnvironment=\nServiceEnvironment=C=$X%i 'D=a\\nb'\n",
+        )
+        .unwrap();
+        assert!(c.nested_sdme);
+        assert_eq!(c.service_environment, ["C=$X%i", "D=a\nb"]);
+        let e = load(
+            "w",
+            "[Container]\nNestedSdme=maybe\nServiceEnvironment=A=1 1B=2\nServiceEnvironment=\"open\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/sdme/x.container:2: NestedSdme=maybe: "),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[1],
+            "/etc/sdme/x.container:3: ServiceEnvironment=: '1B=2' is not a NAME=VALUE assignment with a valid variable name"
+        );
+        assert!(
+            e[2].starts_with("/etc/sdme/x.container:4: ServiceEnvironment="),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ use Arity::{Flag, Many, One, Words};
 
 /// Every `[Container]` key, in the order `sdme create` writes them.
 #[rustfmt::skip]
-pub const CONTAINER_KEYS: [Key; 26] = [
+pub const CONTAINER_KEYS: [Key; 28] = [
     key("Rootfs", Some("rootfs"), Some('r'), One, "NAME|DIR", "Rootfs=: an imported rootfs, NAME.image or a directory (default: a clone of the host)"),
     key("Image", Some("image"), None, One, "REF", "Image=: import REF before the first start and boot it"),
     key("MachineName", None, None, One, "NAME", "MachineName="),
@@ -70,6 +70,8 @@ pub const CONTAINER_KEYS: [Key; 26] = [
     key("BindReadOnly", Some("bind-ro"), None, Many, "SRC[:DST[:OPTS]]", "BindReadOnly= (repeatable)"),
     key("Environment", Some("env"), Some('e'), Words, "NAME=VALUE", "Environment= (repeatable)"),
     key("OpaqueDir", Some("opaque-dir"), Some('o'), Many, "DIR", "OpaqueDir= (repeatable)"),
+    key("NestedSdme", Some("nested-sdme"), None, Flag, "", "NestedSdme=yes: the rootfs's sdme files and state stay visible"),
+    key("ServiceEnvironment", Some("service-env"), None, Words, "NAME=VALUE", "ServiceEnvironment=: for every service inside (repeatable)"),
     key("PrivateNetwork", Some("private-network"), None, Flag, "", "PrivateNetwork=yes"),
     key("VirtualEthernet", Some("virtual-ethernet"), None, Flag, "", "VirtualEthernet=yes"),
     key("Bridge", Some("bridge"), None, One, "IFNAME", "Bridge="),

@@ -11,6 +11,7 @@
 //!   drop-ins, the same for every file kind;
 //! - [`inuse`]: which rootfs each prepared container uses, and the lock
 //!   that keeps a start and a replacement of that rootfs apart;
+//! - [`service_env`]: `ServiceEnvironment=` and the guest drop-in it becomes;
 //! - [`render`]: units and `[Install]` symlinks from the model;
 //! - [`broken`]: the error unit of a file that has errors;
 //! - [`orphan`]: the unit that stops a running container whose file was
@@ -35,6 +36,7 @@ pub mod paths;
 pub mod render;
 pub mod search;
 pub(crate) mod sections;
+pub mod service_env;
 pub mod syntax;
 pub mod timespan;
 pub mod userns;

@@ -23,6 +23,18 @@ pub const DEFAULT_UNIT_DIRS: [&str; 4] = [
     "/usr/lib/sdme",
 ];
 
+/// sdme's directories that a container's lower layer must not show
+/// unless `NestedSdme=yes`: the search path (but `/run/sdme`, a tmpfs in
+/// every container) and the state root. A rootfs imported from a host
+/// that runs sdme holds its `.container` files: the guest's own generator
+/// would make, and with `[Install]` start, the host's containers inside.
+pub const NESTED_SDME_DIRS: [&str; 4] = [
+    "/etc/sdme",
+    "/usr/local/lib/sdme",
+    "/usr/lib/sdme",
+    STATE_DIR,
+];
+
 /// Colon-separated absolute directories that replace the search path.
 pub const UNIT_DIRS_ENV: &str = "SDME_UNIT_DIRS";
 
@@ -105,5 +117,21 @@ pub fn unit_dirs() -> (Vec<PathBuf>, Vec<String>) {
             DEFAULT_UNIT_DIRS.iter().map(PathBuf::from).collect(),
             Vec::new(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_sdme_dirs_are_the_search_path_but_run_and_the_state() {
+        let mut want: Vec<&str> = DEFAULT_UNIT_DIRS
+            .iter()
+            .copied()
+            .filter(|d| !d.starts_with("/run/"))
+            .collect();
+        want.push(STATE_DIR);
+        assert_eq!(NESTED_SDME_DIRS.to_vec(), want);
     }
 }

@@ -262,6 +262,12 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
     for d in &c.opaque_dirs {
         x.word(s, "--opaque=", d);
     }
+    if c.nested_sdme {
+        s.push_str(" --nested-sdme");
+    }
+    for e in &c.service_environment {
+        x.word(s, "--service-environment=", e);
+    }
     if let Some(p) = &c.apparmor_profile {
         x.word(s, "--apparmor-profile=", p);
     }
