@@ -583,11 +583,10 @@ const RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
 
 /// Keys whose empty assignment would reset what sdme wrote (its helpers,
 /// its mount dependency) and leave a container that cannot start right.
-const NO_RESET_KEYS: [(&str, &str); 7] = [
+const NO_RESET_KEYS: [(&str, &str); 6] = [
     ("Service", "ExecStartPre"),
     ("Service", "ExecStartPost"),
     ("Service", "ExecStopPost"),
-    ("Unit", "BindsTo"),
     ("Unit", "After"),
     ("Unit", "Requires"),
     ("Unit", "RequiresMountsFor"),

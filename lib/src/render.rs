@@ -3,6 +3,13 @@
 //! Output is a pure function of the model: the same input gives the same
 //! bytes, so golden tests compare whole files.
 //!
+//! A daemon-reload must never stop a running container, whatever the edit
+//! (sdme.container(5), "CHANGING A RUNNING CONTAINER"): so no `BindsTo=`,
+//! which makes systemd stop an active unit at once when the reload binds
+//! it to an inactive one (a pod not running, a renamed overlay mount);
+//! `Requires=` propagates explicit stops and restarts alike and does
+//! nothing at a reload.
+//!
 //! What a container becomes:
 //! - declared (`web.container`, `web@a.container`): `sdme-web.service` and
 //!   the overlay `.mount` unit, which requires `sdme-prepare@MACHINE.service`,
@@ -459,8 +466,13 @@ fn service(x: &Ctx) -> String {
     s.push_str("OnFailure=sdme-explain@%n.service\n");
     x.image_deps(&mut s, true);
     if let Some((pod, _)) = &c.pod {
-        // Stopping the pod stops its members.
-        for dep in ["Requires=", "BindsTo=", "After="] {
+        // Starting a member starts the pod; stopping (or restarting) the
+        // pod stops (restarts) its members: Requires= propagates both. Not
+        // BindsTo=: after a daemon-reload that adds Pod= to a running
+        // container whose pod is not running, systemd would stop the
+        // container at once (bound to an inactive unit); see
+        // sdme.container(5), "CHANGING A RUNNING CONTAINER".
+        for dep in ["Requires=", "After="] {
             s.push_str(dep);
             s.push_str(&pod_service_name(pod));
             s.push('\n');
@@ -477,7 +489,15 @@ fn service(x: &Ctx) -> String {
             s.push('\n');
         }
         Some(mount) => {
-            for dep in ["BindsTo=", "After="] {
+            // Requires=, not BindsTo=: the mount unit's name follows the
+            // machine name, and after a daemon-reload that changes
+            // MachineName= of a running container, BindsTo= on the new
+            // (inactive) name would stop the container at once. Stopping
+            // or restarting the mount unit still stops or restarts the
+            // container first; an overlay unmounted underneath it does
+            // not stop it (its root lives on in its own mount namespace),
+            // as for the overlays the prepare helper mounts.
+            for dep in ["Requires=", "After="] {
                 s.push_str(dep);
                 s.push_str(mount);
                 s.push('\n');
