@@ -195,6 +195,44 @@ fn golden_cases() {
     );
 }
 
+/// sdme writes no `BindsTo=`: after a daemon-reload that binds a running
+/// container to an inactive unit (a pod not running, the overlay mount of a
+/// new machine name), systemd stops the container at once; see
+/// sdme.container(5), "CHANGING A RUNNING CONTAINER". A blessed golden case
+/// that gained one fails here. (A case whose own files write `BindsTo=` in
+/// `[Unit]` may show it.)
+#[test]
+fn generated_units_have_no_binds_to() {
+    for e in fs::read_dir(cases_dir()).expect("tests/golden exists") {
+        let case = e.unwrap().path();
+        // The fake roots hold invalid UTF-8 on purpose: bytes, not text.
+        fn mentions(dir: &Path) -> bool {
+            let Ok(rd) = fs::read_dir(dir) else {
+                return false;
+            };
+            rd.map(|e| e.unwrap().path()).any(|p| {
+                if p.is_dir() {
+                    return mentions(&p);
+                }
+                let bytes = fs::read(&p).unwrap_or_default();
+                bytes.windows(8).any(|w| w == b"BindsTo=")
+            })
+        }
+        if !case.join("root").is_dir() || mentions(&case.join("root")) {
+            continue;
+        }
+        for (rel, node) in read_tree(&case.join("expected")) {
+            if let Node::File(t) = node {
+                assert!(
+                    !t.lines().any(|l| l.starts_with("BindsTo=")),
+                    "{}: {rel} has a BindsTo= line",
+                    case.display()
+                );
+            }
+        }
+    }
+}
+
 /// `--dry-run` shows the same units the generator writes, and its exit
 /// status reports errors.
 #[test]
