@@ -19,7 +19,10 @@
 # each, the pod is up, a63, b63 and t63-a are in its namespace, b63 has no
 # user namespace, c63 has one and boots the image's rootfs. A restart of
 # the pod restarts its members into the new namespace; a stop of the pod
-# stops them, with their overlays unmounted.
+# stops them, with their overlays unmounted. Then a63 again: Pod= removed
+# while it runs, the pod's stop no longer stops it, and neither does an
+# umount of its overlay underneath it (its root lives on in its own mount
+# namespace); its stop works and leaves nothing mounted.
 
 pod=duo63
 img=deb63
@@ -154,9 +157,13 @@ pin_ino2=$(net_pod_ino "$pod")
 for m in a63 b63 t63-a; do
 	u=sdme-${m/t63-a/t63@a}
 	# systemctl waited for the pod's job only: the members' restart jobs
-	# may still be booting them (a propagated stop alone would have left
-	# them inactive by now, after the pod's start).
-	assert_match "$u restarted with the pod" '^(active|activating)$' "$(th_exec systemctl is-active "$u" 2>&1 || true)"
+	# may still be queued or booting them. Jobs first: a job that is gone
+	# by the second look left the unit active.
+	jobs=$(th_exec systemctl list-jobs --no-legend 2>&1 || true)
+	state=$(th_exec systemctl is-active "$u" 2>&1 || true)
+	if ! grep -qE "^ *[0-9]+ +$u\.service +(start|restart) " <<<"$jobs"; then
+		assert_match "$u restarted with the pod (no job left: active)" '^(active|activating)$' "$state"
+	fi
 	# A start merges with the running job and waits for the boot.
 	require_in "wait for $u's boot" timeout 180 systemctl start "$u"
 	[ "$(pid_of "$u")" != "${pid[$m]}" ] || fail "the pod's restart kept $u's MainPID ${pid[$m]}"
@@ -174,3 +181,30 @@ assert_eq "sdme-c63 (not in the pod) still active" active "$(th_exec systemctl i
 require_in "systemctl stop sdme-c63" timeout 120 systemctl stop sdme-c63
 th_unmounted c63 || fail "overlay of c63 still mounted after stop"
 check_in "no pin left" sh -c "! test -e /run/sdme/pods"
+
+step "Pod= removed from a running member: the pod's stop no longer stops it; an overlay unmounted underneath does not stop it either"
+require_in "systemctl start sdme-a63 (starts the pod)" timeout 180 systemctl start sdme-a63
+pin_ino=$(net_pod_ino "$pod")
+a_pid=$(pid_of sdme-a63)
+th_exec rm /etc/sdme/a63.container.d/pod.conf
+require_in "daemon-reload" systemctl daemon-reload
+require_in "systemctl stop sdme-pod-$pod" timeout 180 systemctl stop "sdme-pod-$pod"
+assert_eq "sdme-a63 keeps MainPID $a_pid after the pod stopped" "$a_pid" "$(pid_of sdme-a63)"
+assert_eq "sdme-a63 active" active "$(th_exec systemctl is-active sdme-a63 2>&1 || true)"
+assert_eq "a63 stays in the old pod's namespace" "net:[$pin_ino]" "$(net_leader_ns a63)"
+require_in "umount a63's overlay underneath it" umount /var/lib/sdme/containers/a63/merged
+# systemd learns of the umount from mountinfo, asynchronously; a BindsTo=
+# on the mount unit would queue the container's stop in the same step.
+a_mount=$(th_exec systemd-escape --path --suffix=mount /var/lib/sdme/containers/a63/merged)
+for _ in $(seq 100); do
+	[ "$(th_exec systemctl is-active "$a_mount" 2>&1 || true)" = inactive ] && break
+	sleep 0.1
+done
+assert_eq "systemd saw the umount of $a_mount" inactive "$(th_exec systemctl is-active "$a_mount" 2>&1 || true)"
+jobs=$(th_exec systemctl list-jobs --no-legend 2>&1 || true)
+assert_eq "no job for sdme-a63 after the umount" "" "$(grep -F sdme-a63.service <<<"$jobs" || true)"
+assert_eq "sdme-a63 keeps MainPID $a_pid after the umount" "$a_pid" "$(pid_of sdme-a63)"
+assert_eq "a63 answers inside" ok "$(th_run_in a63 echo ok 2>&1 | tr -d '\r' || true)"
+require_in "systemctl stop sdme-a63" timeout 120 systemctl stop sdme-a63
+assert_eq "sdme-a63 inactive (not failed)" inactive "$(th_exec systemctl is-active sdme-a63 2>&1 || true)"
+th_unmounted a63 || fail "overlay of a63 mounted after stop"
