@@ -11,6 +11,8 @@
 #   PrivateUsers=yes (image unit, ID-mapped layers, no .mount unit);
 # - e63 (overlay by a .mount unit): Rootfs=deb63.image alone (its mounted
 #   .mount unit gets a new lower layer and Requires= on the image unit);
+# - h63 (overlay by a .mount unit): Strict=yes (the preset switches on
+#   PrivateUsers=, PrivateNetwork=, drops capabilities, adds a filter);
 # - t63@a (an instance of the bare template t63@.container): the declared
 #   instance t63@a.container appears, with Pod=duo63.pod;
 # - d63: MachineName=d63x (the mount unit's name changes; with BindsTo= on
@@ -29,10 +31,10 @@
 pod=duo63
 img=deb63
 pin=/run/sdme/pods/$pod/netns
-all="a63 b63 c63 e63 t63-a d63 d63x"
-units="sdme-a63 sdme-b63 sdme-c63 sdme-e63 sdme-t63@a sdme-d63"
+all="a63 b63 c63 e63 h63 t63-a d63 d63x"
+units="sdme-a63 sdme-b63 sdme-c63 sdme-e63 sdme-h63 sdme-t63@a sdme-d63"
 
-on_cleanup sh -c "for m in $all; do rm -rf /var/lib/sdme/containers/\$m; done; cd /etc/sdme && rm -rf a63.container* b63.container* c63.container* d63.container* e63.container* t63@.container t63@a.container $pod.pod $img.image /var/lib/sdme/rootfs/$img && systemctl daemon-reload"
+on_cleanup sh -c "for m in $all; do rm -rf /var/lib/sdme/containers/\$m; done; cd /etc/sdme && rm -rf a63.container* b63.container* c63.container* d63.container* e63.container* h63.container* t63@.container t63@a.container $pod.pod $img.image /var/lib/sdme/rootfs/$img && systemctl daemon-reload"
 on_cleanup sh -c "umount /var/lib/sdme/containers/d63/merged 2>/dev/null; true"
 on_cleanup sh -c "systemctl stop $units sdme-pod-$pod sdme-image-$img; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
 
@@ -62,10 +64,11 @@ printf '[Container]\nPrivateUsers=yes\n' | th_exec sh -c "cat > /etc/sdme/b63.co
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/c63.container"
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/d63.container"
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/e63.container"
+printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/h63.container"
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/t63@.container"
 require_in "daemon-reload" systemctl daemon-reload
 
-step "start the six"
+step "start the seven"
 for u in $units; do
 	require_in "systemctl start $u" timeout 180 systemctl start "$u"
 done
@@ -85,8 +88,9 @@ assert_match "b63 has a user namespace" '^0 [1-9][0-9]* 65536$' "${uidmap[sdme-b
 assert_eq "c63 has no user namespace" "0 0 4294967295" "${uidmap[sdme-c63]}"
 check_in "c63 is a host clone: no marker of $img" sh -c "! test -e /var/lib/sdme/containers/c63/merged/etc/e2e-marker63"
 
-step "drop-ins: a63 Pod=, b63 Pod= and PrivateUsers=no, c63 Rootfs=$img.image and PrivateUsers=yes, e63 Rootfs=$img.image, t63@a.container with Pod=, d63 MachineName=d63x"
-th_exec mkdir -p /etc/sdme/a63.container.d /etc/sdme/b63.container.d /etc/sdme/c63.container.d /etc/sdme/d63.container.d /etc/sdme/e63.container.d
+step "drop-ins: a63 Pod=, b63 Pod= and PrivateUsers=no, c63 Rootfs=$img.image and PrivateUsers=yes, e63 Rootfs=$img.image, h63 Strict=yes, t63@a.container with Pod=, d63 MachineName=d63x"
+th_exec mkdir -p /etc/sdme/a63.container.d /etc/sdme/b63.container.d /etc/sdme/c63.container.d /etc/sdme/d63.container.d /etc/sdme/e63.container.d /etc/sdme/h63.container.d
+printf '[Container]\nStrict=yes\n' | th_exec sh -c "cat > /etc/sdme/h63.container.d/strict.conf"
 printf '[Container]\nRootfs=%s.image\n' "$img" | th_exec sh -c "cat > /etc/sdme/e63.container.d/image.conf"
 printf '[Container]\nMachineName=d63x\n' | th_exec sh -c "cat > /etc/sdme/d63.container.d/name.conf"
 printf '[Container]\nPod=%s.pod\n' "$pod" | th_exec sh -c "cat > /etc/sdme/a63.container.d/pod.conf"
@@ -152,6 +156,11 @@ for m in c63 e63; do
 	assert_eq "$m boots $img's rootfs" "from-$img" "$(th_run_in "$m" cat /etc/e2e-marker63 2>&1 | tr -d '\r' || true)"
 done
 assert_eq "e63 still has no user namespace" "0 0 4294967295" "$(uidmap_of e63)"
+assert_match "h63 (Strict=yes) has a user namespace now" '^0 [1-9][0-9]* 65536$' "$(uidmap_of h63)"
+h_ns=$(net_leader_ns h63)
+if [ -z "$h_ns" ] || [ "$h_ns" = "$host_ns" ]; then
+	fail "h63 (Strict=yes) is not in a network namespace of its own: '$h_ns'"
+fi
 assert_eq "sdme-image-$img ran (active)" active "$(th_exec systemctl is-active "sdme-image-$img" 2>&1 || true)"
 b_mount=$(th_exec systemd-escape --path --suffix=mount /var/lib/sdme/containers/b63/merged)
 assert_eq "b63's overlay is mounted by its generated .mount unit now" "sdme overlay of b63" \
@@ -187,7 +196,8 @@ for m in a63 b63 t63-a; do
 	th_unmounted "$m" || fail "overlay of $m still mounted after the pod stopped"
 done
 assert_eq "sdme-c63 (not in the pod) still active" active "$(th_exec systemctl is-active sdme-c63 2>&1 || true)"
-require_in "systemctl stop sdme-c63 sdme-e63" timeout 120 systemctl stop sdme-c63 sdme-e63
+require_in "systemctl stop sdme-c63 sdme-e63 sdme-h63" timeout 120 systemctl stop sdme-c63 sdme-e63 sdme-h63
+th_unmounted h63 || fail "overlay of h63 still mounted after stop"
 th_unmounted c63 || fail "overlay of c63 still mounted after stop"
 th_unmounted e63 || fail "overlay of e63 still mounted after stop"
 check_in "no pin left" sh -c "! test -e /run/sdme/pods"
