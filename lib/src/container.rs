@@ -457,6 +457,11 @@ pub struct Container {
     /// `ServiceEnvironment=`: `NAME=VALUE` assignments for every service
     /// of the guest (the guest manager's `DefaultEnvironment=`).
     pub service_environment: Vec<String>,
+    /// The machine its unit runs now, from the use records, when that is
+    /// not `machine` (`MachineName=` changed while it ran): its stop must
+    /// unmount that machine's overlay too. Set by the generator, never by
+    /// the file.
+    pub running_as: Option<String>,
     pub opaque_dirs: Vec<String>,
     /// `NestedSdme=yes`: the lower layer's sdme files and state stay
     /// visible (otherwise opaque, see [`paths::NESTED_SDME_DIRS`]).
@@ -1409,6 +1414,7 @@ impl Builder {
             binds: self.binds,
             environment: self.environment,
             service_environment: self.service_environment,
+            running_as: None,
             opaque_dirs: opaque,
             nested_sdme: self.nested_sdme,
             private_network: self.private_network,

@@ -17,7 +17,7 @@
 //! steps. The checks see the files in the same order either way, so the
 //! output and the messages are the same.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
@@ -29,7 +29,8 @@ use crate::inuse::Record;
 use crate::orphan::{render_orphan, Orphan};
 use crate::parallel::{pipeline, threads_for};
 use crate::render::{
-    image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod, Output,
+    image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod,
+    service_name, Output,
 };
 use crate::search::{Candidate, FileType, Listings, UnitName, Unread};
 use crate::userns;
@@ -215,10 +216,16 @@ pub fn plan_with<R: Send>(
     };
     // The checks own their tables, so that the pipeline frees them as
     // soon as the last file is checked (while units are still written).
+    // The machine each recorded unit runs (a renamed container's stop
+    // unmounts the overlay of the name it runs under too).
+    let running = crate::orphan::running(records);
+    let running_machine: HashMap<&str, &str> = (running.iter())
+        .map(|r| (r.unit.as_str(), r.machine.as_str()))
+        .collect();
     let (p_mut, read_errors_mut, taken_mut) = (&mut p, &mut read_errors, &mut taken);
     let check = move |read: Result<(Loaded, Vec<String>), Unread>| {
         let (p, read_errors, taken) = (&mut *p_mut, &mut *read_errors_mut, &mut *taken_mut);
-        let (c, paths) = match read {
+        let (mut c, paths) = match read {
             Ok((Ok(x), errors)) => {
                 read_errors.extend(errors);
                 x
@@ -372,6 +379,8 @@ pub fn plan_with<R: Send>(
         }
         if !c.is_template() {
             machines.insert(c.machine.clone(), c.source.clone());
+            let now = running_machine.get(service_name(&c).as_str());
+            c.running_as = now.filter(|m| **m != c.machine).map(|m| m.to_string());
         }
         if let Some(b) = base {
             bases.insert(b, (c.source.clone(), c.machine.clone()));
@@ -416,7 +425,6 @@ pub fn plan_with<R: Send>(
     // Running containers whose unit no good file generates keep one that
     // stops them (it replaces an error unit of the same name).
     let served = |u: &str| taken.contains(u) || inline_units.contains(u);
-    let running = crate::orphan::running(records);
     p.orphans = crate::orphan::find(&running, served, &mut p.broken, &p.masked);
     drop(taken);
     // Each image unit orders the prepare steps of its users after it

@@ -537,6 +537,18 @@ fn service(x: &Ctx) -> String {
     // also waits until systemd has seen the unmount (the generated mount
     // unit's stop job must find it inactive; an overlay the helper mounted
     // has a mount unit too, made from mountinfo), see sdme-prepare(8).
+    if let Some(old) = &c.running_as {
+        // MachineName= changed while it ran: the running container's
+        // overlay is the old name's (sdme.container(5), "CHANGING A
+        // RUNNING CONTAINER"); unmounting it is a no-op at later stops.
+        s.push_str("ExecStopPost=");
+        push_helper(&mut s, "sdme-prepare");
+        s.push_str(" --unmount --mount-unit --state=");
+        s.push_str(&paths::container_dir(old).to_string_lossy());
+        s.push(' ');
+        s.push_str(old);
+        s.push('\n');
+    }
     push_stop_half(&mut s, &x.dir, &x.m);
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);

@@ -16,8 +16,8 @@
 # - t63@a (an instance of the bare template t63@.container): the declared
 #   instance t63@a.container appears, with Pod=duo63.pod;
 # - d63: MachineName=d63x (the mount unit's name changes; with BindsTo= on
-#   it, systemd stopped the container at the reload). Its stop then leaves
-#   the old overlay mounted, as the man page says: unmounted by hand.
+#   it, systemd stopped the container at the reload). Its stop unmounts the
+#   old name's overlay (a second ExecStopPost= from the running record).
 # After the reload each keeps its MainPID, stays running (machinectl) with
 # no job queued, and its namespaces are the old ones. After a restart of
 # each, the pod is up, a63, b63 and t63-a are in its namespace, b63 has no
@@ -35,7 +35,7 @@ all="a63 b63 c63 e63 h63 t63-a d63 d63x"
 units="sdme-a63 sdme-b63 sdme-c63 sdme-e63 sdme-h63 sdme-t63@a sdme-d63"
 
 on_cleanup sh -c "for m in $all; do rm -rf /var/lib/sdme/containers/\$m; done; cd /etc/sdme && rm -rf a63.container* b63.container* c63.container* d63.container* e63.container* h63.container* t63@.container t63@a.container $pod.pod $img.image /var/lib/sdme/rootfs/$img && systemctl daemon-reload"
-on_cleanup sh -c "umount /var/lib/sdme/containers/d63/merged 2>/dev/null; true"
+on_cleanup sh -c "umount /var/lib/sdme/containers/d63/merged 2>/dev/null; true" # only if the test failed
 on_cleanup sh -c "systemctl stop $units sdme-pod-$pod sdme-image-$img; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
 
 machine_of() { # UNIT -> machine name
@@ -130,10 +130,15 @@ assert_eq "the reload started no image unit" inactive "$(th_exec systemctl is-ac
 th_exec systemctl cat sdme-a63 | grep -E '^(Requires|BindsTo|After)=' || true
 check_in "sdme-d63 runs machine d63x at its next start" sh -c "systemctl cat sdme-d63 | grep -q -- ' --machine=d63x '"
 
-step "stop d63 (renamed): unmount its old overlay by hand, as sdme.container(5) says"
+check_in "sdme-d63's stop unmounts the old name's overlay too" sh -c \
+	"systemctl cat sdme-d63 | grep -qx 'ExecStopPost=/usr/libexec/sdme/sdme-prepare --unmount --mount-unit --state=/var/lib/sdme/containers/d63 d63'"
+
+step "stop d63 (renamed): nothing of either name stays mounted"
 require_in "systemctl stop sdme-d63" timeout 120 systemctl stop sdme-d63
 assert_eq "sdme-d63 inactive (not failed)" inactive "$(th_exec systemctl is-active sdme-d63 2>&1 || true)"
-require_in "umount the old overlay" umount /var/lib/sdme/containers/d63/merged
+th_unmounted d63 || fail "the old overlay of d63 is still mounted after stop"
+th_unmounted d63x || fail "an overlay of d63x is mounted after stop"
+check_in "no use record of d63 left" test ! -e /run/sdme/inuse/d63
 
 step "restart each: the edits take effect"
 units=${units% sdme-d63}
