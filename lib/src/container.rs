@@ -406,8 +406,10 @@ pub enum Preset {
 
 /// Docker's default capability set (moby's `oci/caps`), which `Strict=`
 /// keeps, plus CAP_SYS_ADMIN, without which systemd cannot boot in a
-/// container (mounts, namespaces for its own sandboxing).
-pub const STRICT_KEEP: [&str; 15] = [
+/// container (mounts, namespaces for its own sandboxing), and CAP_SYS_BOOT,
+/// without which a reboot inside becomes a power-off (in the container's
+/// PID namespace it reboots only the container).
+pub const STRICT_KEEP: [&str; 16] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FSETID",
@@ -423,6 +425,7 @@ pub const STRICT_KEEP: [&str; 15] = [
     "KILL",
     "AUDIT_WRITE",
     "SYS_ADMIN",
+    "SYS_BOOT",
 ];
 
 /// `Strict=`'s system call deny list.
@@ -1449,8 +1452,7 @@ struct PresetOverrides<'a> {
 /// - Hardened: `PrivateUsers=yes`; `NoNewPrivileges=yes`; `PrivateNetwork=yes` unless the
 ///   container already has a network of its own (`Pod=`, veth, bridge,
 ///   zone, ports, nspawn network options); `DropCapability=` sdme.conf's
-///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO
-///   CAP_SYS_BOOT).
+///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO).
 /// - Strict: Hardened, plus every capability dropped that is neither in
 ///   [`STRICT_KEEP`] nor re-added, `SystemCallFilter=~` [`STRICT_SYSCALL_DENY`],
 ///   `AppArmorProfile=sdme-default`.
@@ -1789,7 +1791,7 @@ mod tests {
         assert_eq!(c.preset, Some(Preset::Hardened));
         assert_eq!(c.private_users, Some(PrivateUsers::Yes));
         assert!(c.no_new_privileges && c.private_network);
-        assert_eq!(c.drop_capabilities, [13, 17, 19, 22]);
+        assert_eq!(c.drop_capabilities, [13, 17, 19]);
         assert!(c.system_call_filter.is_empty() && c.apparmor_profile.is_none());
         // Explicit keys win, wherever they are.
         let c = load(
@@ -1799,7 +1801,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.private_users, Some(PrivateUsers::No));
         assert!(!c.private_network && c.host_network());
-        assert_eq!(c.drop_capabilities, [13, 17, 22]);
+        assert_eq!(c.drop_capabilities, [13, 17]);
         let c = load(
             "w",
             "[Container]\nStrict=yes\nDropCapability=\nSystemCallFilter=\nAppArmorProfile=\n",
