@@ -478,6 +478,8 @@ pub struct Container {
     /// `AppArmorProfile=`: a unit directive of the container's service,
     /// checked by the prepare helper at start.
     pub apparmor_profile: Option<String>,
+    /// `LogConsole=yes`: the guest's console in the unit's journal too.
+    pub log_console: bool,
     /// `Pod=NAME.pod`: the pod's name and the line that set it.
     pub pod: Option<(String, Location)>,
     /// `Hardened=yes` / `Strict=yes`, already applied to the fields above.
@@ -840,6 +842,7 @@ pub(crate) struct Builder {
     read_only: bool,
     syscall_filter: Vec<SyscallFilter>,
     apparmor_profile: Option<String>,
+    log_console: bool,
     pub(crate) passthrough: Vec<Section>,
     pub(crate) install: Install,
     pub(crate) install_at: Vec<(&'static str, Location)>,
@@ -895,6 +898,7 @@ impl Builder {
             read_only: false,
             syscall_filter: Vec::new(),
             apparmor_profile: None,
+            log_console: false,
             passthrough: Vec::new(),
             install: Install::default(),
             install_at: Vec::new(),
@@ -1135,6 +1139,7 @@ impl Builder {
             }
             "NoNewPrivileges" => self.no_new_privileges = self.bool(e),
             "ReadOnly" => self.read_only = self.bool(e),
+            "LogConsole" => self.log_console = self.bool(e),
             "SystemCallFilter" => {
                 if v.is_empty() {
                     self.syscall_filter.clear();
@@ -1413,6 +1418,7 @@ impl Builder {
             read_only: self.read_only,
             system_call_filter: self.syscall_filter,
             apparmor_profile: self.apparmor_profile,
+            log_console: self.log_console,
             pod,
             image,
             preset,
