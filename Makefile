@@ -1,7 +1,10 @@
 # sdme: build, install and test.
 #
+#   make deps                the Debian packages to build and run sdme (root)
 #   make                     build everything (static binaries)
-#   make install             install into $(DESTDIR)$(PREFIX)
+#   make install             install what `make` built into $(DESTDIR)$(PREFIX)
+#                            (it does not build: `make && sudo make install`)
+#   make test-deps           the Debian packages the whole test suite needs (root)
 #   make check               the whole test suite (unit, golden, e2e); needs root
 #   make test                unit and golden tests only (no root needed)
 #   make e2e                 the end-to-end suite alone; needs root
@@ -19,7 +22,9 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 CARGO       ?= cargo
-TARGET      ?= $(shell rustc -vV | sed -n 's/^host: //p')
+# Without rustc (root's PATH often has no cargo), `make install` finds the
+# build under the machine's usual target triple.
+TARGET      ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p' | grep . || echo "$$(uname -m)-unknown-linux-gnu")
 
 # Static binaries: they run unchanged in any test host or image, whatever
 # its libc. --target keeps build scripts dynamic.
@@ -34,7 +39,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 # loaded by a static binary.
 BINS_USER = sdme-import sdme
 
-.PHONY: all build install uninstall test check e2e fmt clippy deps bench clean
+.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean
 
 all: build
 
@@ -42,7 +47,11 @@ build:
 	SDME_LIBEXECDIR=$(LIBEXECDIR) SDME_BINDIR=$(BINDIR) RUSTFLAGS="$(RUSTFLAGS_STATIC)" \
 		$(CARGO) build --release --locked --target $(TARGET)
 
-install: build
+# Installs what was built, never builds: root may have no cargo.
+install:
+	@for b in $(BINS_GENERATOR) $(BINS_HELPERS) $(BINS_USER); do \
+		[ -x $(BUILD_DIR)/$$b ] || { echo "make install: $(BUILD_DIR)/$$b is not built: run 'make' first (as your user, with cargo), then 'sudo make install'" >&2; exit 1; }; \
+	done
 	install -d $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
@@ -89,14 +98,18 @@ test:
 	tests/man/check
 	tests/apparmor/check
 
-# Packages the suites need on a fresh Debian machine.
+# Packages to build and run sdme (Rust comes from rustup, not from here).
 deps:
+	tests/e2e/install-deps --build
+
+# Packages the whole test suite needs on a fresh Debian machine.
+test-deps:
 	tests/e2e/install-deps
 
 e2e: build
 	tests/e2e/run
 
-check: deps fmt clippy test e2e
+check: test-deps fmt clippy test e2e
 
 bench: build
 	tests/bench/generator-1000

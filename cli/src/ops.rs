@@ -107,8 +107,9 @@ pub fn start(name: &str) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if sys::run("systemctl", &["start", &unit]).is_err() {
-        // What the unit logged during this start: sdme-explain's reason
-        // or the guest's last console lines.
+        // What the unit logged during this start: the helpers' reason
+        // (boot-wait, sdme-explain), nspawn's lines, and the guest's
+        // console with LogConsole=yes.
         let _ = Command::new("journalctl")
             .args(["--no-pager", "-o", "cat", "-n", "20", "-u", &unit])
             .arg(format!("--since=@{since}"))

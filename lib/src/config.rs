@@ -18,13 +18,11 @@ use crate::syntax::UnitFile;
 /// The file name on the search path.
 pub const CONFIG_NAME: &str = "sdme.conf";
 
-/// `Hardened=`'s drop list unless `sdme.conf` says otherwise.
-pub const DEFAULT_HARDENED_DROP: [&str; 4] = [
-    "CAP_SYS_PTRACE",
-    "CAP_NET_RAW",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_BOOT",
-];
+/// `Hardened=`'s drop list unless `sdme.conf` says otherwise. Not
+/// CAP_SYS_BOOT: in its own PID namespace it only reboots the container,
+/// and without it the guest's systemd turns a reboot into an exit (a
+/// power-off, the unit ends inactive instead of restarting).
+pub const DEFAULT_HARDENED_DROP: [&str; 3] = ["CAP_SYS_PTRACE", "CAP_NET_RAW", "CAP_SYS_RAWIO"];
 
 /// The parsed global configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,12 +144,7 @@ mod tests {
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(
             c.hardened_drop_names(),
-            [
-                "CAP_NET_RAW",
-                "CAP_SYS_RAWIO",
-                "CAP_SYS_PTRACE",
-                "CAP_SYS_BOOT"
-            ]
+            ["CAP_NET_RAW", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE"]
         );
     }
 

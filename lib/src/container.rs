@@ -407,8 +407,10 @@ pub enum Preset {
 
 /// Docker's default capability set (moby's `oci/caps`), which `Strict=`
 /// keeps, plus CAP_SYS_ADMIN, without which systemd cannot boot in a
-/// container (mounts, namespaces for its own sandboxing).
-pub const STRICT_KEEP: [&str; 15] = [
+/// container (mounts, namespaces for its own sandboxing), and CAP_SYS_BOOT,
+/// without which a reboot inside becomes a power-off (in the container's
+/// PID namespace it reboots only the container).
+pub const STRICT_KEEP: [&str; 16] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FSETID",
@@ -424,6 +426,7 @@ pub const STRICT_KEEP: [&str; 15] = [
     "KILL",
     "AUDIT_WRITE",
     "SYS_ADMIN",
+    "SYS_BOOT",
 ];
 
 /// `Strict=`'s system call deny list.
@@ -487,6 +490,8 @@ pub struct Container {
     /// `AppArmorProfile=`: a unit directive of the container's service,
     /// checked by the prepare helper at start.
     pub apparmor_profile: Option<String>,
+    /// `LogConsole=yes`: the guest's console in the unit's journal too.
+    pub log_console: bool,
     /// `Pod=NAME.pod`: the pod's name and the line that set it.
     pub pod: Option<(String, Location)>,
     /// `Hardened=yes` / `Strict=yes`, already applied to the fields above.
@@ -843,6 +848,7 @@ pub(crate) struct Builder {
     read_only: bool,
     syscall_filter: Vec<SyscallFilter>,
     apparmor_profile: Option<String>,
+    log_console: bool,
     pub(crate) passthrough: Vec<Section>,
     pub(crate) install: Install,
     pub(crate) install_at: Vec<(&'static str, Location)>,
@@ -900,6 +906,7 @@ impl Builder {
             read_only: false,
             syscall_filter: Vec::new(),
             apparmor_profile: None,
+            log_console: false,
             passthrough: Vec::new(),
             install: Install::default(),
             install_at: Vec::new(),
@@ -1156,6 +1163,7 @@ impl Builder {
             }
             "NoNewPrivileges" => self.no_new_privileges = self.bool(e),
             "ReadOnly" => self.read_only = self.bool(e),
+            "LogConsole" => self.log_console = self.bool(e),
             "SystemCallFilter" => {
                 if v.is_empty() {
                     self.syscall_filter.clear();
@@ -1437,6 +1445,7 @@ impl Builder {
             read_only: self.read_only,
             system_call_filter: self.syscall_filter,
             apparmor_profile: self.apparmor_profile,
+            log_console: self.log_console,
             pod,
             image,
             preset,
@@ -1476,8 +1485,7 @@ struct PresetOverrides<'a> {
 /// - Hardened: `PrivateUsers=yes`; `NoNewPrivileges=yes`; `PrivateNetwork=yes` unless the
 ///   container already has a network of its own (`Pod=`, veth, bridge,
 ///   zone, ports, nspawn network options); `DropCapability=` sdme.conf's
-///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO
-///   CAP_SYS_BOOT).
+///   `[Hardened]` list (default CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO).
 /// - Strict: Hardened, plus every capability dropped that is neither in
 ///   [`STRICT_KEEP`] nor re-added, `SystemCallFilter=~` [`STRICT_SYSCALL_DENY`],
 ///   `AppArmorProfile=sdme-default`.
@@ -1848,7 +1856,7 @@ mod tests {
         assert_eq!(c.preset, Some(Preset::Hardened));
         assert_eq!(c.private_users, Some(PrivateUsers::Yes));
         assert!(c.no_new_privileges && c.private_network);
-        assert_eq!(c.drop_capabilities, [13, 17, 19, 22]);
+        assert_eq!(c.drop_capabilities, [13, 17, 19]);
         assert!(c.system_call_filter.is_empty() && c.apparmor_profile.is_none());
         // Explicit keys win, wherever they are.
         let c = load(
@@ -1858,7 +1866,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.private_users, Some(PrivateUsers::No));
         assert!(!c.private_network && c.host_network());
-        assert_eq!(c.drop_capabilities, [13, 17, 22]);
+        assert_eq!(c.drop_capabilities, [13, 17]);
         let c = load(
             "w",
             "[Container]\nStrict=yes\nDropCapability=\nSystemCallFilter=\nAppArmorProfile=\n",

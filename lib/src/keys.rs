@@ -57,7 +57,7 @@ use Arity::{Flag, Many, One, Words};
 
 /// Every `[Container]` key, in the order `sdme create` writes them.
 #[rustfmt::skip]
-pub const CONTAINER_KEYS: [Key; 28] = [
+pub const CONTAINER_KEYS: [Key; 29] = [
     key("Rootfs", Some("rootfs"), Some('r'), One, "NAME|DIR", "Rootfs=: an imported rootfs, NAME.image or a directory (default: a clone of the host)"),
     key("Image", Some("image"), None, One, "REF", "Image=: import REF before the first start and boot it"),
     key("MachineName", None, None, One, "NAME", "MachineName="),
@@ -85,6 +85,7 @@ pub const CONTAINER_KEYS: [Key; 28] = [
     key("AppArmorProfile", Some("apparmor-profile"), None, One, "PROFILE", "AppArmorProfile="),
     key("BootTimeout", Some("boot-timeout"), None, One, "TIMESPAN", "BootTimeout="),
     key("WaitFor", Some("wait-for"), None, Many, "UNIT", "WaitFor= (repeatable)"),
+    key("LogConsole", Some("log-console"), None, Flag, "", "LogConsole=yes: the guest's console in the unit's journal"),
     key("NspawnArgs", Some("nspawn-arg"), None, Words, "ARG", "NspawnArgs=: one systemd-nspawn option (repeatable)"),
 ];
 

@@ -463,7 +463,7 @@ fn service(x: &Ctx) -> String {
     s.push_str("\nPartOf=machines.target\nBefore=machines.target\nAfter=network.target\n");
     // Names the cause of a failure systemd leaves vague (a start timeout),
     // at no cost when nothing fails; see units/sdme-explain@.service.
-    s.push_str("OnFailure=sdme-explain@%n.service\n");
+    s.push_str("OnFailure=sdme-explain@%N.service\n");
     x.image_deps(&mut s, true);
     if let Some((pod, _)) = &c.pod {
         // Starting a member starts the pod; stopping (or restarting) the
@@ -553,6 +553,13 @@ fn service(x: &Ctx) -> String {
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');
+    if !c.log_console {
+        // nspawn writes the guest's console (read-only mode, no tty) to its
+        // stdout and its own messages to stderr; the guest's journal has
+        // the console already. /dev/null never blocks the guest. stderr
+        // would inherit stdout's null: keep it in the journal.
+        s.push_str("StandardOutput=null\nStandardError=journal\n");
+    }
     // A unit directive, not an nspawn option; before the admin's own
     // [Service] lines, so that one of theirs wins.
     if let Some(p) = &c.apparmor_profile {

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # 15-readme: the README's first command, run as written after its
-# `make deps install` step (done by the harness): install
+# `make deps && make && make install` steps (done by the harness), without
+# a terminal (th_exec has none): install
 # examples/hello.container, daemon-reload, start, and a shell command in
 # the booted container.
 
@@ -8,8 +9,8 @@ on_cleanup sh -c "rm -rf /var/lib/sdme/containers/hello /etc/sdme/hello.containe
 on_cleanup sh -c "systemctl stop sdme-hello; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
 
 # The command as README.md has it, from `install` on.
-cmd=$(sed -n '/^make deps install && /{s/^make deps install && //;p;q}' "$TH_REPO/README.md")
-[ -n "$cmd" ] || fail "README.md has no line starting with 'make deps install && '"
+cmd=$(sed -n '/^make deps && make && make install && /{s/^make deps && make && make install && //;p;q}' "$TH_REPO/README.md")
+[ -n "$cmd" ] || fail "README.md has no line starting with 'make deps && make && make install && '"
 step "README command: $cmd"
 th_copy_in "$TH_REPO" /root/sdme-readme examples
 on_cleanup rm -rf /root/sdme-readme

@@ -41,7 +41,9 @@ booted() { # booted DESC: the guest finished booting
 
 step "write /etc/sdme/$name.container, start"
 th_exec mkdir -p /etc/sdme
-printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/$name.container"
+# LogConsole=yes: the checks below read the guest's console in the unit's
+# journal (by default it goes nowhere; see 68-unit-log).
+printf '[Container]\nLogConsole=yes\n' | th_exec sh -c "cat > /etc/sdme/$name.container"
 require_in "daemon-reload" systemctl daemon-reload
 require_in "systemctl start $unit" timeout 180 systemctl start "$unit"
 booted "first start"
@@ -63,7 +65,8 @@ step "stop took $((($(date +%s%N) - t0) / 1000000)) ms"
 assert_eq "$unit inactive (not failed) after stop" inactive "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
 assert_eq "$unit Result after stop" success "$(th_exec systemctl show -p Result --value "$unit" 2>&1)"
 assert_eq "nspawn's exit status after stop" 0 "$(th_exec systemctl show -p ExecMainStatus --value "$unit" 2>&1)"
-# The guest's console goes to nspawn's stdout, i.e. this unit's journal.
+# The guest's console goes to nspawn's stdout, i.e. with LogConsole=yes
+# this unit's journal.
 console=$(journal_after "$c" -u "$unit")
 assert_match "guest console in the host journal: reached the shutdown target" \
 	'Reached target .*Shutdown' "$console"
