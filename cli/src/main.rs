@@ -3,6 +3,7 @@
 //! kept anywhere else.
 
 mod create;
+mod files;
 mod ops;
 mod sys;
 
@@ -81,6 +82,27 @@ enum Cmd {
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<u32>,
     },
+    /// Start containers at boot: a drop-in with [Install] WantedBy=machines.target.
+    Enable {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Do not start containers at boot (removes or resets what enable set).
+    Disable {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print a container's file and every drop-in that applies, in order.
+    Cat { name: String },
+    /// Check the files on the search path (or FILEs) as the generator does.
+    Verify { files: Vec<std::path::PathBuf> },
+    /// Replace a container's resource limits (none given: clear them); a
+    /// running container gets them at once.
+    Set {
+        name: String,
+        #[command(flatten)]
+        limits: files::Limits,
+    },
     /// sdme's own settings.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -136,6 +158,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             follow,
             lines,
         } => return ops::logs(&name, follow, lines),
+        Cmd::Enable { names } => each(&names, files::enable)?,
+        Cmd::Disable { names } => each(&names, files::disable)?,
+        Cmd::Cat { name } => files::cat(&name)?,
+        Cmd::Verify { files } => return files::verify(&files),
+        Cmd::Set { name, limits } => files::set(&name, &limits)?,
         Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
     }
     Ok(ExitCode::SUCCESS)

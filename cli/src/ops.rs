@@ -16,7 +16,7 @@ use sdme_core::search::{search, FileType, Found, UnitName};
 use crate::create::{self, CreateOpts, ETC_DIR};
 use crate::sys;
 
-fn dirs() -> Vec<PathBuf> {
+pub fn dirs() -> Vec<PathBuf> {
     let (dirs, errors) = unit_dirs();
     for e in errors {
         eprintln!("sdme: {e}");
@@ -24,13 +24,13 @@ fn dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn config(dirs: &[PathBuf]) -> Config {
+pub fn config(dirs: &[PathBuf]) -> Config {
     // The generator reports the configuration's own errors; here only
     // the values matter.
     Config::load(dirs).0
 }
 
-fn service(name: &str) -> String {
+pub fn service(name: &str) -> String {
     unit_service_name(&UnitName::Plain(name.into()))
 }
 
@@ -266,9 +266,13 @@ pub fn ps() -> Result<()> {
     for (n, r, s) in rows {
         out.push_str(&format!("{n:w0$}  {r:w1$}  {s}\n"));
     }
+    write_stdout(out.as_bytes())
+}
+
+/// Write all of `out`; a closed pipe (`sdme ps | head -1`) is not an error.
+pub fn write_stdout(out: &[u8]) -> Result<()> {
     use std::io::Write;
-    // A closed pipe (`sdme ps | head -1`) is not an error.
-    match std::io::stdout().write_all(out.as_bytes()) {
+    match std::io::stdout().write_all(out) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("writing to stdout"),
     }
