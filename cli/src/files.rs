@@ -67,7 +67,7 @@ fn merged(found: &Found, path: &Path, text: Option<&str>) -> Result<UnitFile, Ve
     for d in dropins {
         let data = match (d == path, text) {
             (true, Some(t)) => t.as_bytes().to_vec(),
-            _ => read_bounded(&d).map_err(|e| vec![format!("{}: {e}", d.display())])?,
+            _ => read_bounded(&d).map_err(|e| vec![e])?,
         };
         file.merge(UnitFile::parse(&d, &data).map_err(|e| vec![e.to_string()])?);
     }
@@ -258,7 +258,7 @@ pub fn cat(name: &str) -> Result<()> {
     }
     push_text(&mut out, &f.data);
     for d in &f.dropins {
-        let data = read_bounded(d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?;
+        let data = read_bounded(d).map_err(anyhow::Error::msg)?;
         out.extend_from_slice(format!("\n# {}\n", d.display()).as_bytes());
         push_text(&mut out, &data);
     }
@@ -281,14 +281,14 @@ pub fn verify(files: &[PathBuf]) -> Result<ExitCode> {
     if files.is_empty() {
         let p = plan(&dirs);
         errors.extend(p.errors);
-        errors.extend(
-            (p.skipped.iter()).map(|f| format!("{}: skipped, no units generated", f.display())),
-        );
     } else {
         errors.clear();
         let mut whole = None;
         for f in files {
-            errors.extend(verify_one(f, &dirs, &mut whole)?);
+            match verify_one(f, &dirs, &mut whole) {
+                Ok(e) => errors.extend(e),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
         }
     }
     let mut out = Vec::new();
@@ -323,28 +323,30 @@ fn verify_one(f: &Path, dirs: &[PathBuf], whole: &mut Option<Vec<String>>) -> Re
     };
     let real = parent
         .canonicalize()
-        .with_context(|| format!("{}", parent.display()))?;
+        .with_context(|| format!("{}: {}", f.display(), parent.display()))?;
     let on_path = dirs
         .iter()
         .find(|d| d.canonicalize().is_ok_and(|d| d == real));
     let abs = on_path.map_or_else(|| real.join(name), |d| d.join(name));
-    if on_path.is_some() {
-        let errors = whole.get_or_insert_with(|| {
-            let p = plan(dirs);
-            let skipped = p
-                .skipped
-                .iter()
-                .map(|f| format!("{}: skipped, no units generated", f.display()));
-            p.errors.into_iter().chain(skipped).collect()
-        });
-        let prefix = format!("{}:", abs.display());
+    // The file that wins on the search path: its errors and those of its
+    // drop-ins, as the whole run reports them.
+    let winner = on_path.and_then(|_| search(dirs, kind).found.into_iter().find(|w| w.path == abs));
+    if let Some(w) = winner {
+        let errors = whole.get_or_insert_with(|| plan(dirs).errors);
+        let prefixes: Vec<String> = std::iter::once(&w.path)
+            .chain(&w.dropins)
+            .map(|p| format!("{}:", p.display()))
+            .collect();
         return Ok(errors
             .iter()
-            .filter(|e| e.starts_with(&prefix))
+            .filter(|e| prefixes.iter().any(|p| e.starts_with(p)))
             .cloned()
             .collect());
     }
-    let data = read_bounded(&abs).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    let data = match read_bounded(&abs) {
+        Ok(d) => d,
+        Err(e) => return Ok(vec![e]),
+    };
     let stem = abs
         .file_stem()
         .and_then(|s| s.to_str())
