@@ -215,13 +215,9 @@ pub fn disable(name: &str) -> Result<()> {
     let (with, after) = model(&found, &config, &path, Some(DISABLE_TEXT))?;
     if starts_at_boot(&with) {
         bail!(
-            "{} is read before {} and cannot reset it; remove that line by hand (nothing written)",
+            "{}: read after {}, which cannot reset it; remove that line by hand (nothing written)",
             install_lines(&after).join(", "),
-            found
-                .dropins
-                .last()
-                .map_or(Path::new("?"), |p| p.as_path())
-                .display()
+            path.display()
         );
     }
     for l in install_lines(&file) {

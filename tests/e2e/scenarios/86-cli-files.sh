@@ -1,0 +1,144 @@
+# shellcheck shell=bash
+# 86-cli-files: the sdme commands that write drop-ins or read the search
+# path. `enable` writes /etc/sdme/NAME.container.d/50-enable.conf and the
+# generator links the unit into machines.target.wants; `disable` removes it,
+# and resets a file's own [Install] with an empty WantedBy= (refused, naming
+# the line, when a later drop-in sets it again). `cat` prints the file and
+# its drop-ins in the generator's order (a shadowed drop-in left out);
+# `verify` gives the generator's errors with file:line. `set` puts the
+# limits into 50-limits.conf and into the running container's cgroup at
+# once; they hold after a restart, and `set NAME` alone clears them.
+
+name=cf
+unit=sdme-$name.service
+file=/etc/sdme/$name.container
+dropd=/etc/sdme/$name.container.d
+state=/var/lib/sdme/containers/$name
+wants=/run/systemd/generator/machines.target.wants/$unit
+cg=/sys/fs/cgroup/machine.slice/$unit
+
+on_cleanup sh -c "rm -rf $state $file $dropd /usr/lib/sdme/$name.container.d /etc/sdme/vbad.container /tmp/verify /run/systemd/system.control/$unit.d && systemctl daemon-reload"
+on_cleanup sh -c "systemctl stop $unit; systemctl reset-failed $unit 2>/dev/null; true"
+
+# out_rc CMD...: "RC OUTPUT" of a command inside the host.
+out_rc() {
+	local out rc=0
+	out=$(th_exec "$@" 2>&1) || rc=$?
+	printf '%s %s' "$rc" "$out"
+}
+
+step "sdme enable / disable"
+require_in "sdme create $name" sdme create "$name"
+assert_eq "enable of an unknown name: one line, exit 1" \
+	"1 sdme: no container nosuch (no nosuch.container on the search path)" "$(out_rc sdme enable nosuch)"
+check_in "nothing written for it" test ! -e /etc/sdme/nosuch.container.d
+check_in "no link before enable" test ! -e "$wants"
+require_in "sdme enable $name" sdme enable "$name"
+assert_match "$dropd/50-enable.conf wants machines.target" '\[Install\]
+WantedBy=machines.target$' "$(th_exec cat "$dropd/50-enable.conf" 2>&1)"
+assert_eq "the generator linked $unit into machines.target.wants" "../$unit" \
+	"$(th_exec readlink "$wants" 2>&1 || true)"
+assert_match "machines.target wants $unit" "(^|[[:space:]])$unit([[:space:]]|$)" \
+	"$(th_exec systemctl show -p Wants --value machines.target 2>&1 || true)"
+require_in "sdme enable $name again (idempotent)" sdme enable "$name"
+require_in "sdme disable $name" sdme disable "$name"
+check_in "disable removed the drop-in and its empty folder" test ! -e "$dropd"
+check_in "no link after disable" test ! -e "$wants"
+
+step "a file's own [Install]: disable resets it, enable brings it back"
+require_in "$file with WantedBy=machines.target" sh -c "printf '[Container]\n\n[Install]\nWantedBy=machines.target\n' > $file && systemctl daemon-reload"
+check_in "linked by the file itself" test -L "$wants"
+out=$(out_rc sdme disable "$name")
+assert_eq "disable names the line it resets" \
+	"0 sdme: $file:4: WantedBy=machines.target: reset by $dropd/50-enable.conf" "$out"
+assert_match "the drop-in resets WantedBy=" '\[Install\]
+WantedBy=
+RequiredBy=$' "$(th_exec cat "$dropd/50-enable.conf" 2>&1)"
+check_in "no link after disable" test ! -e "$wants"
+require_in "sdme enable $name" sdme enable "$name"
+check_in "enable removed disable's drop-in (the file's own [Install] applies)" test ! -e "$dropd"
+check_in "linked again" test -L "$wants"
+require_in "a later drop-in sets WantedBy= too" sh -c "mkdir -p $dropd && printf '[Install]\nWantedBy=machines.target\n' > $dropd/90-late.conf"
+out=$(out_rc sdme disable "$name")
+assert_match "disable refused, naming the later drop-in's line" \
+	"^1 sdme: $dropd/90-late.conf:2: WantedBy=machines.target: read after $dropd/50-enable.conf, which cannot reset it" "$out"
+check_in "nothing written" test ! -e "$dropd/50-enable.conf"
+require_in "back to a plain file" sh -c "rm $dropd/90-late.conf && printf '[Container]\n' > $file && sdme disable $name"
+check_in "no link" test ! -e "$wants"
+
+step "sdme cat: the file and its drop-ins in the generator's order"
+require_in "drop-ins in /usr/lib/sdme and /etc/sdme" sh -c "mkdir -p /usr/lib/sdme/$name.container.d $dropd &&
+	printf '[Container]\nHostname=vendor\n' > /usr/lib/sdme/$name.container.d/10-vendor.conf &&
+	printf '[Container]\nHostname=shadowed\n' > /usr/lib/sdme/$name.container.d/20-admin.conf &&
+	printf '[Container]\nHostname=admin\n' > $dropd/20-admin.conf"
+want="# $file
+[Container]
+
+# /usr/lib/sdme/$name.container.d/10-vendor.conf
+[Container]
+Hostname=vendor
+
+# $dropd/20-admin.conf
+[Container]
+Hostname=admin"
+assert_eq "sdme cat $name" "$want" "$(th_exec sdme cat "$name" 2>&1)"
+assert_eq "sdme cat of an unknown name" \
+	"1 sdme: no container nosuch (no nosuch.container on the search path)" "$(out_rc sdme cat nosuch)"
+
+step "sdme verify"
+check_in_status 0 "sdme verify: every file on the search path is good" sdme verify
+check_in_status 0 "sdme verify $file" sdme verify "$file"
+require_in "a bad file and a bad drop-in" sh -c "printf '[Container]\nBnd=/x\n' > /etc/sdme/vbad.container &&
+	printf '[Container]\nCapability=cap_foo\n' > $dropd/30-bad.conf"
+out=$(out_rc sdme verify)
+printf '%s\n' "$out"
+assert_match "sdme verify exits 1" '^1 ' "$out"
+assert_match "names the bad file's line" "/etc/sdme/vbad.container:2: unknown key 'Bnd'" "$out"
+assert_match "names the bad drop-in's line" "$dropd/30-bad.conf:2: Capability=cap_foo: unknown capability" "$out"
+gen=$(th_exec /usr/lib/systemd/system-generators/sdme-generator --dry-run 2>&1 >/dev/null || true)
+assert_match "the generator reports the same line" "$dropd/30-bad.conf:2: Capability=cap_foo" "$gen"
+out=$(out_rc sdme verify "$file")
+assert_match "sdme verify $file: its drop-in's error only" "^1 $dropd/30-bad.conf:2: Capability=cap_foo" "$out"
+assert_eq "... and not vbad's" 0 "$(printf '%s\n' "$out" | grep -c vbad || true)"
+require_in "a draft off the search path" sh -c "mkdir -p /tmp/verify && printf '[Container]\nBootTimeout=soon\n' > /tmp/verify/d.container"
+assert_match "sdme verify of a draft off the search path" "^1 /tmp/verify/d.container:2: " \
+	"$(out_rc sdme verify /tmp/verify/d.container)"
+require_in "remove the bad files" rm /etc/sdme/vbad.container "$dropd/30-bad.conf" \
+	/usr/lib/sdme/$name.container.d/10-vendor.conf /usr/lib/sdme/$name.container.d/20-admin.conf "$dropd/20-admin.conf"
+
+step "sdme set: limits at once, after a restart, and cleared"
+assert_match "a bad size: one line naming it" "^1 sdme: --memory: '300Q' is not a size" \
+	"$(out_rc sdme set "$name" --memory 300Q --cpus 1)"
+check_in "nothing written" test ! -e "$dropd/50-limits.conf"
+require_in "sdme start $name" timeout 180 sdme start "$name"
+assert_eq "memory.max before" max "$(th_exec cat "$cg/memory.max" 2>&1)"
+require_in "sdme set $name --memory 300M --cpus 0.5 --tasks 200" sdme set "$name" --memory 300M --cpus 0.5 --tasks 200
+assert_eq "memory.max at once" 314572800 "$(th_exec cat "$cg/memory.max" 2>&1)"
+assert_eq "cpu.max at once" "50000 100000" "$(th_exec cat "$cg/cpu.max" 2>&1)"
+assert_eq "pids.max at once" 200 "$(th_exec cat "$cg/pids.max" 2>&1)"
+assert_eq "$unit not restarted" active "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+assert_match "$dropd/50-limits.conf" '\[Service\]
+MemoryMax=300M
+CPUQuota=50%
+TasksMax=200$' "$(th_exec cat "$dropd/50-limits.conf" 2>&1)"
+check_in "no runtime control drop-ins left to shadow the file" test ! -e "/run/systemd/system.control/$unit.d/50-MemoryMax.conf"
+check_in "no temporary file left" sh -c "! ls -A $dropd | grep -q '^\.'"
+require_in "systemctl restart $unit" timeout 180 systemctl restart "$unit"
+assert_eq "memory.max after a restart" 314572800 "$(th_exec cat "$cg/memory.max" 2>&1)"
+assert_eq "pids.max after a restart" 200 "$(th_exec cat "$cg/pids.max" 2>&1)"
+require_in "sdme set $name (clears)" sdme set "$name"
+check_in "the drop-in is gone" test ! -e "$dropd/50-limits.conf"
+assert_eq "memory.max cleared at once" max "$(th_exec cat "$cg/memory.max" 2>&1)"
+assert_eq "cpu.max cleared at once" "max 100000" "$(th_exec cat "$cg/cpu.max" 2>&1)"
+assert_eq "pids.max back to the generator's TasksMax" 16384 "$(th_exec cat "$cg/pids.max" 2>&1)"
+
+step "sdme set while stopped applies at the next start"
+require_in "sdme stop $name" timeout 120 sdme stop "$name"
+require_in "sdme set $name --memory 1G" sdme set "$name" --memory 1G
+require_in "sdme start $name" timeout 180 sdme start "$name"
+assert_eq "memory.max 1G after the start" 1073741824 "$(th_exec cat "$cg/memory.max" 2>&1)"
+require_in "sdme set $name (clears)" sdme set "$name"
+assert_eq "memory.max cleared" max "$(th_exec cat "$cg/memory.max" 2>&1)"
+require_in "sdme stop $name" timeout 120 sdme stop "$name"
+require_in "sdme rm $name" sdme rm "$name"
+check_in "no $dropd" test ! -e "$dropd"
