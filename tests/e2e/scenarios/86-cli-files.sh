@@ -111,11 +111,28 @@ assert_match "a bad size: one line naming it" "^1 sdme: --memory: '300Q' is not 
 	"$(out_rc sdme set "$name" --memory 300Q --cpus 1)"
 check_in "nothing written" test ! -e "$dropd/50-limits.conf"
 require_in "sdme start $name" timeout 180 sdme start "$name"
-assert_eq "memory.max before" max "$(th_exec cat "$cg/memory.max" 2>&1)"
+assert_eq "$unit runs in machine.slice" "${cg#/sys/fs/cgroup}" \
+	"$(th_exec systemctl show -P ControlGroup "$unit" 2>&1 || true)"
+controllers=$(th_exec cat /sys/fs/cgroup/cgroup.controllers 2>&1 || true)
+if ! grep -qw memory <<<"$controllers"; then
+	# As in 50-keys: the machine the tests run on keeps its controllers on
+	# cgroup v1, so the test host's cgroup v2 tree has none and the kernel's
+	# files do not exist; systemd's live values of the unit are checked.
+	step "NOTE: no memory controller in the test host's cgroup tree ('$controllers'); only systemd's live values are checked"
+fi
+# limit WHEN PROPERTY WANT CONTROLLER FILE FILE-WANT: the unit's live
+# value, and the cgroup file when its controller is there.
+limit() {
+	assert_eq "$2 of $unit $1" "$3" "$(th_exec systemctl show -P "$2" "$unit" 2>&1 || true)"
+	if grep -qw "$4" <<<"$controllers"; then
+		assert_eq "$5 $1" "$6" "$(th_exec cat "$cg/$5" 2>&1 || true)"
+	fi
+}
+limit before MemoryMax infinity memory memory.max max
 require_in "sdme set $name --memory 300M --cpus 0.5 --tasks 200" sdme set "$name" --memory 300M --cpus 0.5 --tasks 200
-assert_eq "memory.max at once" 314572800 "$(th_exec cat "$cg/memory.max" 2>&1)"
-assert_eq "cpu.max at once" "50000 100000" "$(th_exec cat "$cg/cpu.max" 2>&1)"
-assert_eq "pids.max at once" 200 "$(th_exec cat "$cg/pids.max" 2>&1)"
+limit "at once" MemoryMax 314572800 memory memory.max 314572800
+limit "at once" CPUQuotaPerSecUSec 500ms cpu cpu.max "50000 100000"
+limit "at once" TasksMax 200 pids pids.max 200
 assert_eq "$unit not restarted" active "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
 assert_match "$dropd/50-limits.conf" '\[Service\]
 MemoryMax=300M
@@ -124,21 +141,21 @@ TasksMax=200$' "$(th_exec cat "$dropd/50-limits.conf" 2>&1)"
 check_in "no runtime control drop-ins left to shadow the file" test ! -e "/run/systemd/system.control/$unit.d/50-MemoryMax.conf"
 check_in "no temporary file left" sh -c "! ls -A $dropd | grep -q '^\.'"
 require_in "systemctl restart $unit" timeout 180 systemctl restart "$unit"
-assert_eq "memory.max after a restart" 314572800 "$(th_exec cat "$cg/memory.max" 2>&1)"
-assert_eq "pids.max after a restart" 200 "$(th_exec cat "$cg/pids.max" 2>&1)"
+limit "after a restart" MemoryMax 314572800 memory memory.max 314572800
+limit "after a restart" TasksMax 200 pids pids.max 200
 require_in "sdme set $name (clears)" sdme set "$name"
 check_in "the drop-in is gone" test ! -e "$dropd/50-limits.conf"
-assert_eq "memory.max cleared at once" max "$(th_exec cat "$cg/memory.max" 2>&1)"
-assert_eq "cpu.max cleared at once" "max 100000" "$(th_exec cat "$cg/cpu.max" 2>&1)"
-assert_eq "pids.max back to the generator's TasksMax" 16384 "$(th_exec cat "$cg/pids.max" 2>&1)"
+limit "cleared at once" MemoryMax infinity memory memory.max max
+limit "cleared at once" CPUQuotaPerSecUSec infinity cpu cpu.max "max 100000"
+limit "back to the generator's" TasksMax 16384 pids pids.max 16384
 
 step "sdme set while stopped applies at the next start"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme set $name --memory 1G" sdme set "$name" --memory 1G
 require_in "sdme start $name" timeout 180 sdme start "$name"
-assert_eq "memory.max 1G after the start" 1073741824 "$(th_exec cat "$cg/memory.max" 2>&1)"
+limit "after the start" MemoryMax 1073741824 memory memory.max 1073741824
 require_in "sdme set $name (clears)" sdme set "$name"
-assert_eq "memory.max cleared" max "$(th_exec cat "$cg/memory.max" 2>&1)"
+limit cleared MemoryMax infinity memory memory.max max
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme rm $name" sdme rm "$name"
 check_in "no $dropd" test ! -e "$dropd"
