@@ -53,6 +53,17 @@ enum Cmd {
     },
     /// Stop containers; returns once their overlay is unmounted.
     Stop {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every running container.
+        #[arg(short, long)]
+        all: bool,
+        /// SIGKILL every process at once, without the guest's shutdown.
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Restart containers (stop, then start and wait for the boot).
+    Restart {
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -149,7 +160,19 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             command,
         } => return ops::new(&name, &opts, rm, &command),
         Cmd::Start { names } => each(&names, ops::start)?,
-        Cmd::Stop { names } => each(&names, ops::stop)?,
+        Cmd::Stop { names, all, kill } => {
+            let mode = if kill {
+                ops::StopMode::Kill
+            } else {
+                ops::StopMode::Graceful
+            };
+            if all {
+                ops::stop_all(mode)?;
+            } else {
+                each(&names, |n| ops::stop(n, mode))?;
+            }
+        }
+        Cmd::Restart { names } => each(&names, ops::restart)?,
         Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
         Cmd::Ps => ops::ps()?,
         Cmd::Exec { name, command } => return ops::exec(&name, &command),
@@ -228,5 +251,13 @@ mod tests {
         // --rm needs a command to wait for.
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
+    }
+
+    #[test]
+    fn stop_takes_names_or_all() {
+        assert!(Cli::try_parse_from(["sdme", "stop"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "stop", "-a", "x"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "stop", "-a", "--kill"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "stop", "--kill", "x", "y"]).is_ok());
     }
 }

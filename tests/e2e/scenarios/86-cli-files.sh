@@ -8,6 +8,9 @@
 # `verify` gives the generator's errors with file:line. `set` puts the
 # limits into 50-limits.conf and into the running container's cgroup at
 # once; they hold after a restart, and `set NAME` alone clears them.
+# `restart` boots a new guest; `stop --kill` ends it at once (no shutdown
+# in the guest, unit inactive, overlay unmounted); `stop --all` stops every
+# running container.
 
 name=cf
 unit=sdme-$name.service
@@ -17,8 +20,8 @@ state=/var/lib/sdme/containers/$name
 wants=/run/systemd/generator/machines.target.wants/$unit
 cg=/sys/fs/cgroup/machine.slice/$unit
 
-on_cleanup sh -c "rm -rf $state $file $dropd /usr/lib/sdme/$name.container.d /etc/sdme/vbad.container /tmp/verify /run/systemd/system.control/$unit.d && systemctl daemon-reload"
-on_cleanup sh -c "systemctl stop $unit; systemctl reset-failed $unit 2>/dev/null; true"
+on_cleanup sh -c "rm -rf $state $file $dropd /etc/sdme/${name}2.container /var/lib/sdme/containers/${name}2 /usr/lib/sdme/$name.container.d /etc/sdme/vbad.container /tmp/verify /run/systemd/system.control/$unit.d && systemctl daemon-reload"
+on_cleanup sh -c "systemctl stop $unit sdme-${name}2.service; systemctl reset-failed $unit sdme-${name}2.service 2>/dev/null; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
 out_rc() {
@@ -156,6 +159,41 @@ require_in "sdme start $name" timeout 180 sdme start "$name"
 limit "after the start" MemoryMax 1073741824 memory memory.max 1073741824
 require_in "sdme set $name (clears)" sdme set "$name"
 limit cleared MemoryMax infinity memory memory.max max
-require_in "sdme stop $name" timeout 120 sdme stop "$name"
+
+step "sdme restart; sdme stop --kill; sdme stop --all"
+leader=$(th_exec machinectl show -p Leader --value "$name" 2>&1 || true)
+# journal_since CURSOR: the unit's log after CURSOR.
+journal_since() { th_exec journalctl --no-pager -o cat -u "$unit" --after-cursor="$1" 2>&1; }
+cursor() {
+	local c
+	c=$(th_exec journalctl -n 0 --show-cursor 2>&1 | sed -n 's/^-- cursor: //p')
+	[ -n "$c" ] || fail "no journal cursor"
+	printf '%s' "$c"
+}
+cur=$(cursor)
+require_in "sdme restart $name" timeout 180 sdme restart "$name"
+assert_eq "$unit active after restart" active "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+new_leader=$(th_exec machinectl show -p Leader --value "$name" 2>&1 || true)
+if [ -z "$new_leader" ] || [ "$new_leader" = "$leader" ]; then
+	fail "the machine's leader did not change over the restart ($leader, $new_leader)"
+fi
+assert_match "the restart shut the guest down cleanly" '^[1-9]' \
+	"$(journal_since "$cur" | grep -c 'Halting system' || true)"
+cur=$(cursor)
+t0=$(date +%s%N)
+require_in "sdme stop --kill $name" timeout 120 sdme stop --kill "$name"
+echo "figure: sdme stop --kill took $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_eq "$unit inactive (not failed) after stop --kill" inactive "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+check_in "$state/merged unmounted after stop --kill" sh -c "! findmnt -n $state/merged"
+assert_eq "no guest shutdown in the log of stop --kill" 0 \
+	"$(journal_since "$cur" | grep -c 'Halting system' || true)"
+require_in "a second container" sdme create "${name}2"
+require_in "start both" timeout 180 sdme start "$name" "${name}2"
+assert_match "stop with names and --all is refused" '^2 ' "$(out_rc sdme stop -a "$name")"
+require_in "sdme stop --all" timeout 180 sdme stop --all
+assert_eq "both stopped" "inactive inactive" \
+	"$(th_exec systemctl is-active "$unit" "sdme-${name}2.service" 2>&1 | paste -sd' ' || true)"
+check_in_status 0 "sdme stop --all with nothing running" sdme stop --all
+require_in "sdme rm ${name}2" sdme rm "${name}2"
 require_in "sdme rm $name" sdme rm "$name"
 check_in "no $dropd" test ! -e "$dropd"
