@@ -44,6 +44,10 @@ assert_eq "the generator linked $unit into machines.target.wants" "../$unit" \
 assert_match "machines.target wants $unit" "(^|[[:space:]])$unit([[:space:]]|$)" \
 	"$(th_exec systemctl show -p Wants --value machines.target 2>&1 || true)"
 require_in "sdme enable $name again (idempotent)" sdme enable "$name"
+require "reboot the test host" th_reboot
+assert_eq "$unit active after the host's boot, nobody started it" active \
+	"$(th_exec systemctl is-active "$unit" 2>&1 || true)"
+require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme disable $name" sdme disable "$name"
 check_in "disable removed the drop-in and its empty folder" test ! -e "$dropd"
 check_in "no link after disable" test ! -e "$wants"
