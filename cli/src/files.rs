@@ -484,16 +484,17 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
         }
     }
     let unit = ops::service(name);
-    let running = sys::active_state(&unit)? == "active";
-    if running {
+    let live = if sys::active_state(&unit)? == "active" {
         let props: Vec<String> = LIMIT_KEYS
             .iter()
             .map(|(k, d)| format!("{k}={}", service_value(&file, k, d)))
             .collect();
         let mut args = vec!["set-property", "--runtime", unit.as_str()];
         args.extend(props.iter().map(String::as_str));
-        sys::run("systemctl", &args)?;
-    }
+        sys::run("systemctl", &args)
+    } else {
+        Ok(())
+    };
     // set-property --runtime also writes these; in the control folder,
     // read before every other drop-in, they would shadow a later change
     // of the drop-in above until the next boot.
@@ -501,7 +502,13 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
     for (k, _) in LIMIT_KEYS {
         remove_dropin(&control.join(format!("50-{k}.conf")))?;
     }
-    sys::daemon_reload()
+    sys::daemon_reload()?;
+    live.with_context(|| {
+        format!(
+            "{} is written and applies at the next start, but the running {name} kept its limits",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
