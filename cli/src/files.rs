@@ -90,12 +90,13 @@ fn model(
     Ok((c, file))
 }
 
-/// The search path must have `/etc/sdme` for a drop-in there to apply.
+/// The drop-ins sdme writes apply (and shadow one of the same name
+/// elsewhere, as [`merged`] assumes) when `/etc/sdme` is the first
+/// directory of the search path, as it is unless `$SDME_UNIT_DIRS` says
+/// otherwise.
 fn etc_on_path(dirs: &[PathBuf]) -> Result<()> {
-    if !dirs.iter().any(|d| d == Path::new(ETC_DIR)) {
-        bail!(
-            "{ETC_DIR} is not on the search path (SDME_UNIT_DIRS), so its drop-ins would not apply"
-        );
+    if dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
+        bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS), so its drop-ins might not apply; nothing written");
     }
     Ok(())
 }
