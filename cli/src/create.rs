@@ -130,20 +130,21 @@ fn quote_word(w: &str) -> String {
     out
 }
 
-/// `--memory`: digits with an optional K/M/G/T suffix, or `infinity`.
-fn check_memory(v: &str) -> Result<()> {
+/// A size option (`--memory`): digits with an optional K/M/G/T suffix,
+/// or `infinity`.
+pub fn check_size(opt: &str, v: &str) -> Result<()> {
     let digits = v.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(v);
     if v == "infinity" || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())) {
         return Ok(());
     }
     bail!(
-        "--memory: '{}' is not a size (such as 512M, 2G or infinity)",
+        "--{opt}: '{}' is not a size (such as 512M, 2G or infinity)",
         v.escape_default()
     )
 }
 
 /// `--cpus N` as CPUQuota= percent.
-fn cpu_quota(v: &str) -> Result<String> {
+pub fn cpu_quota(v: &str) -> Result<String> {
     let n: f64 = v
         .parse()
         .ok()
@@ -184,7 +185,7 @@ pub fn render(opts: &CreateOpts) -> Result<String> {
     }
     let mut service = String::new();
     if let Some(m) = &opts.memory {
-        check_memory(m)?;
+        check_size("memory", m)?;
         service.push_str(&format!("MemoryMax={m}\n"));
     }
     if let Some(c) = &opts.cpus {

@@ -3,6 +3,7 @@
 //! kept anywhere else.
 
 mod create;
+mod files;
 mod ops;
 mod sys;
 
@@ -52,6 +53,17 @@ enum Cmd {
     },
     /// Stop containers; returns once their overlay is unmounted.
     Stop {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every running container.
+        #[arg(short, long)]
+        all: bool,
+        /// SIGKILL every process at once, without the guest's shutdown.
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Restart containers (stop, then start and wait for the boot).
+    Restart {
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -80,6 +92,27 @@ enum Cmd {
         /// Show the last N lines.
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<u32>,
+    },
+    /// Start containers at boot: a drop-in with [Install] WantedBy=machines.target.
+    Enable {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Do not start containers at boot (removes or resets what enable set).
+    Disable {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print a container's file and every drop-in that applies, in order.
+    Cat { name: String },
+    /// Check the files on the search path (or FILEs) as the generator does.
+    Verify { files: Vec<std::path::PathBuf> },
+    /// Replace a container's resource limits (none given: clear them); a
+    /// running container gets them at once.
+    Set {
+        name: String,
+        #[command(flatten)]
+        limits: files::Limits,
     },
     /// sdme's own settings.
     #[command(subcommand)]
@@ -127,7 +160,19 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             command,
         } => return ops::new(&name, &opts, rm, &command),
         Cmd::Start { names } => each(&names, ops::start)?,
-        Cmd::Stop { names } => each(&names, ops::stop)?,
+        Cmd::Stop { names, all, kill } => {
+            let mode = if kill {
+                ops::StopMode::Kill
+            } else {
+                ops::StopMode::Graceful
+            };
+            if all {
+                ops::stop_all(mode)?;
+            } else {
+                each(&names, |n| ops::stop(n, mode))?;
+            }
+        }
+        Cmd::Restart { names } => each(&names, ops::restart)?,
         Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
         Cmd::Ps => ops::ps()?,
         Cmd::Exec { name, command } => return ops::exec(&name, &command),
@@ -136,6 +181,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             follow,
             lines,
         } => return ops::logs(&name, follow, lines),
+        Cmd::Enable { names } => each(&names, files::enable)?,
+        Cmd::Disable { names } => each(&names, files::disable)?,
+        Cmd::Cat { name } => files::cat(&name)?,
+        Cmd::Verify { files } => return files::verify(&files),
+        Cmd::Set { name, limits } => files::set(&name, &limits)?,
         Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
     }
     Ok(ExitCode::SUCCESS)
@@ -201,5 +251,13 @@ mod tests {
         // --rm needs a command to wait for.
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
+    }
+
+    #[test]
+    fn stop_takes_names_or_all() {
+        assert!(Cli::try_parse_from(["sdme", "stop"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "stop", "-a", "x"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "stop", "-a", "--kill"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "stop", "--kill", "x", "y"]).is_ok());
     }
 }

@@ -16,7 +16,7 @@ use sdme_core::search::{search, FileType, Found, UnitName};
 use crate::create::{self, CreateOpts, ETC_DIR};
 use crate::sys;
 
-fn dirs() -> Vec<PathBuf> {
+pub fn dirs() -> Vec<PathBuf> {
     let (dirs, errors) = unit_dirs();
     for e in errors {
         eprintln!("sdme: {e}");
@@ -24,25 +24,33 @@ fn dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn config(dirs: &[PathBuf]) -> Config {
+pub fn config(dirs: &[PathBuf]) -> Config {
     // The generator reports the configuration's own errors; here only
     // the values matter.
     Config::load(dirs).0
 }
 
-fn service(name: &str) -> String {
+pub fn service(name: &str) -> String {
     unit_service_name(&UnitName::Plain(name.into()))
 }
 
 /// The container named `name`, validated as the generator does.
 fn load(name: &str) -> Result<Container> {
     create::check_name(name)?;
+    load_unit(&UnitName::Plain(name.into()))
+}
+
+/// The container of the file `name` (an instance too), validated.
+fn load_unit(name: &UnitName) -> Result<Container> {
     let dirs = dirs();
     let found = search(&dirs, FileType::Container)
         .found
         .into_iter()
-        .find(|f| f.name == UnitName::Plain(name.into()))
-        .with_context(|| format!("no container {name} (no {name}.container on the search path)"))?;
+        .find(|f| f.name == *name)
+        .with_context(|| {
+            let n = name.stem();
+            format!("no container {n} (no {n}.container on the search path)")
+        })?;
     Container::load_with(&found, &config(&dirs)).map_err(|d| {
         let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
@@ -101,12 +109,22 @@ pub fn new(name: &str, opts: &CreateOpts, remove: bool, command: &[String]) -> R
 }
 
 pub fn start(name: &str) -> Result<()> {
+    start_verb(name, "start")
+}
+
+/// `sdme restart`: stop and start in one systemd job (the overlay's mount
+/// unit, PartOf= the service, is restarted with it).
+pub fn restart(name: &str) -> Result<()> {
+    start_verb(name, "restart")
+}
+
+fn start_verb(name: &str, verb: &str) -> Result<()> {
     load(name)?;
     let unit = service(name);
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if sys::run("systemctl", &["start", &unit]).is_err() {
+    if sys::run("systemctl", &[verb, &unit]).is_err() {
         // What the unit logged during this start: the helpers' reason
         // (boot-wait, sdme-explain), nspawn's lines, and the guest's
         // console with LogConsole=yes.
@@ -114,14 +132,40 @@ pub fn start(name: &str) -> Result<()> {
             .args(["--no-pager", "-o", "cat", "-n", "20", "-u", &unit])
             .arg(format!("--since=@{since}"))
             .status();
-        bail!("starting {unit} failed");
+        bail!("{verb}ing {unit} failed");
     }
     Ok(())
 }
 
-pub fn stop(name: &str) -> Result<()> {
-    let c = load(name)?;
-    sys::run("systemctl", &["stop", &service(name)])?;
+/// How `stop` ends the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// The guest shuts down (systemctl stop: SIGTERM to nspawn, which
+    /// halts the guest's init).
+    Graceful,
+    /// SIGKILL to every process of the unit, no shutdown in the guest.
+    Kill,
+}
+
+pub fn stop(name: &str, mode: StopMode) -> Result<()> {
+    create::check_name(name)?;
+    stop_unit(&UnitName::Plain(name.into()), mode)
+}
+
+fn stop_unit(name: &UnitName, mode: StopMode) -> Result<()> {
+    let c = load_unit(name)?;
+    let unit = unit_service_name(name);
+    let killed = mode == StopMode::Kill && sys::active_state(&unit)? != "inactive";
+    if killed {
+        // The unit then runs its ExecStopPost= (the unmount) and ends
+        // failed (killed by a signal); the stop below waits for that.
+        sys::run("systemctl", &["kill", "--signal=SIGKILL", &unit])?;
+    }
+    sys::run("systemctl", &["stop", &unit])?;
+    if killed && sys::active_state(&unit)? == "failed" {
+        // Asked for: not a failure to keep listed.
+        sys::run("systemctl", &["reset-failed", &unit])?;
+    }
     // The overlay's mount unit stops in a job of its own; wait for it
     // too, so that a following rm never meets a mounted tree.
     let merged = container_dir(&c.machine).join("merged");
@@ -130,7 +174,35 @@ pub fn stop(name: &str) -> Result<()> {
         sys::run("systemctl", &["stop", &m])?;
     }
     if let Some(m) = sys::mounts_below(&merged)?.first() {
-        bail!("{name} stopped, but {m} is still mounted");
+        bail!("{} stopped, but {m} is still mounted", name.stem());
+    }
+    Ok(())
+}
+
+/// `stop --all`: every container (instances too) whose unit is not
+/// stopped; all are tried, every failure is printed.
+pub fn stop_all(mode: StopMode) -> Result<()> {
+    let found: Vec<UnitName> = search(&dirs(), FileType::Container)
+        .found
+        .into_iter()
+        .map(|f| f.name)
+        .filter(|n| !matches!(n, UnitName::Template(_)))
+        .collect();
+    let units: Vec<String> = found.iter().map(unit_service_name).collect();
+    let mut failed = 0;
+    let mut running = 0;
+    for (n, (active, _)) in found.iter().zip(sys::states(&units)?) {
+        if matches!(active.as_str(), "inactive" | "failed") {
+            continue;
+        }
+        running += 1;
+        if let Err(e) = stop_unit(n, mode) {
+            eprintln!("sdme: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {running} failed");
     }
     Ok(())
 }
@@ -191,7 +263,7 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
         if !force {
             bail!("{name} is {state}; stop it first or use rm -f");
         }
-        stop(name)?;
+        stop(name, StopMode::Graceful)?;
     }
     let dir = container_dir(&machine);
     if let Some(m) = sys::mounts_below(&dir)?.first() {
@@ -267,9 +339,13 @@ pub fn ps() -> Result<()> {
     for (n, r, s) in rows {
         out.push_str(&format!("{n:w0$}  {r:w1$}  {s}\n"));
     }
+    write_stdout(out.as_bytes())
+}
+
+/// Write all of `out`; a closed pipe (`sdme ps | head -1`) is not an error.
+pub fn write_stdout(out: &[u8]) -> Result<()> {
     use std::io::Write;
-    // A closed pipe (`sdme ps | head -1`) is not an error.
-    match std::io::stdout().write_all(out.as_bytes()) {
+    match std::io::stdout().write_all(out) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("writing to stdout"),
     }
