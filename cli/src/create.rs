@@ -2,8 +2,6 @@
 //! `.container` file, validated by the generator's own model, and linked
 //! into `/etc/sdme` without replacing anything.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -230,19 +228,8 @@ pub fn existing(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 /// then linked to its name, which fails if the name exists (so of two
 /// concurrent creates exactly one wins).
 pub fn write_new(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{name}.container"));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sdme-create-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    let tmp = crate::write::synced_temp(dir, ".sdme-create-", text)?;
     match tmp.persist_noclobber(&path) {
         Ok(_) => Ok(path),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -3,8 +3,6 @@
 //! container's own file); `cat` and `verify` read the search path as the
 //! generator does.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,6 +17,7 @@ use sdme_core::syntax::{Entry, UnitFile};
 use crate::create::{self, ETC_DIR};
 use crate::ops::{self, dirs};
 use crate::sys;
+use crate::write;
 
 /// The drop-in `sdme enable` and `sdme disable` write.
 pub const ENABLE_CONF: &str = "50-enable.conf";
@@ -105,18 +104,7 @@ fn etc_on_path(dirs: &[PathBuf]) -> Result<()> {
 /// renamed over it.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().context("drop-in path has no directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sdme-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    let tmp = write::synced_temp(dir, ".sdme-", text)?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", path.display()))?;

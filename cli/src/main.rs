@@ -6,6 +6,7 @@ mod create;
 mod files;
 mod ops;
 mod sys;
+mod write;
 
 use std::process::ExitCode;
 
