@@ -243,6 +243,7 @@ pub fn write_new(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::os::unix::fs::PermissionsExt;
 
     #[derive(Parser)]
     struct T {
