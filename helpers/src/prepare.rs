@@ -1073,10 +1073,31 @@ pub fn unmount(state: &Path) -> Result<()> {
     Ok(())
 }
 
+/// At stop, the unit (other than `--unit`) that the record of the machine
+/// names: the last prepare step of that machine was another unit's.
+fn other_owner(opts: &Options) -> Option<String> {
+    let me = opts.unit.as_deref()?;
+    let owner = sdme_core::inuse::read(&opts.records, &opts.machine)?.unit?;
+    (owner != me).then_some(owner)
+}
+
 /// Entry point shared by the binary and tests: run the action.
 pub fn run(opts: &Options) -> Result<Report> {
     match opts.action {
         Action::Unmount => {
+            if let Some(owner) = other_owner(opts) {
+                // The machine name moved to another file while both ran
+                // (sdme.container(5), "CHANGING A RUNNING CONTAINER"):
+                // the overlay is that unit's, not ours.
+                let mut report = Report::default();
+                report.warnings.push(format!(
+                    "the overlay of machine {} is in use by {owner} (its record in {}); \
+                     not unmounted",
+                    opts.machine,
+                    opts.records.display()
+                ));
+                return Ok(report);
+            }
             unmount(&opts.state)?;
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;

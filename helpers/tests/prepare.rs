@@ -795,3 +795,46 @@ fn start_record_names_unit_and_file_and_goes_with_the_stop() {
     prepare::run(&stop).unwrap();
     assert!(!o.records.exists(), "record and empty directory removed");
 }
+
+/// A stop leaves alone an overlay whose record names another unit (the
+/// machine name moved to another file while both ran): only the unit
+/// whose start mounted it unmounts it.
+#[test]
+fn stop_of_another_unit_leaves_the_overlay_mounted() {
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    let o = opts(&f, &["--mount", "--unit=sdme-web.service"]);
+    prepare::run(&o).unwrap();
+    let merged = f.state.join("merged");
+    assert!(overlay_at(&merged));
+    let stop_as = |unit: &str| {
+        let mut stop = prepare::parse_args(vec![
+            "--unmount".into(),
+            format!("--unit={unit}").into(),
+            format!("--state={}", f.state.display()).into(),
+            "web".into(),
+        ])
+        .unwrap();
+        stop.records = o.records.clone();
+        prepare::run(&stop).unwrap()
+    };
+    let report = stop_as("sdme-other.service");
+    assert!(overlay_at(&merged), "another unit's stop unmounted it");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("in use by sdme-web.service")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        sdme_core::inuse::read(&o.records, "web").is_some(),
+        "record kept"
+    );
+    stop_as("sdme-web.service");
+    assert!(!overlay_at(&merged), "its own unit's stop unmounts it");
+    assert!(!o.records.exists(), "record removed");
+}

@@ -171,28 +171,25 @@ pub fn read_all(dir: &Path) -> io::Result<Vec<Record>> {
         .collect();
     names.sort();
     names.truncate(MAX_RECORDS);
-    let mut out = Vec::new();
-    for machine in names {
-        let Ok(f) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(dir.join(&machine))
-        else {
-            continue;
-        };
-        // A regular file only (O_NONBLOCK: a FIFO must not block a reload).
-        if !f.metadata().is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        let mut text = String::new();
-        if f.take(MAX_RECORD).read_to_string(&mut text).is_err() {
-            continue;
-        }
-        if let Some(r) = Record::parse(&machine, &text) {
-            out.push(r);
-        }
+    Ok(names.iter().filter_map(|m| read(dir, m)).collect())
+}
+
+/// The record of `machine` in `dir`, if there is a readable one: a
+/// regular file (never followed through a link), at most [`MAX_RECORD`]
+/// bytes, that parses.
+pub fn read(dir: &Path, machine: &str) -> Option<Record> {
+    let f = OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO must not block a reload.
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(machine))
+        .ok()?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return None;
     }
-    Ok(out)
+    let mut text = String::new();
+    f.take(MAX_RECORD).read_to_string(&mut text).ok()?;
+    Record::parse(machine, &text)
 }
 
 /// `NAME` when `lower` is `rootfs_dir/NAME` (an imported rootfs, which

@@ -427,7 +427,7 @@ mod tests {
             assert!(c.lines().any(|l| l == line), "{line}: {c}");
         }
         let stop = format!(
-            "ExecStopPost={}/sdme-prepare --unmount --mount-unit --state=/var/lib/sdme/containers/web web",
+            "ExecStopPost={}/sdme-prepare --unmount --mount-unit --unit=%n --state=/var/lib/sdme/containers/web web",
             paths::LIBEXEC_DIR
         );
         assert!(c.lines().any(|l| l == stop), "{c}");

@@ -416,7 +416,7 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
 pub(crate) fn push_stop_half(s: &mut String, dir: &str, m: &str) {
     s.push_str("ExecStopPost=");
     push_helper(s, "sdme-prepare");
-    s.push_str(" --unmount --mount-unit --state=");
+    s.push_str(" --unmount --mount-unit --unit=%n --state=");
     s.push_str(dir);
     s.push(' ');
     s.push_str(m);
@@ -543,7 +543,7 @@ fn service(x: &Ctx) -> String {
         // RUNNING CONTAINER"); unmounting it is a no-op at later stops.
         s.push_str("ExecStopPost=");
         push_helper(&mut s, "sdme-prepare");
-        s.push_str(" --unmount --mount-unit --state=");
+        s.push_str(" --unmount --mount-unit --unit=%n --state=");
         s.push_str(&paths::container_dir(old).to_string_lossy());
         s.push(' ');
         s.push_str(old);

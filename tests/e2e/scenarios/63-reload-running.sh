@@ -131,7 +131,7 @@ th_exec systemctl cat sdme-a63 | grep -E '^(Requires|BindsTo|After)=' || true
 check_in "sdme-d63 runs machine d63x at its next start" sh -c "systemctl cat sdme-d63 | grep -q -- ' --machine=d63x '"
 
 check_in "sdme-d63's stop unmounts the old name's overlay too" sh -c \
-	"systemctl cat sdme-d63 | grep -qx 'ExecStopPost=/usr/libexec/sdme/sdme-prepare --unmount --mount-unit --state=/var/lib/sdme/containers/d63 d63'"
+	"systemctl cat sdme-d63 | grep -qx 'ExecStopPost=/usr/libexec/sdme/sdme-prepare --unmount --mount-unit --unit=%n --state=/var/lib/sdme/containers/d63 d63'"
 
 step "stop d63 (renamed): nothing of either name stays mounted"
 require_in "systemctl stop sdme-d63" timeout 120 systemctl stop sdme-d63
