@@ -184,6 +184,11 @@ mod tests {
         assert_eq!(a.kind, Some(Kind::Tarball));
         assert_eq!(a.max_size, 1 << 20);
         assert_eq!(a.rootfs_name(), "deb");
+        let o = a.options();
+        assert_eq!((o.source.as_str(), o.name.as_str()), ("/x.tar", "deb"));
+        assert_eq!((o.kind, o.max_size), (Some(Kind::Tarball), 1 << 20));
+        assert!(o.force && !o.if_missing && !o.quiet);
+        assert_eq!(o.install_packages, InstallPackages::Auto);
         let r = Args::try_parse_from(["sdme-import", "--remove", "deb"]).unwrap();
         assert!(r.remove);
         assert_eq!(r.rootfs_name(), "deb");

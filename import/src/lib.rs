@@ -16,7 +16,8 @@
 //!   URLs and [`oci`] for registries, OCI layouts and archives, docker
 //!   archives), [`disk`] (disk images);
 //! * [`post`]: after the tree is complete (systemd, D-Bus, nspawn patches);
-//! * [`progress`], [`cancel`], [`budget`], [`sys`]: what they all use.
+//! * [`progress`], [`cancel`], [`budget`], [`sys`], [`mounts`]: what they
+//!   all use.
 
 pub mod acl;
 pub mod budget;
