@@ -7,54 +7,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
+use crate::import;
+use crate::options::{ImportOptions, InstallPackages, Platform};
 use crate::source::Kind;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InstallPackages {
-    /// Install systemd and D-Bus when the image lacks them and the distro's
-    /// package manager is there.
-    Auto,
-    /// Install them; fail when that is not possible.
-    Yes,
-    /// Never install anything.
-    No,
-}
-
-/// `--platform=OS/ARCH[/VARIANT]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &str| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        };
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
-                os: os.to_string(),
-                arch: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
-                os: os.to_string(),
-                arch: arch.to_string(),
-                variant: Some(v.to_string()),
-            }),
-            _ => Err(format!(
-                "'{s}' is not a platform; expected OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm/v7"
-            )),
-        }
-    }
-}
 
 /// `--max-size=SIZE`: bytes, or with a K, M, G or T suffix (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -170,6 +127,32 @@ impl Args {
         }
         Ok(())
     }
+
+    /// The engine's options (import mode; `--remove` takes only the name).
+    pub fn options(&self) -> ImportOptions {
+        ImportOptions {
+            source: self.source.clone(),
+            name: self.rootfs_name().to_string(),
+            kind: self.kind,
+            force: self.force,
+            if_missing: self.if_missing,
+            install_packages: self.install_packages,
+            max_size: self.max_size,
+            ca_file: self.ca_file.clone(),
+            platform: self.platform.clone(),
+            quiet: self.quiet,
+            state_dir: self.state_dir.clone(),
+        }
+    }
+}
+
+/// Run sdme-import with `args`.
+pub fn run(args: &Args) -> Result<()> {
+    args.check()?;
+    if args.remove {
+        return import::remove(&args.state_dir, args.rootfs_name(), args.quiet);
+    }
+    import::run(&args.options())
 }
 
 #[cfg(test)]
@@ -188,22 +171,6 @@ mod tests {
     }
 
     #[test]
-    fn platforms() {
-        assert_eq!(
-            Platform::parse("linux/arm/v7").unwrap(),
-            Platform {
-                os: "linux".into(),
-                arch: "arm".into(),
-                variant: Some("v7".into())
-            }
-        );
-        assert!(Platform::parse("linux/amd64").is_ok());
-        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
-            assert!(Platform::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn command_line() {
         let a = Args::try_parse_from([
             "sdme-import",
@@ -217,6 +184,11 @@ mod tests {
         assert_eq!(a.kind, Some(Kind::Tarball));
         assert_eq!(a.max_size, 1 << 20);
         assert_eq!(a.rootfs_name(), "deb");
+        let o = a.options();
+        assert_eq!((o.source.as_str(), o.name.as_str()), ("/x.tar", "deb"));
+        assert_eq!((o.kind, o.max_size), (Some(Kind::Tarball), 1 << 20));
+        assert!(o.force && !o.if_missing && !o.quiet);
+        assert_eq!(o.install_packages, InstallPackages::Auto);
         let r = Args::try_parse_from(["sdme-import", "--remove", "deb"]).unwrap();
         assert!(r.remove);
         assert_eq!(r.rootfs_name(), "deb");

@@ -20,13 +20,14 @@
 
 pub mod fs;
 pub mod loopdev;
+pub mod probe;
 pub mod table;
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,37 +36,12 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cancel::Interrupted;
 use crate::copy;
-use crate::import::Job;
+use crate::job::Job;
+use crate::mounts::unmount_below;
 use fs::Fs;
 use loopdev::{LoopDevice, Region};
+use probe::{detect, Format};
 use table::{Partition, Table};
-
-/// The two disk image formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Qcow2,
-    Raw,
-}
-
-const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";
-
-/// Is `file` a disk image? QCOW2 by its magic; raw by a GPT or MBR
-/// partition table or a Linux file system superblock at the start.
-/// Compressed and tar formats must be ruled out first by the caller.
-pub fn detect(file: &File) -> Result<Option<Format>> {
-    let len = file.metadata().context("stat")?.len();
-    let mut head = [0u8; 4];
-    if len >= 4 && file.read_exact_at(&mut head, 0).is_ok() && &head == QCOW2_MAGIC {
-        return Ok(Some(Format::Qcow2));
-    }
-    // A table that fails its checks is still a disk image: the import then
-    // reports it as corrupt instead of "unknown source".
-    match table::read(file, len) {
-        Ok(Table::None) => {}
-        Ok(_) | Err(_) => return Ok(Some(Format::Raw)),
-    }
-    Ok(fs::probe(file, 0, len).map(|_| Format::Raw))
-}
 
 /// Import the root file system of the disk image `job.source` into
 /// `job.root`.
@@ -77,7 +53,7 @@ pub fn import(job: &mut Job) -> Result<()> {
     with_root(
         Path::new(source),
         job.scratch,
-        job.args.max_size,
+        job.opts.max_size,
         &crate::cancel::requested,
         &mut |s| progress.note(s),
         |mnt| {
@@ -549,41 +525,10 @@ impl Drop for Mount {
     }
 }
 
-/// Unmount every mount at or below `dir` (deepest first, lazily if busy),
-/// as the calling thread's namespace lists them. What a killed import (before
-/// disk images had a namespace of their own) left mounted in
-/// its work directory is released with this before the directory goes.
-pub fn unmount_below(dir: &Path) -> Result<()> {
-    use nix::mount::{umount2, MntFlags};
-    use sdme_core::mountinfo::unescape_bytes;
-    use std::ffi::OsString;
-    use std::os::unix::ffi::OsStringExt;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("{}", dir.display()))?;
-    // The calling thread's namespace: /proc/self is the main thread's.
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .context("cannot read /proc/thread-self/mountinfo")?;
-    let mut below: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(OsString::from_vec(unescape_bytes(m))))
-        .filter(|m| m.starts_with(&dir))
-        .collect();
-    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    for m in below {
-        if umount2(&m, MntFlags::empty()).is_err() {
-            umount2(&m, MntFlags::MNT_DETACH)
-                .with_context(|| format!("cannot unmount {}", m.display()))?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use probe::tests::file_of;
     use table::types;
 
     fn mnt_ns() -> u64 {
@@ -636,12 +581,6 @@ mod tests {
         // Never unmounted by us: gone with the thread's namespace.
         assert!(!mounted_at(&dir, "/proc/thread-self/mountinfo"));
         assert!(!dir.join("x").exists());
-    }
-
-    fn file_of(img: &[u8]) -> File {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(img).unwrap();
-        f
     }
 
     fn with_ext(mut img: Vec<u8>, lba: u64) -> Vec<u8> {
@@ -711,20 +650,5 @@ mod tests {
         assert_eq!(t, Table::None);
         let found = choose_root(&f, img.len() as u64, &t).unwrap();
         assert_eq!(found.partition, None);
-    }
-
-    #[test]
-    fn detect_formats() {
-        assert_eq!(
-            detect(&file_of(b"QFI\xfb\0\0\0\x03rest")).unwrap(),
-            Some(Format::Qcow2)
-        );
-        let gpt = table::tests::gpt_image(4096, &[(types::ESP, 34, 2047, "esp")]);
-        assert_eq!(detect(&file_of(&gpt)).unwrap(), Some(Format::Raw));
-        // A tar header: nothing at 510 or 512, no superblock.
-        let mut tar = vec![0u8; 4096];
-        tar[257..262].copy_from_slice(b"ustar");
-        assert_eq!(detect(&file_of(&tar)).unwrap(), None);
-        assert_eq!(detect(&file_of(b"")).unwrap(), None);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::http::{self, Client};
-use crate::import::Job;
+use crate::job::Job;
 use crate::meta::OciConfig;
 use crate::oci::cache::Cache;
 use crate::oci::manifest::Platform;
@@ -24,8 +24,8 @@ use crate::{cancel, compress, disk, tarball};
 /// environment.
 pub fn client(job: &Job) -> Result<Client> {
     Client::new(http::Options {
-        ca_file: job.args.ca_file.clone(),
-        max_size: job.args.max_size,
+        ca_file: job.opts.ca_file.clone(),
+        max_size: job.opts.max_size,
         ..http::Options::default()
     })
 }
@@ -92,7 +92,7 @@ fn url_inner(job: &mut Job) -> Result<()> {
         job.progress.done();
         let path = file.to_string_lossy().into_owned();
         let mut sub = Job {
-            args: job.args,
+            opts: job.opts,
             source: &path,
             kind: Kind::DiskImage,
             name: job.name,
@@ -174,7 +174,7 @@ fn download_to(mut src: impl Read, dest: &Path, job: &Job) -> Result<()> {
 
 /// The platform to choose: `--platform` or this machine's.
 fn platform(job: &Job) -> Platform {
-    match &job.args.platform {
+    match &job.opts.platform {
         Some(p) => Platform {
             os: p.os.clone(),
             architecture: p.arch.clone(),
@@ -232,7 +232,7 @@ fn oci_inner(job: &mut Job) -> Result<()> {
         }
         Kind::OciArchive | Kind::DockerArchive => {
             let (file, tag) = layout::split_tag(job.source);
-            let dir = unpack_archive(&file, &label, job.scratch, job.args.max_size)?;
+            let dir = unpack_archive(&file, &label, job.scratch, job.opts.max_size)?;
             if job.kind == Kind::OciArchive {
                 layout::import_layout(&dir, tag.as_deref(), &label, &opts, &mut apply)?
             } else {

@@ -11,70 +11,27 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::budget::{human, Budget};
-use crate::cli::Args;
 use crate::copy::{self, CopyOpts};
-use crate::layer::ApplyOpts;
+use crate::job::Job;
 use crate::meta::{self, Meta};
+use crate::options::ImportOptions;
 use crate::progress::Progress;
 use crate::source::{self, Kind};
 use crate::store::Store;
 use crate::{cancel, disk, fetch, inuse, post, sys, tarball};
 
-/// Everything an importer of one source kind gets: the tree to fill, a
-/// scratch directory, the options, progress, the size budget and the
-/// metadata to complete (digest, platform, OCI config).
-pub struct Job<'a> {
-    pub args: &'a Args,
-    /// SOURCE as given.
-    pub source: &'a str,
-    pub kind: Kind,
-    /// The rootfs name.
-    pub name: &'a str,
-    /// The tree being built: an empty directory at the start.
-    pub root: &'a Path,
-    /// For temporary files (downloads, converted disk images); removed
-    /// with the staging directory whatever happens.
-    pub scratch: &'a Path,
-    pub store: &'a Store,
-    pub progress: &'a Progress,
-    pub budget: &'a Budget,
-    pub meta: &'a mut Meta,
-}
-
-impl Job<'_> {
-    /// Options for applying a tarball (`whiteouts`: an OCI layer).
-    pub fn apply_opts(&self, whiteouts: bool) -> ApplyOpts<'_> {
-        ApplyOpts {
-            whiteouts,
-            budget: Some(self.budget),
-            ..ApplyOpts::default()
-        }
-    }
-
-    /// Options for copying a directory tree into `root`.
-    pub fn copy_opts(&self) -> CopyOpts<'_> {
-        CopyOpts {
-            budget: Some(self.budget),
-            progress: Some(self.progress),
-            ..CopyOpts::default()
-        }
-    }
-}
-
-/// Run sdme-import with `args`.
-pub fn run(args: &Args) -> Result<()> {
-    args.check()?;
-    let name = args.rootfs_name();
+/// Import `opts.source` as rootfs `opts.name`.
+pub fn run(opts: &ImportOptions) -> Result<()> {
+    let name = opts.name.as_str();
     sdme_core::name::check_rootfs_name(name).map_err(|e| anyhow!(e))?;
-    if args.remove {
-        return remove(args, name);
-    }
-    let source = args.source.as_str();
-    import(args, source, name).with_context(|| format!("cannot import {source}"))
+    let source = opts.source.as_str();
+    import(opts, source, name).with_context(|| format!("cannot import {source}"))
 }
 
-fn remove(args: &Args, name: &str) -> Result<()> {
-    let store = Store::open(&args.state_dir)?;
+/// Remove rootfs `name` from the store in `state_dir`, unless in use.
+pub fn remove(state_dir: &Path, name: &str, quiet: bool) -> Result<()> {
+    sdme_core::name::check_rootfs_name(name).map_err(|e| anyhow!(e))?;
+    let store = Store::open(state_dir)?;
     let lock = store.lock(name)?;
     let path = store.rootfs_path(name);
     if !store.exists(name) {
@@ -84,7 +41,7 @@ fn remove(args: &Args, name: &str) -> Result<()> {
     // Early, for a quick answer; again under the use lock, at the rename.
     check()?;
     store.remove(&lock, &check)?;
-    if !args.quiet {
+    if !quiet {
         eprintln!("removed rootfs {name}");
     }
     Ok(())
@@ -128,16 +85,16 @@ fn satisfied(store: &Store, name: &str, source: &str) -> Result<bool> {
     Ok(recorded.as_deref() == Some(pin))
 }
 
-fn import(args: &Args, source: &str, name: &str) -> Result<()> {
+fn import(opts: &ImportOptions, source: &str, name: &str) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(&args.state_dir)?;
-    if args.if_missing && satisfied(&store, name, source)? {
-        if !args.quiet {
+    let store = Store::open(&opts.state_dir)?;
+    if opts.if_missing && satisfied(&store, name, source)? {
+        if !opts.quiet {
             eprintln!("rootfs {name} is already there; nothing to do");
         }
         return Ok(());
     }
-    let kind = match args.kind {
+    let kind = match opts.kind {
         Some(k) => k,
         None => source::detect(source)?,
     };
@@ -147,7 +104,7 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
     }
     let exists = store.exists(name);
     // --if-missing that got here: the pinned digest differs; replace.
-    let replace = args.force || (args.if_missing && exists);
+    let replace = opts.force || (opts.if_missing && exists);
     if exists && !replace {
         bail!(
             "rootfs {name} already exists in {}; use --force to replace it",
@@ -163,8 +120,8 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
     }
     cancel::install();
     let staging = store.staging(&lock)?;
-    let progress = Progress::new(args.quiet);
-    let budget = Budget::new(args.max_size);
+    let progress = Progress::new(opts.quiet);
+    let budget = Budget::new(opts.max_size);
     let mut meta = Meta {
         format: meta::FORMAT_VERSION,
         name: name.to_string(),
@@ -174,7 +131,7 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
         ..Meta::default()
     };
     let mut job = Job {
-        args,
+        opts,
         source,
         kind,
         name,
@@ -187,7 +144,7 @@ fn import(args: &Args, source: &str, name: &str) -> Result<()> {
     };
     fill(&mut job)?;
     cancel::check()?;
-    post::after_import(&staging.root, args, &progress, &mut meta)?;
+    post::after_import(&staging.root, opts, &progress, &mut meta)?;
     cancel::check()?;
     meta.size = budget.used();
     meta.os_release = read_os_release(&staging.root);

@@ -3,7 +3,9 @@
 //! The modules follow the path of an import:
 //!
 //! * [`cli`]: the command line (a fixed contract: units call it);
+//! * [`options`]: what an import is asked to do (any front end fills it);
 //! * [`import`]: one run: check, lock, stage, fill, post-process, commit;
+//! * [`job`]: one import as the fillers of each source kind see it;
 //! * [`source`]: what SOURCE is (detected or `--type=`);
 //! * [`store`]: the rootfs store: name locks, staging directories, the
 //!   atomic rename into place, cleanup of what a killed run left;
@@ -14,7 +16,8 @@
 //!   URLs and [`oci`] for registries, OCI layouts and archives, docker
 //!   archives), [`disk`] (disk images);
 //! * [`post`]: after the tree is complete (systemd, D-Bus, nspawn patches);
-//! * [`progress`], [`cancel`], [`budget`], [`sys`]: what they all use.
+//! * [`progress`], [`cancel`], [`budget`], [`sys`], [`mounts`]: what they
+//!   all use.
 
 pub mod acl;
 pub mod budget;
@@ -27,9 +30,12 @@ pub mod fetch;
 pub mod http;
 pub mod import;
 pub mod inuse;
+pub mod job;
 pub mod layer;
 pub mod meta;
+pub mod mounts;
 pub mod oci;
+pub mod options;
 pub mod pax;
 pub mod pipe;
 pub mod post;

@@ -10,7 +10,7 @@ fn main() {
     // Modes come from the archive; the umask must not change them.
     // SAFETY: umask has no failure mode.
     unsafe { libc::umask(0o022) };
-    if let Err(e) = sdme_import::import::run(&args) {
+    if let Err(e) = sdme_import::cli::run(&args) {
         let msg = format!("{e:#}").replace('\n', " ");
         if cancel::is_interrupted(&e) {
             eprintln!("sdme-import: interrupted; nothing was imported");

@@ -15,11 +15,11 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-pub use crate::cli::InstallPackages;
+pub use crate::options::InstallPackages;
 pub use detect::{Detected, PackageManager};
 
-use crate::cli::Args;
 use crate::meta::Meta;
+use crate::options::ImportOptions;
 use crate::progress::Progress;
 
 /// Post-process the tree at `root` (the staging copy, not yet visible as
@@ -27,15 +27,20 @@ use crate::progress::Progress;
 /// missing (a failure is a warning), `yes` always runs the package manager
 /// (a failure fails the import), `no` only warns when the tree will not
 /// boot.
-pub fn after_import(root: &Path, args: &Args, progress: &Progress, meta: &mut Meta) -> Result<()> {
+pub fn after_import(
+    root: &Path,
+    opts: &ImportOptions,
+    progress: &Progress,
+    meta: &mut Meta,
+) -> Result<()> {
     let _ = meta;
-    let opts = Options {
-        install: args.install_packages,
-        quiet: args.quiet || progress.is_quiet(),
+    let post_opts = Options {
+        install: opts.install_packages,
+        quiet: opts.quiet || progress.is_quiet(),
         host_resolv: Path::new("/etc/resolv.conf"),
         cancelled: &crate::cancel::requested,
     };
-    check_and_install(root, args.rootfs_name(), &opts, &|s| progress.note(s)).map(|_| ())
+    check_and_install(root, &opts.name, &post_opts, &|s| progress.note(s)).map(|_| ())
 }
 
 pub struct Options<'a> {

@@ -186,7 +186,7 @@ fn is_disk_image(head: &[u8], path: &Path) -> Result<bool> {
     let mbr = buf.len() >= 512 && buf[510] == 0x55 && buf[511] == 0xaa && !is_tar_header(&buf);
     let ext = buf.len() >= 1082 && buf[1080] == 0x53 && buf[1081] == 0xef;
     // Also xfs, btrfs, squashfs and erofs without partition table.
-    Ok(gpt || mbr || ext || crate::disk::detect(&f)?.is_some())
+    Ok(gpt || mbr || ext || crate::disk::probe::detect(&f)?.is_some())
 }
 
 fn is_tar_header(b: &[u8]) -> bool {

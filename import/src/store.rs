@@ -175,7 +175,7 @@ impl Store {
         let p = self.staging_path(name);
         if fs::symlink_metadata(&p).is_ok() {
             // A killed disk import may have left its image mounted there.
-            crate::disk::unmount_below(&p)?;
+            crate::mounts::unmount_below(&p)?;
             remove_tree(&p)?;
         }
         Ok(())
