@@ -15,7 +15,9 @@ on_cleanup sh -c "systemctl stop sdme-$en sdme-$ne; systemctl reset-failed sdme-
 step "write $en.container (WantedBy=machines.target) and $ne.container (no [Install])"
 th_exec mkdir -p /etc/sdme
 printf '[Container]\n\n[Install]\nWantedBy=machines.target\n' | th_exec sh -c "cat > /etc/sdme/$en.container"
-printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/$ne.container"
+# LogConsole=yes: the check of its clean halt below reads the guest's
+# console in the unit's journal of the previous boot.
+printf '[Container]\nLogConsole=yes\n' | th_exec sh -c "cat > /etc/sdme/$ne.container"
 require_in "daemon-reload" systemctl daemon-reload
 check_in "machines.target is enabled in the test host" systemctl is-enabled -q machines.target
 link=$(th_exec sh -c "readlink /run/systemd/generator/machines.target.wants/sdme-$en.service" 2>&1 || true)

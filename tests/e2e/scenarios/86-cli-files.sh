@@ -159,6 +159,9 @@ limit "back to the generator's" TasksMax 16384 pids pids.max 16384
 step "sdme set while stopped applies at the next start"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme set $name --memory 1G" sdme set "$name" --memory 1G
+# The restart's check of a clean guest halt below reads the guest's console
+# in the unit's journal: LogConsole=yes from this start on.
+require_in "LogConsole=yes" sh -c "printf '[Container]\nLogConsole=yes\n' > $dropd/40-console.conf && systemctl daemon-reload"
 require_in "sdme start $name" timeout 180 sdme start "$name"
 limit "after the start" MemoryMax 1073741824 memory memory.max 1073741824
 require_in "sdme set $name (clears)" sdme set "$name"
