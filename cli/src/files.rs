@@ -15,7 +15,7 @@ use sdme_core::search::{read_bounded, search, FileType, Found, UnitName};
 use sdme_core::syntax::{Entry, UnitFile};
 
 use crate::create::{self, ETC_DIR};
-use crate::ops::{self, dirs};
+use crate::lookup::{self, dirs};
 use crate::sys;
 use crate::write;
 
@@ -165,7 +165,7 @@ pub fn enable(name: &str) -> Result<()> {
     let dirs = dirs();
     etc_on_path(&dirs)?;
     let found = found(&dirs, name)?;
-    let config = ops::config(&dirs);
+    let config = lookup::config(&dirs);
     let path = dropin_path(name, ENABLE_CONF);
     let (without, _) = model(&found, &config, &path, None)?;
     if starts_at_boot(&without) {
@@ -194,7 +194,7 @@ pub fn disable(name: &str) -> Result<()> {
     let dirs = dirs();
     etc_on_path(&dirs)?;
     let found = found(&dirs, name)?;
-    let config = ops::config(&dirs);
+    let config = lookup::config(&dirs);
     let path = dropin_path(name, ENABLE_CONF);
     let (without, file) = model(&found, &config, &path, None)?;
     if !starts_at_boot(&without) {
@@ -247,7 +247,7 @@ pub fn cat(name: &str) -> Result<()> {
         out.extend_from_slice(format!("\n# {}\n", d.display()).as_bytes());
         push_text(&mut out, &data);
     }
-    ops::write_stdout(&out)
+    lookup::write_stdout(&out)
 }
 
 fn push_text(out: &mut Vec<u8>, data: &[u8]) {
@@ -281,7 +281,7 @@ pub fn verify(files: &[PathBuf]) -> Result<ExitCode> {
         out.extend_from_slice(e.as_bytes());
         out.push(b'\n');
     }
-    ops::write_stdout(&out)?;
+    lookup::write_stdout(&out)?;
     if errors.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -462,7 +462,7 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
     let dirs = dirs();
     etc_on_path(&dirs)?;
     let found = found(&dirs, name)?;
-    let config = ops::config(&dirs);
+    let config = lookup::config(&dirs);
     let path = dropin_path(name, LIMITS_CONF);
     let text = (!values.is_empty()).then(|| limits_text(&values));
     let (_, file) = model(&found, &config, &path, text.as_deref())?;
@@ -472,7 +472,7 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
             remove_dropin(&path)?;
         }
     }
-    let unit = ops::service(name);
+    let unit = lookup::service(name);
     let live = if sys::active_state(&unit)? == "active" {
         let props: Vec<String> = LIMIT_KEYS
             .iter()

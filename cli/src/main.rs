@@ -4,7 +4,12 @@
 
 mod create;
 mod files;
-mod ops;
+mod lifecycle;
+mod lookup;
+mod new;
+mod ps;
+mod remove;
+mod run;
 mod sys;
 mod write;
 
@@ -152,36 +157,36 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Create { name, opts } => {
-            ops::create(&name, &opts)?;
+            lifecycle::create(&name, &opts)?;
         }
         Cmd::New {
             name,
             opts,
             rm,
             command,
-        } => return ops::new(&name, &opts, rm, &command),
-        Cmd::Start { names } => each(&names, ops::start)?,
+        } => return new::run(&name, &opts, rm, &command),
+        Cmd::Start { names } => each(&names, lifecycle::start)?,
         Cmd::Stop { names, all, kill } => {
             let mode = if kill {
-                ops::StopMode::Kill
+                lifecycle::StopMode::Kill
             } else {
-                ops::StopMode::Graceful
+                lifecycle::StopMode::Graceful
             };
             if all {
-                ops::stop_all(mode)?;
+                lifecycle::stop_all(mode)?;
             } else {
-                each(&names, |n| ops::stop(n, mode))?;
+                each(&names, |n| lifecycle::stop(n, mode))?;
             }
         }
-        Cmd::Restart { names } => each(&names, ops::restart)?,
-        Cmd::Rm { names, force } => each(&names, |n| ops::rm(n, force))?,
-        Cmd::Ps => ops::ps()?,
-        Cmd::Exec { name, command } => return ops::exec(&name, &command),
+        Cmd::Restart { names } => each(&names, lifecycle::restart)?,
+        Cmd::Rm { names, force } => each(&names, |n| remove::rm(n, force))?,
+        Cmd::Ps => ps::ps()?,
+        Cmd::Exec { name, command } => return run::exec(&name, &command),
         Cmd::Logs {
             name,
             follow,
             lines,
-        } => return ops::logs(&name, follow, lines),
+        } => return run::logs(&name, follow, lines),
         Cmd::Enable { names } => each(&names, files::enable)?,
         Cmd::Disable { names } => each(&names, files::disable)?,
         Cmd::Cat { name } => files::cat(&name)?,
