@@ -9,6 +9,7 @@
 //! * `sdme-pod`: create, remove and enter a pod's pinned network namespace
 //!   ([`pod`]).
 
+pub mod bindpoint;
 pub mod bootwait;
 pub mod dbus;
 pub mod explain;

@@ -64,6 +64,10 @@ pub struct Options {
     /// `PrivateUsers=`: the UID base the layers are ID-mapped to (with
     /// `--mount` only; see [`crate::idmap`]).
     pub userns_base: Option<u32>,
+    /// `--bind=SPEC` (with `PrivateUsers=`): binds whose missing
+    /// destinations prepare makes, as (source, destination relative to
+    /// the container's root).
+    pub binds: Vec<(String, PathBuf)>,
     /// `UMask=` of the container's service, set before anything is made
     /// (the static prepare unit cannot carry a per-container `UMask=`).
     pub umask: Option<u32>,
@@ -79,7 +83,7 @@ pub struct Options {
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
 [--host-clone] [--host-network] [--opaque=PATH]... [--nested-sdme] \
 [--service-environment=NAME=VALUE]... [--apparmor-profile=PROFILE] \
-[--private-users=BASE|yes] [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--private-users=BASE|yes] [--bind=SPEC]... [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
 
@@ -192,6 +196,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut host_clone = false;
     let mut host_network = false;
     let mut opaque = Vec::new();
+    let mut binds = Vec::new();
     let mut nested_sdme = false;
     let mut service_environment = Vec::new();
     let mut apparmor_profile = None;
@@ -234,6 +239,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             "--source" => source = Some(value("--source")?),
             "--unit" => unit = Some(value("--unit")?),
             "--opaque" => opaque.push(value("--opaque")?),
+            "--bind" => binds.push(value("--bind")?),
             "--service-environment" => {
                 let v = value("--service-environment")?;
                 sdme_core::service_env::check_service_env(&v)
@@ -300,6 +306,10 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         .iter()
         .map(|p| container_rel_path(p).with_context(|| "--opaque".to_string()))
         .collect::<Result<Vec<_>>>()?;
+    let binds = binds
+        .iter()
+        .map(|b| bind_point(b).with_context(|| format!("--bind={}", b.escape_default())))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(u) = &unit {
         sdme_core::value::check_unit_name(u, "--unit").map_err(|e| anyhow!(e))?;
     }
@@ -320,6 +330,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
             Some(n)
         }
     };
+    if !binds.is_empty() && userns_base.is_none() {
+        bail!("--bind is for --private-users only (nspawn makes its mount points otherwise)");
+    }
     if userns_base.is_some() && action != Action::Mount {
         bail!("--private-users needs --mount (the overlay over ID-mapped layers is mounted by sdme-prepare itself)");
     }
@@ -338,6 +351,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         service_environment,
         apparmor_profile,
         userns_base,
+        binds,
         umask,
         mount_unit,
         records: PathBuf::from(sdme_core::inuse::RECORD_DIR),
@@ -905,6 +919,10 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
     // 7. With PrivateUsers= nspawn cannot create its mount points itself.
     if opts.userns_base.is_some() {
         ensure_mount_points(&upper, &lower)?;
+        for (src, dst) in &opts.binds {
+            crate::bindpoint::ensure(&upper, &lower, dst, bind_source_is_file(src))
+                .with_context(|| format!("the mount point /{} of Bind=", dst.display()))?;
+        }
     }
 
     // 8. Template instances mount the overlay themselves.
@@ -918,6 +936,19 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
         report.mounted = true;
     }
     Ok(report)
+}
+
+/// A `--bind=SPEC`: its source and its destination as a container path.
+fn bind_point(spec: &str) -> Result<(String, PathBuf)> {
+    let (src, dst) = sdme_core::bindspec::source_and_destination(spec);
+    Ok((src.to_string(), container_rel_path(dst)?))
+}
+
+/// A bind of a file needs a file as its mount point; a source relative to
+/// the container (`+`) or missing gets a directory (nspawn reports a
+/// missing source itself).
+fn bind_source_is_file(src: &str) -> bool {
+    !src.starts_with('+') && std::fs::metadata(src).is_ok_and(|m| !m.is_dir())
 }
 
 /// The directories nspawn mounts on or writes to at the top of the tree,
@@ -1184,6 +1215,37 @@ mod tests {
         let d = sys(Some("Y\n"), None);
         let e = format!("{:#}", check_apparmor(&d.0, "sdme-default").unwrap_err());
         assert!(e.contains("cannot be read"), "{e}");
+    }
+
+    #[test]
+    fn bind_option() {
+        let a = |extra: &[&str]| {
+            let mut v = vec!["--lower=/", "--state=/var/lib/sdme/containers/w"];
+            v.extend_from_slice(extra);
+            v.push("w");
+            parse_args(v.iter().map(OsString::from).collect())
+        };
+        let o = a(&[
+            "--mount",
+            "--private-users=yes",
+            "--bind=/a:/b/c:idmap",
+            "--bind=+/d",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.binds,
+            [
+                ("/a".to_string(), PathBuf::from("b/c")),
+                ("+/d".into(), "d".into())
+            ]
+        );
+        let e = a(&["--bind=/a:/b"]).unwrap_err().to_string();
+        assert!(e.contains("--private-users only"), "{e}");
+        let e = format!(
+            "{:#}",
+            a(&["--mount", "--private-users=yes", "--bind=/a:/../x"]).unwrap_err()
+        );
+        assert!(e.contains("--bind=/a:/../x"), "{e}");
     }
 
     #[test]

@@ -758,6 +758,66 @@ fn mount_points_for_private_users() {
     assert_eq!(mode(&upper.join("root")), 0o700);
 }
 
+/// PrivateUsers= with Bind=: a missing destination is made in upper/
+/// (a directory, or an empty file for a file source), its missing parents
+/// with the lower's attributes; nothing is made through a symlink or over
+/// what either layer has, and an opaque upper directory hides the lower.
+#[test]
+fn bind_destinations_for_private_users() {
+    use sdme_helpers::bindpoint;
+    use sdme_helpers::fsutil::Lower;
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    std::fs::create_dir_all(f.lower.join("srv")).unwrap();
+    std::fs::set_permissions(f.lower.join("srv"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    symlink("usr/lib", f.lower.join("lib")).unwrap();
+    let upper = f.state.join("upper");
+    std::fs::create_dir_all(&upper).unwrap();
+    let lower = Lower::open(&f.lower).unwrap();
+    let up = SafeDir::open(&upper).unwrap();
+    let ensure = |rel: &str, file: bool| bindpoint::ensure(&up, &lower, Path::new(rel), file);
+
+    ensure("srv/data/deep", false).unwrap();
+    assert_eq!(
+        mode(&upper.join("srv")),
+        0o750,
+        "copied up with the lower's mode"
+    );
+    assert_eq!(mode(&upper.join("srv/data")), 0o755);
+    let md = std::fs::metadata(upper.join("srv/data/deep")).unwrap();
+    assert!(md.is_dir());
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+
+    ensure("etc/extra.conf", true).unwrap();
+    let md = std::fs::symlink_metadata(upper.join("etc/extra.conf")).unwrap();
+    assert!(md.is_file());
+    assert_eq!((md.len(), md.mode() & 0o777), (0, 0o644));
+
+    // Through a symlink of the lower: nothing made, the link stays its own.
+    ensure("lib/x", false).unwrap();
+    assert!(std::fs::symlink_metadata(upper.join("lib")).is_err());
+    // What the lower has (a directory, a file) is left to it.
+    ensure("var/log", false).unwrap();
+    ensure("etc/hostname", true).unwrap();
+    assert!(!upper.join("var").exists());
+    assert!(!upper.join("etc/hostname").exists());
+    // A symlink the container put in upper/ is never followed.
+    symlink(&f.outside, upper.join("opt")).unwrap();
+    ensure("opt/y", false).unwrap();
+    assert_eq!(std::fs::read_dir(&f.outside).unwrap().count(), 0);
+    // Below an opaque upper directory the lower's entries do not count.
+    std::fs::create_dir_all(upper.join("usr")).unwrap();
+    let opq = SafeDir::open(&upper.join("usr")).unwrap();
+    opq.set_opaque().unwrap();
+    ensure("usr/lib/systemd", false).unwrap();
+    assert!(upper.join("usr/lib/systemd").is_dir());
+    // Idempotent.
+    ensure("srv/data/deep", false).unwrap();
+    ensure("etc/extra.conf", true).unwrap();
+}
+
 /// Every start is recorded, whatever the lower layer (the generator keeps
 /// a stopping unit from it), with its unit and file; the stop removes it.
 #[test]

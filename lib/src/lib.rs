@@ -19,6 +19,7 @@
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
 
+pub mod bindspec;
 pub mod broken;
 pub mod config;
 pub mod container;

@@ -288,6 +288,13 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
             None => s.push_str(" --private-users=yes"),
         }
     }
+    if c.private_users_enabled() {
+        // nspawn cannot make a missing bind destination on ID-mapped
+        // layers: sdme-prepare does.
+        for b in &c.binds {
+            x.word(s, "--bind=", &b.spec);
+        }
+    }
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
     if !mount {
