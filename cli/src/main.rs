@@ -4,9 +4,11 @@
 
 mod create;
 mod files;
+mod fs;
 mod lifecycle;
 mod lookup;
 mod new;
+mod pod;
 mod ps;
 mod remove;
 mod run;
@@ -123,6 +125,12 @@ enum Cmd {
     /// sdme's own settings.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Root file systems: import, list, remove, export.
+    #[command(subcommand)]
+    Fs(fs::FsCmd),
+    /// Pods: network namespaces that containers share (sdme.pod(5)).
+    #[command(subcommand)]
+    Pod(pod::PodCmd),
 }
 
 #[derive(Subcommand)]
@@ -193,6 +201,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Verify { files } => return files::verify(&files),
         Cmd::Set { name, limits } => files::set(&name, &limits)?,
         Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
+        Cmd::Fs(c) => return fs::run(c),
+        Cmd::Pod(c) => pod::run(c)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -146,6 +146,26 @@ impl Args {
     }
 }
 
+/// What `sdme-import` and `sdme fs import` both do with their `Args`: set
+/// the umask, run, and print an error as `PROG: ...` on one line. Returns
+/// the exit status: 0, 1, or 130 when interrupted (nothing imported).
+pub fn main_with(args: &Args, prog: &str) -> u8 {
+    // Modes come from the archive; the umask must not change them.
+    // SAFETY: umask has no failure mode.
+    unsafe { libc::umask(0o022) };
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) if crate::cancel::is_interrupted(&e) => {
+            eprintln!("{prog}: interrupted; nothing was imported");
+            130
+        }
+        Err(e) => {
+            eprintln!("{prog}: {}", format!("{e:#}").replace('\n', " "));
+            1
+        }
+    }
+}
+
 /// Run sdme-import with `args`.
 pub fn run(args: &Args) -> Result<()> {
     args.check()?;

@@ -1,6 +1,6 @@
 //! Compressed streams, told apart by their magic bytes.
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result};
 
@@ -73,6 +73,87 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(
 /// --long=31 (which zstd itself refuses to decompress without --long=31).
 pub const MAX_WINDOW: u64 = 128 << 20;
 
+/// The compression an output file's name asks for: `.tar`, `.tar.gz` or
+/// `.tgz`, `.tar.bz2`, `.tar.xz` or `.txz`, `.tar.zst` or `.tzst`.
+pub fn for_file_name(name: &str) -> Option<Compression> {
+    let n = name.to_ascii_lowercase();
+    [
+        (".tar", Compression::None),
+        (".tar.gz", Compression::Gzip),
+        (".tgz", Compression::Gzip),
+        (".tar.bz2", Compression::Bzip2),
+        (".tar.xz", Compression::Xz),
+        (".txz", Compression::Xz),
+        (".tar.zst", Compression::Zstd),
+        (".tzst", Compression::Zstd),
+    ]
+    .into_iter()
+    .find(|(suffix, _)| n.ends_with(suffix))
+    .map(|(_, c)| c)
+}
+
+/// A compressing writer; [`Encoder::finish`] ends the stream and reports
+/// what dropping it would lose.
+pub enum Encoder<W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Bzip2(bzip2::write::BzEncoder<W>),
+    Xz(xz2::write::XzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Default levels: gzip 6, bzip2 9, xz 6, zstd 3 (each tool's own).
+    pub fn new(c: Compression, w: W) -> Result<Encoder<W>> {
+        Ok(match c {
+            Compression::None => Encoder::None(w),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
+            Compression::Bzip2 => {
+                Encoder::Bzip2(bzip2::write::BzEncoder::new(w, bzip2::Compression::best()))
+            }
+            Compression::Xz => Encoder::Xz(xz2::write::XzEncoder::new(w, 6)),
+            Compression::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(w, 3).context("cannot start a zstd encoder")?,
+            ),
+        })
+    }
+
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Bzip2(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Bzip2(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Bzip2(e) => e.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
 /// An xz decoder whose memory limit error says what it means.
 struct XzCapped<R>(R);
 
@@ -95,7 +176,6 @@ impl<R: Read> Read for XzCapped<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn roundtrip(c: Compression, data: &[u8]) -> Vec<u8> {
         match c {
@@ -170,6 +250,33 @@ mod tests {
         let packed = e.finish().unwrap();
         let (_, mut r) = decoder(&packed[..]).unwrap();
         assert!(r.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn encoders_by_file_name() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        for (name, want) in [
+            ("a.tar", Compression::None),
+            ("a.TAR.GZ", Compression::Gzip),
+            ("a.tgz", Compression::Gzip),
+            ("a.tar.bz2", Compression::Bzip2),
+            ("a.tar.xz", Compression::Xz),
+            ("a.tar.zst", Compression::Zstd),
+        ] {
+            let c = for_file_name(name).unwrap();
+            assert_eq!(c, want, "{name}");
+            let mut e = Encoder::new(c, Vec::new()).unwrap();
+            e.write_all(&data).unwrap();
+            let packed = e.finish().unwrap();
+            let (got, mut r) = decoder(&packed[..]).unwrap();
+            assert_eq!(got, c);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out, data, "{name}");
+        }
+        for bad in ["a.zip", "a.gz", "a", "a.tar.lz4"] {
+            assert!(for_file_name(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

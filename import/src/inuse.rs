@@ -31,7 +31,9 @@ fn overlay_lowers(options: &str) -> Vec<String> {
     v
 }
 
+/// Whether path `p` is `dir` or below it (`/` has everything below it).
 fn under(p: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
     p == dir || (p.starts_with(dir) && p[dir.len()..].starts_with('/'))
 }
 
@@ -224,6 +226,32 @@ mod tests {
             ["the overlay mounted at /var/lib/sdme/containers/a/merged"]
         );
         assert!(mount_users(Path::new("/var/lib/sdme/rootfs/de"), &m).is_empty());
+    }
+
+    #[test]
+    fn paths_under() {
+        assert!(under("/var/lib/x", "/"));
+        assert!(under("/var/lib/x", "/var/lib"));
+        assert!(under("/var/lib/x", "/var/lib/x"));
+        assert!(under("/var/lib/x", "/var/lib/"));
+        assert!(!under("/var/lib/xy", "/var/lib/x"));
+        assert!(!under("/var", "/var/lib"));
+    }
+
+    #[test]
+    fn bind_mount_of_a_tree_on_the_root_file_system() {
+        // The tree must exist (its device is compared): a temporary one,
+        // seen as on a file system mounted at `/` with its own device.
+        let t = tempfile::tempdir().unwrap();
+        let md = std::fs::metadata(t.path()).unwrap();
+        let (ma, mi) = (libc::major(md.dev()), libc::minor(md.dev()));
+        let p = t.path().to_string_lossy();
+        let text = format!(
+            "1 0 {ma}:{mi} /hostroot / rw - ext4 /dev/vda rw\n\
+             2 1 {ma}:{mi} /hostroot{p} /mnt/bound rw - ext4 /dev/vda rw\n"
+        );
+        let m = parse_mountinfo(&text);
+        assert_eq!(mount_users(t.path(), &m), ["the mount at /mnt/bound"]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod compress;
 pub mod copy;
 pub mod disk;
+pub mod export;
 pub mod fetch;
 pub mod http;
 pub mod import;

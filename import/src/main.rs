@@ -2,21 +2,8 @@
 
 use clap::Parser;
 
-use sdme_import::cancel;
-use sdme_import::cli::Args;
+use sdme_import::cli::{main_with, Args};
 
-fn main() {
-    let args = Args::parse();
-    // Modes come from the archive; the umask must not change them.
-    // SAFETY: umask has no failure mode.
-    unsafe { libc::umask(0o022) };
-    if let Err(e) = sdme_import::cli::run(&args) {
-        let msg = format!("{e:#}").replace('\n', " ");
-        if cancel::is_interrupted(&e) {
-            eprintln!("sdme-import: interrupted; nothing was imported");
-            std::process::exit(130);
-        }
-        eprintln!("sdme-import: {msg}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(main_with(&Args::parse(), "sdme-import"))
 }
