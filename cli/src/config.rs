@@ -191,15 +191,31 @@ pub fn edit(text: &str, section: &str, key: &str, wanted: &[String]) -> String {
     out
 }
 
-/// The model's messages about `text` as sdme.conf, with `what` in front.
-fn check(text: &str, path: &Path) -> Result<()> {
-    let file = UnitFile::parse(path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The model's first message about `text` as sdme.conf.
+fn check(text: &str, path: &Path) -> Result<(), String> {
+    let file = UnitFile::parse(path, text.as_bytes()).map_err(|e| e.to_string())?;
+    let mut diags = Vec::new();
+    Config::from_unit(&file, &mut diags);
+    match diags.into_iter().next() {
+        Some(d) => Err(d.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The model's message about `value` for `k` alone, without a file and
+/// line: `Section.Key=VALUE: why`.
+fn check_value(k: &Key, value: &str) -> Result<String> {
+    let probe = format!("[{}]\n{}", k.section, wanted_lines(k, value).concat_lines());
+    let file = UnitFile::parse(Path::new("value"), probe.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}={value}: {}", k.name, e.message))?;
     let mut diags = Vec::new();
     Config::from_unit(&file, &mut diags);
     if let Some(d) = diags.first() {
-        bail!("{d}; nothing written");
+        let own = format!("{}={value}: ", k.key);
+        let why = d.message.strip_prefix(&own).unwrap_or(&d.message);
+        bail!("{}={value}: {why}; nothing written", k.name);
     }
-    Ok(())
+    Ok(probe)
 }
 
 /// `sdme config set KEY VALUE` on `/etc/sdme/sdme.conf`. Without one, the
@@ -210,14 +226,8 @@ pub fn set(name: &str, value: &str) -> Result<()> {
     if value.contains('\n') {
         bail!("{}: the value has a newline; nothing written", k.name);
     }
-    // The value alone first, so its error names it and not a line.
-    let probe = format!("[{}]\n{}", k.section, wanted_lines(k, value).concat_lines());
-    check(&probe, Path::new("value")).map_err(|e| {
-        let m = e.to_string();
-        let m = m.strip_prefix("value:").unwrap_or(&m);
-        let m = m.split_once(": ").map_or(m, |(_, r)| r);
-        anyhow::anyhow!("{}={value}: {m}", k.name)
-    })?;
+    // The value alone first, so its error names the key, not a line.
+    let probe = check_value(k, value)?;
     let dirs = dirs();
     if dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
         bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS); nothing written");
@@ -225,7 +235,7 @@ pub fn set(name: &str, value: &str) -> Result<()> {
     let path = Path::new(ETC_DIR).join(CONFIG_NAME);
     let text = current_text(&path, &dirs)?;
     let new = edit(&text, k.section, k.key, &wanted_lines(k, value));
-    check(&new, &path)?;
+    check(&new, &path).map_err(|e| anyhow::anyhow!("{e}; nothing written"))?;
     if new != text || path.symlink_metadata().is_err() {
         crate::files::write_atomic(&path, &new)?;
     }
@@ -353,14 +363,17 @@ mod tests {
         assert!(e.starts_with("unknown key 'Hardened.Nope'"), "{e}");
         assert!(key("hardened.dropcapability").is_ok());
         let k = key("Hardened.DropCapability").unwrap();
-        let text = format!("[Hardened]\n{}", wanted_lines(k, "cap_nope").concat_lines());
-        let e = check(&text, Path::new("/x")).err().unwrap().to_string();
-        assert!(e.contains("unknown capability 'cap_nope'"), "{e}");
-        assert!(check(
-            &format!("[Hardened]\n{}", wanted_lines(k, "").concat_lines()),
-            Path::new("/x")
-        )
-        .is_ok());
+        let e = check_value(k, "cap_nope").err().unwrap().to_string();
+        assert!(
+            e.starts_with("Hardened.DropCapability=cap_nope: unknown capability 'cap_nope'"),
+            "{e}"
+        );
+        assert!(e.ends_with("; nothing written"), "{e}");
+        assert!(check_value(k, "all").is_err());
+        assert!(check_value(k, "").is_ok());
+        assert!(check_value(k, "CAP_KILL sys_time").is_ok());
+        let e = check("[Hardened]\nDropCapability=x\nFoo=1\n", Path::new("/c")).unwrap_err();
+        assert!(e.starts_with("/c:2: "), "{e}");
     }
 
     #[test]
