@@ -180,6 +180,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mask_replaces_a_file_with_a_link_to_dev_null() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a.container");
+        std::fs::write(&f, "[Container]\n").unwrap();
+        mask(&f).unwrap();
+        assert_eq!(std::fs::read_link(&f).unwrap(), Path::new("/dev/null"));
+        let new = d.path().join("b.container");
+        mask(&new).unwrap();
+        assert_eq!(std::fs::read_link(&new).unwrap(), Path::new("/dev/null"));
+        // No temporary link left behind.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn only_etc_and_run_files_are_deleted() {
+        assert!(deletable(Path::new("/etc/sdme")));
+        assert!(deletable(Path::new("/run/sdme")));
+        assert!(!deletable(Path::new("/usr/lib/sdme")));
+        assert!(!deletable(Path::new("/usr/local/lib/sdme")));
+    }
+
+    #[test]
     fn remove_tree_removes_links_not_targets() {
         let d = tempfile::tempdir().unwrap();
         let outside = d.path().join("outside");

@@ -6,12 +6,13 @@
 # profile. The installed bash completion completes commands and, through
 # `sdme __names`, container, rootfs and pod names (for root and for a user).
 # `sdme rm` of a vendor file masks it; `rm -a` without -f and without a
-# terminal is refused; `rm -a -f` removes every container, a running one too.
+# terminal is refused; `rm -a -f` removes every container, a running one too;
+# a /run/sdme file is deleted, an /etc file over a vendor one becomes a mask.
 
 conf=/etc/sdme/sdme.conf
 comp=/usr/share/bash-completion/completions/sdme
 
-on_cleanup sh -c "rm -rf $conf /tmp/sdme.conf.before /etc/sdme/cpl.container /etc/sdme/cplpod.pod /var/lib/sdme/rootfs/cplfs /etc/sdme/ra1.container /etc/sdme/ra2.container /etc/sdme/vend96.container /usr/lib/sdme/vend96.container /var/lib/sdme/containers/ra1 /var/lib/sdme/containers/ra2 /var/lib/sdme/containers/cpl /var/lib/sdme/containers/vend96 && systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $conf /tmp/sdme.conf.before /etc/sdme/cpl.container /etc/sdme/cplpod.pod /var/lib/sdme/rootfs/cplfs /etc/sdme/ra1.container /etc/sdme/ra2.container /etc/sdme/vend96.container /usr/lib/sdme/vend96.container /var/lib/sdme/containers/ra1 /var/lib/sdme/containers/ra2 /var/lib/sdme/containers/cpl /var/lib/sdme/containers/vend96 /run/sdme/run96.container /var/lib/sdme/containers/run96 && systemctl daemon-reload"
 on_cleanup sh -c "for u in sdme-ra1.service sdme-ra2.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
 
 step "sdme config get / set"
@@ -96,3 +97,15 @@ assert_match "rm of the masked one says it is masked" "^1 sdme: /etc/sdme/vend96
 	"$(out_rc sdme rm vend96)"
 require_in "unmask" sh -c 'rm /etc/sdme/vend96.container /usr/lib/sdme/vend96.container && systemctl daemon-reload'
 check_in_status 0 "rm -a -f with no container" sdme rm -a -f
+
+step "sdme rm of a /run/sdme file deletes it; of an /etc file over a vendor one masks"
+require_in "a runtime file" sh -c 'mkdir -p /run/sdme && printf "[Container]\n" > /run/sdme/run96.container && systemctl daemon-reload'
+assert_eq "rm of a runtime file: deleted, nothing said" "0 " "$(out_rc sdme rm run96)"
+check_in "/run/sdme/run96.container gone, no mask" sh -c '! test -e /run/sdme/run96.container && ! test -L /etc/sdme/run96.container'
+require_in "an /etc file over a vendor file" sh -c 'printf "[Container]\n" > /usr/lib/sdme/vend96.container &&
+	printf "[Container]\nHostname=admin\n" > /etc/sdme/vend96.container && systemctl daemon-reload'
+assert_eq "rm: the /etc file replaced by a mask, said so" \
+	"0 sdme: vend96 is defined by /usr/lib/sdme/vend96.container: masked with /etc/sdme/vend96.container -> /dev/null" \
+	"$(out_rc sdme rm vend96)"
+assert_eq "the mask" /dev/null "$(th_exec readlink /etc/sdme/vend96.container 2>&1 || true)"
+require_in "unmask" sh -c 'rm /etc/sdme/vend96.container /usr/lib/sdme/vend96.container && systemctl daemon-reload'
