@@ -96,7 +96,8 @@ fn wanted_lines(k: &Key, value: &str) -> Vec<String> {
     }
 }
 
-/// Number of backslashes a line ends with: odd continues it.
+/// Whether a line goes on on the next: it ends in an odd number of
+/// backslashes.
 fn continues(line: &str) -> bool {
     let l = line.trim_end_matches(['\n', '\r']).trim_end();
     l.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
@@ -205,6 +206,14 @@ fn check(text: &str, path: &Path) -> Result<(), String> {
 /// The model's message about `value` for `k` alone, without a file and
 /// line: `Section.Key=VALUE: why`.
 fn check_value(k: &Key, value: &str) -> Result<String> {
+    // A newline or a final backslash (a continuation) would take in the
+    // file's next line.
+    if value.contains(['\n', '\r']) || continues(value) {
+        bail!(
+            "{}: the value has a newline or ends in a backslash; nothing written",
+            k.name
+        );
+    }
     let probe = format!("[{}]\n{}", k.section, wanted_lines(k, value).concat_lines());
     let file = UnitFile::parse(Path::new("value"), probe.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}={value}: {}", k.name, e.message))?;
@@ -223,9 +232,6 @@ fn check_value(k: &Key, value: &str) -> Result<String> {
 /// other settings stay in force), else an empty file.
 pub fn set(name: &str, value: &str) -> Result<()> {
     let k = key(name)?;
-    if value.contains('\n') {
-        bail!("{}: the value has a newline; nothing written", k.name);
-    }
     // The value alone first, so its error names the key, not a line.
     let probe = check_value(k, value)?;
     let dirs = dirs();
@@ -372,6 +378,10 @@ mod tests {
         assert!(check_value(k, "all").is_err());
         assert!(check_value(k, "").is_ok());
         assert!(check_value(k, "CAP_KILL sys_time").is_ok());
+        for v in ["CAP_KILL\\", "CAP_KILL\nFoo=1"] {
+            let e = check_value(k, v).unwrap_err().to_string();
+            assert!(e.contains("newline or ends in a backslash"), "{e}");
+        }
         let e = check("[Hardened]\nDropCapability=x\nFoo=1\n", Path::new("/c")).unwrap_err();
         assert!(e.starts_with("/c:2: "), "{e}");
     }

@@ -83,6 +83,11 @@ assert_eq "rm -a without -f and without a terminal is refused" \
 	"1 sdme: rm -a removes every container: confirm on a terminal or add -f; nothing removed" \
 	"$(out_rc sh -c 'sdme rm -a </dev/null')"
 check_in "nothing removed" test -e /etc/sdme/ra1.container -a -e /etc/sdme/ra2.container -a ! -e /etc/sdme/vend96.container
+# On a terminal (script gives it one) it lists them and asks.
+out=$(th_exec sh -c "printf 'n\n' | script -qec 'sdme rm -a' /dev/null" 2>&1 | tr -d '\r' || true)
+assert_match "rm -a on a terminal asks, naming them; 'n' keeps them" \
+	"Remove 3 containers \(ra1, ra2, vend96\)\? \[y/N\] .*sdme: nothing removed" "$(printf '%s' "$out" | paste -sd' ')"
+check_in "nothing removed after 'n'" test -e /etc/sdme/ra1.container -a -e /etc/sdme/ra2.container -a ! -e /etc/sdme/vend96.container
 assert_eq "sdme-ra1 still running" active "$(th_exec systemctl is-active sdme-ra1.service 2>&1 || true)"
 out=$(out_rc sh -c 'timeout 180 sdme rm -a -f </dev/null')
 assert_eq "rm -a -f: exit 0, the vendor file masked and said so" \
