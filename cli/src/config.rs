@@ -41,7 +41,7 @@ fn key(name: &str) -> Result<&'static Key> {
         .with_context(|| {
             let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
             format!(
-                "unknown key '{name}' (sdme.conf keys: {}); nothing written",
+                "unknown key '{name}' (sdme.conf keys: {})",
                 known.join(", ")
             )
         })
@@ -231,7 +231,7 @@ fn check_value(k: &Key, value: &str) -> Result<String> {
 /// file that shadowed it on the search path is the starting point (its
 /// other settings stay in force), else an empty file.
 pub fn set(name: &str, value: &str) -> Result<()> {
-    let k = key(name)?;
+    let k = key(name).map_err(|e| anyhow::anyhow!("{e}; nothing written"))?;
     // The value alone first, so its error names the key, not a line.
     let probe = check_value(k, value)?;
     let dirs = dirs();

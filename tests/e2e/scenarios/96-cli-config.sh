@@ -21,6 +21,8 @@ assert_eq "config get of the built-in default" "CAP_NET_RAW CAP_SYS_RAWIO CAP_SY
 assert_match "config get lists the key with its default" \
 	'^Hardened\.DropCapability=.*
     default: CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO' "$(th_exec sdme config get 2>&1)"
+assert_eq "config get of an unknown key: one line naming it" \
+	"1 sdme: unknown key 'Hardened.Nope' (sdme.conf keys: Hardened.DropCapability)" "$(out_rc sdme config get Hardened.Nope)"
 require_in "a commented $conf" sh -c "printf '# site settings\n[Hardened]\n# reset, then ours\nDropCapability=\nDropCapability=CAP_KILL\n; end\n' > $conf && cp $conf /tmp/sdme.conf.before"
 require_in "sdme config set Hardened.DropCapability 'CAP_SYS_TIME CAP_MKNOD'" \
 	sdme config set Hardened.DropCapability 'CAP_SYS_TIME CAP_MKNOD'
