@@ -102,7 +102,7 @@ fn etc_on_path(dirs: &[PathBuf]) -> Result<()> {
 
 /// Write `text` to `path` atomically: a temporary file next to it, synced,
 /// renamed over it.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().context("drop-in path has no directory")?;
     let tmp = write::synced_temp(dir, ".sdme-", text)?;
     tmp.persist(path)

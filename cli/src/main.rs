@@ -2,6 +2,8 @@
 //! its `/etc/sdme/NAME.container` file plus systemd's state; nothing is
 //! kept anywhere else.
 
+mod complete;
+mod config;
 mod create;
 mod files;
 mod fs;
@@ -75,13 +77,19 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Remove containers: their file in /etc/sdme, drop-ins and state.
+    /// Remove containers: their file in /etc/sdme or /run/sdme, drop-ins and
+    /// state; a vendor file is masked with a link to /dev/null in /etc/sdme.
     Rm {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
-        /// Stop a running container first instead of refusing.
+        /// Stop a running container first instead of refusing (and, with
+        /// -a, do not ask).
         #[arg(short, long)]
         force: bool,
+        /// Every container on the search path; asks on a terminal, needs -f
+        /// otherwise.
+        #[arg(short, long)]
+        all: bool,
     },
     /// List the containers on the search path and their state.
     Ps,
@@ -131,10 +139,28 @@ enum Cmd {
     /// Pods: network namespaces that containers share (sdme.pod(5)).
     #[command(subcommand)]
     Pod(pod::PodCmd),
+    /// For the completion scripts: names of KIND, one a line (needs no root).
+    #[command(name = "__names", hide = true)]
+    Names { kind: complete::Kind },
 }
 
 #[derive(Subcommand)]
 enum ConfigCmd {
+    /// Print KEY's value in force, or every key with its value and default.
+    Get {
+        /// Section.Key, e.g. Hardened.DropCapability.
+        key: Option<String>,
+    },
+    /// Set KEY to VALUE in /etc/sdme/sdme.conf, changing only its line.
+    Set {
+        /// Section.Key, e.g. Hardened.DropCapability.
+        key: String,
+        /// The value; empty for a list key empties it.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Print the shipped AppArmor profile sdme-default.
+    ApparmorProfile,
     /// Print the completion script for SHELL (needs no root).
     Completions {
         #[arg(value_parser = ["bash", "zsh", "fish"])]
@@ -147,6 +173,12 @@ fn main() -> ExitCode {
     // Completions touch nothing: packagers generate them unprivileged.
     if let Cmd::Config(ConfigCmd::Completions { shell }) = &cli.cmd {
         return completions(shell);
+    }
+    if let Cmd::Names { kind } = cli.cmd {
+        return match complete::names(kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
@@ -187,7 +219,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
         }
         Cmd::Restart { names } => each(&names, lifecycle::restart)?,
-        Cmd::Rm { names, force } => each(&names, |n| remove::rm(n, force))?,
+        Cmd::Rm { names, force, all } => {
+            if all {
+                remove::rm_all(force)?;
+            } else {
+                each(&names, |n| remove::rm(n, force))?;
+            }
+        }
         Cmd::Ps => ps::ps()?,
         Cmd::Exec { name, command } => return run::exec(&name, &command),
         Cmd::Logs {
@@ -203,6 +241,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
         Cmd::Fs(c) => return fs::run(c),
         Cmd::Pod(c) => pod::run(c)?,
+        Cmd::Config(ConfigCmd::Get { key }) => config::get(key.as_deref())?,
+        Cmd::Config(ConfigCmd::Set { key, value }) => config::set(&key, &value)?,
+        Cmd::Config(ConfigCmd::ApparmorProfile) => config::apparmor_profile()?,
+        Cmd::Names { kind } => complete::names(kind)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,12 +254,22 @@ fn completions(shell: &str) -> ExitCode {
         eprintln!("sdme: unknown shell '{shell}'");
         return ExitCode::FAILURE;
     };
-    clap_complete::generate(sh, &mut Cli::command(), "sdme", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    let mut out = Vec::new();
+    clap_complete::generate(sh, &mut Cli::command(), "sdme", &mut out);
+    if sh == Shell::Bash {
+        out = complete::bash(&String::from_utf8_lossy(&out)).into_bytes();
+    }
+    match lookup::write_stdout(&out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sdme: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Run `f` for each name; every failure is printed, the first decides.
-fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<()> {
+pub(crate) fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<()> {
     if let [one] = names {
         return f(one);
     }
@@ -251,6 +303,14 @@ mod tests {
         for w in ["create", "exec", "--rootfs", "--nspawn-arg", "--memory"] {
             assert!(s.contains(w), "{w} missing");
         }
+        // Names come from `sdme __names`, through a function registered
+        // in place of clap's and defined before it is registered.
+        let s = complete::bash(&s);
+        let def = s.find("_sdme_names() {").expect("no _sdme_names");
+        let reg = s.find("complete -F _sdme_names").expect("not registered");
+        assert!(def < reg);
+        assert!(!s.contains("complete -F _sdme "));
+        assert!(Cli::try_parse_from(["sdme", "__names", "rootfs"]).is_ok());
     }
 
     #[test]
@@ -267,6 +327,14 @@ mod tests {
         // --rm needs a command to wait for.
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
+    }
+
+    #[test]
+    fn rm_takes_names_or_all() {
+        assert!(Cli::try_parse_from(["sdme", "rm"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "rm", "-a", "x"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "rm", "-a", "-f"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "config", "set", "K", "-x"]).is_ok());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `sdme rm`: the file, its drop-ins and the state, never through a
 //! mount or a symlink.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sdme_core::escape::mount_unit_name;
 use sdme_core::paths::container_dir;
 use sdme_core::render::prepare_unit_name;
+use sdme_core::search::{search, FileType, UnitName};
 
 use crate::create::{self, ETC_DIR};
 use crate::lifecycle::{stop, StopMode};
@@ -26,10 +28,35 @@ fn remove_tree(p: &Path) -> Result<()> {
     }
 }
 
-/// `rm` removes only `/etc/sdme/NAME.container` (whoever wrote it: the
-/// file is the container, however it was made) with its drop-ins in
-/// `/etc/sdme/NAME.container.d/`, then the state. Files elsewhere on the
-/// search path belong to the vendor or to runtime tools: refused.
+/// Where `rm` deletes a file; lower directories (`/usr/local/lib/sdme`,
+/// `/usr/lib/sdme`, or any other on `$SDME_UNIT_DIRS`) belong to a
+/// package, so their file is masked in `/etc/sdme` instead. `/run/sdme`
+/// holds this boot's runtime files: deleted like the administrator's.
+const RUN_DIR: &str = "/run/sdme";
+
+fn deletable(dir: &Path) -> bool {
+    dir == Path::new(ETC_DIR) || dir == Path::new(RUN_DIR)
+}
+
+/// Link `/etc/sdme/NAME.container` to `/dev/null`, replacing a file there
+/// in one rename, so the vendor file never applies in between.
+fn mask(etc: &Path) -> Result<()> {
+    let dir = etc.parent().context("no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".sdme-mask-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink("/dev/null", &tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::rename(&tmp, etc).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("masking with {}", etc.display())
+    })
+}
+
+/// `rm` deletes the file in `/etc/sdme` or `/run/sdme` that defines the
+/// container (whoever wrote it: the file is the container) with its
+/// drop-ins there, and the state; when a file of that name is left lower on
+/// the search path (a vendor's), a `/dev/null` link in `/etc/sdme` masks it.
 pub fn rm(name: &str, force: bool) -> Result<()> {
     create::check_name(name)?;
     let dirs = dirs();
@@ -39,26 +66,24 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
         .map(|d| d.join(format!("{name}.container")))
         .filter(|p| p.symlink_metadata().is_ok())
         .collect();
-    match files.first() {
-        None => bail!("no container {name} (no {name}.container on the search path)"),
-        Some(p) if *p != etc => bail!(
-            "{name} is defined by {}, not by a file in {ETC_DIR}; sdme rm does not remove vendor or runtime files (mask it with a symlink to /dev/null in {ETC_DIR})",
-            p.display()
-        ),
-        Some(_) => {}
-    }
-    if let Some(other) = files.get(1) {
+    let Some(winner) = files.first().cloned() else {
+        bail!("no container {name} (no {name}.container on the search path)");
+    };
+    if std::fs::read_link(&winner).is_ok_and(|t| t == Path::new("/dev/null")) {
         bail!(
-            "removing {} would bring back {}, which defines {name} too; remove or mask that one instead",
-            etc.display(),
-            other.display()
+            "{} masks {name} already; remove the link by hand to unmask it",
+            winner.display()
         );
     }
-    if std::fs::read_link(&etc).is_ok_and(|t| t == Path::new("/dev/null")) {
-        bail!(
-            "{} masks {name}; remove the link by hand to unmask it",
-            etc.display()
-        );
+    let dir = winner
+        .parent()
+        .context("file without directory")?
+        .to_path_buf();
+    let delete = deletable(&dir);
+    // What is left once `winner` is gone, if it is deleted.
+    let vendor = files.iter().find(|p| !delete || **p != winner).cloned();
+    if vendor.is_some() && dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
+        bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS), so a mask there would not apply; nothing removed");
     }
     // The machine name (MachineName=) decides the state directory; a
     // file with errors has no machine name but its file name.
@@ -75,8 +100,26 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     if let Some(m) = sys::mounts_below(&dir)?.first() {
         bail!("{m} is still mounted; nothing removed");
     }
-    std::fs::remove_file(&etc).with_context(|| format!("removing {}", etc.display()))?;
+    match &vendor {
+        Some(v) => {
+            mask(&etc)?;
+            println!(
+                "sdme: {name} is defined by {}: masked with {} -> /dev/null",
+                v.display(),
+                etc.display()
+            );
+            if delete && winner != etc {
+                std::fs::remove_file(&winner)
+                    .with_context(|| format!("removing {}", winner.display()))?;
+            }
+        }
+        None => std::fs::remove_file(&winner)
+            .with_context(|| format!("removing {}", winner.display()))?,
+    }
     remove_tree(&Path::new(ETC_DIR).join(format!("{name}.container.d")))?;
+    if delete {
+        remove_tree(&dir.join(format!("{name}.container.d")))?;
+    }
     sys::daemon_reload()?;
     // A failed start leaves failed units that would stay listed.
     let mut units = vec![unit, prepare_unit_name(&machine)];
@@ -96,9 +139,67 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     remove_tree(&dir)
 }
 
+/// `rm -a`: every container on the search path (not templates). On a
+/// terminal without `-f` it asks first; elsewhere it needs `-f`.
+pub fn rm_all(force: bool) -> Result<()> {
+    let names: Vec<String> = search(&dirs(), FileType::Container)
+        .found
+        .into_iter()
+        .filter_map(|f| match f.name {
+            UnitName::Plain(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "rm -a removes every container: confirm on a terminal or add -f; nothing removed"
+            );
+        }
+        eprint!(
+            "Remove {} containers ({})? [y/N] ",
+            names.len(),
+            names.join(", ")
+        );
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing removed");
+        }
+    }
+    crate::each(&names, |n| rm(n, force))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mask_replaces_a_file_with_a_link_to_dev_null() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a.container");
+        std::fs::write(&f, "[Container]\n").unwrap();
+        mask(&f).unwrap();
+        assert_eq!(std::fs::read_link(&f).unwrap(), Path::new("/dev/null"));
+        let new = d.path().join("b.container");
+        mask(&new).unwrap();
+        assert_eq!(std::fs::read_link(&new).unwrap(), Path::new("/dev/null"));
+        // No temporary link left behind.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn only_etc_and_run_files_are_deleted() {
+        assert!(deletable(Path::new("/etc/sdme")));
+        assert!(deletable(Path::new("/run/sdme")));
+        assert!(!deletable(Path::new("/usr/lib/sdme")));
+        assert!(!deletable(Path::new("/usr/local/lib/sdme")));
+    }
 
     #[test]
     fn remove_tree_removes_links_not_targets() {

@@ -3,37 +3,19 @@
 //! and a real overlay mount: they need root, as helpers/tests/prepare.rs.
 
 use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sdme_helpers::fsutil::SafeDir;
 use sdme_helpers::prepare::{self, Options};
+
+mod common;
+use common::{root, Fixture};
 
 const DROPIN: &str = "etc/systemd/system.conf.d/50-sdme-environment.conf";
 
-fn root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root (trusted.* xattrs, overlay mounts)"
-    );
-}
-
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    lower: PathBuf,
-    state: PathBuf,
-    outside: PathBuf,
-}
-
-impl Fixture {
-    fn upper(&self) -> PathBuf {
-        self.state.join("upper")
-    }
-}
-
 /// A lower layer as an imported copy of a host that runs sdme.
 fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let lower = tmp.path().join("lower");
+    let f = Fixture::new();
+    let lower = &f.lower;
     for d in [
         "etc/sdme",
         "etc/systemd/system",
@@ -44,28 +26,15 @@ fn fixture() -> Fixture {
     }
     std::fs::write(lower.join("etc/sdme/hello.container"), "[Container]\n").unwrap();
     std::fs::write(lower.join("usr/lib/sdme/vendor.container"), "[Container]\n").unwrap();
-    let outside = tmp.path().join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    Fixture {
-        lower,
-        state: tmp.path().join("containers/web"),
-        outside,
-        _tmp: tmp,
-    }
+    f
 }
 
 fn opts(f: &Fixture, extra: &[&str]) -> Options {
-    let mut a: Vec<std::ffi::OsString> = vec![
-        format!("--lower={}", f.lower.display()).into(),
-        format!("--state={}", f.state.display()).into(),
-    ];
-    a.extend(extra.iter().map(|s| s.into()));
-    a.push("web".into());
-    prepare::parse_args(a).unwrap()
+    f.opts(extra)
 }
 
 fn opaque(p: &Path) -> bool {
-    SafeDir::open(p).unwrap().opaque_value().unwrap().as_deref() == Some(&b"y"[..])
+    common::opaque(p).as_deref() == Some(&b"y"[..])
 }
 
 fn names(p: &Path) -> Vec<String> {

@@ -4,33 +4,19 @@
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sdme_helpers::fsutil::SafeDir;
 use sdme_helpers::prepare::{self, Options};
 
-/// These tests need root (trusted xattrs, mounts); without it they fail
-/// rather than pass silently. CI runs them as root.
-fn root() -> bool {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the sdme-prepare tests need root (trusted.* xattrs, overlay mounts)"
-    );
-    true
-}
-
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    lower: PathBuf,
-    state: PathBuf,
-    outside: PathBuf,
-}
+mod common;
+use common::{opaque, root, Fixture};
 
 /// A small fake OS tree as lower layer.
 fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let lower = tmp.path().join("lower");
+    let f = Fixture::new();
+    let lower = &f.lower;
     let sys = lower.join("etc/systemd/system");
     std::fs::create_dir_all(&sys).unwrap();
     std::fs::create_dir_all(lower.join("usr/lib/systemd/system")).unwrap();
@@ -97,29 +83,11 @@ fn fixture() -> Fixture {
         sys.join("multi-user.target.wants/cron.service"),
     )
     .unwrap();
-    let outside = tmp.path().join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    let state = tmp.path().join("containers/web");
-    Fixture {
-        lower,
-        state,
-        outside,
-        _tmp: tmp,
-    }
+    f
 }
 
 fn opts(f: &Fixture, extra: &[&str]) -> Options {
-    let mut a: Vec<std::ffi::OsString> = vec![
-        format!("--lower={}", f.lower.display()).into(),
-        format!("--state={}", f.state.display()).into(),
-        "--hostname=web".into(),
-    ];
-    a.extend(extra.iter().map(|s| s.into()));
-    a.push("web".into());
-    let mut o = prepare::parse_args(a).unwrap();
-    // The start record goes next to the state, never to the host's /run.
-    o.records = f.state.with_file_name("inuse");
-    o
+    f.opts(&[&["--hostname=web"], extra].concat())
 }
 
 fn mode(p: &Path) -> u32 {
@@ -135,10 +103,6 @@ fn link(p: &Path) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-fn opaque(p: &Path) -> Option<Vec<u8>> {
-    SafeDir::open(p).unwrap().opaque_value().unwrap()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 # refuses a value: the generator's own message), `start` boots it, `exec`
 # forwards stdin and the exit status, `ps` shows the state, `stop` returns
 # with the overlay unmounted, `rm` refuses while running, while something is
-# mounted below the state dir and for a vendor file, then removes the file,
+# mounted below the state dir, masks a vendor file, then removes the file,
 # the state and the unit. `new` with a command exits with its status, and a
 # `new` whose start fails leaves nothing behind.
 
@@ -15,13 +15,6 @@ state=/var/lib/sdme/containers/$name
 
 on_cleanup sh -c "rm -rf $state /var/lib/sdme/containers/cli2 /var/lib/sdme/containers/cli3 $file /etc/sdme/bad.container /etc/sdme/cli2.container /etc/sdme/cli3.container /usr/lib/sdme/vend.container /etc/sdme/race.container /tmp/race1 /tmp/race2 /etc/sdme/evil.container /etc/sdme/broken.container /var/lib/sdme/containers/evil /root/canary && systemctl daemon-reload"
 on_cleanup sh -c "umount $state/mnt 2>/dev/null; for u in $unit sdme-cli2.service sdme-cli3.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
-
-# out_rc CMD...: "RC OUTPUT" of a command inside the host.
-out_rc() {
-	local out rc=0
-	out=$(th_exec "$@" 2>&1) || rc=$?
-	printf '%s %s' "$rc" "$out"
-}
 
 step "sdme --version; a bad value gives the model's message and writes nothing"
 assert_match "sdme --version" '^sdme [0-9]+\.[0-9]+\.[0-9]+$' "$(th_exec sdme --version 2>&1)"
@@ -101,18 +94,19 @@ assert_eq "$unit inactive" inactive "$(th_exec systemctl is-active "$unit" 2>&1 
 assert_match "sdme ps: $name stopped" "^$name +\(host\) +stopped\$" \
 	"$(th_exec sdme ps 2>&1 | awk -v n="$name" '$1 == n')"
 
-step "sdme rm refuses while something is mounted below the state dir, and vendor files"
+step "sdme rm refuses while something is mounted below the state dir; masks vendor files"
 require_in "mount a tmpfs at $state/mnt" sh -c "mkdir -p $state/mnt && mount -t tmpfs none $state/mnt"
 assert_match "rm refused, naming the mount" "^1 sdme: $state/mnt is still mounted; nothing removed" \
 	"$(out_rc sdme rm "$name")"
 check_in "$file kept" test -e "$file"
 require_in "umount $state/mnt" umount "$state/mnt"
 require_in "a vendor file" sh -c 'mkdir -p /usr/lib/sdme && printf "[Container]\n" > /usr/lib/sdme/vend.container'
-assert_match "rm of a vendor file is refused" \
-	"^1 sdme: vend is defined by /usr/lib/sdme/vend.container, not by a file in /etc/sdme" \
+assert_eq "rm of a vendor file masks it and says so" \
+	"0 sdme: vend is defined by /usr/lib/sdme/vend.container: masked with /etc/sdme/vend.container -> /dev/null" \
 	"$(out_rc sdme rm vend)"
 check_in "vendor file kept" test -e /usr/lib/sdme/vend.container
-require_in "remove the vendor file" rm /usr/lib/sdme/vend.container
+assert_eq "the mask" /dev/null "$(th_exec readlink /etc/sdme/vend.container 2>&1 || true)"
+require_in "remove the vendor file and its mask" sh -c "rm /usr/lib/sdme/vend.container /etc/sdme/vend.container && systemctl daemon-reload"
 
 step "sdme rm"
 require_in "sdme rm $name" sdme rm "$name"

@@ -23,13 +23,6 @@ cg=/sys/fs/cgroup/machine.slice/$unit
 on_cleanup sh -c "rm -rf $state $file $dropd /etc/sdme/${name}2.container /var/lib/sdme/containers/${name}2 /usr/lib/sdme/$name.container.d /etc/sdme/vbad.container /tmp/verify /run/systemd/system.control/$unit.d && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop $unit sdme-${name}2.service; systemctl reset-failed $unit sdme-${name}2.service 2>/dev/null; true"
 
-# out_rc CMD...: "RC OUTPUT" of a command inside the host.
-out_rc() {
-	local out rc=0
-	out=$(th_exec "$@" 2>&1) || rc=$?
-	printf '%s %s' "$rc" "$out"
-}
-
 step "sdme enable / disable"
 require_in "sdme create $name" sdme create "$name"
 assert_eq "enable of an unknown name: one line, exit 1" \
