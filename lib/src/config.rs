@@ -10,9 +10,10 @@
 
 use std::path::PathBuf;
 
-use crate::container::{capability_name, parse_capability, Diag};
+use crate::capability::{capability_name, parse_capability};
+use crate::diag::Diag;
+use crate::dropins::read_and_parse;
 use crate::search::Listings;
-use crate::sections::read_and_parse;
 use crate::syntax::UnitFile;
 
 /// The file name on the search path.

@@ -4,63 +4,24 @@
 //! file and line instead of failing a boot later.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::capability::{capability_name, parse_capability, CAPABILITIES};
 use crate::config::Config;
+use crate::diag::Diag;
+use crate::dropins::{for_instance, parse_with_dropins};
 use crate::escape::{check_mount_unit_name, is_env_name, split_words};
 use crate::image::{check_image_source, inline_rootfs_name};
 use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
 use crate::paths;
 use crate::search::{Found, UnitName};
-use crate::sections::{for_instance, parse_with_dropins, Kind};
+use crate::sections::Kind;
 use crate::service_env::check_service_env;
 use crate::syntax::{Entry, Location, Section, UnitFile};
 use crate::timespan::parse_timespan;
 use crate::userns::{self, PrivateUsers};
 use crate::value::{check_abs_path, check_ifname, check_overlay_path, check_unit_name, parse_bool};
-
-/// One problem in one file, with the line when there is one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Diag {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl Diag {
-    pub(crate) fn at(loc: &Location, message: impl Into<String>) -> Diag {
-        Diag {
-            path: loc.path.to_path_buf(),
-            line: Some(loc.line),
-            message: message.into(),
-        }
-    }
-    /// Name the instance a template line was read for.
-    pub(crate) fn via(mut self, instance: Option<&Path>) -> Diag {
-        if let Some(i) = instance {
-            self.message = format!("{} (for instance {})", self.message, i.display());
-        }
-        self
-    }
-    pub(crate) fn file(path: &Path, message: impl Into<String>) -> Diag {
-        Diag {
-            path: path.to_path_buf(),
-            line: None,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Diag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
-    }
-}
 
 /// The lower layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,73 +172,6 @@ impl SyscallFilter {
             list
         }
     }
-}
-
-/// The kernel's capability names without `CAP_`, indexed by number, up to
-/// CAP_CHECKPOINT_RESTORE (40, Linux 5.9), as in linux/capability.h.
-pub const CAPABILITIES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
-/// `CAP_NAME` of capability number `n`.
-pub fn capability_name(n: u8) -> String {
-    format!("CAP_{}", CAPABILITIES[usize::from(n)])
-}
-
-/// A capability name, `CAP_` optional, any case, to its number.
-pub(crate) fn parse_capability(word: &str) -> Result<u8, String> {
-    let up = word.to_ascii_uppercase();
-    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
-    CAPABILITIES
-        .iter()
-        .position(|c| *c == bare)
-        .and_then(|n| u8::try_from(n).ok())
-        .ok_or_else(|| {
-            format!(
-                "unknown capability '{}' (the kernel's names, such as CAP_NET_ADMIN; see capabilities(7))",
-                word.escape_default()
-            )
-        })
 }
 
 /// systemd's system call groups (`systemd-analyze syscall-filter`).
@@ -700,92 +594,6 @@ impl Container {
                     || a == "-n"
                     || a.starts_with("-p")
             }))
-    }
-}
-
-/// `[Service]` keys the pod unit sets itself.
-const POD_RESERVED_SERVICE_KEYS: [(&str, &str); 4] = [
-    ("ExecStart", "sdme runs the pod helper"),
-    ("ExecStop", "sdme runs the pod helper"),
-    ("Type", "the pod unit is a Type=oneshot"),
-    (
-        "RemainAfterExit",
-        "the pod unit stays active while its namespace exists",
-    ),
-];
-
-/// The shared sections of a `.pod` file.
-const POD_KIND: Kind = Kind {
-    ext: "pod",
-    own: "Pod",
-    reserved_service: &POD_RESERVED_SERVICE_KEYS,
-    no_reset: &[],
-};
-
-/// A validated `.pod` file: a network namespace that containers join with
-/// `Pod=NAME.pod`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pod {
-    /// `web`, `web@` for a template, `web@a` for an instance.
-    pub name: String,
-    pub unit_name: UnitName,
-    /// The file that won on the search path (`SourcePath=`).
-    pub source: PathBuf,
-    /// `[Unit]`, `[Service]` and `X-` sections, passed through unchanged.
-    pub passthrough: Vec<Section>,
-    pub install: Install,
-}
-
-impl Pod {
-    /// Validate `found` with its drop-ins.
-    pub fn load(found: &Found) -> Result<Pod, Vec<Diag>> {
-        let file = parse_with_dropins(found)?;
-        for_instance(found, Pod::from_unit(&found.name, &found.path, file))
-    }
-
-    pub fn is_template(&self) -> bool {
-        matches!(self.unit_name, UnitName::Template(_))
-    }
-
-    /// Validate a parsed file named `name`.
-    pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Pod, Vec<Diag>> {
-        let mut b = Builder::new(name.clone(), source);
-        let stem = name.stem();
-        let checked = match name {
-            UnitName::Template(t) => check_pod_name(t),
-            _ => check_pod_name(&stem),
-        };
-        if let Err(m) = checked {
-            b.diags.push(Diag::file(
-                source,
-                format!(
-                    "file name '{}' cannot name a pod: {}",
-                    stem.escape_default(),
-                    m.replacen("pod name", "name", 1)
-                ),
-            ));
-        }
-        b.sections(file, &POD_KIND, |b, e| {
-            b.err(e, format!("unknown key '{}' in section [Pod]", e.key))
-        });
-        if let Some((inst, at)) = b.default_instance("pod") {
-            if let Err(m) = check_machine_name(&inst) {
-                let m = m.replacen("machine name", "pod instance name", 1);
-                b.diags
-                    .push(Diag::at(&at, format!("DefaultInstance={inst}: {m}")));
-            }
-        }
-        b.check_aliases(!matches!(name, UnitName::Plain(_)));
-        if let Some(diags) = b.failed() {
-            return Err(diags);
-        }
-        Ok(Pod {
-            name: stem,
-            unit_name: name.clone(),
-            source: source.to_path_buf(),
-            passthrough: b.passthrough,
-            install: b.install,
-        })
     }
 }
 

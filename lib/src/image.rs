@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::container::{Builder, Diag, Install};
+use crate::container::{Builder, Install};
+use crate::diag::Diag;
+use crate::dropins::parse_with_dropins;
 use crate::name::check_rootfs_name;
 use crate::search::{Found, UnitName};
-use crate::sections::{parse_with_dropins, Kind};
+use crate::sections::Kind;
 use crate::syntax::{Section, UnitFile};
 use crate::value::check_abs_path;
 

@@ -20,8 +20,11 @@
 //!   rules every one of them relies on.
 
 pub mod broken;
+pub mod capability;
 pub mod config;
 pub mod container;
+pub mod diag;
+mod dropins;
 pub mod escape;
 pub mod generate;
 pub mod image;
@@ -33,6 +36,7 @@ pub mod name;
 pub mod orphan;
 pub mod parallel;
 pub mod paths;
+pub mod pod;
 pub mod render;
 pub mod search;
 pub(crate) mod sections;

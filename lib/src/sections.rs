@@ -6,10 +6,9 @@
 //! Only the kind's own section (`[Container]`, `[Pod]`, `[Image]`) and its
 //! reserved keys differ, and they are described by a [`Kind`].
 
-use std::path::Path;
-
-use crate::container::{Builder, Diag};
-use crate::search::{read_bounded, Found, UnitName};
+use crate::container::Builder;
+use crate::diag::Diag;
+use crate::search::UnitName;
 use crate::syntax::{Entry, Location, Section, UnitFile};
 use crate::value::check_unit_name;
 
@@ -24,41 +23,6 @@ pub(crate) struct Kind {
     /// `(section, key)` pairs whose empty assignment would also reset what
     /// sdme writes there.
     pub no_reset: &'static [(&'static str, &'static str)],
-}
-
-/// Parse a found file and merge its drop-ins.
-pub(crate) fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
-    let via = (found.content != found.path).then_some(found.path.as_path());
-    let mut file = UnitFile::parse(&found.content, &found.data)
-        .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
-    for d in &found.dropins {
-        file.merge(read_and_parse(d).map_err(|d| vec![d])?);
-    }
-    Ok(file)
-}
-
-/// Read (bounded) and parse one file: a drop-in, or a configuration file.
-pub(crate) fn read_and_parse(path: &Path) -> Result<UnitFile, Diag> {
-    let data = read_bounded(path).map_err(|e| Diag::file(path, e))?;
-    UnitFile::parse(path, &data).map_err(|e| Diag::at(&e.at, e.message))
-}
-
-/// Name the instance in the errors of lines read from its template (an
-/// instance that is a symlink to the template file).
-pub(crate) fn for_instance<T>(found: &Found, r: Result<T, Vec<Diag>>) -> Result<T, Vec<Diag>> {
-    let via = (found.content != found.path).then_some(found.path.as_path());
-    r.map_err(|diags| {
-        diags
-            .into_iter()
-            .map(|d| {
-                if d.path == found.content {
-                    d.via(via)
-                } else {
-                    d
-                }
-            })
-            .collect()
-    })
 }
 
 impl Builder {
@@ -220,6 +184,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const KIND: Kind = Kind {
         ext: "thing",
@@ -238,37 +203,6 @@ mod tests {
         });
         let diags = b.diags.iter().map(|d| d.to_string()).collect();
         (b, own, diags)
-    }
-
-    #[test]
-    fn dropins_are_merged_and_their_errors_name_them() {
-        let t = tempfile::tempdir().unwrap();
-        let main = t.path().join("t.container");
-        let drop = t.path().join("t.container.d/10.conf");
-        std::fs::create_dir_all(drop.parent().unwrap()).unwrap();
-        std::fs::write(&drop, "[Unit]\nAfter=b.service\n").unwrap();
-        let found = Found {
-            kind: crate::search::FileType::Container,
-            name: UnitName::from_stem("t"),
-            path: main.clone(),
-            content: main.clone(),
-            data: b"[Unit]\nAfter=a.service\n".to_vec(),
-            dropins: vec![drop.clone()],
-        };
-        let file = parse_with_dropins(&found).unwrap();
-        let after: Vec<&str> = file.sections[0]
-            .entries
-            .iter()
-            .map(|e| e.value.as_str())
-            .collect();
-        assert_eq!(after, ["a.service", "b.service"]);
-        std::fs::write(&drop, "Key=before any section\n").unwrap();
-        let e = parse_with_dropins(&found).unwrap_err();
-        assert_eq!(e.len(), 1);
-        assert_eq!((e[0].path.as_path(), e[0].line), (drop.as_path(), Some(1)));
-        std::fs::remove_file(&drop).unwrap();
-        let e = parse_with_dropins(&found).unwrap_err();
-        assert_eq!((e[0].path.as_path(), e[0].line), (drop.as_path(), None));
     }
 
     #[test]
