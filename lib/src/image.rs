@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::container::{Builder, Install};
 use crate::diag::Diag;
 use crate::dropins::parse_with_dropins;
 use crate::name::check_rootfs_name;
 use crate::search::{Found, UnitName};
-use crate::sections::Kind;
+use crate::sections::{Install, Kind, Shared};
 use crate::syntax::{Section, UnitFile};
 use crate::value::check_abs_path;
 
@@ -235,7 +234,7 @@ impl Image {
 
     /// Validate a parsed `.image` file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Image, Vec<Diag>> {
-        let mut b = Builder::new(name.clone(), source);
+        let mut b = Shared::new(name.clone(), source);
         let stem = name.stem();
         if let Err(m) = check_rootfs_name(&stem) {
             b.diags.push(Diag::file(
@@ -251,7 +250,7 @@ impl Image {
         let has_image = file.section("Image").is_some();
         b.sections(file, &IMAGE_KIND, |b, e| {
             let v = e.value.as_str();
-            let opt = |b: &mut Builder, r: Result<(), String>| {
+            let opt = |b: &mut Shared, r: Result<(), String>| {
                 (!v.is_empty() && b.check(e, r).is_some()).then(|| v.to_string())
             };
             match e.key.as_str() {

@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::container::{Builder, Install};
 use crate::diag::Diag;
 use crate::dropins::{for_instance, parse_with_dropins};
 use crate::name::{check_machine_name, check_pod_name};
 use crate::search::{Found, UnitName};
-use crate::sections::Kind;
+use crate::sections::{Install, Kind, Shared};
 use crate::syntax::{Section, UnitFile};
 
 /// `[Service]` keys the pod unit sets itself.
@@ -58,7 +57,7 @@ impl Pod {
 
     /// Validate a parsed file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Pod, Vec<Diag>> {
-        let mut b = Builder::new(name.clone(), source);
+        let mut b = Shared::new(name.clone(), source);
         let stem = name.stem();
         let checked = match name {
             UnitName::Template(t) => check_pod_name(t),

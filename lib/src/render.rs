@@ -27,12 +27,13 @@
 use std::borrow::Cow;
 
 use crate::capability::capability_name;
-use crate::container::{Container, Install, Rootfs};
+use crate::container::{Container, Rootfs};
 use crate::escape::{exec_word, exec_word_expanding, mount_unit_name, unit_value};
 use crate::image::{image_service_name, Image};
 use crate::paths;
 use crate::pod::Pod;
 use crate::search::UnitName;
+use crate::sections::Install;
 use crate::timespan::format_timespan;
 
 /// One thing to put in the output directory.

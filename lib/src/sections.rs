@@ -4,13 +4,14 @@
 //! generated service (minus the keys sdme writes itself); `[Install]`
 //! becomes symlinks; any other section is reported with its file and line.
 //! Only the kind's own section (`[Container]`, `[Pod]`, `[Image]`) and its
-//! reserved keys differ, and they are described by a [`Kind`].
+//! reserved keys differ, and they are described by a `Kind`.
 
-use crate::container::Builder;
+use std::path::{Path, PathBuf};
+
 use crate::diag::Diag;
 use crate::search::UnitName;
 use crate::syntax::{Entry, Location, Section, UnitFile};
-use crate::value::check_unit_name;
+use crate::value::{check_unit_name, parse_bool};
 
 /// What differs between the file kinds in the shared sections.
 pub(crate) struct Kind {
@@ -25,14 +26,69 @@ pub(crate) struct Kind {
     pub no_reset: &'static [(&'static str, &'static str)],
 }
 
-impl Builder {
+/// `[Install]`, applied by the generator as symlinks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Install {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+    pub default_instance: Option<String>,
+}
+
+/// What every file kind collects while it is read: the shared sections,
+/// `[Install]` and the diagnostics. Each kind keeps its own section's
+/// values apart and hands its lines to [`Shared::sections`].
+pub(crate) struct Shared {
+    pub(crate) name: UnitName,
+    pub(crate) source: PathBuf,
+    pub(crate) diags: Vec<Diag>,
+    pub(crate) passthrough: Vec<Section>,
+    pub(crate) install: Install,
+    install_at: Vec<(&'static str, Location)>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: UnitName, source: &Path) -> Shared {
+        Shared {
+            name,
+            source: source.to_path_buf(),
+            diags: Vec::new(),
+            passthrough: Vec::new(),
+            install: Install::default(),
+            install_at: Vec::new(),
+        }
+    }
+
+    pub(crate) fn err(&mut self, e: &Entry, msg: impl Into<String>) {
+        self.diags.push(Diag::at(&e.at, msg));
+    }
+
+    /// Run a check; on failure record `KEY=: message`.
+    pub(crate) fn check<T>(&mut self, e: &Entry, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.err(e, format!("{}={}: {m}", e.key, e.value));
+                None
+            }
+        }
+    }
+
+    /// A boolean value; empty (reset) is false.
+    pub(crate) fn bool(&mut self, e: &Entry) -> bool {
+        if e.value.is_empty() {
+            return false;
+        }
+        self.check(e, parse_bool(&e.value)).unwrap_or(false)
+    }
+
     /// Go through `file`'s sections: entries of the kind's own section go
     /// to `own`, the rest is handled here the same way for every kind.
     pub(crate) fn sections(
         &mut self,
         file: UnitFile,
         kind: &Kind,
-        mut own: impl FnMut(&mut Builder, &Entry),
+        mut own: impl FnMut(&mut Shared, &Entry),
     ) {
         // By value: the passed-through sections move into the model
         // instead of being copied line by line.
@@ -184,7 +240,6 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     const KIND: Kind = Kind {
         ext: "thing",
@@ -193,10 +248,10 @@ mod tests {
         no_reset: &[("Unit", "After")],
     };
 
-    fn run(name: &str, text: &str) -> (Builder, Vec<String>, Vec<String>) {
+    fn run(name: &str, text: &str) -> (Shared, Vec<String>, Vec<String>) {
         let path = Path::new("/etc/sdme/t.thing");
         let file = UnitFile::parse(path, text.as_bytes()).unwrap();
-        let mut b = Builder::new(UnitName::from_stem(name), path);
+        let mut b = Shared::new(UnitName::from_stem(name), path);
         let mut own = Vec::new();
         b.sections(file, &KIND, |_, e| {
             own.push(format!("{}={}", e.key, e.value))
