@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use sdme_core::config::Config;
-use sdme_core::container::{Container, Pod};
+use sdme_core::container::Container;
 use sdme_core::generate::plan;
 use sdme_core::image::Image;
+use sdme_core::pod::Pod;
 use sdme_core::search::{read_bounded, search, FileType, Found, UnitName};
 use sdme_core::syntax::{Entry, UnitFile};
 

@@ -10,10 +10,11 @@
 
 use std::path::PathBuf;
 
-use crate::container::{capability_name, parse_capability, Diag};
+use crate::capability::{capability_name, parse_capability};
+use crate::diag::Diag;
+use crate::dropins::read_and_parse;
 use crate::search::Listings;
-use crate::sections::read_and_parse;
-use crate::syntax::UnitFile;
+use crate::syntax::{Entry, UnitFile};
 
 /// The file name on the search path.
 pub const CONFIG_NAME: &str = "sdme.conf";
@@ -78,35 +79,7 @@ impl Config {
         let mut c = Config::default();
         for sec in &file.sections {
             match sec.name.as_str() {
-                "Hardened" => {
-                    for e in &sec.entries {
-                        match e.key.as_str() {
-                            "DropCapability" => {
-                                if e.value.is_empty() {
-                                    c.hardened_drop.clear();
-                                }
-                                for w in e.value.split_whitespace() {
-                                    let r = if w.eq_ignore_ascii_case("all") {
-                                        Err("'all' cannot be dropped: without any capability the container's systemd cannot boot".into())
-                                    } else {
-                                        parse_capability(w)
-                                    };
-                                    match r {
-                                        Ok(n) => c.hardened_drop.push(n),
-                                        Err(m) => diags.push(Diag::at(
-                                            &e.at,
-                                            format!("DropCapability={}: {m}", e.value),
-                                        )),
-                                    }
-                                }
-                            }
-                            k => diags.push(Diag::at(
-                                &e.at,
-                                format!("unknown key '{k}' in section [Hardened]"),
-                            )),
-                        }
-                    }
-                }
+                "Hardened" => sec.entries.iter().for_each(|e| c.hardened_key(e, diags)),
                 n => diags.push(Diag::at(
                     &sec.at,
                     format!("unknown section [{n}]; sdme.conf has a [Hardened] section"),
@@ -116,6 +89,29 @@ impl Config {
         c.hardened_drop.sort_unstable();
         c.hardened_drop.dedup();
         c
+    }
+
+    /// One `[Hardened]` line: `DropCapability=` adds to the list, an empty
+    /// one empties it.
+    fn hardened_key(&mut self, e: &Entry, diags: &mut Vec<Diag>) {
+        if e.key != "DropCapability" {
+            let msg = format!("unknown key '{}' in section [Hardened]", e.key);
+            return diags.push(Diag::at(&e.at, msg));
+        }
+        if e.value.is_empty() {
+            self.hardened_drop.clear();
+        }
+        for w in e.value.split_whitespace() {
+            let r = if w.eq_ignore_ascii_case("all") {
+                Err("'all' cannot be dropped: without any capability the container's systemd cannot boot".into())
+            } else {
+                parse_capability(w)
+            };
+            match r {
+                Ok(n) => self.hardened_drop.push(n),
+                Err(m) => diags.push(Diag::at(&e.at, format!("DropCapability={}: {m}", e.value))),
+            }
+        }
     }
 
     /// The drop list by name, for messages and tests.

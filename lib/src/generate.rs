@@ -23,11 +23,13 @@ use std::path::PathBuf;
 
 use crate::broken::{render_broken, Broken};
 use crate::config::Config;
-use crate::container::{Container, Diag, Pod};
+use crate::container::Container;
+use crate::diag::Diag;
 use crate::image::{image_service_name, Image};
 use crate::inuse::Record;
 use crate::orphan::{render_orphan, Orphan};
 use crate::parallel::{pipeline, threads_for};
+use crate::pod::Pod;
 use crate::render::{
     image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod,
     service_name, Output,

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::container::{Builder, Diag, Install};
+use crate::diag::Diag;
+use crate::dropins::parse_with_dropins;
 use crate::name::check_rootfs_name;
 use crate::search::{Found, UnitName};
-use crate::sections::{parse_with_dropins, Kind};
-use crate::syntax::{Section, UnitFile};
+use crate::sections::{Install, Kind, Shared};
+use crate::syntax::{Entry, Section, UnitFile};
 use crate::value::check_abs_path;
 
 /// What `sdme-import` is asked to do.
@@ -44,6 +45,40 @@ impl ImportSpec {
             install_packages: None,
             ca_file: None,
             max_size: None,
+        }
+    }
+
+    /// One `[Image]` line; an empty value resets the key.
+    fn key(&mut self, b: &mut Shared, e: &Entry) {
+        let v = e.value.as_str();
+        let opt = |b: &mut Shared, r: Result<(), String>| {
+            (!v.is_empty() && b.check(e, r).is_some()).then(|| v.to_string())
+        };
+        match e.key.as_str() {
+            "Image" => {
+                self.source = if v.is_empty() {
+                    String::new()
+                } else {
+                    opt(b, check_image_source(v)).unwrap_or_default()
+                };
+            }
+            "Platform" => self.platform = opt(b, check_platform(v)),
+            "InstallPackages" => {
+                let r = match v {
+                    "auto" | "yes" | "no" => Ok(()),
+                    _ => Err("expected auto, yes or no".into()),
+                };
+                self.install_packages = opt(b, r);
+            }
+            "CAFile" => self.ca_file = opt(b, check_abs_path(v, "CA file")),
+            "MaxSize" => {
+                self.max_size = if v.is_empty() {
+                    None
+                } else {
+                    b.check(e, parse_size(v))
+                };
+            }
+            k => b.err(e, format!("unknown key '{k}' in section [Image]")),
         }
     }
 }
@@ -233,7 +268,7 @@ impl Image {
 
     /// Validate a parsed `.image` file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Image, Vec<Diag>> {
-        let mut b = Builder::new(name.clone(), source);
+        let mut b = Shared::new(name.clone(), source);
         let stem = name.stem();
         if let Err(m) = check_rootfs_name(&stem) {
             b.diags.push(Diag::file(
@@ -247,38 +282,7 @@ impl Image {
         }
         let mut spec = ImportSpec::new("");
         let has_image = file.section("Image").is_some();
-        b.sections(file, &IMAGE_KIND, |b, e| {
-            let v = e.value.as_str();
-            let opt = |b: &mut Builder, r: Result<(), String>| {
-                (!v.is_empty() && b.check(e, r).is_some()).then(|| v.to_string())
-            };
-            match e.key.as_str() {
-                "Image" => {
-                    spec.source = if v.is_empty() {
-                        String::new()
-                    } else {
-                        opt(b, check_image_source(v)).unwrap_or_default()
-                    };
-                }
-                "Platform" => spec.platform = opt(b, check_platform(v)),
-                "InstallPackages" => {
-                    let r = match v {
-                        "auto" | "yes" | "no" => Ok(()),
-                        _ => Err("expected auto, yes or no".into()),
-                    };
-                    spec.install_packages = opt(b, r);
-                }
-                "CAFile" => spec.ca_file = opt(b, check_abs_path(v, "CA file")),
-                "MaxSize" => {
-                    spec.max_size = if v.is_empty() {
-                        None
-                    } else {
-                        b.check(e, parse_size(v))
-                    };
-                }
-                k => b.err(e, format!("unknown key '{k}' in section [Image]")),
-            }
-        });
+        b.sections(file, &IMAGE_KIND, |b, e| spec.key(b, e));
         if !has_image {
             b.diags.push(Diag::file(source, "no [Image] section"));
         } else if spec.source.is_empty() && b.diags.is_empty() {

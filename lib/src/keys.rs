@@ -1,7 +1,8 @@
 //! The `[Container]` keys, one row each. The CLI builds its `create`
 //! options from this table and writes the keys in its order; the tests
-//! below hold it equal to the keys the parser in `container.rs` accepts,
-//! so a key added there without a row here fails the build's tests.
+//! below hold it equal to the keys the parsers in `container/` accept
+//! (one concern's module each), so a key added there without a row here
+//! fails the build's tests.
 
 /// How a key's values are given on a command line and written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,30 +101,38 @@ mod tests {
     use crate::container::Container;
     use crate::search::UnitName;
     use crate::syntax::UnitFile;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
 
-    /// The keys the parser's `match` names, read from its source between
-    /// `fn container_key` and its unknown-key arm.
-    fn parser_keys() -> BTreeSet<String> {
-        let src = include_str!("container.rs");
-        let start = src
-            .find("fn container_key(")
-            .expect("container_key in container.rs");
-        let end = start
-            + src[start..]
-                .find("unknown key '{k}' in section [Container]")
-                .expect("unknown-key arm");
-        let mut keys = BTreeSet::new();
-        for line in src[start..end].lines() {
-            let t = line.trim_start();
-            // Arms are `"Key" =>` or `"A" | "B" =>` at the start of a line.
-            if !t.starts_with('"') || !t.contains("=>") {
+    /// The keys each concern's parser names, by file: the quoted names of
+    /// the `match` arms in its `fn key(`, up to its `_ => return false`.
+    fn parser_keys() -> BTreeMap<String, String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/container");
+        let mut keys = BTreeMap::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let path = f.unwrap().path();
+            let src = std::fs::read_to_string(&path).unwrap();
+            let Some(start) = src.find("fn key(") else {
                 continue;
-            }
-            let arm = &t[..t.find("=>").unwrap()];
-            for part in arm.split('|') {
-                keys.insert(part.trim().trim_matches('"').to_string());
+            };
+            let end = start
+                + src[start..]
+                    .find("_ => return false")
+                    .expect("no fallthrough arm");
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            for line in src[start..end].lines() {
+                let t = line.trim_start();
+                // Arms are `"Key" =>` or `"A" | "B" =>` at the start of a line.
+                if !t.starts_with('"') || !t.contains("=>") {
+                    continue;
+                }
+                let arm = &t[..t.find("=>").unwrap()];
+                for part in arm.split('|') {
+                    let key = part.trim().trim_matches('"').to_string();
+                    if let Some(other) = keys.insert(key.clone(), file.clone()) {
+                        panic!("{key} is parsed in {other} and in {file}");
+                    }
+                }
             }
         }
         keys
@@ -132,7 +141,8 @@ mod tests {
     #[test]
     fn table_equals_the_parsers_keys() {
         let table: BTreeSet<String> = CONTAINER_KEYS.iter().map(|k| k.key.to_string()).collect();
-        assert_eq!(table, parser_keys());
+        let parsed: BTreeSet<String> = parser_keys().into_keys().collect();
+        assert_eq!(table, parsed);
         assert_eq!(table.len(), CONTAINER_KEYS.len(), "a key is listed twice");
     }
 

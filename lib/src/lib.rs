@@ -5,10 +5,15 @@
 //! - [`search`]: the search path, shadowing, masking, drop-ins, templates;
 //! - [`config`]: the global `sdme.conf` and its drop-ins;
 //! - [`container`]: the `.container` schema and its validation;
+//! - [`pod`]: `.pod` files, network namespaces that containers join;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
-//! - [`keys`]: the table of `[Container]` keys the CLI's options come from;
-//! - `sections`: `[Unit]`, `[Service]`, `[Install]` and `X-` sections and
-//!   drop-ins, the same for every file kind;
+//! - [`keys`]: the table of `[Container]` keys: the parser's keys and the
+//!   CLI's options;
+//! - [`sections`]: `[Unit]`, `[Service]`, `[Install]` and `X-` sections,
+//!   the same for every file kind; `dropins`: a file merged with its
+//!   drop-ins;
+//! - [`diag`]: errors with their file and line; [`capability`]: kernel
+//!   capability names;
 //! - [`inuse`]: which rootfs each prepared container uses, and the lock
 //!   that keeps a start and a replacement of that rootfs apart;
 //! - [`service_env`]: `ServiceEnvironment=` and the guest drop-in it becomes;
@@ -21,8 +26,11 @@
 
 pub mod bindspec;
 pub mod broken;
+pub mod capability;
 pub mod config;
 pub mod container;
+pub mod diag;
+mod dropins;
 pub mod escape;
 pub mod generate;
 pub mod image;
@@ -34,9 +42,10 @@ pub mod name;
 pub mod orphan;
 pub mod parallel;
 pub mod paths;
+pub mod pod;
 pub mod render;
 pub mod search;
-pub(crate) mod sections;
+pub mod sections;
 pub mod service_env;
 pub mod syntax;
 pub mod timespan;

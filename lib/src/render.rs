@@ -26,11 +26,14 @@
 
 use std::borrow::Cow;
 
-use crate::container::{capability_name, Container, Install, Pod, Rootfs};
+use crate::capability::capability_name;
+use crate::container::{Container, Rootfs};
 use crate::escape::{exec_word, exec_word_expanding, mount_unit_name, unit_value};
 use crate::image::{image_service_name, Image};
 use crate::paths;
+use crate::pod::Pod;
 use crate::search::UnitName;
+use crate::sections::Install;
 use crate::timespan::format_timespan;
 
 /// One thing to put in the output directory.

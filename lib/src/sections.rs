@@ -4,14 +4,14 @@
 //! generated service (minus the keys sdme writes itself); `[Install]`
 //! becomes symlinks; any other section is reported with its file and line.
 //! Only the kind's own section (`[Container]`, `[Pod]`, `[Image]`) and its
-//! reserved keys differ, and they are described by a [`Kind`].
+//! reserved keys differ, and they are described by a `Kind`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::container::{Builder, Diag};
-use crate::search::{read_bounded, Found, UnitName};
+use crate::diag::Diag;
+use crate::search::UnitName;
 use crate::syntax::{Entry, Location, Section, UnitFile};
-use crate::value::check_unit_name;
+use crate::value::{check_unit_name, parse_bool};
 
 /// What differs between the file kinds in the shared sections.
 pub(crate) struct Kind {
@@ -26,49 +26,69 @@ pub(crate) struct Kind {
     pub no_reset: &'static [(&'static str, &'static str)],
 }
 
-/// Parse a found file and merge its drop-ins.
-pub(crate) fn parse_with_dropins(found: &Found) -> Result<UnitFile, Vec<Diag>> {
-    let via = (found.content != found.path).then_some(found.path.as_path());
-    let mut file = UnitFile::parse(&found.content, &found.data)
-        .map_err(|e| vec![Diag::at(&e.at, e.message).via(via)])?;
-    for d in &found.dropins {
-        file.merge(read_and_parse(d).map_err(|d| vec![d])?);
+/// `[Install]`, applied by the generator as symlinks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Install {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+    pub default_instance: Option<String>,
+}
+
+/// What every file kind collects while it is read: the shared sections,
+/// `[Install]` and the diagnostics. Each kind keeps its own section's
+/// values apart and hands its lines to [`Shared::sections`].
+pub(crate) struct Shared {
+    pub(crate) name: UnitName,
+    pub(crate) source: PathBuf,
+    pub(crate) diags: Vec<Diag>,
+    pub(crate) passthrough: Vec<Section>,
+    pub(crate) install: Install,
+    install_at: Vec<(&'static str, Location)>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: UnitName, source: &Path) -> Shared {
+        Shared {
+            name,
+            source: source.to_path_buf(),
+            diags: Vec::new(),
+            passthrough: Vec::new(),
+            install: Install::default(),
+            install_at: Vec::new(),
+        }
     }
-    Ok(file)
-}
 
-/// Read (bounded) and parse one file: a drop-in, or a configuration file.
-pub(crate) fn read_and_parse(path: &Path) -> Result<UnitFile, Diag> {
-    let data = read_bounded(path).map_err(|e| Diag::file(path, e))?;
-    UnitFile::parse(path, &data).map_err(|e| Diag::at(&e.at, e.message))
-}
+    pub(crate) fn err(&mut self, e: &Entry, msg: impl Into<String>) {
+        self.diags.push(Diag::at(&e.at, msg));
+    }
 
-/// Name the instance in the errors of lines read from its template (an
-/// instance that is a symlink to the template file).
-pub(crate) fn for_instance<T>(found: &Found, r: Result<T, Vec<Diag>>) -> Result<T, Vec<Diag>> {
-    let via = (found.content != found.path).then_some(found.path.as_path());
-    r.map_err(|diags| {
-        diags
-            .into_iter()
-            .map(|d| {
-                if d.path == found.content {
-                    d.via(via)
-                } else {
-                    d
-                }
-            })
-            .collect()
-    })
-}
+    /// Run a check; on failure record `KEY=: message`.
+    pub(crate) fn check<T>(&mut self, e: &Entry, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.err(e, format!("{}={}: {m}", e.key, e.value));
+                None
+            }
+        }
+    }
 
-impl Builder {
+    /// A boolean value; empty (reset) is false.
+    pub(crate) fn bool(&mut self, e: &Entry) -> bool {
+        if e.value.is_empty() {
+            return false;
+        }
+        self.check(e, parse_bool(&e.value)).unwrap_or(false)
+    }
+
     /// Go through `file`'s sections: entries of the kind's own section go
     /// to `own`, the rest is handled here the same way for every kind.
     pub(crate) fn sections(
         &mut self,
         file: UnitFile,
         kind: &Kind,
-        mut own: impl FnMut(&mut Builder, &Entry),
+        mut own: impl FnMut(&mut Shared, &Entry),
     ) {
         // By value: the passed-through sections move into the model
         // instead of being copied line by line.
@@ -228,47 +248,16 @@ mod tests {
         no_reset: &[("Unit", "After")],
     };
 
-    fn run(name: &str, text: &str) -> (Builder, Vec<String>, Vec<String>) {
+    fn run(name: &str, text: &str) -> (Shared, Vec<String>, Vec<String>) {
         let path = Path::new("/etc/sdme/t.thing");
         let file = UnitFile::parse(path, text.as_bytes()).unwrap();
-        let mut b = Builder::new(UnitName::from_stem(name), path);
+        let mut b = Shared::new(UnitName::from_stem(name), path);
         let mut own = Vec::new();
         b.sections(file, &KIND, |_, e| {
             own.push(format!("{}={}", e.key, e.value))
         });
         let diags = b.diags.iter().map(|d| d.to_string()).collect();
         (b, own, diags)
-    }
-
-    #[test]
-    fn dropins_are_merged_and_their_errors_name_them() {
-        let t = tempfile::tempdir().unwrap();
-        let main = t.path().join("t.container");
-        let drop = t.path().join("t.container.d/10.conf");
-        std::fs::create_dir_all(drop.parent().unwrap()).unwrap();
-        std::fs::write(&drop, "[Unit]\nAfter=b.service\n").unwrap();
-        let found = Found {
-            kind: crate::search::FileType::Container,
-            name: UnitName::from_stem("t"),
-            path: main.clone(),
-            content: main.clone(),
-            data: b"[Unit]\nAfter=a.service\n".to_vec(),
-            dropins: vec![drop.clone()],
-        };
-        let file = parse_with_dropins(&found).unwrap();
-        let after: Vec<&str> = file.sections[0]
-            .entries
-            .iter()
-            .map(|e| e.value.as_str())
-            .collect();
-        assert_eq!(after, ["a.service", "b.service"]);
-        std::fs::write(&drop, "Key=before any section\n").unwrap();
-        let e = parse_with_dropins(&found).unwrap_err();
-        assert_eq!(e.len(), 1);
-        assert_eq!((e[0].path.as_path(), e[0].line), (drop.as_path(), Some(1)));
-        std::fs::remove_file(&drop).unwrap();
-        let e = parse_with_dropins(&found).unwrap_err();
-        assert_eq!((e[0].path.as_path(), e[0].line), (drop.as_path(), None));
     }
 
     #[test]

@@ -7,27 +7,13 @@ use std::path::Path;
 use proptest::prelude::*;
 use sdme_core::container::Container;
 use sdme_core::image::Image;
+use sdme_core::keys::CONTAINER_KEYS;
 use sdme_core::render::{render, render_image};
 use sdme_core::search::UnitName;
 use sdme_core::syntax::UnitFile;
 
-const KEYS: &[&str] = &[
-    "Rootfs",
-    "MachineName",
-    "Hostname",
-    "Bind",
-    "BindReadOnly",
-    "Environment",
-    "OpaqueDir",
-    "PrivateNetwork",
-    "VirtualEthernet",
-    "Bridge",
-    "Zone",
-    "Port",
-    "BootTimeout",
-    "WaitFor",
-    "NspawnArgs",
-    "Image",
+/// Keys of the other sections; the `[Container]` keys come from the table.
+const OTHER_KEYS: &[&str] = &[
     "Platform",
     "MaxSize",
     "WantedBy",
@@ -38,6 +24,15 @@ const KEYS: &[&str] = &[
     "MemoryMax",
     "ExecStart",
 ];
+
+fn keys() -> Vec<&'static str> {
+    CONTAINER_KEYS
+        .iter()
+        .map(|k| k.key)
+        .chain(OTHER_KEYS.iter().copied())
+        .collect()
+}
+
 const SECTIONS: &[&str] = &[
     "[Container]",
     "[Image]",
@@ -65,9 +60,9 @@ fn check(stem: &str, data: &[u8]) {
 fn line() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(SECTIONS).prop_map(str::to_string),
-        (prop::sample::select(KEYS), any::<String>()).prop_map(|(k, v)| format!("{k}={v}")),
-        (prop::sample::select(KEYS), "[ -~]{0,40}").prop_map(|(k, v)| format!("{k}={v}")),
-        (prop::sample::select(KEYS), "[/a-z%$\"'\\\\:,. @-]{0,30}")
+        (prop::sample::select(keys()), any::<String>()).prop_map(|(k, v)| format!("{k}={v}")),
+        (prop::sample::select(keys()), "[ -~]{0,40}").prop_map(|(k, v)| format!("{k}={v}")),
+        (prop::sample::select(keys()), "[/a-z%$\"'\\\\:,. @-]{0,30}")
             .prop_map(|(k, v)| format!("{k}={v}")),
         any::<String>(),
     ]
