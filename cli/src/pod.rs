@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use sdme_core::container::{Container, Pod};
+use sdme_core::container::Container;
 use sdme_core::name::check_pod_name;
+use sdme_core::pod::Pod;
 use sdme_core::render::pod_service_name;
 use sdme_core::search::{search, FileType, UnitName};
 use sdme_core::syntax::UnitFile;
