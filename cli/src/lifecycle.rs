@@ -74,10 +74,7 @@ fn start_verb(name: &str, method: &str) -> Result<()> {
     bus.subscribe_jobs()?;
     let result = match bus.job(method, &unit, START_WAIT) {
         Ok(r) => r,
-        Err(e) if sys::was_interrupted() => {
-            let _ = e;
-            return Err(undo_start(name, &unit));
-        }
+        Err(_) if sys::take_interrupt() => return Err(undo_start(name, &unit)),
         Err(e) => return Err(e),
     };
     if result == "done" {

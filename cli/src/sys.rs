@@ -80,9 +80,10 @@ pub fn catch_sigint() {
     }
 }
 
-/// Did Ctrl+C come since [`catch_sigint`]?
-pub fn was_interrupted() -> bool {
-    interrupted()
+/// Did Ctrl+C come since [`catch_sigint`]? Clears the flag, so that
+/// undoing what was interrupted can wait on the bus again.
+pub fn take_interrupt() -> bool {
+    INTERRUPTED.swap(false, Ordering::SeqCst)
 }
 
 fn call_err(e: dbus::Error, what: &str) -> anyhow::Error {
