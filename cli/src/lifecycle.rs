@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sdme_core::escape::mount_unit_name;
+use sdme_core::inuse;
 use sdme_core::paths::container_dir;
 use sdme_core::render::unit_service_name;
 use sdme_core::search::{search, FileType, UnitName};
@@ -88,10 +89,10 @@ fn start_verb(name: &str, method: &str) -> Result<()> {
         .arg(format!("--since=@{since}"))
         .status();
     let why = match bus.unit_property(&unit, "org.freedesktop.systemd1.Service", "Result") {
-        Ok(Value::Str(r)) if r != "success" => format!(" (Result={r})"),
+        Ok(Value::Str(r)) if r != "success" => format!(", Result={r}"),
         _ => String::new(),
     };
-    bail!("{unit}: start job {result}{why}")
+    bail!("{unit} did not start (job result: {result}{why})")
 }
 
 /// Ctrl+C during a start: stop what was started, on a fresh connection
@@ -99,7 +100,13 @@ fn start_verb(name: &str, method: &str) -> Result<()> {
 fn undo_start(name: &str, unit: &str) -> anyhow::Error {
     let stopped = Bus::system().and_then(|mut b| {
         b.subscribe_jobs()?;
-        b.job("StopUnit", unit, STOP_WAIT)
+        b.job("StopUnit", unit, STOP_WAIT)?;
+        // The canceled start leaves the unit failed: asked for, not a
+        // failure to keep listed.
+        if b.active_state(unit)? == "failed" {
+            b.reset_failed(unit)?;
+        }
+        Ok(())
     });
     if let Err(e) = stopped {
         return e.context(format!("interrupted; stopping {name} again failed"));
@@ -144,13 +151,23 @@ fn stop_unit(name: &UnitName, mode: StopMode) -> Result<()> {
             }
         }
         StopMode::Kill => {
+            let deadline = Instant::now() + KILL_WAIT;
             if !matches!(bus.active_state(&unit)?.as_str(), "inactive" | "failed") {
                 // The unit then runs its ExecStopPost= (the unmount) and
-                // ends failed (killed by a signal); the stop waits for that.
+                // ends failed (killed by a signal). A stop job queued
+                // meanwhile would cut that short: wait for the end first.
                 bus.kill_unit(&unit, libc::SIGKILL)?;
+                bus.wait_inactive(&unit, KILL_WAIT)?;
             }
-            job_done(&mut bus, "StopUnit", &unit, KILL_WAIT)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            job_done(
+                &mut bus,
+                "StopUnit",
+                &unit,
+                left.max(Duration::from_secs(1)),
+            )?;
             if bus.active_state(&unit)? == "failed" {
+                // Asked for: not a failure to keep listed.
                 bus.reset_failed(&unit)?;
             }
         }
@@ -162,7 +179,24 @@ fn stop_unit(name: &UnitName, mode: StopMode) -> Result<()> {
         let m = mount_unit_name(&merged.to_string_lossy()).map_err(anyhow::Error::msg)?;
         job_done(&mut bus, "StopUnit", &m, STOP_WAIT)?;
     }
-    unmounted(name)
+    unmounted(name)?;
+    if mode == StopMode::Kill {
+        end_use_after_kill(&c.running_as.unwrap_or(c.machine), &unit)?;
+    }
+    Ok(())
+}
+
+/// SIGKILL to every process of the unit also kills its own stop step
+/// (ExecStopPost=, `sdme-prepare --unmount`) when it was already
+/// running: once the overlay is unmounted, remove the use record as that
+/// step would have (sdme_core::inuse), if the record is this unit's.
+fn end_use_after_kill(machine: &str, unit: &str) -> Result<()> {
+    let dir = Path::new(inuse::RECORD_DIR);
+    if inuse::read(dir, machine).and_then(|r| r.unit).as_deref() == Some(unit) {
+        inuse::remove(dir, machine)
+            .with_context(|| format!("removing {}", dir.join(machine).display()))?;
+    }
+    Ok(())
 }
 
 /// A job that must end "done".
