@@ -1,15 +1,18 @@
 //! `sdme ps`: the containers on the search path and their state, from
 //! one ListUnitsByPatterns call to systemd, one ListMachines call to
-//! machined and GetMachineAddresses for each running machine.
+//! machined, and for each running machine GetMachineAddresses and its
+//! guest manager's SystemState (on the guest's bus, sdme_helpers::guest).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sdme_core::container::{instance_machine, Container, Rootfs};
 use sdme_core::render::unit_service_name;
 use sdme_core::search::{search, FileType, Found, UnitName};
 use sdme_helpers::fsutil::Lower;
+use sdme_helpers::guest;
 
 use crate::lookup::{config, dirs, write_stdout};
 use crate::sys::{Bus, UnitRow};
@@ -56,6 +59,23 @@ fn health(status: &str, rootfs_problem: Option<&str>) -> String {
         "starting" => "starting".into(),
         "running" | "stopping" => "ok".into(),
         _ => rootfs_problem.unwrap_or("ok").into(),
+    }
+}
+
+/// How long `ps` waits for one guest's answer (a wedged guest shows
+/// "unknown" instead of holding up the list).
+const GUEST_WAIT: Duration = Duration::from_millis(300);
+
+/// HEALTH of a running container from its guest manager's SystemState
+/// (`systemctl is-system-running`): "running" is ok, "degraded" (a
+/// failed unit inside) and "starting" say so; the guest's bus not
+/// answering is "unknown".
+fn guest_health(state: Result<String, String>) -> String {
+    match state.as_deref() {
+        Ok("running") => "ok".into(),
+        Ok("initializing" | "starting") => "starting".into(),
+        Ok(s) if !s.is_empty() => s.into(),
+        _ => "unknown".into(),
     }
 }
 
@@ -201,6 +221,10 @@ pub fn rows(all: bool) -> Result<Vec<Row>> {
         .map(|(mut row, machine)| {
             if let Some(m) = machine.filter(|m| machines.contains_key(m)) {
                 row.addresses = bus.machine_addresses(&m).unwrap_or_default();
+                if row.status == "running" {
+                    let deadline = Instant::now() + GUEST_WAIT;
+                    row.health = guest_health(guest::system_state(&m, deadline));
+                }
             }
             row
         })
@@ -351,6 +375,16 @@ mod tests {
         assert_eq!(health("stopped", Some("rootfs missing")), "rootfs missing");
         // A running container's lower layer was there when it started.
         assert_eq!(health("running", Some("rootfs missing")), "ok");
+    }
+
+    #[test]
+    fn guest_states() {
+        assert_eq!(guest_health(Ok("running".into())), "ok");
+        assert_eq!(guest_health(Ok("degraded".into())), "degraded");
+        assert_eq!(guest_health(Ok("initializing".into())), "starting");
+        assert_eq!(guest_health(Ok("maintenance".into())), "maintenance");
+        assert_eq!(guest_health(Err("no bus".into())), "unknown");
+        assert_eq!(guest_health(Ok(String::new())), "unknown");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 # reset-failed) return with the unit inactive and the overlay unmounted;
 # `set --memory` applies at once (the unit's MemoryMax, not cgroup files:
 # the CI machine's cgroups may be v1-hybrid); `ps --json` gives STATUS and
-# HEALTH of running, stopped, failed, broken, rootfs-less and image-less
-# containers;
+# HEALTH of running (ok, and degraded with a failed unit inside), stopped,
+# failed, broken, rootfs-less and image-less containers;
 # `sdme ps | head -1` exits 0.
 
 on_cleanup sh -c "rm -rf /etc/sdme/bus1.container /etc/sdme/busf.container /etc/sdme/busm.container /etc/sdme/busb.container /etc/sdme/busi.container /etc/sdme/busw.container /etc/sdme/busw.container.d /etc/sdme/bus1.container.d /var/lib/sdme/containers/bus1 /var/lib/sdme/containers/busf /var/lib/sdme/containers/busw /tmp/busw.out && systemctl daemon-reload"
@@ -51,6 +51,11 @@ assert_match "busb HEALTH" '^file error: /etc/sdme/busb.container:2: ' "$(ps_fie
 assert_eq "bus1 STATUS" running "$(ps_field bus1 status)"
 assert_eq "bus1 HEALTH" ok "$(ps_field bus1 health)"
 assert_eq "bus1 ROOTFS" "(host)" "$(ps_field bus1 rootfs)"
+# A failed unit inside (a transient unit that fails, kept): degraded.
+check_in "a failed unit in bus1" sh -c 'systemd-run -q -M bus1 --unit=fail81 --wait false; true'
+assert_eq "bus1 HEALTH with a failed unit inside" degraded "$(ps_field bus1 health)"
+require_in "reset-failed in bus1" systemctl -M bus1 reset-failed fail81.service
+assert_eq "bus1 HEALTH ok again" ok "$(ps_field bus1 health)"
 assert_match "bus1 OS: the host's PRETTY_NAME" '^Debian GNU/Linux' "$(ps_field bus1 os)"
 # shellcheck disable=SC2016 # expanded by the test host's shell
 check_in "sdme ps | head -1 exits 0 (pipefail)" bash -c 'set -o pipefail; sdme ps | head -1 >/dev/null && sdme ps | true'
