@@ -26,7 +26,6 @@
 //! Errors name the method, the unit and D-Bus's error name and message.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -48,18 +47,6 @@ const MACHINED_MANAGER: &str = "org.freedesktop.machine1.Manager";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// daemon-reload regenerates every unit: give it longer.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Run `prog args...`; non-zero is an error naming the command.
-pub fn run(prog: &str, args: &[&str]) -> Result<()> {
-    let st = Command::new(prog)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {prog}"))?;
-    if !st.success() {
-        bail!("{prog} {} failed ({st})", args.join(" "));
-    }
-    Ok(())
-}
 
 /// A connection to the system bus.
 pub struct Bus {
