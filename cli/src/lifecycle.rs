@@ -72,6 +72,7 @@ fn start_verb(name: &str, method: &str) -> Result<()> {
         .map_or(0, |d| d.as_secs());
     sys::catch_sigint();
     let mut bus = Bus::system()?;
+    bus.end_on_sigint();
     bus.subscribe_jobs()?;
     let result = match bus.job(method, &unit, START_WAIT) {
         Ok(r) => r,

@@ -25,8 +25,9 @@
 //!
 //! Errors name the method, the unit and D-Bus's error name and message.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -53,11 +54,33 @@ pub struct Bus {
     conn: Conn,
 }
 
+impl Drop for Bus {
+    fn drop(&mut self) {
+        // The handler must not shut down a later socket of that number.
+        let _ = WAIT_FD.compare_exchange(
+            self.conn.as_raw_fd(),
+            -1,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+}
+
 /// Set by the SIGINT handler [`catch_sigint`] installs.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The socket of the wait that Ctrl+C ends ([`Bus::end_on_sigint`]).
+static WAIT_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
+    // A signal that comes between the client's check of the flag and its
+    // read(2) would not interrupt that read: shutting the socket down
+    // ends it either way (shutdown(2) is async-signal-safe).
+    let fd = WAIT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: fd is the bus socket, kept open while registered.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
 
 fn interrupted() -> bool {
@@ -82,6 +105,7 @@ pub fn catch_sigint() {
 /// Did Ctrl+C come since [`catch_sigint`]? Clears the flag, so that
 /// undoing what was interrupted can wait on the bus again.
 pub fn take_interrupt() -> bool {
+    WAIT_FD.store(-1, Ordering::SeqCst);
     INTERRUPTED.swap(false, Ordering::SeqCst)
 }
 
@@ -136,6 +160,12 @@ impl Bus {
             .map_err(|e| anyhow!("connecting to the system bus {SYSTEM_BUS}: {e}"))?;
         conn.set_interrupt(interrupted);
         Ok(Bus { conn })
+    }
+
+    /// Ctrl+C (after [`catch_sigint`]) ends this connection's waits at
+    /// once; until [`take_interrupt`] or the connection's drop.
+    pub fn end_on_sigint(&mut self) {
+        WAIT_FD.store(self.conn.as_raw_fd(), Ordering::SeqCst);
     }
 
     fn call(

@@ -639,6 +639,12 @@ pub struct Conn {
     interrupt: Option<fn() -> bool>,
 }
 
+impl std::os::fd::AsRawFd for Conn {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
 /// Most signals kept while waiting for a reply (the oldest go first).
 const MAX_QUEUED_SIGNALS: usize = 4096;
 
