@@ -10,8 +10,8 @@
 # failed, broken, rootfs-less and image-less containers;
 # `sdme ps | head -1` exits 0.
 
-on_cleanup sh -c "rm -rf /etc/sdme/bus1.container /etc/sdme/busf.container /etc/sdme/busm.container /etc/sdme/busb.container /etc/sdme/busi.container /etc/sdme/busw.container /etc/sdme/busw.container.d /etc/sdme/bus1.container.d /var/lib/sdme/containers/bus1 /var/lib/sdme/containers/busf /var/lib/sdme/containers/busw /tmp/busw.out && systemctl daemon-reload"
-on_cleanup sh -c "for u in sdme-bus1.service sdme-busf.service sdme-busw.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
+on_cleanup sh -c "rm -rf /etc/sdme/bus1.container /etc/sdme/busf.container /etc/sdme/busm.container /etc/sdme/busb.container /etc/sdme/busi.container /etc/sdme/bust@.container /var/lib/sdme/containers/bust-x /etc/sdme/busw.container /etc/sdme/busw.container.d /etc/sdme/bus1.container.d /var/lib/sdme/containers/bus1 /var/lib/sdme/containers/busf /var/lib/sdme/containers/busw /tmp/busw.out && systemctl daemon-reload"
+on_cleanup sh -c "for u in sdme-bust@x.service sdme-bus1.service sdme-busf.service sdme-busw.service; do systemctl stop \$u; systemctl reset-failed \$u 2>/dev/null; done; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
 out_rc() {
@@ -84,6 +84,19 @@ check "bus1 unmounted" th_unmounted bus1
 check_in "no machine bus1" sh -c '! machinectl status bus1 >/dev/null 2>&1'
 check_in "its ExecStopPost ran: no use record of bus1 left" test ! -e /run/sdme/inuse/bus1
 require_in "sdme rm bus1" sdme rm bus1
+
+step "ps: a running template instance without a file of its own gets a row; -a lists the template"
+require_in "bust@.container" sh -c 'printf "[Container]\n" > /etc/sdme/bust@.container && systemctl daemon-reload'
+require_in "start sdme-bust@x" timeout 180 systemctl start sdme-bust@x.service
+assert_eq "bust@x STATUS" running "$(ps_field bust@x status)"
+assert_eq "bust@x unit" sdme-bust@x.service "$(ps_field bust@x unit)"
+assert_eq "bust@x HEALTH: its guest (machine bust-x) asked" ok "$(ps_field bust@x health)"
+assert_eq "no row for the bare template without -a" "" \
+	"$(th_exec sdme ps --json | python3 -c 'import json,sys; print(*[r["name"] for r in json.load(sys.stdin) if r["name"] == "bust@"])')"
+assert_eq "-a: the template's row" template \
+	"$(th_exec sdme ps -a --json | python3 -c 'import json,sys; print(*[r["status"] for r in json.load(sys.stdin) if r["name"] == "bust@"])')"
+require_in "stop sdme-bust@x" timeout 120 systemctl stop sdme-bust@x.service
+require_in "remove bust@.container and its state" sh -c 'rm /etc/sdme/bust@.container && rm -r /var/lib/sdme/containers/bust-x && systemctl daemon-reload'
 
 step "Ctrl+C during a start: the container is stopped again, exit 130"
 # rescue.target stays inactive in the guest: the start waits for it. The
