@@ -87,7 +87,7 @@ enum Cmd {
     },
     /// List the containers on the search path and their state.
     Ps {
-        /// Also list bare templates (NAME@.container) and masked names.
+        /// Also list bare templates (NAME@.container), with STATUS template.
         #[arg(short, long)]
         all: bool,
         /// One JSON array (fields: sdme(1)).
