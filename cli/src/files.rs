@@ -14,6 +14,7 @@ use sdme_core::image::Image;
 use sdme_core::pod::Pod;
 use sdme_core::search::{read_bounded, search, FileType, Found, UnitName};
 use sdme_core::syntax::{Entry, UnitFile};
+use sdme_helpers::dbus::Value;
 
 use crate::create::{self, ETC_DIR};
 use crate::lookup::{self, dirs};
@@ -447,6 +448,59 @@ fn limits_text(values: &[(&str, String)]) -> String {
     s
 }
 
+/// D-Bus's "no limit" for the 64-bit limit properties.
+const UNSET: u64 = u64::MAX;
+
+/// A size as systemd reads it (K, M, G, T, P, E: powers of 1024, a
+/// fraction allowed); `infinity` is [`UNSET`].
+fn size_bytes(v: &str) -> Option<u64> {
+    if v == "infinity" {
+        return Some(UNSET);
+    }
+    let units = ["K", "M", "G", "T", "P", "E"];
+    let (num, mult) = match units.iter().position(|u| v.ends_with(u)) {
+        Some(i) => (&v[..v.len() - 1], 1u64 << (10 * (i + 1))),
+        None => (v, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let n = num.parse::<f64>().ok()? * mult as f64;
+    (n.is_finite() && n < UNSET as f64).then_some(n as u64)
+}
+
+/// The runtime property that applies `key=value` of the merged file at
+/// once, as systemd's D-Bus API names and types it; `None` for a key
+/// with nothing to send. A value it cannot carry (a percentage of
+/// memory, say) is an error naming it: the drop-in still applies at the
+/// next start.
+fn live_property(key: &str, value: &str) -> Result<Option<(String, Value)>> {
+    let bad = || anyhow::anyhow!("{key}={value} cannot be applied to a running container");
+    let t = |v: u64| Ok(Some((key.to_string(), Value::U64(v))));
+    match key {
+        "MemoryMax" | "MemorySwapMax" if value.is_empty() => t(UNSET),
+        "MemoryMax" | "MemorySwapMax" => t(size_bytes(value).ok_or_else(bad)?),
+        "CPUQuota" => {
+            let usec = if value.is_empty() {
+                UNSET
+            } else {
+                let pct: f64 = value
+                    .strip_suffix('%')
+                    .and_then(|p| p.parse().ok())
+                    .filter(|p: &f64| p.is_finite() && *p > 0.0)
+                    .ok_or_else(bad)?;
+                // CPUQuota=100% is one second of CPU per second.
+                (pct * 10_000.0) as u64
+            };
+            Ok(Some(("CPUQuotaPerSecUSec".into(), Value::U64(usec))))
+        }
+        "TasksMax" if value == "infinity" || value.is_empty() => t(UNSET),
+        "CPUWeight" | "IOWeight" | "TasksMax" if value.is_empty() => t(UNSET),
+        "CPUWeight" | "IOWeight" | "TasksMax" => t(value.parse().map_err(|_| bad())?),
+        _ => Ok(None),
+    }
+}
+
 /// The value of `[Service]` `key` in force in the merged `file`: its
 /// last assignment (empty: reset to systemd's default), else `default`.
 fn service_value(file: &UnitFile, key: &str, default: &str) -> String {
@@ -475,19 +529,24 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
     }
     let unit = lookup::service(name);
     let live = if sys::active_state(&unit)? == "active" {
-        let props: Vec<String> = LIMIT_KEYS
+        LIMIT_KEYS
             .iter()
-            .map(|(k, d)| format!("{k}={}", service_value(&file, k, d)))
-            .collect();
-        let mut args = vec!["set-property", "--runtime", unit.as_str()];
-        args.extend(props.iter().map(String::as_str));
-        sys::run("systemctl", &args)
+            .map(|(k, d)| live_property(k, &service_value(&file, k, d)))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|props| {
+                sys::Bus::system()?.set_properties(
+                    &unit,
+                    true,
+                    props.into_iter().flatten().collect(),
+                )
+            })
     } else {
         Ok(())
     };
-    // set-property --runtime also writes these; in the control folder,
-    // read before every other drop-in, they would shadow a later change
-    // of the drop-in above until the next boot.
+    // SetUnitProperties(runtime) also writes these (and so did an older
+    // sdme's set-property --runtime); in the control folder, read before
+    // every other drop-in, they would shadow a later change of the
+    // drop-in above until the next boot.
     let control = Path::new("/run/systemd/system.control").join(format!("{unit}.d"));
     for (k, _) in LIMIT_KEYS {
         remove_dropin(&control.join(format!("50-{k}.conf")))?;
@@ -504,6 +563,31 @@ pub fn set(name: &str, limits: &Limits) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_properties_as_systemd_types_them() {
+        let p = |k: &str, v: &str| live_property(k, v).unwrap();
+        let t = |k: &str, n: u64| Some((k.to_string(), Value::U64(n)));
+        assert_eq!(p("MemoryMax", "300M"), t("MemoryMax", 314_572_800));
+        assert_eq!(p("MemoryMax", "1.5K"), t("MemoryMax", 1536));
+        assert_eq!(p("MemoryMax", "4096"), t("MemoryMax", 4096));
+        assert_eq!(p("MemorySwapMax", "infinity"), t("MemorySwapMax", u64::MAX));
+        assert_eq!(p("CPUQuota", "150%"), t("CPUQuotaPerSecUSec", 1_500_000));
+        assert_eq!(p("CPUQuota", ""), t("CPUQuotaPerSecUSec", u64::MAX));
+        assert_eq!(p("CPUWeight", ""), t("CPUWeight", u64::MAX));
+        assert_eq!(p("TasksMax", "16384"), t("TasksMax", 16384));
+        assert_eq!(p("TasksMax", "infinity"), t("TasksMax", u64::MAX));
+        assert_eq!(p("Other", "1"), None);
+        for (k, v) in [
+            ("MemoryMax", "50%"),
+            ("MemoryMax", "x"),
+            ("CPUQuota", "2"),
+            ("TasksMax", "10%"),
+        ] {
+            let e = live_property(k, v).unwrap_err().to_string();
+            assert!(e.contains(&format!("{k}={v}")), "{e}");
+        }
+    }
 
     fn found_in(dir: &Path, text: &str, dropins: &[(&str, &str)]) -> Found {
         let main = dir.join("a.container");

@@ -68,7 +68,11 @@ enum Cmd {
         /// Every running container.
         #[arg(short, long)]
         all: bool,
-        /// SIGKILL every process at once, without the guest's shutdown.
+        /// Terminate through machined (TerminateMachine), wait 30 s.
+        #[arg(long, conflicts_with = "kill")]
+        term: bool,
+        /// SIGKILL every process at once, without the guest's shutdown,
+        /// then stop and reset-failed the unit (15 s).
         #[arg(long)]
         kill: bool,
     },
@@ -92,7 +96,14 @@ enum Cmd {
         all: bool,
     },
     /// List the containers on the search path and their state.
-    Ps,
+    Ps {
+        /// Also list bare templates (NAME@.container), with STATUS template.
+        #[arg(short, long)]
+        all: bool,
+        /// One JSON array (fields: sdme(1)).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command in a running container; its exit status is sdme's.
     Exec {
         name: String,
@@ -189,6 +200,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sdme: {e:#}");
+            if e.downcast_ref::<lifecycle::Interrupted>().is_some() {
+                return ExitCode::from(lifecycle::INTERRUPTED_EXIT);
+            }
             ExitCode::FAILURE
         }
     }
@@ -206,9 +220,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             command,
         } => return new::run(&name, &opts, rm, &command),
         Cmd::Start { names } => each(&names, lifecycle::start)?,
-        Cmd::Stop { names, all, kill } => {
+        Cmd::Stop {
+            names,
+            all,
+            term,
+            kill,
+        } => {
             let mode = if kill {
                 lifecycle::StopMode::Kill
+            } else if term {
+                lifecycle::StopMode::Term
             } else {
                 lifecycle::StopMode::Graceful
             };
@@ -226,7 +247,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 each(&names, |n| remove::rm(n, force))?;
             }
         }
-        Cmd::Ps => ps::ps()?,
+        Cmd::Ps { all, json } => ps::ps(all, json)?,
         Cmd::Exec { name, command } => return run::exec(&name, &command),
         Cmd::Logs {
             name,
@@ -276,6 +297,10 @@ pub(crate) fn each(names: &[String], f: impl Fn(&str) -> Result<()>) -> Result<(
     let mut failed = 0;
     for n in names {
         if let Err(e) = f(n) {
+            // Ctrl+C ends the whole command, not one name of it.
+            if e.downcast_ref::<lifecycle::Interrupted>().is_some() {
+                return Err(e);
+            }
             eprintln!("sdme: {e:#}");
             failed += 1;
         }
@@ -343,5 +368,8 @@ mod tests {
         assert!(Cli::try_parse_from(["sdme", "stop", "-a", "x"]).is_err());
         assert!(Cli::try_parse_from(["sdme", "stop", "-a", "--kill"]).is_ok());
         assert!(Cli::try_parse_from(["sdme", "stop", "--kill", "x", "y"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "stop", "--term", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "stop", "--term", "--kill", "x"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "ps", "-a", "--json"]).is_ok());
     }
 }

@@ -14,9 +14,12 @@ use sdme_core::search::{search, FileType, UnitName};
 use sdme_core::syntax::UnitFile;
 
 use crate::create::ETC_DIR;
-use crate::lifecycle::{stop, StopMode};
+use crate::lifecycle::{stop_unit, StopMode};
 use crate::lookup::{config, dirs, write_stdout};
 use crate::sys;
+
+/// A pod's unit only removes its network namespace.
+const POD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 #[derive(Subcommand)]
 pub enum PodCmd {
@@ -255,14 +258,11 @@ fn rm(name: &str, force: bool) -> Result<()> {
         );
     }
     for m in &busy {
-        match UnitName::from_stem(m) {
-            UnitName::Plain(p) => stop(&p, StopMode::Graceful)?,
-            _ => sys::run("systemctl", &["stop", &member_service(m)])?,
-        }
+        stop_unit(&UnitName::from_stem(m), StopMode::Graceful)?;
     }
     let pod_unit = pod_service_name(name);
     if running(&sys::active_state(&pod_unit)?) {
-        sys::run("systemctl", &["stop", &pod_unit])?;
+        sys::stop(&pod_unit, POD_STOP_WAIT)?;
     }
     // A file below /etc/sdme would come back once /etc's is gone.
     let vendor = found.iter().find(|p| **p != etc);
@@ -285,7 +285,7 @@ fn rm(name: &str, force: bool) -> Result<()> {
     .with_context(|| format!("removing {}", dropins.display()))?;
     sys::daemon_reload()?;
     if matches!(sys::active_state(&pod_unit)?.as_str(), "failed") {
-        sys::run("systemctl", &["reset-failed", &pod_unit])?;
+        sys::reset_failed(&pod_unit)?;
     }
     if !members.is_empty() {
         eprintln!(

@@ -126,9 +126,16 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     if let Ok(m) = mount_unit_name(&dir.join("merged").to_string_lossy()) {
         units.push(m);
     }
-    for (u, (active, _)) in units.iter().zip(sys::states(&units)?) {
-        if active == "failed" {
-            sys::run("systemctl", &["reset-failed", u])?;
+    let failed: Vec<&String> = units
+        .iter()
+        .zip(sys::states(&units)?)
+        .filter(|(_, (active, _))| active == "failed")
+        .map(|(u, _)| u)
+        .collect();
+    if !failed.is_empty() {
+        let mut bus = sys::Bus::system()?;
+        for u in failed {
+            bus.reset_failed(u)?;
         }
     }
     // Checked again: a start between the two checks would be refused by

@@ -14,6 +14,7 @@ pub mod bootwait;
 pub mod dbus;
 pub mod explain;
 pub mod fsutil;
+pub mod guest;
 pub mod idmap;
 pub mod journal;
 pub mod mountinfo;

@@ -79,8 +79,8 @@ echo "figures: sdme exec /bin/true $(med </tmp/f.exec) ms, systemd-run -M --wait
 rm -f /tmp/f.exec /tmp/f.run /tmp/f.ps' || true
 ps=$(th_exec sdme ps 2>&1)
 printf '%s\n' "$ps"
-assert_match "sdme ps header" '^NAME +ROOTFS +STATE' "$ps"
-assert_match "sdme ps: $name (host) running" "^$name +\(host\) +running\$" \
+assert_match "sdme ps header" '^NAME +STATUS +HEALTH +OS +ROOTFS' "$ps"
+assert_match "sdme ps: $name running ok on (host)" "^$name +running +ok +.* +\(host\) +" \
 	"$(printf '%s\n' "$ps" | awk -v n="$name" '$1 == n')"
 check_in "sdme logs -n 50" sh -c "sdme logs $name -n 50 | grep -q ."
 assert_match "rm of a running container is refused" "^1 sdme: $name is active; stop it first or use rm -f" \
@@ -91,7 +91,7 @@ step "sdme stop: returns with the overlay unmounted"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 check_in "$state/merged is not a mount point right after sdme stop" sh -c "! findmnt -n $state/merged"
 assert_eq "$unit inactive" inactive "$(th_exec systemctl is-active "$unit" 2>&1 || true)"
-assert_match "sdme ps: $name stopped" "^$name +\(host\) +stopped\$" \
+assert_match "sdme ps: $name stopped" "^$name +stopped +ok +.* +\(host\) +" \
 	"$(th_exec sdme ps 2>&1 | awk -v n="$name" '$1 == n')"
 
 step "sdme rm refuses while something is mounted below the state dir; masks vendor files"
@@ -130,7 +130,7 @@ require_in "remove the canary" rm -r /root/canary
 
 step "sdme ps shows a file with errors; non-root is refused in one line"
 require_in "a broken file" sh -c 'printf "[Container]\nBnd=x\n" > /etc/sdme/broken.container'
-assert_match "sdme ps: broken has a file error" '^broken +- +file error$' \
+assert_match "sdme ps: broken has a file error" '^broken +stopped +file error: /etc/sdme/broken.container:2: ' \
 	"$(th_exec sdme ps 2>&1 | awk '$1 == "broken"')"
 require_in "remove the broken file" rm /etc/sdme/broken.container
 assert_eq "sdme ps as nobody" "1 sdme: must be run as root" "$(out_rc setpriv --reuid=65534 --regid=65534 --clear-groups sdme ps)"
