@@ -55,6 +55,7 @@ assert_eq "owner and mode in the container" "1234:5678 4750" \
 assert_eq "xattr in the container" v1 \
 	"$(th_exec sdme exec "$name" -- getfattr --only-values -n user.k /srv/cpsrc/f 2>&1)"
 require_in "sdme cp running -> host" sdme cp "$name:/srv/cpsrc" /root/out1
+# shellcheck disable=SC2016 # expanded by the test host's shell
 assert_eq "owner, mode, xattr back on the host" "1234:5678 4750 v1" \
 	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out1/f) $(getfattr --only-values -n user.k /root/out1/f)' 2>&1)"
 shadow_sum=$(th_exec sha256sum /etc/shadow)
@@ -74,6 +75,7 @@ assert_eq "written into upper/ with owner, mode and xattr" "1234:5678 4750 v1" \
 assert_eq "parent copied up with the lower's mode and owner" "$(th_exec stat -c '%u:%g %a' /usr/share)" \
 	"$(th_exec stat -c '%u:%g %a' "$state/upper/usr/share" 2>&1)"
 require_in "sdme cp stopped -> host" sdme cp "$name:/srv/cpsrc/f" /root/out2
+# shellcheck disable=SC2016 # expanded by the test host's shell
 assert_eq "read from upper/ with its attributes" "1234:5678 4750 v1" \
 	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out2) $(getfattr --only-values -n user.k /root/out2)' 2>&1)"
 assert_match "a deleted file (whiteout) is not read from the lower layer" \
@@ -82,6 +84,7 @@ require_in "read through the link while stopped" sdme cp "$name:/srv/etclink/sha
 assert_eq "the container's shadow (upper), not the host's" data "$(th_exec cat /root/got2 2>&1)"
 assert_eq "the host's /etc/shadow unchanged" "$shadow_sum" "$(th_exec sha256sum /etc/shadow)"
 require_in "sdme start $name" timeout 180 sdme start "$name"
+# shellcheck disable=SC2016 # expanded by the test host's shell
 assert_eq "the file copied while stopped is there after the start" "1234:5678 4750 data" \
 	"$(th_exec sdme exec "$name" -- sh -c 'echo $(stat -c "%u:%g %a" /usr/share/stopped) $(cat /usr/share/stopped)' 2>&1)"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
