@@ -53,11 +53,11 @@ require_in "sdme cp host -> running" sdme cp /root/cpsrc "$name:/srv/"
 assert_eq "owner and mode in the container" "1234:5678 4750" \
 	"$(th_exec sdme exec "$name" -- stat -c '%u:%g %a' /srv/cpsrc/f 2>&1)"
 assert_eq "xattr in the container" v1 \
-	"$(th_exec sdme exec "$name" -- getfattr --only-values -n user.k /srv/cpsrc/f 2>&1)"
+	"$(th_exec sdme exec "$name" -- getfattr --absolute-names --only-values -n user.k /srv/cpsrc/f 2>&1)"
 require_in "sdme cp running -> host" sdme cp "$name:/srv/cpsrc" /root/out1
 # shellcheck disable=SC2016 # expanded by the test host's shell
 assert_eq "owner, mode, xattr back on the host" "1234:5678 4750 v1" \
-	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out1/f) $(getfattr --only-values -n user.k /root/out1/f)' 2>&1)"
+	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out1/f) $(getfattr --absolute-names --only-values -n user.k /root/out1/f)' 2>&1)"
 shadow_sum=$(th_exec sha256sum /etc/shadow)
 require_in "read through a link to /etc: the container's /etc/shadow" sdme cp "$name:/srv/etclink/shadow" /root/got1
 assert_eq "the container's shadow, not the host's" inside "$(th_exec cat /root/got1 2>&1)"
@@ -71,13 +71,13 @@ step "sdme cp on the stopped container, through its layers"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme cp host -> stopped" sdme cp /root/cpsrc/f "$name:/usr/share/stopped"
 assert_eq "written into upper/ with owner, mode and xattr" "1234:5678 4750 v1" \
-	"$(th_sh "echo \$(stat -c '%u:%g %a' $state/upper/usr/share/stopped) \$(getfattr --only-values -n user.k $state/upper/usr/share/stopped)" 2>&1)"
+	"$(th_sh "echo \$(stat -c '%u:%g %a' $state/upper/usr/share/stopped) \$(getfattr --absolute-names --only-values -n user.k $state/upper/usr/share/stopped)" 2>&1)"
 assert_eq "parent copied up with the lower's mode and owner" "$(th_exec stat -c '%u:%g %a' /usr/share)" \
 	"$(th_exec stat -c '%u:%g %a' "$state/upper/usr/share" 2>&1)"
 require_in "sdme cp stopped -> host" sdme cp "$name:/srv/cpsrc/f" /root/out2
 # shellcheck disable=SC2016 # expanded by the test host's shell
 assert_eq "read from upper/ with its attributes" "1234:5678 4750 v1" \
-	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out2) $(getfattr --only-values -n user.k /root/out2)' 2>&1)"
+	"$(th_sh 'echo $(stat -c "%u:%g %a" /root/out2) $(getfattr --absolute-names --only-values -n user.k /root/out2)' 2>&1)"
 assert_match "a deleted file (whiteout) is not read from the lower layer" \
 	"^1 sdme: .*no such file" "$(out_rc sdme cp "$name:/etc/debian_version" /root/got2)"
 require_in "read through the link while stopped" sdme cp "$name:/srv/etclink/shadow" /root/got2
