@@ -53,8 +53,14 @@ fn container_root(name: &str, write: bool) -> Result<View> {
         );
     }
     if sys::active_state(&lookup::service(name))? == "active" {
+        // Pin the process first, then check it is still the leader: a
+        // PID reused after the machine ended must not give the host's /.
         let pid = leader(&c.machine)?;
-        let root = Dir::open(Path::new(&format!("/proc/{pid}/root")))?;
+        let proc = Dir::open(Path::new(&format!("/proc/{pid}")))?;
+        if leader(&c.machine)? != pid {
+            bail!("{name} restarted while being looked up; try again");
+        }
+        let root = Dir::open(&proc.at(OsStr::new("root")))?;
         return Ok(View::plain(root));
     }
     let state = container_dir(&c.machine);
@@ -89,17 +95,28 @@ fn side(spec: &str, write: bool) -> Result<(View, PathBuf, bool)> {
 }
 
 pub fn cp(src: &str, dst: &str) -> Result<()> {
+    if let (Some((a, _)), Some((b, _))) = (split_spec(src), split_spec(dst)) {
+        if a == b {
+            bail!("{src} and {dst} are in one container: use sdme exec {a} -- cp");
+        }
+    }
     let (sroot, spath, s_in) = side(src, false)?;
     let (droot, dpath, d_in) = side(dst, true)?;
     if !s_in && !d_in {
         bail!("neither {src} nor {dst} names a container (NAME:/path)");
     }
+    copy_path(sroot, &spath, droot, &dpath).with_context(|| format!("copying {src} to {dst}"))
+}
+
+/// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
+/// it under the source's name when it is a directory.
+fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path) -> Result<()> {
     // The source's last symlink is copied as a link, as `cp -a` does.
-    let s = resolve(sroot, &spath, false).with_context(|| src.to_string())?;
+    let s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
     let (Some(sname), Some(se)) = (&s.name, &s.entry) else {
-        bail!("{src}: no such file or directory");
+        bail!("{}: no such file or directory", spath.display());
     };
-    let mut d = resolve(droot, &dpath, true).with_context(|| dst.to_string())?;
+    let mut d = resolve(droot, dpath, true).with_context(|| dpath.display().to_string())?;
     let name = if d.is_dir() {
         d.descend()?;
         sname.clone()
@@ -110,7 +127,6 @@ pub fn cp(src: &str, dst: &str) -> Result<()> {
     let dv = d.stack.last().expect("root");
     let shown = d.path().join(&name);
     copy(s.stack.last().expect("root"), se, sname, dv, &name, &shown)
-        .with_context(|| format!("copying {src} to {dst}"))
 }
 
 /// Make every directory of the stack exist in the upper layer, copied up
@@ -304,26 +320,13 @@ mod tests {
         }
     }
 
+    fn host() -> View {
+        View::plain(Dir::open(Path::new("/")).unwrap())
+    }
+
     /// Copy `src` (a host path) to `dst` in the tree `root` as cp does.
     fn put(src: &Path, root: View, dst: &str) -> Result<()> {
-        let s = resolve(View::plain(Dir::open(Path::new("/")).unwrap()), src, false)?;
-        let mut d = resolve(root, Path::new(dst), true)?;
-        let name = if d.is_dir() {
-            d.descend()?;
-            s.name.clone().unwrap()
-        } else {
-            d.name.take().unwrap()
-        };
-        ensure_upper(&mut d)?;
-        let shown = d.path().join(&name);
-        copy(
-            s.stack.last().unwrap(),
-            s.entry.as_ref().unwrap(),
-            s.name.as_ref().unwrap(),
-            d.stack.last().unwrap(),
-            &name,
-            &shown,
-        )
+        copy_path(host(), src, root, Path::new(dst))
     }
 
     #[test]
@@ -390,5 +393,30 @@ mod tests {
             std::fs::read_to_string(u.join("srv/deep/f")).unwrap(),
             "data"
         );
+
+        // Out of the layers: upper over lower, the whited-out entries left
+        // out, a link copied as a link, never followed out.
+        let out = t.path().join("out");
+        copy_path(layered(&u, &l), Path::new("/srv"), host(), &out).unwrap();
+        let m = std::fs::symlink_metadata(out.join("deep/f")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 5678, 0o4750));
+        assert_eq!(
+            get_xattr(&out.join("deep/f"), "user.k").as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("evil")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        let dm = std::fs::symlink_metadata(out.join("deep")).unwrap();
+        assert_eq!((dm.uid(), dm.gid(), dm.mode() & 0o7777), (7, 8, 0o711));
+        copy_path(layered(&u, &l), Path::new("/gone"), host(), &out.join("g")).unwrap();
+        let names: Vec<_> = std::fs::read_dir(out.join("g"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x"]);
+        let e = copy_path(layered(&u, &l), Path::new("/gone/old"), host(), &out).unwrap_err();
+        assert!(e.to_string().contains("no such file"), "{e}");
     }
 }

@@ -207,6 +207,7 @@ mod tests {
     use super::*;
     use crate::layers::tests::{root, whiteout};
     use crate::layers::{set_xattr, OPAQUE_XATTR};
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn added_changed_deleted_and_sdmes_own_opaque_dirs() {
@@ -245,6 +246,18 @@ mod tests {
             text,
             "C /etc/conf\nA /etc/sdme/mine.container\nD /gone\nD /keep/f\nA /new\nA /new/sub\nA /new/sub/a\nD /opq/f\nA /opq/g\n"
         );
+        // A mode change of a directory is a change; owners shifted by the
+        // user namespace's base are not.
+        std::fs::set_permissions(u.join("keep"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(u.join("etc"), Some(65536), Some(65536)).unwrap();
+        let shifted = Ctx {
+            own: ctx.own.clone(),
+            shift: 65536,
+        };
+        let mut out2 = Vec::new();
+        walk(&shifted, &ud, Some(&ld), Path::new("/"), false, &mut out2).unwrap();
+        assert!(out2.contains(&(Change::Changed, "/keep".into())));
+        assert!(!out2.iter().any(|(_, p)| p == Path::new("/etc")));
         let json = String::from_utf8(render(&out[..1], true)).unwrap();
         assert_eq!(
             json,

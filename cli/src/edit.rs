@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sdme_core::config::Config;
 use sdme_core::container::Container;
 use sdme_core::search::{read_bounded, Found};
 
@@ -141,16 +142,15 @@ fn target(found: &Found, name: &str, full: bool, dropin: Option<&str>) -> Result
 }
 
 /// Check `text` as the new content of `t` with everything else that applies.
-fn validate(found: &Found, t: &Target, text: &str) -> Result<()> {
-    let config = lookup::config(&lookup::dirs());
+fn validate(found: &Found, config: &Config, t: &Target, text: &str) -> Result<()> {
     if !t.full {
-        return model(found, &config, &t.path, Some(text)).map(|_| ());
+        return model(found, config, &t.path, Some(text)).map(|_| ());
     }
     let mut f = found.clone();
     f.path = t.path.clone();
     f.content = t.path.clone();
     f.data = text.as_bytes().to_vec();
-    Container::load_with(&f, &config).map(|_| ()).map_err(|d| {
+    Container::load_with(&f, config).map(|_| ()).map_err(|d| {
         let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })
@@ -175,8 +175,8 @@ pub fn edit(name: &str, full: bool, dropin: Option<&str>) -> Result<()> {
         eprintln!("sdme: nothing but comments; {} unchanged", t.path.display());
         return Ok(());
     }
-    validate(&found, &t, &text)
-        .map_err(|e| anyhow::anyhow!("{e:#}\nsdme: {} not changed", t.path.display()))?;
+    validate(&found, &lookup::config(&dirs), &t, &text)
+        .map_err(|e| anyhow::anyhow!("{e:#} ({} not changed)", t.path.display()))?;
     write_atomic(&t.path, &text)?;
     sys::daemon_reload()?;
     eprintln!("sdme: wrote {}", t.path.display());
@@ -232,8 +232,8 @@ mod tests {
             old: String::new(),
             full: true,
         };
-        validate(&f, &t, "[Container]\nHostname=ok\n").unwrap();
-        let e = validate(&f, &t, "[Container]\nBogus=1\n")
+        validate(&f, &Config::default(), &t, "[Container]\nHostname=ok\n").unwrap();
+        let e = validate(&f, &Config::default(), &t, "[Container]\nBogus=1\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("a.container:2"), "{e}");
@@ -242,9 +242,14 @@ mod tests {
             old: String::new(),
             full: false,
         };
-        let e = validate(&f, &t, "[Container]\nPrivateUsers=maybe\n")
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &f,
+            &Config::default(),
+            &t,
+            "[Container]\nPrivateUsers=maybe\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("x.conf:2"), "{e}");
     }
 }
