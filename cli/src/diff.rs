@@ -110,11 +110,23 @@ pub fn render(changes: &[(Change, PathBuf)], json: bool) -> Vec<u8> {
         for (c, p) in changes {
             s.push(c.letter() as u8);
             s.push(b' ');
-            s.extend_from_slice(p.as_os_str().as_bytes());
+            escape_into(&mut s, p.as_os_str().as_bytes());
             s.push(b'\n');
         }
     }
     s
+}
+
+/// A path from the container on one line: control characters and `\`
+/// as `\xNN`, so no name can forge a line.
+fn escape_into(out: &mut Vec<u8>, p: &[u8]) {
+    for &b in p {
+        if b < 0x20 || b == 0x7f || b == b'\\' {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -258,6 +270,12 @@ mod tests {
         walk(&shifted, &ud, Some(&ld), Path::new("/"), false, &mut out2).unwrap();
         assert!(out2.contains(&(Change::Changed, "/keep".into())));
         assert!(!out2.iter().any(|(_, p)| p == Path::new("/etc")));
+        let forged = [(Change::Added, PathBuf::from("/a\nD /etc/passwd\\"))];
+        assert_eq!(render(&forged, false), b"A /a\\x0aD /etc/passwd\\x5c\n");
+        assert_eq!(
+            render(&forged, true),
+            b"[\n  {\"change\": \"A\", \"path\": \"/a\\u000aD /etc/passwd\\\\\"}\n]\n"
+        );
         let json = String::from_utf8(render(&out[..1], true)).unwrap();
         assert_eq!(
             json,

@@ -16,7 +16,7 @@ file=/etc/sdme/$name.container
 dropd=/etc/sdme/$name.container.d
 state=/var/lib/sdme/containers/$name
 
-on_cleanup sh -c "rm -rf $state $file $dropd /root/cpsrc /root/out1 /root/out2 /root/got1 /root/got2 /root/ed-valid /root/ed-bad /root/ed-full && systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $state $file $dropd /etc/sdme/fu.container /etc/sdme/fv.container /usr/lib/sdme/fv.container /var/lib/sdme/containers/fu /root/cpsrc /root/out1 /root/out2 /root/got1 /root/got2 /root/ed-valid /root/ed-bad /root/ed-full && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop $unit; systemctl reset-failed $unit 2>/dev/null; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
@@ -67,6 +67,14 @@ assert_eq "the container's /etc/shadow written" data \
 	"$(th_exec sdme exec "$name" -- cat /etc/shadow 2>&1)"
 assert_match "neither side a container" "^1 sdme: neither" "$(out_rc sdme cp /root/cpsrc /root/x)"
 
+assert_match "both sides in one container" "^1 sdme: .* are in one container" \
+	"$(out_rc sdme cp "$name:/srv/cpsrc" "$name:/srv/x")"
+require_in "sdme create fu --userns" sdme create fu --userns
+assert_match "a user namespace container is refused" "^1 sdme: fu has a user namespace" \
+	"$(out_rc sdme cp /root/cpsrc fu:/srv/)"
+check_in "nothing written for it" test ! -e /var/lib/sdme/containers/fu
+require_in "sdme rm fu" sdme rm fu
+
 step "sdme cp on the stopped container, through its layers"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
 require_in "sdme cp host -> stopped" sdme cp /root/cpsrc/f "$name:/usr/share/stopped"
@@ -108,3 +116,8 @@ assert_match "a bad drop-in name" "^1 sdme: --drop-in: '../x.conf'" "$(out_rc en
 require_in "sdme edit --full $name" env EDITOR=/root/ed-full sdme edit --full "$name"
 assert_match "the file itself edited" "Hostname=edited$" "$(th_exec cat "$file" 2>&1)"
 assert_match "systemd reloaded: the unit has the hostname" "hostname=edited" "$(th_exec systemctl cat "$unit" 2>&1)"
+require_in "a vendor container" sh -c "printf '[Container]\n' > /usr/lib/sdme/fv.container && systemctl daemon-reload"
+require_in "sdme edit --full of a vendor file" env EDITOR=/root/ed-full sdme edit --full fv
+assert_eq "the edited copy in /etc/sdme" "[Container]
+Hostname=edited" "$(th_exec cat /etc/sdme/fv.container 2>&1)"
+assert_eq "the vendor file untouched" "[Container]" "$(th_exec cat /usr/lib/sdme/fv.container 2>&1)"
