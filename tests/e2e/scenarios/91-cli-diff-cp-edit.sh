@@ -116,7 +116,7 @@ assert_match "a bad drop-in name" "^1 sdme: --drop-in: '../x.conf'" "$(out_rc en
 require_in "sdme edit --full $name" env EDITOR=/root/ed-full sdme edit --full "$name"
 assert_match "the file itself edited" "Hostname=edited$" "$(th_exec cat "$file" 2>&1)"
 assert_match "systemd reloaded: the unit has the hostname" "hostname=edited" "$(th_exec systemctl cat "$unit" 2>&1)"
-require_in "a vendor container" sh -c "printf '[Container]\n' > /usr/lib/sdme/fv.container && systemctl daemon-reload"
+require_in "a vendor container" sh -c "mkdir -p /usr/lib/sdme && printf '[Container]\n' > /usr/lib/sdme/fv.container && systemctl daemon-reload"
 require_in "sdme edit --full of a vendor file" env EDITOR=/root/ed-full sdme edit --full fv
 assert_eq "the edited copy in /etc/sdme" "[Container]
 Hostname=edited" "$(th_exec cat /etc/sdme/fv.container 2>&1)"
