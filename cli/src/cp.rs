@@ -105,12 +105,13 @@ pub fn cp(src: &str, dst: &str) -> Result<()> {
     if !s_in && !d_in {
         bail!("neither {src} nor {dst} names a container (NAME:/path)");
     }
-    copy_path(sroot, &spath, droot, &dpath).with_context(|| format!("copying {src} to {dst}"))
+    copy_path(sroot, &spath, droot, &dpath, d_in).with_context(|| format!("copying {src} to {dst}"))
 }
 
 /// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
-/// it under the source's name when it is a directory.
-fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path) -> Result<()> {
+/// it under the source's name when it is a directory. Device nodes only
+/// when `devices` (the destination is a container).
+fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool) -> Result<()> {
     // The source's last symlink is copied as a link, as `cp -a` does.
     let s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
     let (Some(sname), Some(se)) = (&s.name, &s.entry) else {
@@ -126,7 +127,15 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path) -> Result<()>
     ensure_upper(&mut d)?;
     let dv = d.stack.last().expect("root");
     let shown = d.path().join(&name);
-    copy(s.stack.last().expect("root"), se, sname, dv, &name, &shown)
+    copy(
+        s.stack.last().expect("root"),
+        se,
+        sname,
+        dv,
+        &name,
+        &shown,
+        devices,
+    )
 }
 
 /// Make every directory of the stack exist in the upper layer, copied up
@@ -202,6 +211,7 @@ fn copy(
     dv: &View,
     dname: &OsStr,
     shown: &Path,
+    devices: bool,
 ) -> Result<()> {
     let du = dv.upper.as_ref().context("no upper layer")?;
     let sdir = sv.dir_of(se);
@@ -230,7 +240,7 @@ fn copy(
         let schild = sv.child(sname)?;
         for n in schild.names()? {
             if let Some(e) = schild.lookup(&n)? {
-                copy(&schild, &e, &n, &dchild, &n, &shown.join(&n))?;
+                copy(&schild, &e, &n, &dchild, &n, &shown.join(&n), devices)?;
             }
         }
         let d = dchild.upper.as_ref().context("new directory vanished")?;
@@ -264,6 +274,14 @@ fn copy(
             .with_context(|| format!("creating {}", shown.display()))?;
         std::os::unix::fs::lchown(&target, Some(se.meta.uid()), Some(se.meta.gid()))?;
         return utimens(&target, &se.meta, libc::AT_SYMLINK_NOFOLLOW);
+    }
+    if (ft.is_char_device() || ft.is_block_device()) && !devices {
+        // A container's device node would give the host's users its
+        // device (a world-writable disk, say).
+        bail!(
+            "{}: a device node is not copied out of a container",
+            shown.display()
+        );
     }
     if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
         let c = cstr(&target)?;
@@ -326,7 +344,7 @@ mod tests {
 
     /// Copy `src` (a host path) to `dst` in the tree `root` as cp does.
     fn put(src: &Path, root: View, dst: &str) -> Result<()> {
-        copy_path(host(), src, root, Path::new(dst))
+        copy_path(host(), src, root, Path::new(dst), true)
     }
 
     #[test]
@@ -397,7 +415,7 @@ mod tests {
         // Out of the layers: upper over lower, the whited-out entries left
         // out, a link copied as a link, never followed out.
         let out = t.path().join("out");
-        copy_path(layered(&u, &l), Path::new("/srv"), host(), &out).unwrap();
+        copy_path(layered(&u, &l), Path::new("/srv"), host(), &out, false).unwrap();
         let m = std::fs::symlink_metadata(out.join("deep/f")).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 5678, 0o4750));
         assert_eq!(
@@ -410,13 +428,47 @@ mod tests {
         );
         let dm = std::fs::symlink_metadata(out.join("deep")).unwrap();
         assert_eq!((dm.uid(), dm.gid(), dm.mode() & 0o7777), (7, 8, 0o711));
-        copy_path(layered(&u, &l), Path::new("/gone"), host(), &out.join("g")).unwrap();
+        copy_path(
+            layered(&u, &l),
+            Path::new("/gone"),
+            host(),
+            &out.join("g"),
+            false,
+        )
+        .unwrap();
         let names: Vec<_> = std::fs::read_dir(out.join("g"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["x"]);
-        let e = copy_path(layered(&u, &l), Path::new("/gone/old"), host(), &out).unwrap_err();
+        let dev = l.join("srv/null");
+        let c = cstr(&dev).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+            0
+        );
+        let e = copy_path(
+            layered(&u, &l),
+            &dev.strip_prefix(&l)
+                .map(|p| Path::new("/").join(p))
+                .unwrap(),
+            host(),
+            &out,
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("device node is not copied out"),
+            "{e}"
+        );
+        put(&dev, layered(&u, &l), "/srv/").unwrap();
+        assert!(std::fs::symlink_metadata(u.join("srv/null"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let e =
+            copy_path(layered(&u, &l), Path::new("/gone/old"), host(), &out, false).unwrap_err();
         assert!(e.to_string().contains("no such file"), "{e}");
     }
 }
