@@ -124,9 +124,12 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool
     } else {
         d.name.take().context("destination has no name")?
     };
+    let shown = d.path().join(&name);
+    let sv = s.stack.last().expect("root");
+    // Every refusal known beforehand comes before the first write.
+    check(sv, se, sname, d.stack.last(), &name, &shown, devices)?;
     ensure_upper(&mut d)?;
     let dv = d.stack.last().expect("root");
-    let shown = d.path().join(&name);
     copy(
         s.stack.last().expect("root"),
         se,
@@ -136,6 +139,67 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool
         &shown,
         devices,
     )
+}
+
+fn is_device(ft: std::fs::FileType) -> bool {
+    ft.is_char_device() || ft.is_block_device()
+}
+
+/// What [`copy`] would refuse, found without writing: a directory onto a
+/// non-directory or the reverse, a device node out of a container, an
+/// unknown file type. `dv` is the destination directory (`None`: not
+/// there yet, so nothing in it is in the way).
+fn check(
+    sv: &View,
+    se: &Entry,
+    sname: &OsStr,
+    dv: Option<&View>,
+    dname: &OsStr,
+    shown: &Path,
+    devices: bool,
+) -> Result<()> {
+    let ft = se.meta.file_type();
+    let existing = dv.map(|v| v.lookup(dname)).transpose()?.flatten();
+    let dst_dir = existing.as_ref().map(|e| e.meta.is_dir());
+    if ft.is_dir() {
+        if dst_dir == Some(false) {
+            bail!("{}: exists and is not a directory", shown.display());
+        }
+        let dchild = match dv {
+            Some(v) if dst_dir == Some(true) => Some(v.child(dname)?),
+            _ => None,
+        };
+        let schild = sv.child(sname)?;
+        for n in schild.names()? {
+            if let Some(e) = schild.lookup(&n)? {
+                check(
+                    &schild,
+                    &e,
+                    &n,
+                    dchild.as_ref(),
+                    &n,
+                    &shown.join(&n),
+                    devices,
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    if dst_dir == Some(true) {
+        bail!("{}: is a directory", shown.display());
+    }
+    if is_device(ft) && !devices {
+        // A container's device node would give the host's users its
+        // device (a world-writable disk, say).
+        bail!(
+            "{}: a device node is not copied out of a container",
+            shown.display()
+        );
+    }
+    if !(ft.is_file() || ft.is_symlink() || is_device(ft) || ft.is_fifo() || ft.is_socket()) {
+        bail!("{}: unknown file type", shown.display());
+    }
+    Ok(())
 }
 
 /// Make every directory of the stack exist in the upper layer, copied up
@@ -275,9 +339,7 @@ fn copy(
         std::os::unix::fs::lchown(&target, Some(se.meta.uid()), Some(se.meta.gid()))?;
         return utimens(&target, &se.meta, libc::AT_SYMLINK_NOFOLLOW);
     }
-    if (ft.is_char_device() || ft.is_block_device()) && !devices {
-        // A container's device node would give the host's users its
-        // device (a world-writable disk, say).
+    if is_device(ft) && !devices {
         bail!(
             "{}: a device node is not copied out of a container",
             shown.display()
@@ -411,6 +473,17 @@ mod tests {
             std::fs::read_to_string(u.join("srv/deep/f")).unwrap(),
             "data"
         );
+
+        // A conflict deep in the tree is found before anything is written.
+        std::fs::create_dir_all(h.join("t/srv/deep/f")).unwrap();
+        std::fs::write(h.join("t/srv/a"), "a").unwrap();
+        let e = put(&h.join("t/srv"), layered(&u, &l), "/").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/srv/deep/f: exists and is not a directory"),
+            "{e}"
+        );
+        assert!(!u.join("srv/a").exists(), "nothing written");
 
         // Out of the layers: upper over lower, the whited-out entries left
         // out, a link copied as a link, never followed out.
