@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sdme_core::container::Container;
 use sdme_core::paths::{container_dir, NESTED_SDME_DIRS};
 
@@ -58,18 +58,32 @@ impl Ctx {
     }
 }
 
-/// The state dir's `upper/`, never through a symlink.
+/// The directory `name` of `d`; `None` when missing; an error when it is
+/// something else (a symlink is never followed).
+fn real_dir(d: &Dir, name: &str, shown: &Path) -> Result<Option<Dir>> {
+    match d.lstat(OsStr::new(name)) {
+        Ok(None) => return Ok(None),
+        Ok(Some(m)) if !m.is_dir() => bail!("{} is not a directory (a symlink?)", shown.display()),
+        Ok(Some(_)) => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", shown.display())),
+    }
+    d.child(OsStr::new(name))
+        .with_context(|| format!("opening {}", shown.display()))
+}
+
+/// The state dir's `upper/`, never through a symlink; `None` before the
+/// first start.
 pub fn open_upper(machine: &str) -> Result<Option<Dir>> {
-    let base = Dir::open(Path::new(sdme_core::paths::CONTAINERS_DIR))?;
+    let dir = Path::new(sdme_core::paths::CONTAINERS_DIR);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let base = Dir::open(dir)?;
     let state = container_dir(machine);
-    let Some(s) = base
-        .child(OsStr::new(machine))
-        .with_context(|| format!("opening {}", state.display()))?
-    else {
+    let Some(s) = real_dir(&base, machine, &state)? else {
         return Ok(None);
     };
-    s.child(OsStr::new("upper"))
-        .with_context(|| format!("opening {}/upper", state.display()))
+    real_dir(&s, "upper", &state.join("upper"))
 }
 
 pub fn diff(name: &str, json: bool) -> Result<()> {
@@ -220,6 +234,18 @@ mod tests {
     use crate::layers::tests::{root, whiteout};
     use crate::layers::{set_xattr, OPAQUE_XATTR};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_symlinked_upper_is_an_error_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("/etc", t.path().join("upper")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        let e = real_dir(&d, "upper", Path::new("x/upper")).err().unwrap();
+        assert_eq!(e.to_string(), "x/upper is not a directory (a symlink?)");
+        assert!(real_dir(&d, "real", Path::new("r")).unwrap().is_some());
+        assert!(real_dir(&d, "none", Path::new("n")).unwrap().is_none());
+    }
 
     #[test]
     fn added_changed_deleted_and_sdmes_own_opaque_dirs() {
