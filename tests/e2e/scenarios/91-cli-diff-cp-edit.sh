@@ -16,7 +16,7 @@ file=/etc/sdme/$name.container
 dropd=/etc/sdme/$name.container.d
 state=/var/lib/sdme/containers/$name
 
-on_cleanup sh -c "rm -rf $state $file $dropd /etc/sdme/fu.container /etc/sdme/fv.container /usr/lib/sdme/fv.container /var/lib/sdme/containers/fu /root/cpsrc /root/out1 /root/out2 /root/got1 /root/got2 /root/ed-valid /root/ed-bad /root/ed-full && systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $state $file $dropd /etc/sdme/fu.container /etc/sdme/fs.container /var/lib/sdme/containers/fs /etc/sdme/fv.container /usr/lib/sdme/fv.container /var/lib/sdme/containers/fu /root/cpsrc /root/out1 /root/out2 /root/got1 /root/got2 /root/ed-valid /root/ed-bad /root/ed-full && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop $unit; systemctl reset-failed $unit 2>/dev/null; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
@@ -74,6 +74,15 @@ assert_match "a user namespace container is refused" "^1 sdme: fu has a user nam
 	"$(out_rc sdme cp /root/cpsrc fu:/srv/)"
 check_in "nothing written for it" test ! -e /var/lib/sdme/containers/fu
 require_in "sdme rm fu" sdme rm fu
+require_in "sdme create fs (never started)" sdme create fs
+assert_eq "diff of a container never started: nothing, exit 0" "0 " "$(out_rc sdme diff fs)"
+require_in "plant upper/ -> /etc" sh -c 'mkdir -p /var/lib/sdme/containers/fs && ln -s /etc /var/lib/sdme/containers/fs/upper'
+assert_match "diff refuses a symlinked upper/, naming it" \
+	"^1 sdme: /var/lib/sdme/containers/fs/upper is not a directory" "$(out_rc sdme diff fs)"
+assert_match "cp refuses it too" "^1 sdme: /var/lib/sdme/containers/fs/upper is not a directory" \
+	"$(out_rc sdme cp /root/cpsrc fs:/)"
+check_in "nothing written through it" test ! -e /etc/cpsrc
+require_in "remove the planted link, sdme rm fs" sh -c 'rm /var/lib/sdme/containers/fs/upper && sdme rm fs'
 
 step "sdme cp on the stopped container, through its layers"
 require_in "sdme stop $name" timeout 120 sdme stop "$name"
