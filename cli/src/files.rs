@@ -27,14 +27,14 @@ pub const ENABLE_CONF: &str = "50-enable.conf";
 pub const LIMITS_CONF: &str = "50-limits.conf";
 
 /// `/etc/sdme/NAME.container.d/FILE`.
-fn dropin_path(name: &str, file: &str) -> PathBuf {
+pub(crate) fn dropin_path(name: &str, file: &str) -> PathBuf {
     Path::new(ETC_DIR)
         .join(format!("{name}.container.d"))
         .join(file)
 }
 
 /// The container's file as found on the search path, with its drop-ins.
-fn found(dirs: &[PathBuf], name: &str) -> Result<Found> {
+pub(crate) fn found(dirs: &[PathBuf], name: &str) -> Result<Found> {
     create::check_name(name)?;
     let s = search(dirs, FileType::Container);
     let file = format!("{name}.container");
@@ -55,7 +55,11 @@ fn found(dirs: &[PathBuf], name: &str) -> Result<Found> {
 /// `path` has the content `text` (`None`: as if it did not exist). A
 /// drop-in of the same file name elsewhere is shadowed by `path`, which is
 /// in the most specific folder of the highest directory.
-fn merged(found: &Found, path: &Path, text: Option<&str>) -> Result<UnitFile, Vec<String>> {
+pub(crate) fn merged(
+    found: &Found,
+    path: &Path,
+    text: Option<&str>,
+) -> Result<UnitFile, Vec<String>> {
     let mut dropins: Vec<PathBuf> = (found.dropins.iter())
         .filter(|d| d.file_name() != path.file_name())
         .cloned()
@@ -76,7 +80,7 @@ fn merged(found: &Found, path: &Path, text: Option<&str>) -> Result<UnitFile, Ve
 }
 
 /// The container model with the drop-in `path` as `text` (or without it).
-fn model(
+pub(crate) fn model(
     found: &Found,
     config: &Config,
     path: &Path,
@@ -95,7 +99,7 @@ fn model(
 /// elsewhere, as [`merged`] assumes) when `/etc/sdme` is the first
 /// directory of the search path, as it is unless `$SDME_UNIT_DIRS` says
 /// otherwise.
-fn etc_on_path(dirs: &[PathBuf]) -> Result<()> {
+pub(crate) fn etc_on_path(dirs: &[PathBuf]) -> Result<()> {
     if dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
         bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS), so its drop-ins might not apply; nothing written");
     }

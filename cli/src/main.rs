@@ -4,9 +4,13 @@
 
 mod complete;
 mod config;
+mod cp;
 mod create;
+mod diff;
+mod edit;
 mod files;
 mod fs;
+mod layers;
 mod lifecycle;
 mod lookup;
 mod new;
@@ -141,6 +145,29 @@ enum Cmd {
         #[command(flatten)]
         limits: files::Limits,
     },
+    /// List what a container changed against its lower layer (A added,
+    /// C changed, D deleted), read from its upper layer.
+    Diff {
+        name: String,
+        /// A JSON array of {"change", "path"} objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy files between the host and a container (NAME:/path), keeping
+    /// owners, modes, xattrs and times; directories recursively.
+    Cp { src: String, dst: String },
+    /// Edit a drop-in of a container (or with --full its file) in
+    /// $EDITOR; the result is checked before it is written.
+    Edit {
+        name: String,
+        /// Edit the container's file itself (a vendor file is copied to
+        /// /etc/sdme first).
+        #[arg(long, conflicts_with = "drop_in")]
+        full: bool,
+        /// The drop-in to edit in /etc/sdme/NAME.container.d/.
+        #[arg(long, value_name = "FILE.conf", default_value = edit::DEFAULT_DROPIN)]
+        drop_in: String,
+    },
     /// sdme's own settings.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -259,6 +286,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Cat { name } => files::cat(&name)?,
         Cmd::Verify { files } => return files::verify(&files),
         Cmd::Set { name, limits } => files::set(&name, &limits)?,
+        Cmd::Diff { name, json } => diff::diff(&name, json)?,
+        Cmd::Cp { src, dst } => cp::cp(&src, &dst)?,
+        Cmd::Edit {
+            name,
+            full,
+            drop_in,
+        } => edit::edit(&name, full, Some(&drop_in))?,
         Cmd::Config(ConfigCmd::Completions { shell }) => return Ok(completions(&shell)),
         Cmd::Fs(c) => return fs::run(c),
         Cmd::Pod(c) => pod::run(c)?,

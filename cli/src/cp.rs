@@ -1,0 +1,547 @@
+//! `sdme cp SRC DST`, either side `NAME:/path`: files, directories
+//! (recursively), symlinks and device nodes with their owners, modes,
+//! extended attributes and times, confined to the container's tree (see
+//! layers.rs). A running container is reached through its machine's root
+//! (`/proc/LEADER/root`); a stopped one through its layers: read from
+//! `upper/` over the lower layer, written into `upper/` (parents copied up
+//! from the lower layer with their mode, owners and times; a whiteout in
+//! the way replaced, a new directory there made opaque).
+//!
+//! Containers with a user namespace (`PrivateUsers=`) are refused: their
+//! files are owned by shifted IDs, which this does not translate.
+
+use std::ffi::{CString, OsStr};
+use std::fs::OpenOptions;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sdme_core::paths::container_dir;
+
+use crate::diff::open_upper;
+use crate::layers::{self, resolve, Dir, Entry, Resolved, View, OPAQUE_XATTR};
+use crate::{create, lookup, sys};
+
+/// `NAME:/path` as (NAME, /path); `None` for a host path.
+pub fn split_spec(s: &str) -> Option<(&str, &str)> {
+    let (n, p) = s.split_once(':')?;
+    (!n.is_empty() && !n.contains('/') && p.starts_with('/')).then_some((n, p))
+}
+
+/// The machine's leader, through machined.
+fn leader(machine: &str) -> Result<u32> {
+    let out = Command::new("machinectl")
+        .args(["show", "-p", "Leader", "--value", machine])
+        .output()
+        .context("running machinectl")?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    match s.trim().parse::<u32>() {
+        Ok(p) if out.status.success() && p > 0 => Ok(p),
+        _ => bail!("machine {machine} is not registered (is it still starting?)"),
+    }
+}
+
+/// The root of container `name`'s tree.
+fn container_root(name: &str, write: bool) -> Result<View> {
+    create::check_name(name)?;
+    let c = lookup::load(name)?;
+    if c.private_users_enabled() {
+        bail!(
+            "{name} has a user namespace (PrivateUsers=): sdme cp does not shift owners, refusing"
+        );
+    }
+    if sys::active_state(&lookup::service(name))? == "active" {
+        // Pin the process first, then check it is still the leader: a
+        // PID reused after the machine ended must not give the host's /.
+        let pid = leader(&c.machine)?;
+        let proc = Dir::open(Path::new(&format!("/proc/{pid}")))?;
+        if leader(&c.machine)? != pid {
+            bail!("{name} restarted while being looked up; try again");
+        }
+        let root = Dir::open(&proc.at(OsStr::new("root")))?;
+        return Ok(View::plain(root));
+    }
+    let state = container_dir(&c.machine);
+    if let Some(m) = sys::mounts_below(&state)?.first() {
+        bail!("{name} is not running but {m} is mounted (stopping?); try again once it is stopped");
+    }
+    let upper = open_upper(&c.machine)?;
+    if upper.is_none() && write {
+        bail!(
+            "{name} has no {}/upper yet: start it once first",
+            state.display()
+        );
+    }
+    let lower = Dir::open(Path::new(&c.rootfs.lower_dir()))
+        .with_context(|| format!("{name}'s lower layer"))?;
+    Ok(View {
+        upper,
+        lower: Some(lower),
+        layered: true,
+    })
+}
+
+/// A side of the copy: its tree's root and the path in it.
+fn side(spec: &str, write: bool) -> Result<(View, PathBuf, bool)> {
+    if let Some((name, path)) = split_spec(spec) {
+        return Ok((container_root(name, write)?, PathBuf::from(path), true));
+    }
+    let p = std::env::current_dir()
+        .context("current directory")?
+        .join(spec);
+    Ok((View::plain(Dir::open(Path::new("/"))?), p, false))
+}
+
+pub fn cp(src: &str, dst: &str) -> Result<()> {
+    if let (Some((a, _)), Some((b, _))) = (split_spec(src), split_spec(dst)) {
+        if a == b {
+            bail!("{src} and {dst} are in one container: use sdme exec {a} -- cp");
+        }
+    }
+    let (sroot, spath, s_in) = side(src, false)?;
+    let (droot, dpath, d_in) = side(dst, true)?;
+    if !s_in && !d_in {
+        bail!("neither {src} nor {dst} names a container (NAME:/path)");
+    }
+    copy_path(sroot, &spath, droot, &dpath, d_in).with_context(|| format!("copying {src} to {dst}"))
+}
+
+/// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
+/// it under the source's name when it is a directory. Device nodes only
+/// when `devices` (the destination is a container).
+fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool) -> Result<()> {
+    // The source's last symlink is copied as a link, as `cp -a` does.
+    let s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
+    let (Some(sname), Some(se)) = (&s.name, &s.entry) else {
+        bail!("{}: no such file or directory", spath.display());
+    };
+    let mut d = resolve(droot, dpath, true).with_context(|| dpath.display().to_string())?;
+    let name = if d.is_dir() {
+        d.descend()?;
+        sname.clone()
+    } else {
+        d.name.take().context("destination has no name")?
+    };
+    let shown = d.path().join(&name);
+    let sv = s.stack.last().expect("root");
+    // Every refusal known beforehand comes before the first write.
+    check(sv, se, sname, d.stack.last(), &name, &shown, devices)?;
+    ensure_upper(&mut d)?;
+    let dv = d.stack.last().expect("root");
+    copy(
+        s.stack.last().expect("root"),
+        se,
+        sname,
+        dv,
+        &name,
+        &shown,
+        devices,
+    )
+}
+
+fn is_device(ft: std::fs::FileType) -> bool {
+    ft.is_char_device() || ft.is_block_device()
+}
+
+/// What [`copy`] would refuse, found without writing: a directory onto a
+/// non-directory or the reverse, a device node out of a container, an
+/// unknown file type. `dv` is the destination directory (`None`: not
+/// there yet, so nothing in it is in the way).
+fn check(
+    sv: &View,
+    se: &Entry,
+    sname: &OsStr,
+    dv: Option<&View>,
+    dname: &OsStr,
+    shown: &Path,
+    devices: bool,
+) -> Result<()> {
+    let ft = se.meta.file_type();
+    let existing = dv.map(|v| v.lookup(dname)).transpose()?.flatten();
+    let dst_dir = existing.as_ref().map(|e| e.meta.is_dir());
+    if ft.is_dir() {
+        if dst_dir == Some(false) {
+            bail!("{}: exists and is not a directory", shown.display());
+        }
+        let dchild = match dv {
+            Some(v) if dst_dir == Some(true) => Some(v.child(dname)?),
+            _ => None,
+        };
+        let schild = sv.child(sname)?;
+        for n in schild.names()? {
+            if let Some(e) = schild.lookup(&n)? {
+                check(
+                    &schild,
+                    &e,
+                    &n,
+                    dchild.as_ref(),
+                    &n,
+                    &shown.join(&n),
+                    devices,
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    if dst_dir == Some(true) {
+        bail!("{}: is a directory", shown.display());
+    }
+    if is_device(ft) && !devices {
+        // A container's device node would give the host's users its
+        // device (a world-writable disk, say).
+        bail!(
+            "{}: a device node is not copied out of a container",
+            shown.display()
+        );
+    }
+    if !(ft.is_file() || ft.is_symlink() || is_device(ft) || ft.is_fifo() || ft.is_socket()) {
+        bail!("{}: unknown file type", shown.display());
+    }
+    Ok(())
+}
+
+/// Make every directory of the stack exist in the upper layer, copied up
+/// from the lower one (mode, owners, times).
+pub fn ensure_upper(r: &mut Resolved) -> Result<()> {
+    for i in 1..r.stack.len() {
+        if r.stack[i].upper.is_some() {
+            continue;
+        }
+        let (before, rest) = r.stack.split_at_mut(i);
+        let parent = before[i - 1].upper.as_ref().context("no upper layer")?;
+        let v = &mut rest[0];
+        let lower = v.lower.as_ref().context("directory in no layer")?;
+        let name = &r.names[i - 1];
+        let m = lower.meta()?;
+        let p = parent.at(name);
+        std::fs::create_dir(&p).with_context(|| format!("copying up {}", p.display()))?;
+        let d = parent
+            .child(name)?
+            .with_context(|| format!("{} vanished", p.display()))?;
+        set_meta(&d.path(), &m, &[])?;
+        v.upper = Some(d);
+    }
+    Ok(())
+}
+
+fn cstr(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).context("path with a NUL byte")
+}
+
+fn utimens(p: &Path, m: &std::fs::Metadata, flags: i32) -> Result<()> {
+    let t = [
+        libc::timespec {
+            tv_sec: m.atime(),
+            tv_nsec: m.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec(),
+        },
+    ];
+    let c = cstr(p)?;
+    // SAFETY: a valid C string and two timespecs.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting times");
+    }
+    Ok(())
+}
+
+/// Owner, xattrs, mode and times of `m` onto `p` (a `/proc/self/fd/FD`
+/// path, followed to exactly that inode; never a symlink). chown first:
+/// it clears set-ID bits and file capabilities.
+fn set_meta(p: &Path, m: &std::fs::Metadata, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
+    std::os::unix::fs::chown(p, Some(m.uid()), Some(m.gid())).context("setting the owner")?;
+    for (k, v) in xattrs {
+        layers::set_xattr(p, k, v)?;
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+        .context("setting the mode")?;
+    utimens(p, m, 0)
+}
+
+fn fd_path(fd: &impl std::os::fd::AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Copy the entry `sname` of `sv` to `dname` in `dv` (whose upper layer
+/// is where it is written).
+fn copy(
+    sv: &View,
+    se: &Entry,
+    sname: &OsStr,
+    dv: &View,
+    dname: &OsStr,
+    shown: &Path,
+    devices: bool,
+) -> Result<()> {
+    let du = dv.upper.as_ref().context("no upper layer")?;
+    let sdir = sv.dir_of(se);
+    let existing = dv.lookup(dname)?;
+    let ft = se.meta.file_type();
+    if ft.is_dir() {
+        if let Some(e) = &existing {
+            if !e.meta.is_dir() {
+                bail!("{}: exists and is not a directory", shown.display());
+            }
+        }
+        if !existing.as_ref().is_some_and(|e| e.in_upper) {
+            let wh = dv.whiteout(dname)?;
+            if wh {
+                std::fs::remove_file(du.at(dname))?;
+            }
+            std::fs::create_dir(du.at(dname))
+                .with_context(|| format!("creating {}", shown.display()))?;
+            if wh {
+                // A deleted lower directory stays deleted below the new one.
+                let d = du.child(dname)?.context("new directory vanished")?;
+                layers::set_xattr(&d.path(), OPAQUE_XATTR, b"y")?;
+            }
+        }
+        let dchild = dv.child(dname)?;
+        let schild = sv.child(sname)?;
+        for n in schild.names()? {
+            if let Some(e) = schild.lookup(&n)? {
+                copy(&schild, &e, &n, &dchild, &n, &shown.join(&n), devices)?;
+            }
+        }
+        let d = dchild.upper.as_ref().context("new directory vanished")?;
+        let x = layers::list_xattrs(&fd_path(&sdir.opath(sname)?))?;
+        return set_meta(&d.path(), &se.meta, &x);
+    }
+    if existing.is_some_and(|e| e.meta.is_dir()) {
+        bail!("{}: is a directory", shown.display());
+    }
+    let target = du.at(dname);
+    if du.lstat(dname)?.is_some() {
+        std::fs::remove_file(&target).with_context(|| format!("replacing {}", shown.display()))?;
+    }
+    if ft.is_file() {
+        let mut from = sdir.open_file(sname)?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&target)
+            .with_context(|| format!("creating {}", shown.display()))?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("writing {}", shown.display()))?;
+        let x = layers::list_xattrs(&fd_path(&from))?;
+        return set_meta(&fd_path(&to), &se.meta, &x);
+    }
+    if ft.is_symlink() {
+        let t = sdir.read_link(sname)?;
+        std::os::unix::fs::symlink(&t, &target)
+            .with_context(|| format!("creating {}", shown.display()))?;
+        std::os::unix::fs::lchown(&target, Some(se.meta.uid()), Some(se.meta.gid()))?;
+        return utimens(&target, &se.meta, libc::AT_SYMLINK_NOFOLLOW);
+    }
+    if is_device(ft) && !devices {
+        bail!(
+            "{}: a device node is not copied out of a container",
+            shown.display()
+        );
+    }
+    if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+        let c = cstr(&target)?;
+        // SAFETY: a valid C string.
+        let r = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                se.meta.mode() & libc::S_IFMT | 0o600,
+                se.meta.rdev(),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("creating {}", shown.display()));
+        }
+        let x = layers::list_xattrs(&fd_path(&sdir.opath(sname)?))?;
+        return set_meta(&fd_path(&du.opath(dname)?), &se.meta, &x);
+    }
+    bail!("{}: unknown file type", shown.display())
+}
+
+/// Names below `r`'s directory, for tests.
+#[cfg(test)]
+fn resolved_names(r: &Resolved) -> Vec<std::ffi::OsString> {
+    r.stack
+        .last()
+        .unwrap()
+        .names()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::tests::{root, whiteout};
+    use crate::layers::{get_xattr, is_opaque};
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn specs() {
+        assert_eq!(split_spec("web:/etc/x"), Some(("web", "/etc/x")));
+        assert_eq!(split_spec("./a:/b"), None);
+        assert_eq!(split_spec("web:etc"), None);
+        assert_eq!(split_spec("/tmp/x"), None);
+    }
+
+    fn layered(u: &Path, l: &Path) -> View {
+        View {
+            upper: Some(Dir::open(u).unwrap()),
+            lower: Some(Dir::open(l).unwrap()),
+            layered: true,
+        }
+    }
+
+    fn host() -> View {
+        View::plain(Dir::open(Path::new("/")).unwrap())
+    }
+
+    /// Copy `src` (a host path) to `dst` in the tree `root` as cp does.
+    fn put(src: &Path, root: View, dst: &str) -> Result<()> {
+        copy_path(host(), src, root, Path::new(dst), true)
+    }
+
+    #[test]
+    fn copy_up_keeps_attributes_and_never_leaves_the_tree() {
+        if !root() {
+            eprintln!("skipped: needs root (chown, mknod, trusted xattrs)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (u, l, h) = (t.path().join("u"), t.path().join("l"), t.path().join("h"));
+        std::fs::create_dir_all(l.join("srv/deep")).unwrap();
+        std::fs::create_dir_all(l.join("gone")).unwrap();
+        std::fs::write(l.join("gone/old"), "old").unwrap();
+        std::fs::set_permissions(l.join("srv/deep"), std::fs::Permissions::from_mode(0o711))
+            .unwrap();
+        std::os::unix::fs::chown(l.join("srv/deep"), Some(7), Some(8)).unwrap();
+        std::fs::create_dir_all(&u).unwrap();
+        whiteout(&u.join("gone"));
+        // A link in the container to the host's secrets: followed inside only.
+        std::fs::create_dir_all(l.join("etc")).unwrap();
+        symlink("/etc/shadow", l.join("srv/evil")).unwrap();
+        std::fs::create_dir_all(h.join("d")).unwrap();
+        std::fs::write(h.join("f"), "data").unwrap();
+        std::os::unix::fs::chown(h.join("f"), Some(1234), Some(5678)).unwrap();
+        std::fs::set_permissions(h.join("f"), std::fs::Permissions::from_mode(0o4750)).unwrap();
+        layers::set_xattr(&h.join("f"), "user.k", b"v").unwrap();
+        std::fs::write(h.join("d/x"), "x").unwrap();
+
+        put(&h.join("f"), layered(&u, &l), "/srv/deep/").unwrap();
+        let m = std::fs::symlink_metadata(u.join("srv/deep/f")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 5678, 0o4750));
+        assert_eq!(
+            get_xattr(&u.join("srv/deep/f"), "user.k").as_deref(),
+            Some(&b"v"[..])
+        );
+        let dm = std::fs::symlink_metadata(u.join("srv/deep")).unwrap();
+        assert_eq!(
+            (dm.uid(), dm.gid(), dm.mode() & 0o7777),
+            (7, 8, 0o711),
+            "copied up"
+        );
+
+        // Written through the link: /etc/shadow of the tree, not the host's.
+        put(&h.join("f"), layered(&u, &l), "/srv/evil").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(u.join("etc/shadow")).unwrap(),
+            "data"
+        );
+
+        // A directory over a whiteout: opaque, the old content stays gone.
+        put(&h.join("d"), layered(&u, &l), "/gone").unwrap();
+        assert!(is_opaque(&Dir::open(&u.join("gone")).unwrap()));
+        let mut r = resolve(layered(&u, &l), Path::new("/gone"), true).unwrap();
+        r.descend().unwrap();
+        assert_eq!(resolved_names(&r), ["x"]);
+
+        // A directory onto a file is refused, nothing changed.
+        let e = put(&h.join("d"), layered(&u, &l), "/srv/deep/f").unwrap_err();
+        assert!(
+            e.to_string().contains("exists and is not a directory"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(u.join("srv/deep/f")).unwrap(),
+            "data"
+        );
+
+        // A conflict deep in the tree is found before anything is written.
+        std::fs::create_dir_all(h.join("t/srv/deep/f")).unwrap();
+        std::fs::write(h.join("t/srv/a"), "a").unwrap();
+        let e = put(&h.join("t/srv"), layered(&u, &l), "/").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/srv/deep/f: exists and is not a directory"),
+            "{e}"
+        );
+        assert!(!u.join("srv/a").exists(), "nothing written");
+
+        // Out of the layers: upper over lower, the whited-out entries left
+        // out, a link copied as a link, never followed out.
+        let out = t.path().join("out");
+        copy_path(layered(&u, &l), Path::new("/srv"), host(), &out, false).unwrap();
+        let m = std::fs::symlink_metadata(out.join("deep/f")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1234, 5678, 0o4750));
+        assert_eq!(
+            get_xattr(&out.join("deep/f"), "user.k").as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("evil")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        let dm = std::fs::symlink_metadata(out.join("deep")).unwrap();
+        assert_eq!((dm.uid(), dm.gid(), dm.mode() & 0o7777), (7, 8, 0o711));
+        copy_path(
+            layered(&u, &l),
+            Path::new("/gone"),
+            host(),
+            &out.join("g"),
+            false,
+        )
+        .unwrap();
+        let names: Vec<_> = std::fs::read_dir(out.join("g"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x"]);
+        let dev = l.join("srv/null");
+        let c = cstr(&dev).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+            0
+        );
+        let e = copy_path(
+            layered(&u, &l),
+            &dev.strip_prefix(&l)
+                .map(|p| Path::new("/").join(p))
+                .unwrap(),
+            host(),
+            &out,
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("device node is not copied out"),
+            "{e}"
+        );
+        put(&dev, layered(&u, &l), "/srv/").unwrap();
+        assert!(std::fs::symlink_metadata(u.join("srv/null"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let e =
+            copy_path(layered(&u, &l), Path::new("/gone/old"), host(), &out, false).unwrap_err();
+        assert!(e.to_string().contains("no such file"), "{e}");
+    }
+}
