@@ -14,7 +14,7 @@ deb_dir=$TH_REPO/target/dist
 # Out here, after the cleanups inside (which remove the package): the
 # harness's installation back for the scenarios that follow.
 trap 'e2e__run_cleanups; th_install' EXIT
-on_cleanup sh -c "rm -rf /var/lib/sdme/containers/hello /etc/sdme/hello.container /tmp/sdme_*.deb /tmp/deb-files; systemctl daemon-reload"
+on_cleanup sh -c "rm -rf /var/lib/sdme/containers/hello /etc/sdme/hello.container /var/tmp/sdme_*.deb /var/tmp/deb-files; systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-hello 2>/dev/null; dpkg -s sdme >/dev/null 2>&1 && apt-get purge -y -q sdme >/dev/null; true"
 
 step "make deb (lintian runs as part of it)"
@@ -28,8 +28,9 @@ step "remove the harness's make install, then apt install the package"
 require "make uninstall DESTDIR=$TH_ROOT" make -C "$TH_REPO" --no-print-directory uninstall DESTDIR="$TH_ROOT"
 require_in "daemon-reload" systemctl daemon-reload
 check_in "no sdme binary left" sh -c '! command -v sdme && ! test -e /usr/lib/systemd/system-generators/sdme-generator'
-cp "$deb" "$TH_ROOT/tmp/"
-require_in "apt install ./$(basename "$deb")" sh -c "cd /tmp && apt-get install -y -q ./$(basename "$deb")"
+cp "$deb" "$TH_ROOT/var/tmp/"
+require_in "rmdir /var/lib/sdme/rootfs (the postinst's tmpfiles makes it again)" rmdir /var/lib/sdme/rootfs
+require_in "apt install ./$(basename "$deb")" sh -c "cd /var/tmp && apt-get install -y -q ./$(basename "$deb")"
 assert_eq "dpkg: installed" "install ok installed $version" \
 	"$(th_exec dpkg-query -W -f '${Status} ${Version}' sdme)"
 for b in /usr/bin/sdme /usr/bin/sdme-import /usr/lib/systemd/system-generators/sdme-generator \
@@ -40,8 +41,8 @@ check_in "man page, completion, tmpfiles, AppArmor profile, units installed" sh 
 	'test -s /usr/share/man/man5/sdme.container.5.gz && test -s /usr/share/bash-completion/completions/sdme &&
 	test -s /usr/lib/tmpfiles.d/sdme.conf && test -s /etc/apparmor.d/sdme-default &&
 	test -s /usr/lib/systemd/system/sdme-prepare@.service'
-check_in "tmpfiles applied by the postinst" test -d /run/sdme
-th_exec dpkg -L sdme | sort >"$TH_ROOT/tmp/deb-files"
+check_in "tmpfiles applied by the postinst" test -d /var/lib/sdme/rootfs
+th_exec dpkg -L sdme | sort >"$TH_ROOT/var/tmp/deb-files"
 
 step "the README's container boots from the package"
 th_copy_in "$TH_REPO" /tmp/deb-examples examples
@@ -60,7 +61,7 @@ assert_eq "sdme-hello.service gone (no generator at the postrm's reload)" not-fo
 	"$(th_exec systemctl show -p LoadState --value sdme-hello.service)"
 assert_eq "sdme-prepare@.service gone" not-found \
 	"$(th_exec systemctl show -p LoadState --value sdme-prepare@x.service)"
-left=$(th_exec sh -c 'while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done </tmp/deb-files' || true)
+left=$(th_exec sh -c 'while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done </var/tmp/deb-files' || true)
 assert_eq "after remove only the conffile is left" /etc/apparmor.d/sdme-default "$left"
 require_in "apt-get purge sdme" apt-get purge -y -q sdme
 check_in "purge removed the conffile" test ! -e /etc/apparmor.d/sdme-default
