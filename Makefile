@@ -8,6 +8,8 @@
 #   make check               the whole test suite (unit, golden, e2e); needs root
 #   make test                unit and golden tests only (no root needed)
 #   make e2e                 the end-to-end suite alone; needs root
+#   make deb                 the Debian package, into target/dist/ (needs
+#                            debhelper and lintian: make test-deps)
 
 PREFIX      ?= /usr
 DESTDIR     ?=
@@ -39,9 +41,24 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 # loaded by a static binary.
 BINS_USER = sdme-import sdme
 
-.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean
+.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean deb
 
 all: build
+
+# The C code of the -sys crates (compression, TLS) is built with Debian's
+# default build flags (hardening: stack protector, fortify, relro), the
+# ones dpkg-buildpackage sets for `make deb`, so that both share one cargo
+# build instead of compiling twice.
+ifneq ($(shell command -v dpkg-buildflags),)
+CFLAGS   ?= $(shell dpkg-buildflags --get CFLAGS)
+CPPFLAGS ?= $(shell dpkg-buildflags --get CPPFLAGS)
+CXXFLAGS ?= $(shell dpkg-buildflags --get CXXFLAGS)
+LDFLAGS  ?= $(shell dpkg-buildflags --get LDFLAGS)
+# cc-based build scripts rerun when it changes; dpkg-buildpackage sets it
+# from debian/changelog (reproducible builds).
+SOURCE_DATE_EPOCH ?= $(shell dpkg-parsechangelog -S Timestamp 2>/dev/null)
+export CFLAGS CPPFLAGS CXXFLAGS LDFLAGS SOURCE_DATE_EPOCH
+endif
 
 build:
 	SDME_LIBEXECDIR=$(LIBEXECDIR) SDME_BINDIR=$(BINDIR) RUSTFLAGS="$(RUSTFLAGS_STATIC)" \
@@ -113,6 +130,23 @@ check: test-deps fmt clippy test e2e
 
 bench: build
 	tests/bench/generator-1000
+
+# dpkg-buildpackage writes its results next to the source tree; they are
+# moved into target/dist/. The version is debian/changelog's, the same as
+# the workspace's (checked: every binary's --version shows it).
+VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null)
+DIST_DIR = target/dist
+deb:
+	@[ "$(VERSION)" = "$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] || \
+		{ echo "make deb: debian/changelog's version $(VERSION) is not Cargo.toml's" >&2; exit 1; }
+	dpkg-buildpackage -b -us -uc --no-pre-clean
+	mkdir -p $(DIST_DIR)
+	for f in deb buildinfo changes; do mv ../sdme_$(VERSION)_*.$$f $(DIST_DIR)/; done
+	rm -rf debian/sdme debian/.debhelper debian/files debian/debhelper-build-stamp \
+		debian/sdme.substvars debian/sdme.postinst.debhelper debian/sdme.postrm.debhelper \
+		debian/sdme.prerm.debhelper
+	lintian --fail-on error,warning $(DIST_DIR)/sdme_$(VERSION)_*.changes
+	@ls -l $(DIST_DIR)/sdme_$(VERSION)_*.deb
 
 clean:
 	$(CARGO) clean

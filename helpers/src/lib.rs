@@ -24,3 +24,13 @@ pub mod pod;
 pub mod prepare;
 pub mod service_env;
 pub mod stop;
+
+/// `PROGRAM --version` alone prints the version (that of the package,
+/// every sdme binary has the workspace's) and exits; true when it did.
+pub fn version_asked(program: &str, args: &[std::ffi::OsString]) -> bool {
+    if args.len() == 1 && args[0] == "--version" {
+        println!("{program} {}", env!("CARGO_PKG_VERSION"));
+        return true;
+    }
+    false
+}

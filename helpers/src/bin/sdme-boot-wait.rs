@@ -7,6 +7,9 @@ use sdme_helpers::{bootwait, explain};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if sdme_helpers::version_asked("sdme-boot-wait", &args) {
+        return ExitCode::SUCCESS;
+    }
     if let [only] = args.as_slice() {
         if let Some(unit) = only.to_str().and_then(|a| a.strip_prefix("--explain=")) {
             // Best effort, and never a failure of its own: it runs because

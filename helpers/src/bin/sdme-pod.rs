@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if sdme_helpers::version_asked("sdme-pod", &args) {
+        return ExitCode::SUCCESS;
+    }
     match sdme_helpers::pod::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,6 +9,9 @@ use sdme_helpers::{journal, overlay, prepare};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if sdme_helpers::version_asked("sdme-prepare", &args) {
+        return ExitCode::SUCCESS;
+    }
     // The static sdme-prepare@.service: the arguments are in the mount unit.
     let args = match prepare::expand_generated(args, Path::new(paths::GENERATOR_DIR)) {
         Ok(a) => a,
