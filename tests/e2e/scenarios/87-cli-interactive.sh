@@ -10,7 +10,7 @@
 
 a=ia
 names="ia ib ic id iu irace"
-on_cleanup sh -c "for n in $names; do rm -rf /var/lib/sdme/containers/\$n /etc/sdme/\$n.container; done; rm -f /tmp/irace1 /tmp/irace2 /tmp/ijoin; systemctl daemon-reload"
+on_cleanup sh -c "for n in $names; do rm -rf /var/lib/sdme/containers/\$n /etc/sdme/\$n.container; done; rm -f /tmp/irace1 /tmp/irace2 /tmp/ijoin /tmp/ijout; systemctl daemon-reload"
 on_cleanup sh -c "for n in $names; do systemctl stop sdme-\$n; systemctl reset-failed sdme-\$n sdme-prepare@\$n; done 2>/dev/null; true"
 
 # out_rc CMD...: "RC OUTPUT" of a command inside the host.
@@ -50,7 +50,31 @@ check_in "sdme logs $a --guest -n 5 -- -o cat: the guest's journal" sh -c "sdme 
 check_in "sdme logs $a --since today: the unit's log" sh -c "sdme logs $a --since today | grep -q sdme-$a"
 
 step "an interactive sdme join on a terminal: hostname, then exit 3"
-out=$(th_sh 'printf "hostname\nexit 3\n" | TERM=xterm timeout 60 script -qec "sdme join '"$a"'; echo join-rc=\$?" /dev/null' 2>&1 | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g')
+# Typed as a user does: each line once the shell shows it is ready.
+out=$(th_exec bash -s "$a" <<'EOS' 2>&1
+a=$1
+rm -f /tmp/ijoin /tmp/ijout && mkfifo /tmp/ijoin
+TERM=xterm timeout 60 script -qec "sdme join $a; echo join-rc=\$?" /dev/null </tmp/ijoin >/tmp/ijout 2>&1 &
+p=$!
+exec 3>/tmp/ijoin
+# screen: the terminal's text without escape sequences and CRs.
+screen() { sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\r//g' /tmp/ijout; }
+wait_for() {
+	local i=0
+	until screen | grep -qx -- "$1"; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || { echo "no line '$1' after 30 s"; return 1; }
+		sleep 0.1
+	done
+}
+wait_for "root@$a:~# " && printf 'hostname\n' >&3
+wait_for "$a" && printf 'exit 3\n' >&3
+exec 3>&-
+wait $p
+screen
+rm -f /tmp/ijoin /tmp/ijout
+EOS
+)
 printf '%s\n' "$out"
 assert_match "the shell answered hostname" $'(^|\n)'"$a"$'\n' "$out"
 assert_match "sdme join exited 3" 'join-rc=3' "$out"
