@@ -2,14 +2,14 @@
 # shellcheck disable=SC2016 # th_sh snippets expand inside the test host
 # 87-cli-interactive: `sdme new`, `join`, `exec` as a user types them. A
 # generated name; exit statuses forwarded (new, join, exec); an interactive
-# `sdme join` on a real terminal (script(1)); stdin through exec; SIGINT to
-# exec reaches the command at once; a `new` whose start fails (missing
+# `sdme join` and `sdme new --rm` on a real terminal (script(1)); stdin
+# through exec; SIGINT to exec reaches the command at once; a `new` whose start fails (missing
 # rootfs, too short --boot-timeout) or that gets SIGINT during the boot
 # leaves nothing behind and says why; two `create` of one name at once; the
 # umask check; `logs --guest`.
 
 a=ia
-names="ia ib ic id iu irace"
+names="ia ib ic id ie iu irace"
 on_cleanup sh -c "for n in $names; do rm -rf /var/lib/sdme/containers/\$n /etc/sdme/\$n.container; done; rm -f /tmp/irace1 /tmp/irace2 /tmp/ijoin /tmp/ijout; systemctl daemon-reload"
 on_cleanup sh -c "for n in $names; do systemctl stop sdme-\$n; systemctl reset-failed sdme-\$n sdme-prepare@\$n; done 2>/dev/null; true"
 
@@ -50,11 +50,14 @@ check_in "sdme logs $a --guest -n 5 -- -o cat: the guest's journal" sh -c "sdme 
 check_in "sdme logs $a --since today: the unit's log" sh -c "sdme logs $a --since today | grep -q sdme-$a"
 
 step "an interactive sdme join on a terminal: hostname, then exit 3"
-# Typed as a user does: each line once the shell shows it is ready.
-out=$(th_exec bash -s "$a" <<'EOS' 2>&1
+# on_terminal NAME CMD: CMD (sdme join NAME, sdme new NAME) on a terminal,
+# typed into as a user does, each line once the shell shows it is ready:
+# `hostname`, then `exit 3`. Prints the screen and "rc=STATUS".
+on_terminal() {
+	th_exec bash -s "$1" "$2" <<'EOS' 2>&1
 a=$1
 rm -f /tmp/ijoin /tmp/ijout && mkfifo /tmp/ijoin
-TERM=xterm timeout 60 script -qec "sdme join $a; echo join-rc=\$?" /dev/null </tmp/ijoin >/tmp/ijout 2>&1 &
+TERM=xterm timeout 120 script -qec "$2; echo rc=\$?" /dev/null </tmp/ijoin >/tmp/ijout 2>&1 &
 p=$!
 exec 3>/tmp/ijoin
 # screen: the terminal's text without escape sequences and CRs.
@@ -63,7 +66,7 @@ wait_for() {
 	local i=0
 	until screen | grep -qx -- "$1"; do
 		i=$((i + 1))
-		[ $i -lt 300 ] || { echo "no line '$1' after 30 s"; return 1; }
+		[ $i -lt 900 ] || { echo "no line '$1' after 90 s"; return 1; }
 		sleep 0.1
 	done
 }
@@ -74,12 +77,21 @@ wait $p
 screen
 rm -f /tmp/ijoin /tmp/ijout
 EOS
-)
+}
+
+out=$(on_terminal "$a" "sdme join $a")
 printf '%s\n' "$out"
 assert_match "the shell answered hostname" $'(^|\n)'"$a"$'\n' "$out"
-assert_match "sdme join exited 3" 'join-rc=3' "$out"
+assert_match "sdme join exited 3" $'\nrc=3' "$out"
 check_in_status 5 "join on a terminal forwards a command's status" \
 	timeout 60 script -qec "sdme join $a -- sh -c 'test -t 0 && exit 5'" /dev/null
+
+step "sdme new --rm ie on a terminal: a shell, exit 3, then nothing left"
+out=$(on_terminal ie "sdme new --rm ie")
+printf '%s\n' "$out"
+assert_match "the shell of the new container answered hostname" $'(^|\n)ie\n' "$out"
+assert_match "sdme new exited 3" $'\nrc=3' "$out"
+gone ie
 
 step "SIGINT to sdme exec $a -- sleep 100 ends it within a second"
 out=$(th_sh 'sdme exec '"$a"' -- sleep 100 & p=$!
