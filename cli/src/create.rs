@@ -199,6 +199,33 @@ pub fn render(opts: &CreateOpts) -> Result<String> {
     Ok(out)
 }
 
+/// Refuse a umask that takes read or execute from others (as the
+/// original tool did): files sdme makes for the container (its file,
+/// drop-ins, copies and imports) would be unreadable to the guest's
+/// non-root services, which then fail in ways far from the cause.
+pub fn check_umask(mask: u32) -> Result<()> {
+    if mask & 0o005 != 0 {
+        bail!(
+            "umask {mask:04o} removes read or execute permission for others: files sdme \
+             creates would be unreadable to non-root services in the container \
+             (D-Bus would not start); run `umask 022` first"
+        );
+    }
+    Ok(())
+}
+
+/// The process umask, read from /proc (Linux ≥ 4.7) without changing it.
+pub fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
 /// A name `create` accepts: a machine name, not a template.
 pub fn check_name(name: &str) -> Result<()> {
     if name.contains('@') {
@@ -346,6 +373,16 @@ mod tests {
         assert!(render(&opts(&["--memory", "lots"])).is_err());
         assert!(render(&opts(&["--cpus", "0"])).is_err());
         assert!(render(&opts(&["--cpus", "NaN"])).is_err());
+    }
+
+    #[test]
+    fn umask() {
+        assert!(check_umask(0o022).is_ok());
+        assert!(check_umask(0o002).is_ok());
+        let e = check_umask(0o027).unwrap_err().to_string();
+        assert!(e.starts_with("umask 0027 removes read or execute"), "{e}");
+        assert!(check_umask(0o001).is_err());
+        assert!(check_umask(0o004).is_err());
     }
 
     #[test]

@@ -13,8 +13,24 @@ use sdme_core::search::{search, FileType, UnitName};
 
 use crate::create::{self, CreateOpts, ETC_DIR};
 use crate::lookup::{config, dirs, load, load_unit, service};
+use crate::names;
 use crate::sys::{self, Bus};
 use sdme_helpers::dbus::Value;
+
+/// `create` with NAME or, without, a generated name; returns the name
+/// and the file.
+pub fn create_named(name: Option<&str>, opts: &CreateOpts) -> Result<(String, PathBuf)> {
+    create::check_umask(create::current_umask())?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let dirs = dirs();
+            names::generate(|n| names::in_use(&dirs, n))?
+        }
+    };
+    let path = create(&name, opts)?;
+    Ok((name, path))
+}
 
 pub fn create(name: &str, opts: &CreateOpts) -> Result<PathBuf> {
     create::check_name(name)?;

@@ -13,11 +13,13 @@ mod fs;
 mod layers;
 mod lifecycle;
 mod lookup;
+mod names;
 mod new;
 mod pod;
 mod ps;
 mod remove;
 mod run;
+mod signals;
 mod sys;
 mod write;
 
@@ -43,18 +45,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Write /etc/sdme/NAME.container from the options and reload systemd.
+    /// Without NAME, a free adjective-noun name is made up and printed.
     Create {
-        name: String,
+        name: Option<String>,
         #[command(flatten)]
         opts: CreateOpts,
     },
-    /// Create and start a container; run COMMAND in it when one is given.
+    /// Create and start a container, then join it (or run COMMAND in it);
+    /// a failed start or a Ctrl+C removes it again.
     New {
-        name: String,
+        name: Option<String>,
         #[command(flatten)]
         opts: CreateOpts,
-        /// Remove the container when COMMAND exits (needs COMMAND).
-        #[arg(long, requires = "command")]
+        /// Remove the container when the shell or COMMAND exits.
+        #[arg(long)]
         rm: bool,
         /// Run this in the container once it is up (as `sdme exec`).
         #[arg(last = true)]
@@ -108,21 +112,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A login shell (or COMMAND) on a terminal in a running container;
+    /// its exit status is sdme's.
+    Join {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Run a command in a running container; its exit status is sdme's.
     Exec {
         name: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Show the container's unit log (journalctl -u sdme-NAME).
+    /// Show the container's unit log (journalctl -u sdme-NAME), or with
+    /// --guest its own journal.
     Logs {
         name: String,
-        /// Follow the log.
-        #[arg(short, long)]
-        follow: bool,
-        /// Show the last N lines.
-        #[arg(short = 'n', long, value_name = "N")]
-        lines: Option<u32>,
+        #[command(flatten)]
+        opts: run::LogOpts,
     },
     /// Start containers at boot: a drop-in with [Install] WantedBy=machines.target.
     Enable {
@@ -238,14 +246,17 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Create { name, opts } => {
-            lifecycle::create(&name, &opts)?;
+            let (made, _) = lifecycle::create_named(name.as_deref(), &opts)?;
+            if name.is_none() {
+                println!("{made}");
+            }
         }
         Cmd::New {
             name,
             opts,
             rm,
             command,
-        } => return new::run(&name, &opts, rm, &command),
+        } => return new::run(name.as_deref(), &opts, rm, &command),
         Cmd::Start { names } => each(&names, lifecycle::start)?,
         Cmd::Stop {
             names,
@@ -275,12 +286,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
         }
         Cmd::Ps { all, json } => ps::ps(all, json)?,
+        Cmd::Join { name, command } => return run::join(&name, &command),
         Cmd::Exec { name, command } => return run::exec(&name, &command),
-        Cmd::Logs {
-            name,
-            follow,
-            lines,
-        } => return run::logs(&name, follow, lines),
+        Cmd::Logs { name, opts } => return run::logs(&name, &opts),
         Cmd::Enable { names } => each(&names, files::enable)?,
         Cmd::Disable { names } => each(&names, files::disable)?,
         Cmd::Cat { name } => files::cat(&name)?,
@@ -383,8 +391,7 @@ mod tests {
             _ => panic!("not exec"),
         }
         assert!(Cli::try_parse_from(["sdme", "exec", "a"]).is_err());
-        // --rm needs a command to wait for.
-        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_err());
+        assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm"]).is_ok());
         assert!(Cli::try_parse_from(["sdme", "new", "a", "--rm", "--", "true"]).is_ok());
     }
 
@@ -394,6 +401,75 @@ mod tests {
         assert!(Cli::try_parse_from(["sdme", "rm", "-a", "x"]).is_err());
         assert!(Cli::try_parse_from(["sdme", "rm", "-a", "-f"]).is_ok());
         assert!(Cli::try_parse_from(["sdme", "config", "set", "K", "-x"]).is_ok());
+    }
+
+    #[test]
+    fn names_are_optional_for_create_and_new() {
+        match Cli::try_parse_from(["sdme", "new", "--", "hostname"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::New { name, command, .. } => {
+                assert_eq!(name, None);
+                assert_eq!(command, ["hostname"]);
+            }
+            _ => panic!("not new"),
+        }
+        match Cli::try_parse_from(["sdme", "new", "-r", "deb", "--rm"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::New {
+                name, rm, command, ..
+            } => {
+                assert_eq!(name, None);
+                assert!(rm && command.is_empty());
+            }
+            _ => panic!("not new"),
+        }
+        match Cli::try_parse_from(["sdme", "create"]).unwrap().cmd {
+            Cmd::Create { name, .. } => assert_eq!(name, None),
+            _ => panic!("not create"),
+        }
+    }
+
+    #[test]
+    fn join_takes_a_command_with_or_without_dashes() {
+        for argv in [
+            &["sdme", "join", "a", "--", "sh", "-c", "exit 5"][..],
+            &["sdme", "join", "a", "sh", "-c", "exit 5"][..],
+        ] {
+            match Cli::try_parse_from(argv).unwrap().cmd {
+                Cmd::Join { name, command } => {
+                    assert_eq!(name, "a");
+                    assert_eq!(command, ["sh", "-c", "exit 5"]);
+                }
+                _ => panic!("not join"),
+            }
+        }
+        match Cli::try_parse_from(["sdme", "join", "a"]).unwrap().cmd {
+            Cmd::Join { command, .. } => assert!(command.is_empty()),
+            _ => panic!("not join"),
+        }
+    }
+
+    #[test]
+    fn logs_options_and_pass_through() {
+        let c = Cli::try_parse_from([
+            "sdme", "logs", "a", "-f", "-n", "5", "--since", "1h ago", "--guest", "--", "-o",
+            "json",
+        ])
+        .unwrap();
+        match c.cmd {
+            Cmd::Logs { name, opts } => {
+                assert_eq!(name, "a");
+                assert!(opts.follow && opts.guest);
+                assert_eq!(opts.lines, Some(5));
+                assert_eq!(opts.since.as_deref(), Some("1h ago"));
+                assert_eq!(opts.rest, ["-o", "json"]);
+            }
+            _ => panic!("not logs"),
+        }
     }
 
     #[test]

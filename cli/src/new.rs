@@ -1,48 +1,79 @@
-//! `sdme new`: create, start, then run a command; what a failed start
-//! created is removed again.
+//! `sdme new`: create, start, then join (or run a command). What this
+//! `new` created is removed again when the start fails, the session cannot
+//! open, or a signal (Ctrl+C) comes at any point.
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Result};
 
 use crate::create::CreateOpts;
-use crate::lifecycle::{create, start};
-use crate::lookup::load;
+use crate::lifecycle::{create_named, start, stop, StopMode};
+use crate::lookup::service;
 use crate::remove::rm;
-use crate::run::{exec, exec_command};
+use crate::run::{run_in, running_machine, Mode};
+use crate::signals::{self, Signals};
 
-/// create + start (+ exec). `join` is not there yet: without a command,
-/// `new` leaves the container running and says how to get in. A failed
-/// start removes what `new` created.
-pub fn run(name: &str, opts: &CreateOpts, remove: bool, command: &[String]) -> Result<ExitCode> {
-    create(name, opts)?;
-    if let Err(e) = start(name) {
-        if let Err(e2) = rm(name, true) {
-            eprintln!("sdme: removing {name} again: {e2:#}");
+pub fn run(
+    name: Option<&str>,
+    opts: &CreateOpts,
+    remove: bool,
+    command: &[String],
+) -> Result<ExitCode> {
+    // Before anything exists, so that no step misses a signal.
+    let sig = Signals::catch()?;
+    let generated = name.is_none();
+    let (name, _) = create_named(name, opts)?;
+    if generated {
+        eprintln!("sdme: created {name}");
+    }
+    let removed = |why: anyhow::Error| -> Result<ExitCode> {
+        // Killed, not shut down: the container is thrown away, and a
+        // guest interrupted in its boot may not halt before the timeout.
+        let stopped = stop(&name, StopMode::Kill);
+        if let Err(e) = stopped.and_then(|_| rm(&name, true)) {
+            eprintln!("sdme: removing {name} again: {e:#}");
         }
-        return Err(e.context(format!("{name} did not start and was removed")));
+        Err(why.context(format!("{name} was removed again")))
+    };
+    let interrupted = |s: i32| anyhow!("interrupted by {}", signals::name(s));
+    if let Some(s) = sig.received() {
+        return removed(interrupted(s));
     }
-    if command.is_empty() {
-        println!("{name} is running; enter it with: machinectl shell {name}");
-        return Ok(ExitCode::SUCCESS);
+    // A signal during the boot cancels the start job (systemctl start
+    // then returns); the removal follows below.
+    let unit = service(&name);
+    sig.on_signal(move |_| {
+        let _ = Command::new("systemctl")
+            .args(["stop", "--no-block", &unit])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let started = start(&name);
+    if let Some(s) = sig.received() {
+        return removed(interrupted(s));
     }
-    if !remove {
-        return exec(name, command);
+    if let Err(e) = started {
+        return removed(e.context(format!("{name} did not start")));
     }
-    // --rm: run COMMAND as a child, then remove; COMMAND's status is ours.
-    let mut child = exec_command(&load(name)?.machine, command)
-        .spawn()
-        .context("running systemd-run")?;
-    // Ctrl+C is for COMMAND (the child, spawned with the default
-    // disposition): sdme stays to remove the container.
-    // SAFETY: setting a signal disposition to SIG_IGN installs no handler.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let st = child.wait().context("waiting for systemd-run")?;
-    rm(name, true)?;
-    let code = st
-        .code()
-        .or_else(|| st.signal().map(|s| 128 + s))
-        .unwrap_or(1);
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    let machine = match running_machine(&name) {
+        Ok(m) => m,
+        Err(e) => return removed(e),
+    };
+    let mode = if command.is_empty() {
+        Mode::Join
+    } else {
+        Mode::Pipe
+    };
+    let code = match run_in(&machine, command, mode, &sig) {
+        Ok(c) => c,
+        Err(e) => return removed(e.context("the session did not open")),
+    };
+    if let Some(s) = sig.received() {
+        return removed(interrupted(s));
+    }
+    if remove {
+        rm(&name, true)?;
+    }
+    Ok(code)
 }

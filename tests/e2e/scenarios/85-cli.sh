@@ -144,6 +144,6 @@ check_in "--rm: no cli2 file or state afterwards" sh -c '! test -e /etc/sdme/cli
 assert_eq "--rm: sdme-cli2.service gone" not-found "$(th_exec systemctl show -p LoadState --value sdme-cli2.service)"
 out=$(out_rc timeout 180 sdme new cli3 -r no-such-rootfs)
 printf '%s\n' "$out"
-assert_match "sdme new cli3 with a missing rootfs fails, naming the removal" "^1 .*cli3 did not start and was removed" "$out"
+assert_match "sdme new cli3 with a missing rootfs fails, naming the removal" "^1 .*cli3 was removed again: cli3 did not start" "$out"
 check_in "no cli3 file or state" sh -c '! test -e /etc/sdme/cli3.container && ! test -e /var/lib/sdme/containers/cli3'
 assert_eq "sdme-cli3.service gone" not-found "$(th_exec systemctl show -p LoadState --value sdme-cli3.service)"
