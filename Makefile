@@ -5,11 +5,15 @@
 #   make install             install what `make` built into $(DESTDIR)$(PREFIX)
 #                            (it does not build: `make && sudo make install`)
 #   make test-deps           the Debian packages the whole test suite needs (root)
-#   make check               the whole test suite (unit, golden, e2e); needs root
+#   make check               the whole test suite (unit, golden, release
+#                            artifacts, e2e); needs root
 #   make test                unit and golden tests only (no root needed)
 #   make e2e                 the end-to-end suite alone; needs root
 #   make deb                 the Debian package, into target/dist/ (needs
 #                            debhelper and lintian: make test-deps)
+#   make dist                release artifacts into target/dist/: static
+#                            binaries, an installed tree, the .deb, the
+#                            source tarball and SHA256SUMS
 
 PREFIX      ?= /usr
 DESTDIR     ?=
@@ -41,7 +45,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod
 # loaded by a static binary.
 BINS_USER = sdme-import sdme
 
-.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean deb
+.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean deb dist dist-check
 
 all: build
 
@@ -126,19 +130,19 @@ test-deps:
 e2e: build
 	tests/e2e/run
 
-check: test-deps fmt clippy test e2e
+check: test-deps fmt clippy test dist-check e2e
 
 bench: build
 	tests/bench/generator-1000
 
 # dpkg-buildpackage writes its results next to the source tree; they are
-# moved into target/dist/. The version is debian/changelog's, the same as
-# the workspace's (checked: every binary's --version shows it).
-VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null)
+# moved into target/dist/. The version is the workspace's, which every
+# binary's --version shows; debian/changelog must be at it (checked).
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 DIST_DIR = target/dist
 deb:
-	@[ "$(VERSION)" = "$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] || \
-		{ echo "make deb: debian/changelog's version $(VERSION) is not Cargo.toml's" >&2; exit 1; }
+	@[ "$(VERSION)" = "$$(dpkg-parsechangelog -S Version)" ] || \
+		{ echo "make deb: debian/changelog's version is not Cargo.toml's $(VERSION)" >&2; exit 1; }
 	dpkg-buildpackage -b -us -uc --no-pre-clean
 	mkdir -p $(DIST_DIR)
 	for f in deb buildinfo changes; do mv ../sdme_$(VERSION)_*.$$f $(DIST_DIR)/; done
@@ -147,6 +151,33 @@ deb:
 		debian/sdme.prerm.debhelper
 	lintian --fail-on error,warning $(DIST_DIR)/sdme_$(VERSION)_*.changes
 	@ls -l $(DIST_DIR)/sdme_$(VERSION)_*.deb
+
+# Release artifacts (.github/workflows/release.yml attaches them to a
+# release): each static binary as NAME-VERSION-ARCH, the tree `make
+# install` writes as a tarball (units, man pages, completions: for image
+# builders), the .deb, the source of HEAD, and their sums.
+ARCH = $(firstword $(subst -, ,$(TARGET)))
+RELEASE = sdme-$(VERSION)
+dist: build
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make dist: not a git checkout (the source tarball is HEAD's)" >&2; exit 1; }
+	rm -rf $(DIST_DIR)
+	$(MAKE) --no-print-directory deb
+	for b in $(BINS_GENERATOR) $(BINS_HELPERS) $(BINS_USER); do \
+		install -m 0755 $(BUILD_DIR)/$$b $(DIST_DIR)/$$b-$(VERSION)-$(ARCH); done
+	rm -rf $(DIST_DIR)/tree && $(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DIST_DIR)/tree
+	tar --owner=0 --group=0 --numeric-owner --sort=name --mtime=@$$(dpkg-parsechangelog -S Timestamp) \
+		-C $(DIST_DIR)/tree -czf $(DIST_DIR)/$(RELEASE)-$(ARCH)-linux.tar.gz .
+	rm -rf $(DIST_DIR)/tree
+	git archive --format=tar.gz --prefix=$(RELEASE)/ -o $(DIST_DIR)/$(RELEASE).tar.gz HEAD
+	cd $(DIST_DIR) && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | sort | \
+		xargs sha256sum > SHA256SUMS
+	@cat $(DIST_DIR)/SHA256SUMS
+
+# What CI runs so that the release path cannot rot.
+dist-check: dist
+	cd $(DIST_DIR) && sha256sum -c SHA256SUMS
+	tar -tzf $(DIST_DIR)/$(RELEASE).tar.gz $(RELEASE)/Cargo.toml $(RELEASE)/debian/control >/dev/null
+	$(DIST_DIR)/sdme-$(VERSION)-$(ARCH) --version | grep -qx "sdme $(VERSION)"
 
 clean:
 	$(CARGO) clean
