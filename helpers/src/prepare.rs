@@ -1129,10 +1129,21 @@ pub fn run(opts: &Options) -> Result<Report> {
                 ));
                 return Ok(report);
             }
-            unmount(&opts.state)?;
+            // The record goes before the unmount: in a restart, the next
+            // prepare step runs as soon as systemd sees the overlay gone
+            // (the mount unit's restart job then ends) and writes its
+            // own record, which a removal after the unmount would delete.
+            // It comes back if the overlay stays mounted.
+            let record = sdme_core::inuse::read(&opts.records, &opts.machine);
+            crate::stop::end_use(&opts.records, &opts.machine)?;
+            if let Err(e) = unmount(&opts.state) {
+                if let Some(r) = &record {
+                    let _ = sdme_core::inuse::write(&opts.records, r);
+                }
+                return Err(e);
+            }
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;
-            crate::stop::end_use(&opts.records, &opts.machine)?;
             let mut report = Report::default();
             if opts.mount_unit {
                 report

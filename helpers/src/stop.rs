@@ -6,8 +6,10 @@
 //!   ([`sdme_core::inuse`]), which `sdme-import --force`/`--remove` check
 //!   and from which the generator keeps a unit that stops a container
 //!   whose file was removed or broke;
-//! * at stop, [`end_use`] removes the record once the overlay is
-//!   unmounted, and [`wait_mount_unit_inactive`] makes systemd's view of
+//! * at stop, [`end_use`] removes the record just before the overlay is
+//!   unmounted (put back if it stays mounted: a restart's next prepare
+//!   step may write its own as soon as the unmount is seen), and
+//!   [`wait_mount_unit_inactive`] makes systemd's view of
 //!   the overlay's `.mount` unit catch up with the kernel before the
 //!   service's stop job ends.
 //!
@@ -104,8 +106,8 @@ pub fn begin_use(
     })
 }
 
-/// At stop, once the overlay is unmounted: the container no longer uses
-/// its rootfs.
+/// At stop, right before the overlay is unmounted: the container no
+/// longer uses its rootfs.
 pub fn end_use(records: &Path, machine: &str) -> Result<()> {
     inuse::remove(records, machine)
         .with_context(|| format!("cannot remove {}", records.join(machine).display()))

@@ -862,3 +862,37 @@ fn stop_of_another_unit_leaves_the_overlay_mounted() {
     assert!(!overlay_at(&merged), "its own unit's stop unmounts it");
     assert!(!o.records.exists(), "record removed");
 }
+
+/// A stop that cannot unmount (something holds the overlay) keeps the
+/// record, which goes just before the unmount (so that a restart's next
+/// prepare step, running once the unmount is seen, keeps its own): the
+/// container still uses its layers.
+#[test]
+fn busy_overlay_keeps_its_record() {
+    if !root() {
+        return;
+    }
+    let f = fixture();
+    let o = opts(&f, &["--mount", "--unit=sdme-web.service"]);
+    prepare::run(&o).unwrap();
+    let merged = f.state.join("merged");
+    assert!(overlay_at(&merged));
+    let holder = std::fs::File::open(merged.join("etc/hostname")).unwrap();
+    let mut stop = prepare::parse_args(vec![
+        "--unmount".into(),
+        "--unit=sdme-web.service".into(),
+        format!("--state={}", f.state.display()).into(),
+        "web".into(),
+    ])
+    .unwrap();
+    stop.records = o.records.clone();
+    let e = format!("{:#}", prepare::run(&stop).unwrap_err());
+    assert!(e.contains("busy"), "{e}");
+    assert!(overlay_at(&merged));
+    let rec = sdme_core::inuse::read(&o.records, "web").expect("record kept while mounted");
+    assert_eq!(rec.unit.as_deref(), Some("sdme-web.service"));
+    drop(holder);
+    prepare::run(&stop).unwrap();
+    assert!(!overlay_at(&merged));
+    assert!(!o.records.exists(), "record removed");
+}

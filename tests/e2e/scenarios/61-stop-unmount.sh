@@ -71,13 +71,20 @@ restart() {
 	local u=$1 m=$2
 	step "systemctl restart $u"
 	require_in "start $u" timeout 180 systemctl start "$u"
-	check_in "restart $u" timeout 180 systemctl restart "$u"
+	# The old stop must not delete the record of the start that follows
+	# it (the generator keeps a stop-capable unit from it): every restart.
+	# (reset-failed also resets systemd's start rate limit, 5 in 10 s by
+	# default, which restarts in a row after the cycles above would hit.)
+	check_in "restart $u 4 times, its record in /run/sdme/inuse after each" sh -c \
+		"for i in 1 2 3 4; do systemctl reset-failed $u; timeout 180 systemctl restart $u || exit 1
+		test -s /run/sdme/inuse/$m || { echo \"no record after restart \$i\"; exit 1; }; done"
 	assert_eq "$u active after restart" active "$(th_exec systemctl is-active "$u" 2>&1 || true)"
 	assert_match "$m booted after restart" '^(running|degraded)$' \
 		"$(th_exec timeout 60 systemctl -M "$m" is-system-running --wait 2>&1 || true)"
 	check_in "stop $u" timeout 120 systemctl stop "$u"
 	check_in "$m: overlay unmounted after stop" sh -c "! mountpoint -q /var/lib/sdme/containers/$m/merged"
 	assert_eq "$u inactive after stop" inactive "$(th_exec systemctl is-active "$u" 2>&1 || true)"
+	check_in "$m: record gone after stop" test ! -e "/run/sdme/inuse/$m"
 }
 
 mount_unit=$(th_exec systemd-escape --path --suffix=mount "/var/lib/sdme/containers/$plain/merged")
@@ -103,6 +110,7 @@ th_exec systemd-run -q --unit=e2e-busy61 sh -c "cd /var/lib/sdme/containers/$pla
 require_in "the holder runs in merged/" sh -c "for i in \$(seq 50); do [ \"\$(readlink /proc/\$(systemctl show -p MainPID --value e2e-busy61)/cwd)\" = /var/lib/sdme/containers/$plain/merged ] && exit 0; sleep 0.1; done; exit 1"
 check_in "stop sdme-$plain (returns)" timeout 120 systemctl stop "sdme-$plain"
 check_in "merged/ still mounted while busy" mountpoint -q "/var/lib/sdme/containers/$plain/merged"
+check_in "its record kept while it stays mounted" test -s "/run/sdme/inuse/$plain"
 assert_eq "sdme-$plain failed (its stop could not unmount)" failed \
 	"$(th_exec systemctl is-active "sdme-$plain" 2>&1 || true)"
 assert_match "the journal names the mount point and says it is busy" \
