@@ -809,15 +809,21 @@ fn start_record_names_unit_and_file_and_goes_with_the_stop() {
         recs[0].source.as_deref(),
         Some(Path::new("/etc/sdme/web.container"))
     );
-    let mut stop = prepare::parse_args(vec![
-        "--unmount".into(),
-        format!("--state={}", f.state.display()).into(),
-        "web".into(),
-    ])
-    .unwrap();
-    stop.records = o.records.clone();
-    prepare::run(&stop).unwrap();
+    prepare::run(&stop_opts(&f, &o, None)).unwrap();
     assert!(!o.records.exists(), "record and empty directory removed");
+}
+
+/// The options of the stop of machine `web` (`--unmount`, as its
+/// `ExecStopPost=` runs it, as `unit` when given), with the records of
+/// its start `o`.
+fn stop_opts(f: &Fixture, o: &Options, unit: Option<&str>) -> Options {
+    let mut args: Vec<std::ffi::OsString> = vec!["--unmount".into()];
+    args.extend(unit.map(|u| format!("--unit={u}").into()));
+    args.push(format!("--state={}", f.state.display()).into());
+    args.push("web".into());
+    let mut stop = prepare::parse_args(args).unwrap();
+    stop.records = o.records.clone();
+    stop
 }
 
 /// A stop leaves alone an overlay whose record names another unit (the
@@ -833,17 +839,7 @@ fn stop_of_another_unit_leaves_the_overlay_mounted() {
     prepare::run(&o).unwrap();
     let merged = f.state.join("merged");
     assert!(overlay_at(&merged));
-    let stop_as = |unit: &str| {
-        let mut stop = prepare::parse_args(vec![
-            "--unmount".into(),
-            format!("--unit={unit}").into(),
-            format!("--state={}", f.state.display()).into(),
-            "web".into(),
-        ])
-        .unwrap();
-        stop.records = o.records.clone();
-        prepare::run(&stop).unwrap()
-    };
+    let stop_as = |unit: &str| prepare::run(&stop_opts(&f, &o, Some(unit))).unwrap();
     let report = stop_as("sdme-other.service");
     assert!(overlay_at(&merged), "another unit's stop unmounted it");
     assert!(
@@ -878,14 +874,7 @@ fn busy_overlay_keeps_its_record() {
     let merged = f.state.join("merged");
     assert!(overlay_at(&merged));
     let holder = std::fs::File::open(merged.join("etc/hostname")).unwrap();
-    let mut stop = prepare::parse_args(vec![
-        "--unmount".into(),
-        "--unit=sdme-web.service".into(),
-        format!("--state={}", f.state.display()).into(),
-        "web".into(),
-    ])
-    .unwrap();
-    stop.records = o.records.clone();
+    let stop = stop_opts(&f, &o, Some("sdme-web.service"));
     let e = format!("{:#}", prepare::run(&stop).unwrap_err());
     assert!(e.contains("busy"), "{e}");
     assert!(overlay_at(&merged));
