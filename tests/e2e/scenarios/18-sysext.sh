@@ -16,7 +16,10 @@
 #   under a unit that has lost its file (systemd's defaults: no
 #   ExecStopPost=, KillMode=control-group); what sdme(5) tells the admin to
 #   do then is checked: merge again and reload (the container's own unit
-#   is back, same MainPID), stop it (clean: overlay unmounted), unmerge.
+#   is back, same MainPID), stop it (clean: overlay unmounted), unmerge;
+# - merged by starting systemd-sysext.service and unmerged by stopping it
+#   while sdme-web runs: the extension's drop-in (PartOf=) stops sdme-web
+#   cleanly before the unmerge.
 # Raw images in /var/lib/extensions need loop devices, which the test host
 # (an nspawn container) does not have: directories only.
 
@@ -27,7 +30,7 @@ web=/var/lib/sdme/containers/web
 # installation back for the scenarios that follow.
 trap 'e2e__run_cleanups; th_install' EXIT
 on_cleanup sh -c "rm -rf $ext $stage $web; systemctl daemon-reload"
-on_cleanup sh -c "systemd-sysext merge >/dev/null 2>&1; systemctl daemon-reload; systemctl stop sdme-web; systemd-sysext unmerge >/dev/null 2>&1; systemctl reset-failed 'sdme-*' 'var-lib-sdme-*' 2>/dev/null; true"
+on_cleanup sh -c "systemd-sysext merge >/dev/null 2>&1; systemctl daemon-reload; systemctl stop sdme-web; systemctl stop systemd-sysext.service; systemd-sysext unmerge >/dev/null 2>&1; systemctl reset-failed 'sdme-*' 'var-lib-sdme-*' 2>/dev/null; true"
 
 # prop UNIT PROPERTY
 prop() { th_exec systemctl show -p "$2" --value "$1" 2>&1 || true; }
@@ -59,6 +62,12 @@ mkdir -p "$TH_ROOT$stage/usr/lib/sdme" "$TH_ROOT$stage/usr/lib/extension-release
 printf '[Container]\n' >"$TH_ROOT$stage/usr/lib/sdme/web.container"
 # An invalid package file beside it (a relative Bind= source).
 printf '[Container]\nBind=srv/x:/srv\n' >"$TH_ROOT$stage/usr/lib/sdme/bad18.container"
+# The drop-in of sdme.container(5) for an extension that carries sdme:
+# stopping systemd-sysext.service (its ExecStop= unmerges) stops every
+# sdme unit first.
+mkdir -p "$TH_ROOT$stage/usr/lib/systemd/system/sdme-.service.d"
+printf '[Unit]\nPartOf=systemd-sysext.service\nAfter=systemd-sysext.service\n' \
+	>"$TH_ROOT$stage/usr/lib/systemd/system/sdme-.service.d/50-sysext.conf"
 # ID= and VERSION_ID= of the host (or ID=_any): checked by systemd-sysext.
 grep -E '^(ID|VERSION_ID)=' "$TH_ROOT/usr/lib/os-release" >"$TH_ROOT$stage/usr/lib/extension-release.d/extension-release.sdme18"
 cat "$TH_ROOT$stage/usr/lib/extension-release.d/extension-release.sdme18"
@@ -77,7 +86,8 @@ assert_match "/usr is the merged overlay" '^/usr overlay$' "$(sysext_mounts)"
 check_in "the generator, the helpers and the CLI through /usr" sh -c \
 	'test -x /usr/lib/systemd/system-generators/sdme-generator && test -x /usr/libexec/sdme/sdme-prepare &&
 	test -x /usr/libexec/sdme/sdme-boot-wait && test -x /usr/bin/sdme-import && command -v sdme'
-assert_eq "sdme-prepare@.service from the extension" /usr/lib/systemd/system/sdme-prepare@.service \
+# (systemd 252 names it by the /lib symbolic link.)
+assert_match "sdme-prepare@.service from the extension" '^(/usr)?/lib/systemd/system/sdme-prepare@\.service$' \
 	"$(prop sdme-prepare@web.service FragmentPath)"
 check_in "the tmpfiles file is read" sh -c 'systemd-tmpfiles --cat-config | grep -qx "# /usr/lib/tmpfiles.d/sdme.conf"'
 check_in "systemd-tmpfiles --create sdme.conf" systemd-tmpfiles --create sdme.conf
@@ -142,3 +152,18 @@ check_in "record /run/sdme/inuse/web removed" test ! -e /run/sdme/inuse/web
 unmerge
 assert_eq "sdme-web.service gone" not-found "$(prop sdme-web.service LoadState)"
 assert_eq "nothing merged" "" "$(sysext_mounts)"
+
+step "unmerged by stopping systemd-sysext.service: the extension's drop-in stops sdme-web first"
+require_in "systemctl start systemd-sysext.service (merges)" systemctl start systemd-sysext.service
+require_in "daemon-reload" systemctl daemon-reload
+require_in "systemctl start sdme-web" timeout 180 systemctl start sdme-web
+booted web
+assert_match "sdme-web is PartOf= systemd-sysext.service" '(^| )systemd-sysext\.service( |$)' "$(prop sdme-web.service PartOf)"
+require_in "systemctl stop systemd-sysext.service (unmerges)" timeout 120 systemctl stop systemd-sysext.service
+assert_eq "sdme-web stopped cleanly first (inactive, nspawn exited 0)" inactive/0 \
+	"$(prop sdme-web.service ActiveState)/$(prop sdme-web.service ExecMainStatus)"
+check "overlay unmounted, mount unit inactive" th_unmounted web
+check_in "record /run/sdme/inuse/web removed" test ! -e /run/sdme/inuse/web
+assert_eq "nothing merged" "" "$(sysext_mounts)"
+require_in "daemon-reload" systemctl daemon-reload
+assert_eq "sdme-web.service gone" not-found "$(prop sdme-web.service LoadState)"
