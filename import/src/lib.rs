@@ -21,6 +21,7 @@
 
 pub mod acl;
 pub mod budget;
+pub mod buildcache;
 pub mod cancel;
 pub mod cli;
 pub mod compress;
