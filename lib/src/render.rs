@@ -893,7 +893,8 @@ fn build_links(b: &Build) -> Vec<Output> {
 /// A build unit: a one-shot that runs the builder on the `.build` file
 /// (found again on the search path, with its drop-ins), which builds the
 /// rootfs when it is missing or its inputs changed and otherwise does
-/// nothing; after the unit that makes its `From=` rootfs.
+/// nothing; after the unit that makes its `From=` rootfs; required by the
+/// prepare steps of the containers on it.
 pub fn render_build(b: &Build) -> Vec<Output> {
     let requires = match &b.from {
         Base::Image(n) => vec![image_service_name(n)],
@@ -913,10 +914,21 @@ pub fn render_build(b: &Build) -> Vec<Output> {
         exec_start: cmd,
         passthrough: &b.passthrough,
     });
+    let unit = build_service_name(&b.name);
     let mut out = vec![Output::File {
-        path: build_service_name(&b.name),
+        path: unit.clone(),
         content,
     }];
+    // The prepare steps require the build, not only start after it: a
+    // failed build fails them as a dependency instead of letting them run
+    // and report a missing rootfs (a static template cannot name the
+    // build itself).
+    for m in &b.prepared_by {
+        out.push(Output::Symlink {
+            path: [&prepare_unit_name(m), ".requires/", &unit].concat(),
+            target: ["../", &unit].concat(),
+        });
+    }
     out.extend(build_links(b));
     out
 }

@@ -14,7 +14,7 @@ cfile=/etc/sdme/$name.container
 bad=/etc/sdme/bad51.build
 bunit=sdme-build-$name.service
 on_cleanup sh -c "rm -f $file $cfile $bad && systemctl daemon-reload"
-on_cleanup sh -c "systemctl stop sdme-$name.service $bunit; systemctl reset-failed sdme-$name.service $bunit 2>/dev/null; true"
+on_cleanup sh -c "systemctl stop sdme-$name.service $bunit; systemctl reset-failed sdme-$name.service $bunit sdme-prepare@$name.service sdme-explain@sdme-$name.service 2>/dev/null; true"
 
 step "Rootfs=NAME.build gives a build unit before the prepare step"
 require_in "write $file and $cfile" sh -c "printf '[Build]\nRun=true\n' > $file && printf '[Container]\nRootfs=$name.build\n' > $cfile && systemctl daemon-reload"
@@ -24,6 +24,8 @@ assert_match "the container requires the build unit" "(^|[[:space:]])$bunit([[:s
 	"$(th_exec systemctl show -p Requires --value "sdme-$name.service" 2>&1 || true)"
 assert_match "the build unit is ordered before the prepare step" "(^|[[:space:]])sdme-prepare@$name.service([[:space:]]|$)" \
 	"$(th_exec systemctl show -p Before --value "$bunit" 2>&1 || true)"
+assert_match "the prepare step requires the build unit" "(^|[[:space:]])$bunit([[:space:]]|$)" \
+	"$(th_exec systemctl show -p Requires --value "sdme-prepare@$name.service" 2>&1 || true)"
 
 step "without the builder, the start fails with the reason"
 check_in_status 1 "start of sdme-$name fails" systemctl start "sdme-$name.service"
@@ -31,6 +33,8 @@ assert_match "the build unit's journal says why" "$file: building root file syst
 	"$(th_exec journalctl -q -u "$bunit" -o cat 2>&1 || true)"
 check_in "no rootfs was made" test ! -e "/var/lib/sdme/rootfs/$name"
 check_in "the container was not prepared" test ! -e "/var/lib/sdme/containers/$name"
+assert_eq "the prepare step never ran (a failed dependency)" "0" \
+	"$(th_exec systemctl show -p ExecMainStartTimestampMonotonic --value "sdme-prepare@$name.service" 2>&1 || true)"
 
 step "sdme verify: refusals with file:line"
 require_in "write $bad" sh -c "printf '[Build]\nCopy=../outside:/srv/x\nCopy=a:/tmp/x\nFrom=\nCopy=b:/var/log/x\nRun=\n' > $bad"
