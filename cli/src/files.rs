@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use sdme_core::build::Build;
 use sdme_core::config::Config;
 use sdme_core::container::Container;
 use sdme_core::generate::plan;
@@ -299,11 +300,18 @@ pub fn verify(files: &[PathBuf]) -> Result<ExitCode> {
 /// it is on the search path (with its drop-ins and the checks against the
 /// other files), else those of the file alone.
 fn verify_one(f: &Path, dirs: &[PathBuf], whole: &mut Option<Vec<String>>) -> Result<Vec<String>> {
-    let Some(kind) = [FileType::Container, FileType::Pod, FileType::Image]
-        .into_iter()
-        .find(|k| f.extension() == Some(k.suffix().as_ref()))
-    else {
-        bail!("{}: not a .container, .pod or .image file", f.display());
+    let Some(kind) = [
+        FileType::Container,
+        FileType::Pod,
+        FileType::Image,
+        FileType::Build,
+    ]
+    .into_iter()
+    .find(|k| f.extension() == Some(k.suffix().as_ref())) else {
+        bail!(
+            "{}: not a .container, .pod, .image or .build file",
+            f.display()
+        );
     };
     let name = f.file_name().context("no file name")?;
     // The directory of the search path the file is in, by identity (so
@@ -354,6 +362,7 @@ fn verify_one(f: &Path, dirs: &[PathBuf], whole: &mut Option<Vec<String>>) -> Re
         FileType::Container => Container::load(&found).err(),
         FileType::Pod => Pod::load(&found).err(),
         FileType::Image => Image::load(&found).err(),
+        FileType::Build => Build::load(&found).err(),
     };
     Ok(diags
         .unwrap_or_default()

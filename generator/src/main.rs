@@ -18,7 +18,7 @@ use sdme_core::generate::{generate, plan_with};
 use sdme_core::orphan::render_orphan;
 use sdme_core::paths;
 use sdme_core::render::Output;
-use sdme_core::render::{render, render_image, render_pod};
+use sdme_core::render::{render, render_build, render_image, render_pod};
 
 const USAGE: &str = "\
 Usage: sdme-generator NORMAL-DIR [EARLY-DIR LATE-DIR]
@@ -129,6 +129,7 @@ fn main() -> ExitCode {
                     .iter()
                     .flat_map(render_pod)
                     .chain(g.images.iter().flat_map(render_image))
+                    .chain(g.builds.iter().flat_map(render_build))
                     .chain(g.broken.iter().map(render_broken))
                     .chain(g.orphans.iter().map(render_orphan))
                     .map(write)

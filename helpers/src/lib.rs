@@ -11,6 +11,7 @@
 
 pub mod bindpoint;
 pub mod bootwait;
+pub mod build;
 pub mod dbus;
 pub mod explain;
 pub mod fsutil;

@@ -92,6 +92,43 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOpts) -> Result<Stats> {
     Ok(c.stats)
 }
 
+/// Copy the entry `name` of the directory `src_dir` (a file, symlink,
+/// special file, or a directory with everything in it) into the existing
+/// directory `dst_dir`, under the same name, which must not exist there.
+pub fn copy_one(
+    src_dir: &Path,
+    name: &std::ffi::OsStr,
+    dst_dir: &Path,
+    opts: &CopyOpts,
+) -> Result<Stats> {
+    let open = |p: &Path| {
+        sys::openat(
+            libc::AT_FDCWD,
+            &cstring(p.as_os_str().as_encoded_bytes())?,
+            DIR_FLAGS,
+            0,
+        )
+        .with_context(|| format!("cannot open {}", p.display()))
+    };
+    let sfd = open(src_dir)?;
+    let dfd = open(dst_dir)?;
+    let st = sys::fstat(sfd.as_raw_fd())
+        .with_context(|| format!("cannot stat {}", src_dir.display()))?;
+    let mut c = Copier {
+        opts,
+        dev: st.st_dev,
+        links: HashMap::new(),
+        dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
+        buf: Vec::new(),
+        stats: Stats::default(),
+    };
+    let cname = cstring(name.as_encoded_bytes())?;
+    let mut rel = name.as_encoded_bytes().to_vec();
+    c.entry(sfd.as_raw_fd(), dfd.as_raw_fd(), &cname, &mut rel)
+        .with_context(|| format!("cannot copy {}", src_dir.join(name).display()))?;
+    Ok(c.stats)
+}
+
 struct Copier<'a> {
     opts: &'a CopyOpts<'a>,
     dev: u64,

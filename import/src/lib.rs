@@ -21,6 +21,10 @@
 
 pub mod acl;
 pub mod budget;
+pub mod buildcache;
+pub mod buildcopy;
+pub mod buildrun;
+pub mod buildsteps;
 pub mod cancel;
 pub mod cli;
 pub mod compress;

@@ -56,6 +56,32 @@ pub struct Meta {
     /// `/etc/os-release` (or `/usr/lib/os-release`) of the tree.
     pub os_release: BTreeMap<String, String>,
     pub oci: Option<OciConfig>,
+    /// For a rootfs made by a build (sdme.build(5)): what it was built from.
+    pub build: Option<BuildInfo>,
+}
+
+/// How a built rootfs was made: the file, and each step with its cache key
+/// (see `buildcache`); a build whose keys all match is up to date.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildInfo {
+    /// The build file (`/etc/sdme/web.build`, or the original format's).
+    pub file: String,
+    /// SHA-256 of the file and its drop-ins, as read.
+    pub file_hash: String,
+    /// What the build started from, as keyed (`buildcache::base_key`).
+    pub base: String,
+    pub steps: Vec<BuildStepInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildStepInfo {
+    /// `Run=...` or `Copy=...`, as `Step::text` writes it.
+    pub text: String,
+    /// `path:line` of the line that wrote it.
+    pub at: String,
+    pub key: String,
 }
 
 impl Meta {

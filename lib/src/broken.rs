@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::build::build_service_name;
 use crate::escape::{exec_word, unit_value};
 use crate::image::image_service_name;
 use crate::name::{check_machine_name, check_pod_name, check_rootfs_name};
@@ -86,6 +87,10 @@ impl Broken {
             FileType::Image => {
                 check_rootfs_name(&stem).ok()?;
                 (image_service_name(&stem), format!("image {stem}"))
+            }
+            FileType::Build => {
+                check_rootfs_name(&stem).ok()?;
+                (build_service_name(&stem), format!("build {stem}"))
             }
         };
         Some(Broken {

@@ -22,6 +22,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
 use crate::broken::{render_broken, Broken};
+use crate::build::Build;
+use crate::build_plan::plan_builds;
 use crate::config::Config;
 use crate::container::Container;
 use crate::diag::Diag;
@@ -31,8 +33,8 @@ use crate::orphan::{render_orphan, Orphan};
 use crate::parallel::{pipeline, threads_for};
 use crate::pod::Pod;
 use crate::render::{
-    image_output_paths, output_paths, pod_output_paths, render, render_image, render_pod,
-    service_name, Output,
+    build_output_paths, image_output_paths, output_paths, pod_output_paths, render, render_build,
+    render_image, render_pod, service_name, Output,
 };
 use crate::search::{Candidate, FileType, Listings, UnitName, Unread};
 use crate::userns;
@@ -45,6 +47,8 @@ pub struct Plan {
     /// Image units: `.image` files in file-name order, then the inline
     /// `Image=` references of accepted containers, each once.
     pub images: Vec<Image>,
+    /// Build units: the accepted `.build` files, in file-name order.
+    pub builds: Vec<Build>,
     /// Accepted containers, in file-name order (boxed: the checks and
     /// the writing threads pass a thousand of them along).
     pub containers: Vec<Box<Container>>,
@@ -55,7 +59,8 @@ pub struct Plan {
     /// Files skipped because of their errors.
     pub skipped: Vec<PathBuf>,
     /// Error units: the skipped files whose names are valid unit names,
-    /// in the order images, pods, containers (each in file-name order);
+    /// in the order images, builds, pods, containers (each in file-name
+    /// order);
     /// none with the name of a unit generated from a good file, nor of
     /// an orphan.
     pub broken: Vec<Broken>,
@@ -140,6 +145,19 @@ pub fn plan_with<R: Send>(
             .extend(Broken::new(FileType::Image, &name, &path, vec![e]));
     }
     let image_files: BTreeSet<String> = p.images.iter().map(|x| x.name.clone()).collect();
+    // Build files next: they may start from image files, and containers
+    // name them with Rootfs=NAME.build.
+    let bs = plan_builds(listings.search(FileType::Build), &image_files);
+    p.errors.extend(bs.errors);
+    p.masked.extend(bs.masked);
+    p.skipped.extend(bs.skipped);
+    p.broken.extend(bs.broken);
+    let broken_builds = bs.broken_files;
+    for b in &bs.builds {
+        taken.extend(build_output_paths(b));
+    }
+    p.builds = bs.builds;
+    let build_files: BTreeSet<String> = p.builds.iter().map(|x| x.name.clone()).collect();
     // Inline Image= rootfs names that have their image unit.
     let mut inline: BTreeSet<String> = BTreeSet::new();
     // Pods first: their units are what members depend on.
@@ -302,16 +320,21 @@ pub fn plan_with<R: Send>(
         }
         if let Some(img) = &c.image {
             let at = &img.at;
+            let (files, broken, ext) = if img.build {
+                (&build_files, &broken_builds, "build")
+            } else {
+                (&image_files, &broken_images, "image")
+            };
             match &img.inline {
-                None if !image_files.contains(&img.name) => {
+                None if !files.contains(&img.name) => {
                     p.errors.push(format!(
-                        "{at}: Rootfs={n}.image: no image file {n}.image on the search path (or it has errors, or is masked)",
+                        "{at}: Rootfs={n}.{ext}: no {ext} file {n}.{ext} on the search path (or it has errors, or is masked)",
                         n = img.name
                     ));
-                    let b = match broken_images.get(&img.name) {
+                    let b = match broken.get(&img.name) {
                         Some((file, msgs)) => {
                             let head = format!(
-                                "{at}: Rootfs={}.image: {} has errors:",
+                                "{at}: Rootfs={}.{ext}: {} has errors:",
                                 img.name,
                                 file.display()
                             );
@@ -324,10 +347,15 @@ pub fn plan_with<R: Send>(
                     p.skipped.push(c.source.clone());
                     return None;
                 }
-                Some(r) if image_files.contains(&img.name) => {
+                Some(r) if image_files.contains(&img.name) || build_files.contains(&img.name) => {
                     // Only a file named like an inline rootfs can clash.
+                    let kind = if build_files.contains(&img.name) {
+                        "a build"
+                    } else {
+                        "an image"
+                    };
                     p.errors.push(format!(
-                        "{at}: Image={r}: its rootfs name '{}' is also the name of an image file; rename that file",
+                        "{at}: Image={r}: its rootfs name '{}' is also the name of {kind} file; rename that file",
                         img.name
                     ));
                     p.broken
@@ -435,9 +463,22 @@ pub fn plan_with<R: Send>(
     let image_at: BTreeMap<String, usize> = (p.images.iter().enumerate())
         .map(|(i, img)| (img.name.clone(), i))
         .collect();
+    let build_at: BTreeMap<String, usize> = (p.builds.iter().enumerate())
+        .map(|(i, b)| (b.name.clone(), i))
+        .collect();
     for c in p.containers.iter().filter(|c| !c.helper_mounts()) {
-        if let Some(i) = c.image.as_ref().and_then(|img| image_at.get(&img.name)) {
-            p.images[*i].prepared_by.push(c.machine.clone());
+        match &c.image {
+            Some(img) if img.build => {
+                if let Some(i) = build_at.get(&img.name) {
+                    p.builds[*i].prepared_by.push(c.machine.clone());
+                }
+            }
+            Some(img) => {
+                if let Some(i) = image_at.get(&img.name) {
+                    p.images[*i].prepared_by.push(c.machine.clone());
+                }
+            }
+            None => {}
         }
     }
     (p, results)
@@ -468,6 +509,11 @@ pub fn generate(dirs: &[PathBuf], records: &[Record], emit: &mut dyn FnMut(Outpu
     }
     for img in &p.images {
         for o in render_image(img) {
+            emit(o);
+        }
+    }
+    for b in &p.builds {
+        for o in render_build(b) {
             emit(o);
         }
     }

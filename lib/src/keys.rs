@@ -59,7 +59,7 @@ use Arity::{Flag, Many, One, Words};
 /// Every `[Container]` key, in the order `sdme create` writes them.
 #[rustfmt::skip]
 pub const CONTAINER_KEYS: [Key; 29] = [
-    key("Rootfs", Some("rootfs"), Some('r'), One, "NAME|DIR", "Rootfs=: an imported rootfs, NAME.image or a directory (default: a clone of the host)"),
+    key("Rootfs", Some("rootfs"), Some('r'), One, "NAME|DIR", "Rootfs=: an imported rootfs, NAME.image, NAME.build or a directory (default: a clone of the host)"),
     key("Image", Some("image"), None, One, "REF", "Image=: import REF before the first start and boot it"),
     key("MachineName", None, None, One, "NAME", "MachineName="),
     key("Hostname", Some("hostname"), None, One, "NAME", "Hostname="),

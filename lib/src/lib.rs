@@ -7,6 +7,8 @@
 //! - [`container`]: the `.container` schema and its validation;
 //! - [`pod`]: `.pod` files, network namespaces that containers join;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
+//! - [`build`]: `.build` files and the original tool's build files: root
+//!   file systems built from steps;
 //! - [`keys`]: the table of `[Container]` keys: the parser's keys and the
 //!   CLI's options;
 //! - [`sections`]: `[Unit]`, `[Service]`, `[Install]` and `X-` sections,
@@ -26,6 +28,8 @@
 
 pub mod bindspec;
 pub mod broken;
+pub mod build;
+mod build_plan;
 pub mod capability;
 pub mod config;
 pub mod container;

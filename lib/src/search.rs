@@ -26,6 +26,7 @@ pub enum FileType {
     Container,
     Pod,
     Image,
+    Build,
 }
 
 impl FileType {
@@ -34,6 +35,7 @@ impl FileType {
             FileType::Container => "container",
             FileType::Pod => "pod",
             FileType::Image => "image",
+            FileType::Build => "build",
         }
     }
 }

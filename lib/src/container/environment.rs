@@ -28,8 +28,8 @@ impl Environment {
 }
 
 /// Add the words of `e` to `list`, each checked by `check`; an empty
-/// value resets the list.
-fn assignments(
+/// value resets the list (also `Environment=` of `.build` files).
+pub(crate) fn assignments(
     f: &mut Shared,
     e: &Entry,
     list: &mut Vec<String>,
@@ -51,7 +51,7 @@ fn assignments(
 }
 
 /// One `Environment=` word: `NAME=VALUE` with a valid variable name.
-fn check_env_word(w: &str) -> Result<(), String> {
+pub(crate) fn check_env_word(w: &str) -> Result<(), String> {
     match w.split_once('=') {
         Some((k, _)) if is_env_name(k) => Ok(()),
         _ => Err(format!(

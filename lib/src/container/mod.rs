@@ -30,6 +30,7 @@ mod syscall;
 mod tests;
 
 pub use boot::DEFAULT_BOOT_TIMEOUT;
+pub(crate) use environment::{assignments, check_env_word};
 pub use model::{Bind, Container, ImageUse, Preset, Rootfs};
 pub use mounts::HOST_CLONE_OPAQUE;
 pub use naming::instance_machine;

@@ -102,7 +102,8 @@ pub struct Container {
     /// `Hardened=yes` / `Strict=yes`, already applied to the fields above.
     pub preset: Option<Preset>,
     /// `Image=REF` or `Rootfs=NAME.image`: the rootfs is imported by
-    /// `sdme-image-NAME.service` before first start.
+    /// `sdme-image-NAME.service` before first start; `Rootfs=NAME.build`:
+    /// built by `sdme-build-NAME.service`.
     pub image: Option<ImageUse>,
     /// `PrivateUsers=`: unset (`None`) means no user namespace; a preset
     /// may fill it in when the file does not set it.
@@ -121,6 +122,20 @@ pub struct ImageUse {
     pub inline: Option<String>,
     /// The line that set it.
     pub at: Location,
+    /// `Rootfs=NAME.build`: the build unit makes it, not an image unit.
+    pub build: bool,
+}
+
+impl ImageUse {
+    /// The unit that makes the rootfs: `sdme-image-NAME.service` or
+    /// `sdme-build-NAME.service`.
+    pub fn unit(&self) -> String {
+        if self.build {
+            crate::build::build_service_name(&self.name)
+        } else {
+            crate::image::image_service_name(&self.name)
+        }
+    }
 }
 
 impl Container {

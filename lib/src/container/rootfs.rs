@@ -1,5 +1,6 @@
 //! `Rootfs=` and `Image=`: the container's lower layer, and the image unit
-//! that imports it before the first start.
+//! that imports it (or the build unit that builds it) before the first
+//! start.
 
 use crate::diag::Diag;
 use crate::image::{check_image_source, inline_rootfs_name};
@@ -15,8 +16,9 @@ pub(super) struct RootfsKeys {
     rootfs_at: Option<Location>,
     /// `Rootfs=` with a value, and the line (to refuse it next to `Image=`).
     rootfs_set: Option<Location>,
-    /// `Rootfs=NAME.image`: NAME.
-    rootfs_image: Option<String>,
+    /// `Rootfs=NAME.image` or `Rootfs=NAME.build`: NAME, and whether it
+    /// is built.
+    rootfs_image: Option<(String, bool)>,
     /// `Image=REF`: REF and its line.
     image: Option<(String, Location)>,
 }
@@ -41,7 +43,11 @@ impl RootfsKeys {
                 self.rootfs_set = (!v.is_empty()).then(|| e.at.clone());
                 self.rootfs_image = None;
                 if let Some(r) = f.check(e, parse_rootfs(v)) {
-                    self.rootfs_image = v.strip_suffix(".image").map(str::to_string);
+                    self.rootfs_image = match (v.strip_suffix(".image"), v.strip_suffix(".build")) {
+                        (Some(n), _) => Some((n.to_string(), false)),
+                        (_, Some(n)) => Some((n.to_string(), true)),
+                        _ => None,
+                    };
                     self.rootfs = r;
                 }
             }
@@ -77,12 +83,14 @@ impl RootfsKeys {
                     name,
                     inline: Some(r),
                     at,
+                    build: false,
                 })
             }
-            (None, Some(at)) => self.rootfs_image.take().map(|name| ImageUse {
+            (None, Some(at)) => self.rootfs_image.take().map(|(name, build)| ImageUse {
                 name,
                 inline: None,
                 at: at.clone(),
+                build,
             }),
             (None, None) => None,
         };
@@ -98,14 +106,18 @@ impl RootfsKeys {
     }
 }
 
-/// A `Rootfs=` value: empty or `/` (the host), `NAME.image`, a directory
-/// or an imported rootfs's name.
+/// A `Rootfs=` value: empty or `/` (the host), `NAME.image`, `NAME.build`,
+/// a directory or an imported rootfs's name.
 fn parse_rootfs(v: &str) -> Result<Rootfs, String> {
     if v.is_empty() || v == "/" {
         return Ok(Rootfs::Host);
     }
     if let Some(n) = v.strip_suffix(".image") {
         check_rootfs_name(n).map_err(|m| m.replace("rootfs name", "image name"))?;
+        return Ok(Rootfs::Named(n.to_string()));
+    }
+    if let Some(n) = v.strip_suffix(".build") {
+        check_rootfs_name(n).map_err(|m| m.replace("rootfs name", "build name"))?;
         return Ok(Rootfs::Named(n.to_string()));
     }
     if v.starts_with('/') {
