@@ -635,6 +635,7 @@ mod tests {
             path: SYSTEMD_PATH.into(),
             interface: MANAGER.into(),
             member: "JobRemoved".into(),
+            unix_fds: 0,
             args: vec![
                 Value::U32(7),
                 Value::Str(job.into()),
