@@ -20,8 +20,9 @@
 //!   first JobRemoved of the start job, then ActiveState inactive or
 //!   failed (read once after the job, then from PropertiesChanged).
 //! - Exit status: ExecMainStatus when the command exited, 128 + the
-//!   signal when it was killed (as a shell says it); 127 when it does not
-//!   exist in the guest, 126 when it cannot be executed.
+//!   signal when it was killed (as a shell says it); for systemd's 203
+//!   (EXEC), 127 when the command does not exist in the guest, 126 when
+//!   it is not an executable file.
 //! - SIGINT, SIGTERM and SIGHUP to sdme: KillUnit with that signal on a
 //!   second connection to the guest's bus, then the wait goes on.
 //!
@@ -378,41 +379,46 @@ fn read_end(conn: &mut Conn, path: &str, job: &str) -> sdme_helpers::dbus::Resul
 }
 
 /// sdme's exit status for how the unit ended; a command that did not
-/// run gets a line on stderr.
+/// run gets a line on stderr. The start job's result does not say it:
+/// systemd 252 fails the job of a command that exits before the job ends.
 fn exit_status(end: &End, cmd: &str, machine: &str, leader: i32) -> Result<ExitCode> {
-    let code = match (end.job.as_str(), end.code) {
-        ("done", libc::CLD_EXITED) => end.status,
-        ("done", libc::CLD_KILLED | libc::CLD_DUMPED) => 128 + end.status,
-        _ if end.code == libc::CLD_EXITED && end.status == EXIT_EXEC => {
-            let (code, what) = not_executed(leader, cmd);
-            eprintln!("sdme: {cmd}: {what} in {machine}");
-            code
-        }
+    let code = match end.code {
+        libc::CLD_EXITED if end.status == EXIT_EXEC => match not_executed(leader, cmd) {
+            Some((code, what)) => {
+                eprintln!("sdme: {cmd}: {what} in {machine}");
+                code
+            }
+            None => end.status,
+        },
+        libc::CLD_EXITED => end.status,
+        libc::CLD_KILLED | libc::CLD_DUMPED => 128 + end.status,
         _ => bail!(
-            "{machine}: {cmd} did not run (job {}, result {}, status {})",
+            "{machine}: {cmd} did not run (job {}, result {})",
             end.job,
-            end.result,
-            end.status
+            end.result
         ),
     };
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// Why systemd could not execute `cmd`, as a shell says it: it does not
-/// exist in the guest (127) or it cannot be executed (126). A name is
-/// looked up where systemd looks; all inside the guest's root.
-fn not_executed(leader: i32, cmd: &str) -> (i32, &'static str) {
-    let exists = if cmd.contains('/') {
-        guest::exists(leader, cmd)
+/// Why systemd could not execute `cmd` (status 203), as a shell says it:
+/// it does not exist in the guest (127) or is not an executable file
+/// (126); None when it is one (then 203 was the command's own status).
+/// A name is looked up where systemd looks; all inside the guest's root.
+fn not_executed(leader: i32, cmd: &str) -> Option<(i32, &'static str)> {
+    let mode = if cmd.contains('/') {
+        guest::mode(leader, cmd)
     } else {
         SEARCH_PATH
             .iter()
-            .any(|d| guest::exists(leader, &format!("{d}/{cmd}")))
+            .find_map(|d| guest::mode(leader, &format!("{d}/{cmd}")))
     };
-    if exists {
-        (126, "cannot be executed")
-    } else {
-        (127, "command not found")
+    match mode {
+        None => Some((127, "command not found")),
+        Some(m) if m & libc::S_IFMT != libc::S_IFREG || m & 0o111 == 0 => {
+            Some((126, "cannot be executed"))
+        }
+        Some(_) => None,
     }
 }
 
@@ -450,6 +456,9 @@ mod tests {
     #[test]
     fn exit_status_as_a_shell_says_it() {
         assert_eq!(status_of(&end("done", libc::CLD_EXITED, 7)).unwrap(), 7);
+        // systemd 252 fails the job of a command that ends quickly.
+        assert_eq!(status_of(&end("failed", libc::CLD_EXITED, 7)).unwrap(), 7);
+        assert_eq!(status_of(&end("failed", libc::CLD_KILLED, 9)).unwrap(), 137);
         assert_eq!(status_of(&end("done", libc::CLD_EXITED, 0)).unwrap(), 0);
         assert_eq!(status_of(&end("done", libc::CLD_KILLED, 2)).unwrap(), 130);
         assert_eq!(status_of(&end("done", libc::CLD_DUMPED, 11)).unwrap(), 139);
@@ -459,7 +468,10 @@ mod tests {
             127
         );
         let e = status_of(&end("failed", 0, 0)).unwrap_err();
-        assert!(e.to_string().contains("did not run (job failed"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "m: x did not run (job failed, result exit-code)"
+        );
     }
 
     fn signal(iface: &str, changed: Vec<(&str, &str)>, invalidated: Vec<&str>) -> Message {

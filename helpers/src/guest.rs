@@ -73,9 +73,13 @@ fn bus_socket(leader: i32) -> Result<OwnedFd, String> {
     in_root(leader, BUS_SOCKET)
 }
 
-/// Does `path` exist inside the guest's root (symlinks resolved in it)?
-pub fn exists(leader: i32, path: &str) -> bool {
-    in_root(leader, path).is_ok()
+/// The mode (type and permissions) of `path` inside the guest's root,
+/// symlinks resolved in it; None when it does not exist there.
+pub fn mode(leader: i32, path: &str) -> Option<u32> {
+    let fd = in_root(leader, path).ok()?;
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .ok()
+        .map(|st| st.st_mode)
 }
 
 /// An O_PATH descriptor of `path` resolved inside the guest's root.
