@@ -14,7 +14,11 @@
 //! Hand-written rather than zbus: `sdme-boot-wait` is a small static binary
 //! that makes three blocking calls; zbus, even through its blocking API,
 //! runs an async executor and brings dozens of crates, and here every
-//! bound on the hostile peer stays in view.
+//! bound on the hostile peer stays in view. Descriptor passing, which
+//! `sdme exec` needs, costs one sendmsg(2) and one line of the
+//! authentication here; and `sdme exec` authenticates with a socket that
+//! a child connected from inside the guest's user namespace, which this
+//! client takes as it is (a UnixStream).
 //!
 //! File descriptors (`sdme exec` hands its stdin, stdout and stderr to a
 //! transient unit of the guest, as `systemd-run --pipe` does): only sent,
@@ -979,11 +983,11 @@ impl Conn {
                 let m = self.read_message(deadline)?;
                 match m.reply_serial {
                     Some(s) if s == serial => break m,
-                    Some(s) if s > serial && s <= self.serial => {
-                        // A later call's (of call_all): kept for its turn.
-                        if self.replies.len() < MAX_PENDING {
-                            self.replies.push(m);
-                        }
+                    // A later call's (of call_all): kept for its turn.
+                    Some(s)
+                        if s > serial && s <= self.serial && self.replies.len() < MAX_PENDING =>
+                    {
+                        self.replies.push(m)
                     }
                     _ if m.kind == 4 => self.keep_signal(m),
                     _ => {}
