@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use sdme_helpers::dbus::{Call, Conn, Message, Value};
+use sdme_helpers::dbus::{Call, Conn, Error, Message, Value};
 use sdme_helpers::guest;
 
 use crate::signals::Signals;
@@ -82,6 +82,7 @@ pub fn exec_in(machine: &str, command: &[String], sig: &Signals) -> Result<ExitC
         Some(Value::Str(j)) => j.clone(),
         other => bail!("{machine}: StartTransientUnit: unexpected reply {other:?}"),
     };
+    // systemd holds its own copies now (a /dev/null stand-in can go).
     drop(stdio);
     forward_signals(sig, leader, &unit);
     let end = wait_end(&mut conn, &job, &path)
@@ -274,13 +275,22 @@ fn kill_unit(leader: i32, unit: &str, signal: i32) {
         Value::I32(signal),
     ];
     let r = guest::connect_root(leader, deadline).and_then(|mut c| {
-        c.call_with(&call, &args, deadline)
-            .map_err(|e| e.to_string())
+        match c.call_with(&call, &args, deadline) {
+            // The command ended meanwhile: nothing to pass it to.
+            Err(Error::Reply(n, _)) if GONE.contains(&n.as_str()) => Ok(vec![]),
+            r => r.map_err(|e| e.to_string()),
+        }
     });
     if let Err(e) = r {
         eprintln!("sdme: passing signal {signal} to {unit}: {e}");
     }
 }
+
+/// KillUnit's errors for a unit without processes or already gone.
+const GONE: [&str; 2] = [
+    "org.freedesktop.systemd1.NoSuchProcess",
+    "org.freedesktop.systemd1.NoSuchUnit",
+];
 
 /// Wait for the start job's end, then for the unit's; read how it ended.
 fn wait_end(conn: &mut Conn, job: &str, path: &str) -> sdme_helpers::dbus::Result<End> {
