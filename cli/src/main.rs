@@ -8,6 +8,7 @@ mod cp;
 mod create;
 mod diff;
 mod edit;
+mod exec;
 mod files;
 mod fs;
 mod layers;

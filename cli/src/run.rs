@@ -1,10 +1,12 @@
 //! Running commands in a container (`exec`, `join`) and reading its log.
 //!
-//! Both run the command as a transient unit of the container's systemd
-//! (`systemd-run -M`), which forwards the exit status (`machinectl shell`
-//! does not, on systemd 252 and 257). sdme stays the parent: it reads
-//! SIGINT, SIGTERM and SIGHUP and sends them to the command's unit, since
-//! systemd-run ends on SIGINT and leaves the command running.
+//! Both run the command as a transient unit of the container's systemd,
+//! which gives the exit status (`machinectl shell` does not, on systemd
+//! 252 and 257): `exec` natively on the guest's bus (crate::exec), `join`
+//! through `systemd-run -M` (a terminal and a PAM login). sdme stays the
+//! parent: it reads SIGINT, SIGTERM and SIGHUP and sends them to the
+//! command's unit, since systemd-run ends on SIGINT and leaves the command
+//! running.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
@@ -53,17 +55,14 @@ pub fn join(name: &str, command: &[String]) -> Result<ExitCode> {
 /// Run `command` (for `Join`, empty: a login shell) in `machine` and
 /// return its exit status; signals to sdme go to the command's unit.
 pub fn run_in(machine: &str, command: &[String], mode: Mode, sig: &Signals) -> Result<ExitCode> {
-    if mode == Mode::Join && !systemd_run_pty_works() {
+    if mode == Mode::Pipe {
+        return crate::exec::exec_in(machine, command, sig);
+    }
+    if !systemd_run_pty_works() {
         return join_machinectl(machine, command, sig);
     }
     let unit = unit_name();
     let mut cmd = run_command(machine, &unit, command, mode);
-    if mode == Mode::Pipe {
-        // Its own process group: a Ctrl+C on the terminal reaches only
-        // sdme, which sends it to the command. systemd-run itself never
-        // reads the terminal with --pipe (the fds are passed).
-        cmd.process_group(0);
-    }
     let (m, u) = (machine.to_string(), unit.clone());
     sig.on_signal(move |s| {
         let _ = Command::new("systemctl")

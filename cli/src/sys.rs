@@ -21,7 +21,9 @@
 //! call, six times cheaper to connect (every `sdme` command connects
 //! once), adds no crate, and keeps every bound on the peer in view: it is
 //! the one already used on the hostile buses of guests (`sdme ps` asks
-//! each running guest's SystemState with it too).
+//! each running guest's SystemState with it too, and `sdme exec` starts
+//! its command on the guest's bus with it, passing its stdin, stdout and
+//! stderr as descriptors: crate::exec).
 //!
 //! Errors name the method, the unit and D-Bus's error name and message.
 
@@ -635,6 +637,7 @@ mod tests {
             path: SYSTEMD_PATH.into(),
             interface: MANAGER.into(),
             member: "JobRemoved".into(),
+            unix_fds: 0,
             args: vec![
                 Value::U32(7),
                 Value::Str(job.into()),

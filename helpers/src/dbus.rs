@@ -14,15 +14,32 @@
 //! Hand-written rather than zbus: `sdme-boot-wait` is a small static binary
 //! that makes three blocking calls; zbus, even through its blocking API,
 //! runs an async executor and brings dozens of crates, and here every
-//! bound on the hostile peer stays in view.
+//! bound on the hostile peer stays in view. Descriptor passing, which
+//! `sdme exec` needs, costs one sendmsg(2) and one line of the
+//! authentication here; and `sdme exec` authenticates with a socket that
+//! a child connected from inside the guest's user namespace, which this
+//! client takes as it is (a UnixStream).
+//!
+//! File descriptors (`sdme exec` hands its stdin, stdout and stderr to a
+//! transient unit of the guest, as `systemd-run --pipe` does): only sent,
+//! never received. The connection asks for them in the authentication
+//! (NEGOTIATE_UNIX_FD, [`Conn::handshake_unix_fd`]); a [`Value::Fd`] is
+//! written as type `h`, an index into the message's descriptors, which
+//! travel with its first byte as SCM_RIGHTS ancillary data, their number
+//! in the UNIX_FDS header field. Received messages that carry descriptors
+//! are refused by the bus on a connection that did not negotiate them,
+//! and a `h` read back is only its index (`U32`).
 
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// Largest message we accept (our replies are tiny; signals may arrive).
 const MAX_MESSAGE: usize = 1 << 20;
 const MAX_AUTH_LINE: usize = 512;
+/// Most descriptors sent with one message (the kernel's SCM_MAX_FD is 253).
+const MAX_FDS: usize = 16;
 
 #[derive(Debug)]
 pub enum Error {
@@ -90,6 +107,9 @@ pub enum Value {
     Struct(Vec<Value>),
     /// Only written: a variant holding a value of the signature.
     Variant(String, Box<Value>),
+    /// Only written, as `h`: a file descriptor of ours, sent with the
+    /// message (it stays open here).
+    Fd(RawFd),
 }
 
 /// Most arrays, and most structs (or dict entries), nested in one another.
@@ -195,8 +215,11 @@ impl Type {
 
 // ---------------------------------------------------------------- writing
 
+#[derive(Default)]
 struct W {
     b: Vec<u8>,
+    /// The descriptors `h` values refer to, by index.
+    fds: Vec<RawFd>,
 }
 
 impl W {
@@ -244,6 +267,19 @@ impl W {
             (Type::Basic(b'i'), Value::I32(n)) => self.u32(*n as u32),
             (Type::Basic(b't'), Value::U64(n)) => self.u64(*n),
             (Type::Basic(b'x'), Value::I64(n)) => self.u64(*n as u64),
+            (Type::Basic(b'h'), Value::Fd(fd)) if *fd >= 0 => {
+                let i = match self.fds.iter().position(|f| f == fd) {
+                    Some(i) => i,
+                    None if self.fds.len() < MAX_FDS => {
+                        self.fds.push(*fd);
+                        self.fds.len() - 1
+                    }
+                    None => {
+                        return Err(Error::Protocol(format!("more than {MAX_FDS} descriptors")))
+                    }
+                };
+                self.u32(i as u32);
+            }
             (Type::Variant, Value::Variant(sig, inner)) if sig.len() < 256 => {
                 let d = depth.enter(b'v').map_err(Error::Protocol)?;
                 let it = Type::parse_one(sig.as_bytes(), d).map_err(Error::Protocol)?;
@@ -279,9 +315,10 @@ impl W {
     }
 }
 
-/// The body of a message of signature `sig` holding `args`.
-fn body(sig: &str, args: &[Value]) -> Result<Vec<u8>> {
-    let mut w = W { b: Vec::new() };
+/// The body of a message of signature `sig` holding `args`, and the
+/// descriptors its `h` values refer to.
+fn body(sig: &str, args: &[Value]) -> Result<W> {
+    let mut w = W::default();
     let mut rest = sig.as_bytes();
     let mut args = args.iter();
     while !rest.is_empty() {
@@ -295,7 +332,7 @@ fn body(sig: &str, args: &[Value]) -> Result<Vec<u8>> {
     if args.next().is_some() {
         return Err(Error::Protocol(format!("too many arguments for '{sig}'")));
     }
-    Ok(w.b)
+    Ok(w)
 }
 
 /// Build a METHOD_CALL with string arguments only.
@@ -332,15 +369,20 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// The METHOD_CALL message with `args` (of the signature).
     pub fn message(&self, serial: u32, args: &[Value]) -> Result<Vec<u8>> {
+        Ok(self.encode(serial, args)?.0)
+    }
+
+    /// The message and the descriptors to send with it.
+    fn encode(&self, serial: u32, args: &[Value]) -> Result<(Vec<u8>, Vec<RawFd>)> {
         let body = body(self.sig, args)?;
-        Ok(header(serial, self, body))
+        let fds = body.fds.clone();
+        Ok((header(serial, self, body), fds))
     }
 }
 
-fn header(serial: u32, c: &Call, body: Vec<u8>) -> Vec<u8> {
-    let body = W { b: body };
+fn header(serial: u32, c: &Call, body: W) -> Vec<u8> {
     let (dest, path, iface, member, sig) = (c.dest, c.path, c.iface, c.member, c.sig);
-    let mut m = W { b: Vec::new() };
+    let mut m = W::default();
     m.u8(b'l');
     m.u8(1); // METHOD_CALL
     m.u8(0);
@@ -365,6 +407,12 @@ fn header(serial: u32, c: &Call, body: Vec<u8>) -> Vec<u8> {
     field(&mut m, 6, "s", dest);
     if !sig.is_empty() {
         field(&mut m, 8, "g", sig);
+    }
+    if !body.fds.is_empty() {
+        m.pad(8);
+        m.u8(9); // UNIX_FDS
+        m.sig("u");
+        m.u32(body.fds.len() as u32);
     }
     let len = (m.b.len() - start) as u32;
     m.b[12..16].copy_from_slice(&len.to_le_bytes());
@@ -534,6 +582,8 @@ pub struct Message {
     pub path: String,
     pub interface: String,
     pub member: String,
+    /// UNIX_FDS: how many descriptors came with it (0 when absent).
+    pub unix_fds: u32,
     /// The body's values.
     pub args: Vec<Value>,
 }
@@ -591,6 +641,7 @@ pub fn parse_message(b: &[u8]) -> Result<Message> {
         path: String::new(),
         interface: String::new(),
         member: String::new(),
+        unix_fds: 0,
         args: Vec::new(),
     };
     while r.pos < fields_end {
@@ -608,6 +659,7 @@ pub fn parse_message(b: &[u8]) -> Result<Message> {
             (4, Value::Str(s)) => msg.error_name = Some(s),
             (5, Value::U32(n)) => msg.reply_serial = Some(n),
             (8, Value::Str(s)) => msg.signature = s,
+            (9, Value::U32(n)) => msg.unix_fds = n,
             _ => {}
         }
     }
@@ -637,6 +689,11 @@ pub struct Conn {
     signals: std::collections::VecDeque<Message>,
     /// Asked when a read is interrupted by a signal: true gives up.
     interrupt: Option<fn() -> bool>,
+    /// The bus agreed to pass file descriptors (NEGOTIATE_UNIX_FD).
+    unix_fd: bool,
+    /// Replies to calls sent by [`Conn::call_all`] that came before
+    /// their turn.
+    replies: Vec<Message>,
 }
 
 impl std::os::fd::AsRawFd for Conn {
@@ -647,6 +704,46 @@ impl std::os::fd::AsRawFd for Conn {
 
 /// Most signals kept while waiting for a reply (the oldest go first).
 const MAX_QUEUED_SIGNALS: usize = 4096;
+/// Most replies kept for calls of [`Conn::call_all`] not yet asked for.
+const MAX_PENDING: usize = 64;
+
+/// sendmsg(2) of `msg` with `fds` as SCM_RIGHTS; returns the bytes sent
+/// (at least one: the descriptors go with the first byte).
+fn send_with_fds(sock: RawFd, msg: &[u8], fds: &[RawFd]) -> Result<usize> {
+    let payload = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+    // u64 elements: the control buffer must be aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr() as *mut libc::c_void,
+        iov_len: msg.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; the pointers set below outlive the
+    // call; CMSG_FIRSTHDR points into `control`, which has room for one
+    // header and `payload` bytes (CMSG_SPACE).
+    let n = unsafe {
+        let mut mh: libc::msghdr = std::mem::zeroed();
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        mh.msg_controllen = space as _;
+        let cm = libc::CMSG_FIRSTHDR(&mh);
+        (*cm).cmsg_level = libc::SOL_SOCKET;
+        (*cm).cmsg_type = libc::SCM_RIGHTS;
+        (*cm).cmsg_len = libc::CMSG_LEN(payload as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(cm), payload);
+        libc::sendmsg(sock, &mh, libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return send_with_fds(sock, msg, fds);
+        }
+        return Err(e.into());
+    }
+    Ok(n as usize)
+}
 
 fn remaining(deadline: Instant) -> Result<Duration> {
     let now = Instant::now();
@@ -666,11 +763,23 @@ impl Conn {
     }
 
     pub fn handshake(sock: UnixStream, deadline: Instant) -> Result<Conn> {
+        Conn::handshake_with(sock, false, deadline)
+    }
+
+    /// [`Conn::handshake`], also asking the bus to pass file descriptors
+    /// (an error if it does not agree).
+    pub fn handshake_unix_fd(sock: UnixStream, deadline: Instant) -> Result<Conn> {
+        Conn::handshake_with(sock, true, deadline)
+    }
+
+    fn handshake_with(sock: UnixStream, unix_fd: bool, deadline: Instant) -> Result<Conn> {
         let mut c = Conn {
             sock,
             serial: 0,
             signals: std::collections::VecDeque::new(),
             interrupt: None,
+            unix_fd: false,
+            replies: Vec::new(),
         };
         c.sock.set_write_timeout(Some(remaining(deadline)?))?;
         c.sock.write_all(b"\0AUTH EXTERNAL\r\n")?;
@@ -681,6 +790,14 @@ impl Conn {
         }
         if !line.starts_with("OK ") {
             return Err(Error::Auth(line));
+        }
+        if unix_fd {
+            c.sock.write_all(b"NEGOTIATE_UNIX_FD\r\n")?;
+            let line = c.read_line(deadline)?;
+            if line != "AGREE_UNIX_FD" {
+                return Err(Error::Auth(format!("file descriptor passing: {line}")));
+            }
+            c.unix_fd = true;
         }
         c.sock.write_all(b"BEGIN\r\n")?;
         c.call(
@@ -809,33 +926,105 @@ impl Conn {
         args: &[Value],
         deadline: Instant,
     ) -> Result<Vec<Value>> {
+        let serial = self.send(call, args, deadline)?;
+        self.reply(serial, deadline)
+    }
+
+    /// Send the calls one after the other without waiting, then wait for
+    /// every reply: one round trip for all. The replies' values in the
+    /// calls' order; the first error reply is the error.
+    pub fn call_all(
+        &mut self,
+        calls: &[(Call, Vec<Value>)],
+        deadline: Instant,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut serials = Vec::with_capacity(calls.len());
+        for (c, args) in calls {
+            serials.push(self.send(c, args, deadline)?);
+        }
+        let mut out = Vec::with_capacity(calls.len());
+        for s in serials {
+            // Replies come in the order of the calls only per destination:
+            // the ones for later serials read meanwhile are kept.
+            out.push(self.reply(s, deadline));
+        }
+        out.into_iter().collect()
+    }
+
+    /// Write one METHOD_CALL (and its descriptors); returns its serial.
+    fn send(&mut self, call: &Call, args: &[Value], deadline: Instant) -> Result<u32> {
         self.serial += 1;
-        let serial = self.serial;
-        let msg = call.message(serial, args)?;
+        let (msg, fds) = call.encode(self.serial, args)?;
+        if !fds.is_empty() && !self.unix_fd {
+            return Err(Error::Protocol(
+                "descriptors to send on a connection that did not negotiate them".into(),
+            ));
+        }
         self.sock.set_write_timeout(Some(remaining(deadline)?))?;
-        self.sock.write_all(&msg)?;
+        let sent = if fds.is_empty() {
+            0
+        } else {
+            send_with_fds(self.sock.as_raw_fd(), &msg, &fds)?
+        };
+        self.sock.write_all(&msg[sent..])?;
+        Ok(self.serial)
+    }
+
+    /// The reply to `serial`: from the replies kept, else read (signals
+    /// are kept, replies to other serials of ours kept for their turn).
+    fn reply(&mut self, serial: u32, deadline: Instant) -> Result<Vec<Value>> {
+        let m = match self
+            .replies
+            .iter()
+            .position(|m| m.reply_serial == Some(serial))
+        {
+            Some(i) => self.replies.swap_remove(i),
+            None => loop {
+                let m = self.read_message(deadline)?;
+                match m.reply_serial {
+                    Some(s) if s == serial => break m,
+                    // A later call's (of call_all): kept for its turn.
+                    Some(s)
+                        if s > serial && s <= self.serial && self.replies.len() < MAX_PENDING =>
+                    {
+                        self.replies.push(m)
+                    }
+                    _ if m.kind == 4 => self.keep_signal(m),
+                    _ => {}
+                }
+            },
+        };
+        match m.kind {
+            2 => Ok(m.args),
+            3 => {
+                let text = match m.args.first() {
+                    Some(Value::Str(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                Err(Error::Reply(m.error_name.unwrap_or_default(), text))
+            }
+            k => Err(Error::Protocol(format!("unexpected message type {k}"))),
+        }
+    }
+
+    fn keep_signal(&mut self, m: Message) {
+        if self.signals.len() >= MAX_QUEUED_SIGNALS {
+            self.signals.pop_front();
+        }
+        self.signals.push_back(m);
+    }
+
+    /// The next signal, in the order the bus sent them: the oldest kept
+    /// while a reply was awaited, else the next one read.
+    pub fn next_signal(&mut self, deadline: Instant) -> Result<Message> {
+        if let Some(m) = self.signals.pop_front() {
+            return Ok(m);
+        }
         loop {
             let m = self.read_message(deadline)?;
-            if m.reply_serial != Some(serial) {
-                if m.kind == 4 {
-                    if self.signals.len() >= MAX_QUEUED_SIGNALS {
-                        self.signals.pop_front();
-                    }
-                    self.signals.push_back(m);
-                }
-                continue;
+            if m.kind == 4 {
+                return Ok(m);
             }
-            return match m.kind {
-                2 => Ok(m.args),
-                3 => {
-                    let text = match m.args.first() {
-                        Some(Value::Str(s)) => s.clone(),
-                        _ => String::new(),
-                    };
-                    Err(Error::Reply(m.error_name.unwrap_or_default(), text))
-                }
-                k => Err(Error::Protocol(format!("unexpected message type {k}"))),
-            };
         }
     }
 
@@ -906,6 +1095,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
 
     #[test]
     fn strings_and_signatures_must_end_in_nul_and_be_utf8() {
@@ -999,6 +1189,7 @@ mod tests {
     fn reply(sig: &str, body: &[u8]) -> Vec<u8> {
         let mut w = W {
             b: vec![b'l', 2, 0, 1],
+            ..W::default()
         };
         w.u32(body.len() as u32);
         w.u32(9);
@@ -1059,7 +1250,7 @@ mod tests {
 
     /// A reply whose body is one variant holding a value of type `inner`.
     fn variant_of(inner: &str) -> Vec<u8> {
-        let mut w = W { b: Vec::new() };
+        let mut w = W::default();
         w.sig(inner);
         build(&mut w, inner.as_bytes());
         reply("v", &w.b)
@@ -1068,7 +1259,7 @@ mod tests {
     /// A reply whose body is `n` variants, each in the one before, around
     /// the string "deep".
     fn variants(n: usize) -> Vec<u8> {
-        let mut w = W { b: Vec::new() };
+        let mut w = W::default();
         for _ in 1..n {
             w.sig("v");
         }
@@ -1119,7 +1310,7 @@ mod tests {
         // arrays add up.
         let e = nesting_error(&variant_of(&format!("a{{s{}}}", nest(0, 32))));
         assert!(e.starts_with("structs nested deeper than 32"), "{e}");
-        let mut w = W { b: Vec::new() };
+        let mut w = W::default();
         w.sig("av");
         w.u32(0);
         let at = w.b.len() - 4;
@@ -1136,7 +1327,7 @@ mod tests {
     #[test]
     fn arrays_must_hold_whole_elements() {
         // One element of "(yy)" is 2 bytes; a length of 3 cuts the next.
-        let mut w = W { b: Vec::new() };
+        let mut w = W::default();
         w.sig("a(yy)");
         w.u32(3);
         w.pad(8);
@@ -1237,6 +1428,7 @@ mod tests {
                 // A signal first, to be skipped.
                 let mut w = W {
                     b: vec![b'l', 4, 0, 1],
+                    ..W::default()
                 };
                 w.u32(0);
                 w.u32(100);
@@ -1244,6 +1436,7 @@ mod tests {
                 b.write_all(&w.b).unwrap();
                 let mut w = W {
                     b: vec![b'l', 2, 0, 1],
+                    ..W::default()
                 };
                 w.u32(body.len() as u32);
                 w.u32(200 + serial);
@@ -1270,5 +1463,266 @@ mod tests {
             .name_has_owner("org.freedesktop.systemd1", deadline)
             .unwrap());
         server.join().unwrap();
+    }
+
+    /// StartTransientUnit's shape: descriptors as `h` in variants inside
+    /// an array of structs are written as indexes (one per descriptor,
+    /// reused when repeated), and UNIX_FDS says how many.
+    #[test]
+    fn descriptors_are_indexes_and_counted() {
+        let fd = |name: &str, fd| {
+            Value::Struct(vec![
+                Value::Str(name.into()),
+                Value::Variant("h".into(), Box::new(Value::Fd(fd))),
+            ])
+        };
+        let props = Value::Array(vec![
+            fd("StandardInputFileDescriptor", 0),
+            fd("StandardOutputFileDescriptor", 1),
+            fd("StandardErrorFileDescriptor", 1),
+            Value::Struct(vec![
+                Value::Str("ExecStart".into()),
+                Value::Variant(
+                    "a(sasb)".into(),
+                    Box::new(Value::Array(vec![Value::Struct(vec![
+                        Value::Str("true".into()),
+                        Value::Array(vec![Value::Str("true".into())]),
+                        Value::Bool(false),
+                    ])])),
+                ),
+            ]),
+        ]);
+        let call = Call {
+            dest: "org.freedesktop.systemd1",
+            path: "/org/freedesktop/systemd1",
+            iface: "org.freedesktop.systemd1.Manager",
+            member: "StartTransientUnit",
+            sig: "ssa(sv)a(sa(sv))",
+        };
+        let args = [
+            Value::Str("run-x.service".into()),
+            Value::Str("fail".into()),
+            props,
+            Value::Array(vec![]),
+        ];
+        let (bytes, fds) = call.encode(1, &args).unwrap();
+        assert_eq!(fds, [0, 1]);
+        let m = parse_message(&bytes).unwrap();
+        assert_eq!(m.unix_fds, 2);
+        let Value::Array(p) = &m.args[2] else {
+            panic!("{:?}", m.args)
+        };
+        let idx: Vec<&Value> = p[..3]
+            .iter()
+            .map(|e| match e {
+                Value::Struct(f) => &f[1],
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(idx, [&Value::U32(0), &Value::U32(1), &Value::U32(1)]);
+        // Without descriptors there is no UNIX_FDS field.
+        let m = parse_message(&method_call(1, "a", "/", "i", "m", &["x"])).unwrap();
+        assert_eq!(m.unix_fds, 0);
+        // A negative descriptor is refused, not sent.
+        let c = Call { sig: "h", ..call };
+        assert!(c.encode(1, &[Value::Fd(-1)]).is_err());
+        let many: Vec<Value> = (0..=MAX_FDS as i32).map(Value::Fd).collect();
+        let c = Call {
+            sig: &"h".repeat(many.len()),
+            ..call
+        };
+        assert!(c.encode(1, &many).is_err());
+    }
+
+    /// Receive one message and its SCM_RIGHTS descriptors (the bus's side).
+    fn recv_with_fds(sock: &UnixStream) -> (Vec<u8>, Vec<RawFd>) {
+        let mut buf = vec![0u8; 4096];
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: test code; the buffers outlive the call.
+        unsafe {
+            let mut mh: libc::msghdr = std::mem::zeroed();
+            mh.msg_iov = &mut iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            mh.msg_controllen = std::mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut mh, 0);
+            assert!(n > 0);
+            buf.truncate(n as usize);
+            let mut fds = Vec::new();
+            let cm = libc::CMSG_FIRSTHDR(&mh);
+            assert!(!cm.is_null(), "no descriptors came");
+            assert_eq!((*cm).cmsg_type, libc::SCM_RIGHTS);
+            let count = ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+            let data = libc::CMSG_DATA(cm) as *const RawFd;
+            for i in 0..count {
+                fds.push(*data.add(i));
+            }
+            (buf, fds)
+        }
+    }
+
+    /// The descriptors really travel: the peer writes into the pipe it
+    /// got, and we read that from our end.
+    #[test]
+    fn descriptors_travel_with_the_message() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut c = Conn {
+            sock: a,
+            serial: 0,
+            signals: Default::default(),
+            interrupt: None,
+            unix_fd: true,
+            replies: Vec::new(),
+        };
+        let (mut rd, wr) = std::io::pipe().unwrap();
+        let call = Call {
+            dest: "d",
+            path: "/p",
+            iface: "i",
+            member: "m",
+            sig: "sh",
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let args = [Value::Str("x".into()), Value::Fd(wr.as_raw_fd())];
+        c.send(&call, &args, deadline).unwrap();
+        let (bytes, fds) = recv_with_fds(&b);
+        let m = parse_message(&bytes).unwrap();
+        assert_eq!((m.unix_fds, fds.len()), (1, 1));
+        assert_eq!(m.args[1], Value::U32(0));
+        // SAFETY: a descriptor we were just given.
+        let mut got = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+        got.write_all(b"through").unwrap();
+        drop((got, wr));
+        let mut s = String::new();
+        rd.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "through");
+        // Without NEGOTIATE_UNIX_FD nothing is sent.
+        c.unix_fd = false;
+        let e = c.send(&call, &args, deadline).unwrap_err();
+        assert!(e.to_string().contains("did not negotiate"), "{e}");
+    }
+
+    /// The bus's auth side: reads lines until `until`, answers `answer`.
+    fn auth_step(b: &mut UnixStream, until: &[u8], answer: &[u8]) {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(until) {
+            b.read_exact(&mut byte).unwrap();
+            got.push(byte[0]);
+        }
+        b.write_all(answer).unwrap();
+    }
+
+    #[test]
+    fn negotiates_descriptor_passing() {
+        for agree in [true, false] {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let server = std::thread::spawn(move || {
+                auth_step(&mut b, b"AUTH EXTERNAL\r\n", b"DATA\r\n");
+                auth_step(&mut b, b"DATA\r\n", b"OK 1234\r\n");
+                let answer: &[u8] = if agree {
+                    b"AGREE_UNIX_FD\r\n"
+                } else {
+                    b"ERROR\r\n"
+                };
+                auth_step(&mut b, b"NEGOTIATE_UNIX_FD\r\n", answer);
+                if agree {
+                    auth_step(&mut b, b"BEGIN\r\n", b"");
+                    let mut head = [0u8; 16];
+                    b.read_exact(&mut head).unwrap();
+                    let mut rest = vec![0u8; message_len(&head).unwrap() - 16];
+                    b.read_exact(&mut rest).unwrap();
+                    b.write_all(&reply("s", &{
+                        let mut w = W::default();
+                        w.str(":1.1");
+                        w.b
+                    }))
+                    .unwrap();
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            match Conn::handshake_unix_fd(a, deadline) {
+                Ok(c) => assert!(agree && c.unix_fd),
+                Err(Error::Auth(e)) => assert!(!agree && e.contains("ERROR"), "{e}"),
+                Err(e) => panic!("{e}"),
+            }
+            server.join().unwrap();
+        }
+    }
+
+    /// call_all: every call sent before any reply is read; replies that
+    /// come out of order (another destination answers first) and signals
+    /// in between are kept, and signals come back in the order sent.
+    #[test]
+    fn calls_in_one_round_trip() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut c = Conn {
+            sock: a,
+            serial: 0,
+            signals: Default::default(),
+            interrupt: None,
+            unix_fd: false,
+            replies: Vec::new(),
+        };
+        let server = std::thread::spawn(move || {
+            let mut serials = Vec::new();
+            for _ in 0..3 {
+                let mut head = [0u8; 16];
+                b.read_exact(&mut head).unwrap();
+                let mut rest = vec![0u8; message_len(&head).unwrap() - 16];
+                b.read_exact(&mut rest).unwrap();
+                serials.push(u32::from_le_bytes([head[8], head[9], head[10], head[11]]));
+            }
+            let answer = |to: u32, n: u32| {
+                let mut m = reply("u", &n.to_le_bytes());
+                // reply() answers serial 1: patch REPLY_SERIAL's value.
+                m[20..24].copy_from_slice(&to.to_le_bytes());
+                m
+            };
+            let signal = |member: &str| {
+                let mut w = W {
+                    b: vec![b'l', 4, 0, 1],
+                    ..W::default()
+                };
+                w.u32(0);
+                w.u32(100);
+                w.u32(0);
+                let start = w.b.len();
+                w.pad(8);
+                w.u8(3);
+                w.sig("s");
+                w.str(member);
+                let len = (w.b.len() - start) as u32;
+                w.b[12..16].copy_from_slice(&len.to_le_bytes());
+                w.pad(8);
+                w.b
+            };
+            b.write_all(&answer(serials[2], 30)).unwrap();
+            b.write_all(&signal("First")).unwrap();
+            b.write_all(&answer(serials[0], 10)).unwrap();
+            b.write_all(&signal("Second")).unwrap();
+            b.write_all(&answer(serials[1], 20)).unwrap();
+            b.write_all(&signal("Third")).unwrap();
+        });
+        let call = Call {
+            dest: "d",
+            path: "/p",
+            iface: "i",
+            member: "m",
+            sig: "",
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let calls = vec![(call, vec![]), (call, vec![]), (call, vec![])];
+        let r = c.call_all(&calls, deadline).unwrap();
+        assert_eq!(r, [[Value::U32(10)], [Value::U32(20)], [Value::U32(30)]]);
+        server.join().unwrap();
+        let order: Vec<String> = (0..3)
+            .map(|_| c.next_signal(deadline).unwrap().member)
+            .collect();
+        assert_eq!(order, ["First", "Second", "Third"]);
     }
 }
