@@ -37,6 +37,10 @@ try:
     for f in run["files"]:
         p = os.path.join(root, f["file"])
         os.makedirs(os.path.dirname(p), exist_ok=True)
+        # A link there (a mask, /dev/null) is replaced, as the copy
+        # module replaces it, not written through.
+        if os.path.islink(p):
+            os.remove(p)
         with open(p, "w", encoding="utf-8") as out:
             out.write(f["content"])
     env = dict(os.environ, SDME_UNIT_DIRS=root + ":" + lower)
