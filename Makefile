@@ -9,6 +9,8 @@
 #                            artifacts, e2e); needs root
 #   make test                unit and golden tests only (no root needed)
 #   make e2e                 the end-to-end suite alone; needs root
+#   make test-ansible        the Ansible role (ansible/roles/sdme) against two
+#                            booted test hosts; needs root and PyPI
 #   make deb                 the Debian package, into target/dist/ (needs
 #                            debhelper and lintian: make test-deps)
 #   make dist                release artifacts into target/dist/: static
@@ -45,7 +47,7 @@ BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod sdme-build
 # loaded by a static binary.
 BINS_USER = sdme-import sdme
 
-.PHONY: all build install uninstall test check e2e fmt clippy deps test-deps bench clean deb dist dist-check
+.PHONY: all build install uninstall test check e2e test-ansible fmt clippy deps test-deps bench clean deb dist dist-check
 
 all: build
 
@@ -130,7 +132,11 @@ test-deps:
 e2e: build
 	tests/e2e/run
 
-check: test-deps fmt clippy test dist-check e2e
+# The Ansible role on Debian 12 and 13 test hosts (tests/ansible/run).
+test-ansible: build
+	tests/ansible/run
+
+check: test-deps fmt clippy test dist-check test-ansible e2e
 
 bench: build
 	tests/bench/generator-1000
