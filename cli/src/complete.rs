@@ -176,9 +176,13 @@ function __sdme_names
     $words[1] __names -- $words 2>/dev/null
 end
 complete -c sdme -f -n '__sdme_names >/dev/null' -a '(__sdme_names)'
+# An option's value is completed from that option's entries only.
+complete -c sdme -n '__fish_sdme_using_subcommand create new' -s r -l rootfs -r -a '(__sdme_names)'
+complete -c sdme -n '__fish_sdme_using_subcommand create new' -l pod -r -f -a '(__sdme_names)'
 "#;
 
-/// clap_complete's fish script with [`FISH_NAMES`] at its end.
+/// clap_complete's fish script with [`FISH_NAMES`] at its end (which uses
+/// its `__fish_sdme_using_subcommand`).
 pub fn fish(clap_script: &str) -> String {
     format!("{clap_script}{FISH_NAMES}")
 }
@@ -234,6 +238,7 @@ mod tests {
         let clap = z.find("_sdme_clap() {").expect("clap's not renamed");
         let ours = z.find("\n_sdme() {").expect("no _sdme");
         assert!(clap < ours && ours < z.find("if [ \"$funcstack").unwrap());
-        assert!(fish("complete -c sdme\n").ends_with("-a '(__sdme_names)'\n"));
+        assert!(fish("complete -c sdme\n")
+            .contains("-n '__sdme_names >/dev/null' -a '(__sdme_names)'\n"));
     }
 }

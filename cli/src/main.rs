@@ -395,6 +395,11 @@ mod tests {
         assert!(Cli::try_parse_from(["sdme", "__names", "rootfs"]).is_ok());
         assert!(Cli::try_parse_from(["sdme", "__names", "--", "sdme", "stop", "--kill"]).is_ok());
         assert!(Cli::try_parse_from(["sdme", "__names"]).is_err());
+        // The fish additions call clap's helper function.
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Fish, &mut Cli::command(), "sdme", &mut out);
+        let f = String::from_utf8(out).unwrap();
+        assert!(f.contains("function __fish_sdme_using_subcommand"));
     }
 
     #[test]

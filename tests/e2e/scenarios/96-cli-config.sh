@@ -4,8 +4,7 @@
 # line naming it and leaves the file as it was. `config get` shows the value
 # in force and the default; `config apparmor-profile` prints the installed
 # profile. The installed bash completion completes commands and, through
-# `sdme __names`, container, rootfs and pod names (for root and for a user);
-# so do the installed zsh and fish completions.
+# `sdme __names`, container, rootfs and pod names (for root and for a user).
 # `sdme rm` of a vendor file masks it; `rm -a` without -f and without a
 # terminal is refused; `rm -a -f` removes every container, a running one too;
 # a /run/sdme file is deleted, an /etc file over a vendor one becomes a mask.
@@ -74,26 +73,6 @@ assert_match "sdme stop --<TAB>: options from clap" '--kill' "$(completes sdme s
 # shellcheck disable=SC2016 # expanded by the test host's bash
 assert_eq "sdme stop <TAB> as nobody (no root needed)" cpl "$(th_exec setpriv --reuid=65534 --regid=65534 --clear-groups \
 	bash --norc --noprofile -c "$complete_words" bash sdme stop '' 2>&1)"
-
-step "zsh and fish completion of names"
-# zsh: the installed _sdme, autoloaded from zsh's fpath as compinit does,
-# called with the command line in words/CURRENT; compadd (zsh's builtin,
-# usable only inside a completion widget) prints what it is given.
-# shellcheck disable=SC2016 # expanded by the test host's zsh
-zsh_words='autoload -U compinit && compinit -u -D; compadd() { [[ $1 == -a ]] && print -rl -- ${(P)2}; }
-	words=("$@"); CURRENT=$#; _sdme'
-zcompletes() { th_exec zsh -f -c "$zsh_words" zsh "$@" 2>&1 | paste -sd' '; }
-assert_eq "zsh: sdme stop <TAB>" cpl "$(zcompletes sdme stop '')"
-assert_eq "zsh: sdme exec c<TAB>" cpl "$(zcompletes sdme exec c)"
-assert_eq "zsh: sdme create x --pod <TAB>" cplpod "$(zcompletes sdme create x --pod '')"
-assert_eq "zsh: sdme fs rm <TAB>" cplfs "$(zcompletes sdme fs rm '')"
-# fish: its own `complete -C`, which loads the installed sdme.fish.
-fcompletes() { th_exec fish --no-config -c "complete -C '$1'" 2>&1 | cut -f1 | paste -sd' '; }
-assert_eq "fish: sdme stop <TAB>" cpl "$(fcompletes 'sdme stop ')"
-assert_eq "fish: sdme exec c<TAB>" cpl "$(fcompletes 'sdme exec c')"
-assert_eq "fish: sdme pod rm <TAB>" cplpod "$(fcompletes 'sdme pod rm ')"
-assert_match "fish: sdme create x --rootfs <TAB> offers the rootfs" '(^| )cplfs( |$)' "$(fcompletes 'sdme create x --rootfs ')"
-assert_eq "fish: sdme sto<TAB>: commands from clap" stop "$(fcompletes 'sdme sto')"
 t0=$(date +%s%N)
 th_exec sdme __names container >/dev/null
 echo "figure: sdme __names container took $((($(date +%s%N) - t0) / 1000000)) ms (with th_exec's nsenter)"
