@@ -120,8 +120,10 @@ pub fn names_at(words: &[String]) -> Result<bool> {
 const BASH_NAMES: &str = r#"
 # Names (sdme __names -- WORDS...) where a command takes one.
 _sdme_names() {
-    local IFS=$'\n' names
+    local names
     if names=$("${COMP_WORDS[0]}" __names -- "${COMP_WORDS[@]:0:COMP_CWORD+1}" 2>/dev/null); then
+        # Not for clap's function below, which splits on blanks.
+        local IFS=$'\n'
         COMPREPLY=($(compgen -W "$names" -- "${COMP_WORDS[COMP_CWORD]}"))
         return 0
     fi
