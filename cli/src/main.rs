@@ -91,15 +91,18 @@ enum Cmd {
     },
     /// Remove containers: their file in /etc/sdme or /run/sdme, drop-ins and
     /// state; a vendor file is masked with a link to /dev/null in /etc/sdme.
+    /// NAME@ removes a template with its instances' state.
     Rm {
+        /// Containers, templates (NAME@) or instances with a file of their
+        /// own (NAME@INSTANCE).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
-        /// Stop a running container first instead of refusing (and, with
-        /// -a, do not ask).
+        /// Stop a running container (a template's running instances) first
+        /// instead of refusing (and, with -a, do not ask).
         #[arg(short, long)]
         force: bool,
-        /// Every container on the search path; asks on a terminal, needs -f
-        /// otherwise.
+        /// Every container on the search path, templates too; asks on a
+        /// terminal, needs -f otherwise.
         #[arg(short, long)]
         all: bool,
     },

@@ -540,6 +540,11 @@ fn states_in_order(rows: &[UnitRow], units: &[String]) -> Vec<(String, String)> 
         .collect()
 }
 
+/// The loaded units matching `patterns`.
+pub fn loaded_units(patterns: &[&str]) -> Result<Vec<UnitRow>> {
+    Bus::system()?.list_units(patterns)
+}
+
 pub fn active_state(unit: &str) -> Result<String> {
     Bus::system()?.active_state(unit)
 }
