@@ -256,21 +256,24 @@ fn member_service(stem: &str) -> String {
 
 fn ls(json: bool) -> Result<()> {
     let rows = pod_rows(&dirs(), &loaded_units()?);
+    // A template has no state of its own (systemd loads no unit by a
+    // template's name): its instances are listed.
+    let is_template = |r: &PodRow| r.name.ends_with('@');
     let mut units: Vec<String> = Vec::new();
     for r in &rows {
-        units.push(pod_service_name(&r.name));
+        if !is_template(r) {
+            units.push(pod_service_name(&r.name));
+        }
         units.extend(r.members.iter().map(|m| member_service(m)));
     }
     let states = sys::states(&units)?;
     let mut st = states.into_iter().map(|(a, _)| a);
     let mut out = Vec::new();
     for r in &rows {
-        let pod_state = st.next().unwrap_or_default();
-        // A template has no state of its own: its instances are listed.
-        let pod_state = if r.name.ends_with('@') {
+        let pod_state = if is_template(r) {
             "template".into()
         } else {
-            pod_state
+            st.next().unwrap_or_default()
         };
         let members: Vec<(String, String)> = r
             .members
