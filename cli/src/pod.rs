@@ -350,8 +350,8 @@ fn rm(name: &str, force: bool) -> Result<()> {
     let units = loaded_units()?;
     let row = pod_rows(&dirs, &units).into_iter().find(|r| r.name == name);
     let members = row.map(|r| r.members).unwrap_or_default();
-    let units: Vec<String> = members.iter().map(|m| member_service(m)).collect();
-    let states = sys::states(&units)?;
+    let member_units: Vec<String> = members.iter().map(|m| member_service(m)).collect();
+    let states = sys::states(&member_units)?;
     let busy: Vec<&String> = members
         .iter()
         .zip(&states)

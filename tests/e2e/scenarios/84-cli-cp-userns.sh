@@ -27,7 +27,7 @@ assert_eq "cp out of it: refused too" \
 	"1 sdme: $c is active in a user namespace (PrivateUsers=): sdme cp reaches it through its layers, stop it first" \
 	"$(out_rc sdme cp "$c:/etc/hostname" /root/g84)"
 check_in "nothing written on either side" sh -c "test ! -e $st/upper/srv/f -a ! -e /root/g84"
-require_in "the guest's root writes /srv/g" th_run_in "$c" sh -c 'echo g > /srv/g'
+require "the guest's root writes /srv/g" th_run_in "$c" sh -c 'echo g > /srv/g'
 require_in "stop $c" timeout 120 sdme stop "$c"
 
 step "stopped: cp both ways through the layers"
