@@ -120,6 +120,7 @@ test:
 	$(CARGO) test --workspace --locked
 	tests/man/check
 	tests/apparmor/check
+	tests/completion/check
 
 # Packages to build and run sdme (Rust comes from rustup, not from here).
 deps:

@@ -7,8 +7,12 @@
 //! from the lower layer with their mode, owners and times; a whiteout in
 //! the way replaced, a new directory there made opaque).
 //!
-//! Containers with a user namespace (`PrivateUsers=`) are refused: their
-//! files are owned by shifted IDs, which this does not translate.
+//! Containers with a user namespace (`PrivateUsers=`) keep the guest's
+//! own IDs on disk (their layers are ID-mapped at mount time, see
+//! sdme-prepare's idmap.rs): through the layers of a stopped one, owners
+//! copy as they are, root inside being 0 on the host, both ways. A
+//! running one is refused: its root shows the shifted IDs (UID base +
+//! ID) and host root has no ID in it to create files with.
 
 use std::ffi::{CString, OsStr};
 use std::fs::OpenOptions;
@@ -47,12 +51,13 @@ fn leader(machine: &str) -> Result<u32> {
 fn container_root(name: &str, write: bool) -> Result<View> {
     create::check_name(name)?;
     let c = lookup::load(name)?;
-    if c.private_users_enabled() {
+    let state = sys::active_state(&lookup::service(name))?;
+    if c.private_users_enabled() && state != "inactive" && state != "failed" {
         bail!(
-            "{name} has a user namespace (PrivateUsers=): sdme cp does not shift owners, refusing"
+            "{name} is {state} in a user namespace (PrivateUsers=): sdme cp reaches it through its layers, stop it first"
         );
     }
-    if sys::active_state(&lookup::service(name))? == "active" {
+    if state == "active" {
         // Pin the process first, then check it is still the leader: a
         // PID reused after the machine ended must not give the host's /.
         let pid = leader(&c.machine)?;

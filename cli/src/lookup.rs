@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sdme_core::config::Config;
-use sdme_core::container::Container;
+use sdme_core::container::{instance_machine, Container};
 use sdme_core::paths::unit_dirs;
 use sdme_core::render::unit_service_name;
 use sdme_core::search::{search, FileType, UnitName};
@@ -36,21 +36,38 @@ pub fn load(name: &str) -> Result<Container> {
     load_unit(&UnitName::Plain(name.into()))
 }
 
-/// The container of the file `name` (an instance too), validated.
+/// The container of the file `name`, validated; an instance without a
+/// file of its own is its template's container with the instance's
+/// machine name (as systemd runs it from the template's unit).
 pub fn load_unit(name: &UnitName) -> Result<Container> {
     let dirs = dirs();
-    let found = search(&dirs, FileType::Container)
-        .found
-        .into_iter()
-        .find(|f| f.name == *name)
-        .with_context(|| {
+    let found = search(&dirs, FileType::Container).found;
+    let (f, instance) = match (found.iter().find(|f| f.name == *name), name) {
+        (Some(f), _) => (f, None),
+        (None, UnitName::Instance { template, instance }) => {
+            let t = UnitName::Template(template.clone());
+            let f = found.iter().find(|f| f.name == t).with_context(|| {
+                format!(
+                    "no container {} and no template {template}@.container on the search path",
+                    name.stem()
+                )
+            })?;
+            (f, Some(instance))
+        }
+        (None, _) => {
             let n = name.stem();
-            format!("no container {n} (no {n}.container on the search path)")
-        })?;
-    Container::load_with(&found, &config(&dirs)).map_err(|d| {
+            bail!("no container {n} (no {n}.container on the search path)")
+        }
+    };
+    let mut c = Container::load_with(f, &config(&dirs)).map_err(|d| {
         let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
-    })
+    })?;
+    if let Some(i) = instance {
+        // A template's machine name is the instances' prefix.
+        c.machine = instance_machine(&c.machine, i);
+    }
+    Ok(c)
 }
 
 /// Write all of `out`; a closed pipe (`sdme ps | head -1`) is not an error.

@@ -92,15 +92,18 @@ enum Cmd {
     },
     /// Remove containers: their file in /etc/sdme or /run/sdme, drop-ins and
     /// state; a vendor file is masked with a link to /dev/null in /etc/sdme.
+    /// NAME@ removes a template with its instances' state.
     Rm {
+        /// Containers, templates (NAME@) or instances with a file of their
+        /// own (NAME@INSTANCE).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
-        /// Stop a running container first instead of refusing (and, with
-        /// -a, do not ask).
+        /// Stop a running container (a template's running instances) first
+        /// instead of refusing (and, with -a, do not ask).
         #[arg(short, long)]
         force: bool,
-        /// Every container on the search path; asks on a terminal, needs -f
-        /// otherwise.
+        /// Every container on the search path, templates too; asks on a
+        /// terminal, needs -f otherwise.
         #[arg(short, long)]
         all: bool,
     },
@@ -186,9 +189,16 @@ enum Cmd {
     /// Pods: network namespaces that containers share (sdme.pod(5)).
     #[command(subcommand)]
     Pod(pod::PodCmd),
-    /// For the completion scripts: names of KIND, one a line (needs no root).
+    /// For the completion scripts: names of KIND, one a line, or those the
+    /// last of WORDS (a command line) takes, exit status 1 if it takes
+    /// none (needs no root).
     #[command(name = "__names", hide = true)]
-    Names { kind: complete::Kind },
+    Names {
+        #[arg(required_unless_present = "words")]
+        kind: Option<complete::Kind>,
+        #[arg(last = true)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,10 +231,14 @@ fn main() -> ExitCode {
     if let Cmd::Config(ConfigCmd::Completions { shell }) = &cli.cmd {
         return completions(shell);
     }
-    if let Cmd::Names { kind } = cli.cmd {
-        return match complete::names(kind) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
+    if let Cmd::Names { kind, words } = cli.cmd {
+        let r = match kind {
+            Some(kind) => complete::names(kind).map(|()| true),
+            None => complete::names_at(&words),
+        };
+        return match r {
+            Ok(true) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
         };
     }
     // SAFETY: geteuid cannot fail and touches no memory.
@@ -308,7 +322,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Config(ConfigCmd::Get { key }) => config::get(key.as_deref())?,
         Cmd::Config(ConfigCmd::Set { key, value }) => config::set(&key, &value)?,
         Cmd::Config(ConfigCmd::ApparmorProfile) => config::apparmor_profile()?,
-        Cmd::Names { kind } => complete::names(kind)?,
+        Cmd::Names { .. } => unreachable!("answered before the root check"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -320,10 +334,14 @@ fn completions(shell: &str) -> ExitCode {
     };
     let mut out = Vec::new();
     clap_complete::generate(sh, &mut Cli::command(), "sdme", &mut out);
-    if sh == Shell::Bash {
-        out = complete::bash(&String::from_utf8_lossy(&out)).into_bytes();
-    }
-    match lookup::write_stdout(&out) {
+    let script = String::from_utf8_lossy(&out);
+    let out = match sh {
+        Shell::Bash => complete::bash(&script),
+        Shell::Zsh => complete::zsh(&script),
+        Shell::Fish => complete::fish(&script),
+        _ => script.into_owned(),
+    };
+    match lookup::write_stdout(out.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sdme: {e:#}");
@@ -379,6 +397,13 @@ mod tests {
         assert!(def < reg);
         assert!(!s.contains("complete -F _sdme "));
         assert!(Cli::try_parse_from(["sdme", "__names", "rootfs"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "__names", "--", "sdme", "stop", "--kill"]).is_ok());
+        assert!(Cli::try_parse_from(["sdme", "__names"]).is_err());
+        // The fish additions call clap's helper function.
+        let mut out = Vec::new();
+        clap_complete::generate(Shell::Fish, &mut Cli::command(), "sdme", &mut out);
+        let f = String::from_utf8(out).unwrap();
+        assert!(f.contains("function __fish_sdme_using_subcommand"));
     }
 
     #[test]

@@ -23,24 +23,31 @@ const POD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 #[derive(Subcommand)]
 pub enum PodCmd {
-    /// Write /etc/sdme/NAME.pod and reload systemd.
+    /// Write /etc/sdme/NAME.pod (or, for NAME@, the template NAME@.pod)
+    /// and reload systemd.
     New {
+        /// The pod's name; NAME@ makes a template, whose instances
+        /// (NAME@INSTANCE) need no file.
         name: String,
         /// Start the pod at boot ([Install] WantedBy=machines.target).
         #[arg(long)]
         enable: bool,
     },
-    /// List the pods on the search path, their state and their members.
+    /// List the pods on the search path (templates and their running
+    /// instances too), their state and their members.
     Ls {
         /// One JSON array (see sdme(1) for its fields).
         #[arg(long)]
         json: bool,
     },
     /// Remove pods (a vendor file is masked); refused while a member runs.
+    /// NAME@ removes a template, refused while a member of any of its
+    /// instances runs.
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
-        /// Stop running members and the pod first instead of refusing.
+        /// Stop running members and the pod (for a template: its running
+        /// instances) first instead of refusing.
         #[arg(short, long)]
         force: bool,
     },
@@ -65,12 +72,31 @@ fn render(enable: bool) -> String {
     s
 }
 
-/// A pod name `new` and `rm` take: a plain pod, not a template.
+/// A pod name `rm` takes: a plain pod, a template (`NAME@`) or an
+/// instance with a file of its own (`NAME@INSTANCE`).
 fn check_name(name: &str) -> Result<()> {
-    if name.contains('@') {
-        bail!("'{name}': pod templates (NAME@.pod) cannot be made with sdme pod yet");
+    match name.strip_suffix('@') {
+        Some(t) => check_pod_name(t),
+        None => check_pod_name(name),
     }
-    check_pod_name(name).map_err(anyhow::Error::msg)
+    .map_err(anyhow::Error::msg)
+}
+
+/// A pod name `new` takes: a plain pod or a template; an instance needs
+/// no file (its template serves it).
+fn check_new_name(name: &str, enable: bool) -> Result<()> {
+    check_name(name)?;
+    match UnitName::from_stem(name) {
+        UnitName::Instance { template, .. } => bail!(
+            "'{name}' is an instance of the template {template}@.pod: it needs no file \
+             (a container joins it with Pod={name}.pod; make the template with sdme pod new {template}@)"
+        ),
+        UnitName::Template(t) if enable => bail!(
+            "a template is not enabled: its instances start with their members \
+             (enable a container with Pod={t}@INSTANCE.pod)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Every `NAME.pod` on the search path (masks too), in order.
@@ -83,7 +109,7 @@ fn files(dirs: &[PathBuf], name: &str) -> Vec<PathBuf> {
 
 fn validate(name: &str, path: &Path, text: &str) -> Result<()> {
     let file = UnitFile::parse(path, text.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Pod::from_unit(&UnitName::Plain(name.into()), path, file)
+    Pod::from_unit(&UnitName::from_stem(name), path, file)
         .map(|_| ())
         .map_err(|d| {
             let l: Vec<String> = d.iter().map(ToString::to_string).collect();
@@ -92,7 +118,7 @@ fn validate(name: &str, path: &Path, text: &str) -> Result<()> {
 }
 
 fn new(name: &str, enable: bool) -> Result<PathBuf> {
-    check_name(name)?;
+    check_new_name(name, enable)?;
     if let Some(p) = files(&dirs(), name).first() {
         bail!("pod {name} exists already: {}", p.display());
     }
@@ -119,23 +145,54 @@ struct PodRow {
     members: Vec<String>,
 }
 
-fn pod_rows(dirs: &[PathBuf]) -> Vec<PodRow> {
+/// Each container with a file, and each running instance of a container
+/// template without one: its file stem and the pod it names.
+fn container_pods(dirs: &[PathBuf], units: &[String]) -> Vec<(String, String)> {
     let config = config(dirs);
     let containers: Vec<Container> = search(dirs, FileType::Container)
         .found
         .iter()
         .filter_map(|f| Container::load_with(f, &config).ok())
         .collect();
-    search(dirs, FileType::Pod)
-        .found
+    let stems: Vec<String> = containers.iter().map(|c| c.name.stem()).collect();
+    let mut out = Vec::new();
+    for c in &containers {
+        let Some((pod, _)) = &c.pod else { continue };
+        let UnitName::Template(t) = &c.name else {
+            out.push((c.name.stem(), pod.clone()));
+            continue;
+        };
+        for i in units
+            .iter()
+            .filter_map(|u| instance_in(u, &format!("sdme-{t}@")))
+        {
+            let stem = format!("{t}@{i}");
+            if !stems.contains(&stem) {
+                out.push((stem, pod.replace("@%i", &format!("@{i}"))));
+            }
+        }
+    }
+    out
+}
+
+/// `PREFIX` + INSTANCE + `.service` with INSTANCE non-empty.
+fn instance_in<'a>(unit: &'a str, prefix: &str) -> Option<&'a str> {
+    unit.strip_prefix(prefix)?
+        .strip_suffix(".service")
+        .filter(|i| !i.is_empty())
+}
+
+/// The pod files on the search path with their members; `units` are the
+/// loaded `sdme-*.service` units, for the running instances of templates.
+fn pod_rows(dirs: &[PathBuf], units: &[String]) -> Vec<PodRow> {
+    let containers = container_pods(dirs, units);
+    let found = search(dirs, FileType::Pod).found;
+    let stems: Vec<String> = found.iter().map(|f| f.name.stem()).collect();
+    let mut rows: Vec<PodRow> = found
         .into_iter()
         .map(|f| {
             let name = f.name.stem();
-            let members = containers
-                .iter()
-                .filter(|c| c.pod.as_ref().is_some_and(|(p, _)| *p == name))
-                .map(|c| c.name.stem())
-                .collect();
+            let members = members(&containers, &name);
             let error = Pod::load(&f).err().map(|d| {
                 d.iter()
                     .map(ToString::to_string)
@@ -149,7 +206,48 @@ fn pod_rows(dirs: &[PathBuf]) -> Vec<PodRow> {
                 members,
             }
         })
+        .collect();
+    // Running instances of templates, which need no file of their own.
+    let mut instances = Vec::new();
+    for r in rows.iter().filter(|r| r.name.ends_with('@')) {
+        let prefix = format!("sdme-pod-{}", r.name);
+        for i in units.iter().filter_map(|u| instance_in(u, &prefix)) {
+            let name = format!("{}{i}", r.name);
+            if !stems.contains(&name) {
+                instances.push(PodRow {
+                    members: members(&containers, &name),
+                    name,
+                    file: r.file.clone(),
+                    error: r.error.clone(),
+                });
+            }
+        }
+    }
+    rows.extend(instances);
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// The containers naming `pod`; for a template (`NAME@`), those naming
+/// any of its instances.
+fn members(containers: &[(String, String)], pod: &str) -> Vec<String> {
+    containers
+        .iter()
+        .filter(|(_, p)| match pod.strip_suffix('@') {
+            Some(t) => p.split_once('@').is_some_and(|(pt, _)| pt == t),
+            None => p == pod,
+        })
+        .map(|(c, _)| c.clone())
         .collect()
+}
+
+/// The loaded `sdme-*.service` units (containers, pods and their
+/// instances), by name.
+fn loaded_units() -> Result<Vec<String>> {
+    Ok(sys::loaded_units(&["sdme-*.service"])?
+        .into_iter()
+        .map(|u| u.name)
+        .collect())
 }
 
 fn member_service(stem: &str) -> String {
@@ -157,17 +255,26 @@ fn member_service(stem: &str) -> String {
 }
 
 fn ls(json: bool) -> Result<()> {
-    let rows = pod_rows(&dirs());
+    let rows = pod_rows(&dirs(), &loaded_units()?);
+    // A template has no state of its own (systemd loads no unit by a
+    // template's name): its instances are listed.
+    let is_template = |r: &PodRow| r.name.ends_with('@');
     let mut units: Vec<String> = Vec::new();
     for r in &rows {
-        units.push(pod_service_name(&r.name));
+        if !is_template(r) {
+            units.push(pod_service_name(&r.name));
+        }
         units.extend(r.members.iter().map(|m| member_service(m)));
     }
     let states = sys::states(&units)?;
     let mut st = states.into_iter().map(|(a, _)| a);
     let mut out = Vec::new();
     for r in &rows {
-        let pod_state = st.next().unwrap_or_default();
+        let pod_state = if is_template(r) {
+            "template".into()
+        } else {
+            st.next().unwrap_or_default()
+        };
         let members: Vec<(String, String)> = r
             .members
             .iter()
@@ -240,10 +347,11 @@ fn rm(name: &str, force: bool) -> Result<()> {
     if *first == etc && std::fs::read_link(&etc).is_ok_and(|t| t == Path::new("/dev/null")) {
         bail!("{} masks pod {name} already", etc.display());
     }
-    let row = pod_rows(&dirs).into_iter().find(|r| r.name == name);
+    let units = loaded_units()?;
+    let row = pod_rows(&dirs, &units).into_iter().find(|r| r.name == name);
     let members = row.map(|r| r.members).unwrap_or_default();
-    let units: Vec<String> = members.iter().map(|m| member_service(m)).collect();
-    let states = sys::states(&units)?;
+    let member_units: Vec<String> = members.iter().map(|m| member_service(m)).collect();
+    let states = sys::states(&member_units)?;
     let busy: Vec<&String> = members
         .iter()
         .zip(&states)
@@ -252,17 +360,32 @@ fn rm(name: &str, force: bool) -> Result<()> {
         .collect();
     if !busy.is_empty() && !force {
         let l: Vec<&str> = busy.iter().map(|s| s.as_str()).collect();
-        bail!(
-            "pod {name} has running members: {}; stop them first or use pod rm -f",
-            l.join(", ")
-        );
+        let what = if name.ends_with('@') {
+            format!("pod template {name}.pod has instances with running members")
+        } else {
+            format!("pod {name} has running members")
+        };
+        bail!("{what}: {}; stop them first or use pod rm -f", l.join(", "));
     }
     for m in &busy {
         stop_unit(&UnitName::from_stem(m), StopMode::Graceful)?;
     }
-    let pod_unit = pod_service_name(name);
-    if running(&sys::active_state(&pod_unit)?) {
-        sys::stop(&pod_unit, POD_STOP_WAIT)?;
+    // A template's unit serves its instances: each running one is stopped.
+    let pod_units: Vec<String> = match name.strip_suffix('@') {
+        Some(_) => {
+            let prefix = format!("sdme-pod-{name}");
+            units
+                .iter()
+                .filter(|u| instance_in(u, &prefix).is_some())
+                .cloned()
+                .collect()
+        }
+        None => vec![pod_service_name(name)],
+    };
+    for u in &pod_units {
+        if running(&sys::active_state(u)?) {
+            sys::stop(u, POD_STOP_WAIT)?;
+        }
     }
     // A file below /etc/sdme would come back once /etc's is gone.
     let vendor = found.iter().find(|p| **p != etc);
@@ -284,12 +407,18 @@ fn rm(name: &str, force: bool) -> Result<()> {
     }
     .with_context(|| format!("removing {}", dropins.display()))?;
     sys::daemon_reload()?;
-    if matches!(sys::active_state(&pod_unit)?.as_str(), "failed") {
-        sys::reset_failed(&pod_unit)?;
+    for u in &pod_units {
+        if matches!(sys::active_state(u)?.as_str(), "failed") {
+            sys::reset_failed(u)?;
+        }
     }
     if !members.is_empty() {
+        let pod = match name.strip_suffix('@') {
+            Some(t) => format!("an instance of {t}@.pod"),
+            None => format!("Pod={name}.pod"),
+        };
         eprintln!(
-            "note: {} still name Pod={name}.pod and will not start until it exists again",
+            "note: {} still name {pod} and will not start until it exists again",
             members.join(", ")
         );
     }
@@ -322,9 +451,17 @@ mod tests {
             validate("grp", Path::new("/etc/sdme/grp.pod"), &text).unwrap();
             assert_eq!(text.contains("WantedBy=machines.target"), enable);
         }
-        assert!(check_name("grp@").is_err());
+        assert!(check_name("grp@").is_ok());
         assert!(check_name("../x").is_err());
+        assert!(check_name("../x@").is_err());
         assert!(check_name("ok-1").is_ok());
+        let text = render(false);
+        validate("grp@", Path::new("/etc/sdme/grp@.pod"), &text).unwrap();
+        assert!(check_new_name("grp@", false).is_ok());
+        let e = check_new_name("grp@a", false).unwrap_err().to_string();
+        assert!(e.contains("needs no file"), "{e}");
+        let e = check_new_name("grp@", true).unwrap_err().to_string();
+        assert!(e.starts_with("a template is not enabled"), "{e}");
     }
 
     #[test]
@@ -335,7 +472,7 @@ mod tests {
         std::fs::write(d.join("other.pod"), "[Pod]\nBogus=1\n").unwrap();
         std::fs::write(d.join("a.container"), "[Container]\nPod=grp.pod\n").unwrap();
         std::fs::write(d.join("b.container"), "[Container]\n").unwrap();
-        let rows = pod_rows(&[d.to_path_buf()]);
+        let rows = pod_rows(&[d.to_path_buf()], &[]);
         let grp = rows.iter().find(|r| r.name == "grp").unwrap();
         assert_eq!(grp.members, ["a"]);
         assert!(grp.error.is_none());
@@ -347,6 +484,33 @@ mod tests {
         );
         let t = table(&[(grp, "active".into(), vec![("a".into(), "active".into())])]);
         assert_eq!(t, "POD  STATE   MEMBERS\ngrp  active  a (active)\n");
+    }
+
+    #[test]
+    fn template_rows_and_their_instances_members() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("grp@.pod"), render(false)).unwrap();
+        std::fs::write(d.join("a.container"), "[Container]\nPod=grp@x.pod\n").unwrap();
+        std::fs::write(d.join("s@.container"), "[Container]\nPod=grp@%i.pod\n").unwrap();
+        let units: Vec<String> = [
+            "sdme-pod-grp@x.service",
+            "sdme-pod-grp@y.service",
+            "sdme-s@y.service",
+        ]
+        .map(String::from)
+        .into();
+        let rows = pod_rows(&[d.to_path_buf()], &units);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["grp@", "grp@x", "grp@y"]);
+        assert_eq!(rows[0].members, ["a", "s@y"]);
+        assert_eq!(rows[1].members, ["a"]);
+        assert_eq!(rows[2].members, ["s@y"]);
+        assert_eq!(
+            instance_in("sdme-pod-grp@x.service", "sdme-pod-grp@"),
+            Some("x")
+        );
+        assert_eq!(instance_in("sdme-pod-grp@.service", "sdme-pod-grp@"), None);
     }
 
     #[test]

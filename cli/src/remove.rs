@@ -5,14 +5,16 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sdme_core::container::{instance_machine, Container};
 use sdme_core::escape::mount_unit_name;
-use sdme_core::paths::container_dir;
-use sdme_core::render::prepare_unit_name;
+use sdme_core::name::check_machine_name;
+use sdme_core::paths::{container_dir, CONTAINERS_DIR};
+use sdme_core::render::{prepare_unit_name, unit_service_name};
 use sdme_core::search::{search, FileType, UnitName};
 
 use crate::create::{self, ETC_DIR};
-use crate::lifecycle::{stop, StopMode};
-use crate::lookup::{dirs, load, service};
+use crate::lifecycle::{stop_unit, StopMode};
+use crate::lookup::{config, dirs, load_unit};
 use crate::sys;
 
 /// Remove a file or a tree without following symlinks: a symlink is
@@ -58,68 +60,40 @@ fn mask(etc: &Path) -> Result<()> {
 /// drop-ins there, and the state; when a file of that name is left lower on
 /// the search path (a vendor's), a `/dev/null` link in `/etc/sdme` masks it.
 pub fn rm(name: &str, force: bool) -> Result<()> {
-    create::check_name(name)?;
-    let dirs = dirs();
-    let etc = Path::new(ETC_DIR).join(format!("{name}.container"));
-    let files: Vec<PathBuf> = dirs
-        .iter()
-        .map(|d| d.join(format!("{name}.container")))
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
-    let Some(winner) = files.first().cloned() else {
-        bail!("no container {name} (no {name}.container on the search path)");
+    if let Some(t) = name.strip_suffix('@') {
+        return rm_template(t, force);
+    }
+    // An instance with a file of its own (NAME@INSTANCE.container) too.
+    let unit_name = UnitName::from_stem(name);
+    let fallback = match &unit_name {
+        UnitName::Instance { template, instance } => {
+            check_machine_name(template)
+                .and_then(|()| check_machine_name(instance))
+                .map_err(anyhow::Error::msg)?;
+            instance_machine(template, instance)
+        }
+        _ => {
+            create::check_name(name)?;
+            name.to_string()
+        }
     };
-    if std::fs::read_link(&winner).is_ok_and(|t| t == Path::new("/dev/null")) {
-        bail!(
-            "{} masks {name} already; remove the link by hand to unmask it",
-            winner.display()
-        );
-    }
-    let dir = winner
-        .parent()
-        .context("file without directory")?
-        .to_path_buf();
-    let delete = deletable(&dir);
-    // What is left once `winner` is gone, if it is deleted.
-    let vendor = files.iter().find(|p| !delete || **p != winner).cloned();
-    if vendor.is_some() && dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
-        bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS), so a mask there would not apply; nothing removed");
-    }
+    let file = FilePlan::new(name)?;
     // The machine name (MachineName=) decides the state directory; a
     // file with errors has no machine name but its file name.
-    let machine = load(name).map_or_else(|_| name.to_string(), |c| c.machine);
-    let unit = service(name);
+    let machine = load_unit(&unit_name).map_or(fallback, |c| c.machine);
+    let unit = unit_service_name(&unit_name);
     let state = sys::active_state(&unit)?;
     if !matches!(state.as_str(), "inactive" | "failed") {
         if !force {
             bail!("{name} is {state}; stop it first or use rm -f");
         }
-        stop(name, StopMode::Graceful)?;
+        stop_unit(&unit_name, StopMode::Graceful)?;
     }
     let dir = container_dir(&machine);
     if let Some(m) = sys::mounts_below(&dir)?.first() {
         bail!("{m} is still mounted; nothing removed");
     }
-    match &vendor {
-        Some(v) => {
-            mask(&etc)?;
-            println!(
-                "sdme: {name} is defined by {}: masked with {} -> /dev/null",
-                v.display(),
-                etc.display()
-            );
-            if delete && winner != etc {
-                std::fs::remove_file(&winner)
-                    .with_context(|| format!("removing {}", winner.display()))?;
-            }
-        }
-        None => std::fs::remove_file(&winner)
-            .with_context(|| format!("removing {}", winner.display()))?,
-    }
-    remove_tree(&Path::new(ETC_DIR).join(format!("{name}.container.d")))?;
-    if delete {
-        remove_tree(&dir.join(format!("{name}.container.d")))?;
-    }
+    file.remove()?;
     sys::daemon_reload()?;
     // A failed start leaves failed units that would stay listed.
     let mut units = vec![unit, prepare_unit_name(&machine)];
@@ -146,16 +120,197 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     remove_tree(&dir)
 }
 
-/// `rm -a`: every container on the search path (not templates). On a
+/// How `rm` takes away the file `STEM.container`: the file that won on the
+/// search path, deleted when in /etc/sdme or /run/sdme, and a mask in
+/// /etc/sdme when a file of that name is left lower.
+struct FilePlan {
+    stem: String,
+    winner: PathBuf,
+    vendor: Option<PathBuf>,
+    delete: bool,
+}
+
+impl FilePlan {
+    /// Everything checked, nothing changed yet.
+    fn new(stem: &str) -> Result<FilePlan> {
+        let dirs = dirs();
+        let files: Vec<PathBuf> = dirs
+            .iter()
+            .map(|d| d.join(format!("{stem}.container")))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect();
+        let Some(winner) = files.first().cloned() else {
+            bail!("no container {stem} (no {stem}.container on the search path)");
+        };
+        if std::fs::read_link(&winner).is_ok_and(|t| t == Path::new("/dev/null")) {
+            bail!(
+                "{} masks {stem} already; remove the link by hand to unmask it",
+                winner.display()
+            );
+        }
+        let delete = deletable(winner.parent().context("file without directory")?);
+        // What is left once `winner` is gone, if it is deleted.
+        let vendor = files.iter().find(|p| !delete || **p != winner).cloned();
+        if vendor.is_some() && dirs.first().map(PathBuf::as_path) != Some(Path::new(ETC_DIR)) {
+            bail!("{ETC_DIR} is not the first directory of the search path (SDME_UNIT_DIRS), so a mask there would not apply; nothing removed");
+        }
+        Ok(FilePlan {
+            stem: stem.to_string(),
+            winner,
+            vendor,
+            delete,
+        })
+    }
+
+    /// Delete or mask the file, and remove its drop-ins where deleted.
+    fn remove(&self) -> Result<()> {
+        let (stem, winner) = (&self.stem, &self.winner);
+        let etc = Path::new(ETC_DIR).join(format!("{stem}.container"));
+        match &self.vendor {
+            Some(v) => {
+                mask(&etc)?;
+                println!(
+                    "sdme: {stem} is defined by {}: masked with {} -> /dev/null",
+                    v.display(),
+                    etc.display()
+                );
+                if self.delete && *winner != etc {
+                    std::fs::remove_file(winner)
+                        .with_context(|| format!("removing {}", winner.display()))?;
+                }
+            }
+            None => std::fs::remove_file(winner)
+                .with_context(|| format!("removing {}", winner.display()))?,
+        }
+        remove_tree(&Path::new(ETC_DIR).join(format!("{stem}.container.d")))?;
+        if self.delete {
+            let dir = winner.parent().context("file without directory")?;
+            remove_tree(&dir.join(format!("{stem}.container.d")))?;
+        }
+        Ok(())
+    }
+}
+
+/// `rm T@`: the template's instances (refused while one runs, without
+/// -f, which stops them), their state directories, then the template's
+/// file as for any container.
+///
+/// The instances are the units systemd has loaded (`sdme-T@I.service`)
+/// and the state directories `PREFIX-I` (PREFIX: the template's machine
+/// name) that no container file on the search path claims and that no
+/// other template's longer prefix matches: systemd forgets a stopped
+/// instance, its directory stays.
+fn rm_template(t: &str, force: bool) -> Result<()> {
+    check_machine_name(t).map_err(anyhow::Error::msg)?;
+    let stem = format!("{t}@");
+    let file = FilePlan::new(&stem)?;
+    let template = UnitName::Template(t.to_string());
+    let prefix = load_unit(&template).map_or_else(|_| t.to_string(), |c| c.machine);
+    let units: Vec<String> = sys::loaded_units(&[&format!("sdme-{t}@*.service")])?
+        .into_iter()
+        .filter(|u| !matches!(u.active.as_str(), "inactive" | "failed"))
+        .filter_map(|u| instance_of(&u.name, t).map(String::from))
+        .collect();
+    if !units.is_empty() {
+        let names: Vec<String> = units.iter().map(|i| format!("{t}@{i}")).collect();
+        if !force {
+            bail!(
+                "{stem} has running instances: {}; stop them first or use rm -f; nothing removed",
+                names.join(", ")
+            );
+        }
+        for i in &units {
+            stop_unit(
+                &UnitName::Instance {
+                    template: t.to_string(),
+                    instance: i.clone(),
+                },
+                StopMode::Graceful,
+            )?;
+        }
+    }
+    let dirs = instance_dirs(&prefix)?;
+    for d in &dirs {
+        if let Some(m) = sys::mounts_below(d)?.first() {
+            bail!("{m} is still mounted; nothing removed");
+        }
+    }
+    file.remove()?;
+    sys::daemon_reload()?;
+    for d in &dirs {
+        remove_tree(d)?;
+    }
+    Ok(())
+}
+
+/// `sdme-T@I.service` with I non-empty.
+fn instance_of<'a>(unit: &'a str, t: &str) -> Option<&'a str> {
+    unit.strip_prefix("sdme-")?
+        .strip_prefix(t)?
+        .strip_prefix('@')?
+        .strip_suffix(".service")
+        .filter(|i| !i.is_empty())
+}
+
+/// The state directories of a template's instances: `PREFIX-I` in
+/// `CONTAINERS_DIR` that no container file claims (by its machine name)
+/// and that no other template with a longer prefix matches.
+fn instance_dirs(prefix: &str) -> Result<Vec<PathBuf>> {
+    let (claimed, prefixes) = machines_on_search_path();
+    let rd = match std::fs::read_dir(CONTAINERS_DIR) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r.with_context(|| format!("reading {CONTAINERS_DIR}"))?,
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .filter(|n| is_instance_dir(n, prefix, &claimed, &prefixes))
+        .map(|n| Path::new(CONTAINERS_DIR).join(n))
+        .collect())
+}
+
+fn is_instance_dir(dir: &str, prefix: &str, claimed: &[String], prefixes: &[String]) -> bool {
+    let of = |p: &str| {
+        dir.strip_prefix(p)
+            .and_then(|r| r.strip_prefix('-'))
+            .is_some_and(|i| !i.is_empty())
+    };
+    of(prefix)
+        && !claimed.iter().any(|c| c == dir)
+        && !prefixes.iter().any(|p| p.len() > prefix.len() && of(p))
+}
+
+/// The machine names of the container files on the search path, and the
+/// machine prefixes of the templates.
+fn machines_on_search_path() -> (Vec<String>, Vec<String>) {
+    let dirs = dirs();
+    let config = config(&dirs);
+    let (mut claimed, mut prefixes) = (Vec::new(), Vec::new());
+    for f in search(&dirs, FileType::Container).found {
+        let machine =
+            Container::load_with(&f, &config).map_or_else(|_| f.name.stem(), |c| c.machine);
+        match f.name {
+            UnitName::Template(_) => prefixes.push(machine),
+            _ => claimed.push(machine),
+        }
+    }
+    (claimed, prefixes)
+}
+
+/// `rm -a`: every container on the search path, templates with their
+/// instances too. On a
 /// terminal without `-f` it asks first; elsewhere it needs `-f`.
 pub fn rm_all(force: bool) -> Result<()> {
+    // Declared instances go with their template (`rm T@` stops them and
+    // removes their state); a file of their own is removed by its name.
     let names: Vec<String> = search(&dirs(), FileType::Container)
         .found
         .into_iter()
-        .filter_map(|f| match f.name {
-            UnitName::Plain(n) => Some(n),
-            _ => None,
-        })
+        .map(|f| f.name.stem())
         .collect();
     if names.is_empty() {
         return Ok(());
@@ -198,6 +353,22 @@ mod tests {
         assert_eq!(std::fs::read_link(&new).unwrap(), Path::new("/dev/null"));
         // No temporary link left behind.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn instance_dirs_of_a_template() {
+        let claimed = ["web-x".to_string()];
+        let prefixes = ["web".to_string(), "web-y".to_string()];
+        assert!(is_instance_dir("web-a", "web", &claimed, &prefixes));
+        assert!(!is_instance_dir("web-x", "web", &claimed, &prefixes));
+        assert!(!is_instance_dir("web-y-1", "web", &claimed, &prefixes));
+        assert!(is_instance_dir("web-y-1", "web-y", &claimed, &prefixes));
+        assert!(!is_instance_dir("web-", "web", &claimed, &prefixes));
+        assert!(!is_instance_dir("webx-a", "web", &claimed, &prefixes));
+        assert!(!is_instance_dir("web", "web", &claimed, &prefixes));
+        assert_eq!(instance_of("sdme-web@1.service", "web"), Some("1"));
+        assert_eq!(instance_of("sdme-web@.service", "web"), None);
+        assert_eq!(instance_of("sdme-webx@1.service", "web"), None);
     }
 
     #[test]

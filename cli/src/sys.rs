@@ -47,6 +47,26 @@ const MACHINED_PATH: &str = "/org/freedesktop/machine1";
 const MACHINED_MANAGER: &str = "org.freedesktop.machine1.Manager";
 
 /// A single method call (not a job) answers within this.
+/// A manager object: the service that owns it, its path and interface.
+#[derive(Clone, Copy)]
+struct Manager(&'static str, &'static str, &'static str);
+
+impl Manager {
+    fn method<'a>(self, member: &'a str, sig: &'a str) -> Call<'a> {
+        let Manager(dest, path, iface) = self;
+        Call {
+            dest,
+            path,
+            iface,
+            member,
+            sig,
+        }
+    }
+}
+
+const SYSTEMD_MGR: Manager = Manager(SYSTEMD, SYSTEMD_PATH, MANAGER);
+const MACHINED_MGR: Manager = Manager(MACHINED, MACHINED_PATH, MACHINED_MANAGER);
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// daemon-reload regenerates every unit: give it longer.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -182,32 +202,21 @@ impl Bus {
             .map_err(|e| call_err(e, what))
     }
 
+    /// A method of systemd's or machined's manager object.
     fn manager(
         &mut self,
+        m: Manager,
         member: &str,
         sig: &str,
         args: &[Value],
         what: &str,
     ) -> Result<Vec<Value>> {
-        let c = Call {
-            dest: SYSTEMD,
-            path: SYSTEMD_PATH,
-            iface: MANAGER,
-            member,
-            sig,
-        };
-        self.call(c, args, CALL_TIMEOUT, what)
+        self.call(m.method(member, sig), args, CALL_TIMEOUT, what)
     }
 
     /// Manager.Reload: the reply comes once the reload is done.
     pub fn reload(&mut self) -> Result<()> {
-        let c = Call {
-            dest: SYSTEMD,
-            path: SYSTEMD_PATH,
-            iface: MANAGER,
-            member: "Reload",
-            sig: "",
-        };
+        let c = SYSTEMD_MGR.method("Reload", "");
         self.call(c, &[], RELOAD_TIMEOUT, "daemon-reload")?;
         Ok(())
     }
@@ -216,6 +225,7 @@ impl Bus {
     pub fn list_units(&mut self, patterns: &[&str]) -> Result<Vec<UnitRow>> {
         let pats = Value::Array(patterns.iter().map(|p| Value::Str(p.to_string())).collect());
         let v = self.manager(
+            SYSTEMD_MGR,
             "ListUnitsByPatterns",
             "asas",
             &[Value::Array(vec![]), pats],
@@ -228,12 +238,24 @@ impl Bus {
     /// one call.
     pub fn units_by_name(&mut self, units: &[String]) -> Result<Vec<UnitRow>> {
         let names = Value::Array(units.iter().map(|u| Value::Str(u.clone())).collect());
-        let v = self.manager("ListUnitsByNames", "as", &[names], "listing units")?;
+        let v = self.manager(
+            SYSTEMD_MGR,
+            "ListUnitsByNames",
+            "as",
+            &[names],
+            "listing units",
+        )?;
         unit_rows(&v)
     }
 
     fn unit_path(&mut self, unit: &str) -> Result<String> {
-        let v = self.manager("LoadUnit", "s", &[Value::Str(unit.into())], unit)?;
+        let v = self.manager(
+            SYSTEMD_MGR,
+            "LoadUnit",
+            "s",
+            &[Value::Str(unit.into())],
+            unit,
+        )?;
         str_at(&v, 0, unit)
     }
 
@@ -284,7 +306,7 @@ impl Bus {
             "type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',\
              interface='{MANAGER}',member='JobRemoved'"
         ))?;
-        self.manager("Subscribe", "", &[], "Subscribe")?;
+        self.manager(SYSTEMD_MGR, "Subscribe", "", &[], "Subscribe")?;
         Ok(())
     }
 
@@ -293,6 +315,7 @@ impl Bus {
     /// [`Bus::subscribe_jobs`] first.
     pub fn job(&mut self, method: &str, unit: &str, timeout: Duration) -> Result<JobResult> {
         let v = self.manager(
+            SYSTEMD_MGR,
             method,
             "ss",
             &[Value::Str(unit.into()), Value::Str("replace".into())],
@@ -324,13 +347,20 @@ impl Bus {
             Value::Str("all".into()),
             Value::I32(signal),
         ];
-        self.manager("KillUnit", "ssi", &args, &format!("KillUnit {unit}"))?;
+        self.manager(
+            SYSTEMD_MGR,
+            "KillUnit",
+            "ssi",
+            &args,
+            &format!("KillUnit {unit}"),
+        )?;
         Ok(())
     }
 
     pub fn reset_failed(&mut self, unit: &str) -> Result<()> {
         let args = [Value::Str(unit.into())];
         self.manager(
+            SYSTEMD_MGR,
             "ResetFailedUnit",
             "s",
             &args,
@@ -365,6 +395,7 @@ impl Bus {
             Value::Array(arr),
         ];
         self.manager(
+            SYSTEMD_MGR,
             "SetUnitProperties",
             "sba(sv)",
             &args,
@@ -407,33 +438,10 @@ impl Bus {
         }
     }
 
-    fn machined(
-        &mut self,
-        member: &str,
-        sig: &str,
-        args: &[Value],
-        what: &str,
-    ) -> Result<Vec<Value>> {
-        let c = Call {
-            dest: MACHINED,
-            path: MACHINED_PATH,
-            iface: MACHINED_MANAGER,
-            member,
-            sig,
-        };
-        self.call(c, args, CALL_TIMEOUT, what)
-    }
-
     /// machined's TerminateMachine; false when no such machine runs.
     pub fn terminate_machine(&mut self, machine: &str) -> Result<bool> {
         let what = format!("TerminateMachine {machine}");
-        let c = Call {
-            dest: MACHINED,
-            path: MACHINED_PATH,
-            iface: MACHINED_MANAGER,
-            member: "TerminateMachine",
-            sig: "s",
-        };
+        let c = MACHINED_MGR.method("TerminateMachine", "s");
         match self.conn.call_with(
             &c,
             &[Value::Str(machine.into())],
@@ -449,7 +457,7 @@ impl Bus {
 
     /// The registered machines: (name, class, unit).
     pub fn machines(&mut self) -> Result<Vec<(String, String, String)>> {
-        let v = self.machined("ListMachines", "", &[], "ListMachines")?;
+        let v = self.manager(MACHINED_MGR, "ListMachines", "", &[], "ListMachines")?;
         let Some(Value::Array(rows)) = v.first() else {
             bail!("ListMachines: unexpected reply");
         };
@@ -468,7 +476,8 @@ impl Bus {
 
     /// GetMachineAddresses, formatted ("10.0.0.2", "fe80::1").
     pub fn machine_addresses(&mut self, machine: &str) -> Result<Vec<String>> {
-        let v = self.machined(
+        let v = self.manager(
+            MACHINED_MGR,
             "GetMachineAddresses",
             "s",
             &[Value::Str(machine.into())],
@@ -531,6 +540,11 @@ fn states_in_order(rows: &[UnitRow], units: &[String]) -> Vec<(String, String)> 
                 .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
         })
         .collect()
+}
+
+/// The loaded units matching `patterns`.
+pub fn loaded_units(patterns: &[&str]) -> Result<Vec<UnitRow>> {
+    Bus::system()?.list_units(patterns)
 }
 
 pub fn active_state(unit: &str) -> Result<String> {

@@ -25,51 +25,7 @@ run=rx75
 on_cleanup sh -c "umount $W/view $W/mnt $st/rootfs/$rf/mnt 2>/dev/null; rm -rf $W $st/containers/$ct $st/containers/$run /etc/sdme/$ct.container /etc/sdme/$run.container; for n in $rf fy75 fz75 cy75; do rm -rf $st/rootfs/\$n $st/meta/\$n.json $st/import/\$n.lock $st/import/\$n.use; done; systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$run; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
 
-# out_rc CMD...: "RC OUTPUT" of a command inside the host.
-out_rc() {
-	local out rc=0
-	out=$(th_exec "$@" 2>&1) || rc=$?
-	printf '%s %s' "$rc" "$out"
-}
-
-# The manifest of a tree, one line per entry, sorted; hard links share a
-# group number (the first path of the inode).
 th_exec mkdir -p "$W"
-th_exec sh -c "cat > $W/manifest.py" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-out = []
-paths = {}
-for d, dirs, files in os.walk(root):
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        rel = os.path.relpath(p, root)
-        s = os.lstat(p)
-        kind = stat.S_IFMT(s.st_mode)
-        extra = ""
-        if stat.S_ISREG(kind):
-            extra = hashlib.sha256(open(p, "rb").read()).hexdigest()
-        elif stat.S_ISLNK(kind):
-            extra = "-> " + os.readlink(p)
-        elif stat.S_ISCHR(kind) or stat.S_ISBLK(kind):
-            extra = "dev %d,%d" % (os.major(s.st_rdev), os.minor(s.st_rdev))
-        try:
-            xs = sorted(os.listxattr(p, follow_symlinks=False))
-        except OSError:
-            xs = []
-        xa = ",".join("%s=%s" % (x, os.getxattr(p, x, follow_symlinks=False).hex()) for x in xs if not x.startswith("security.selinux"))
-        if not stat.S_ISDIR(kind):
-            paths.setdefault((s.st_dev, s.st_ino), []).append(rel)
-        size = s.st_size if not stat.S_ISDIR(kind) else 0
-        out.append((rel, "%s %o %d:%d %d %s %s" % (rel, s.st_mode, s.st_uid, s.st_gid, size, extra, xa), (s.st_dev, s.st_ino)))
-# A link group: the paths in this tree that share an inode (an overlay
-# reports a lower file's link count, links outside the view included).
-lines = []
-for rel, line, key in out:
-    group = sorted(paths.get(key, []))
-    lines.append(line + (" link:" + group[0] if len(group) > 1 else ""))
-print("\n".join(sorted(lines)))
-EOF
 
 step "a small tree with owners, modes, xattrs, links, a device node and a fifo, as a tarball"
 th_sh "set -e; d=$W/src; mkdir -p \$d/etc \$d/usr/bin \$d/var/lib/app \$d/gone/sub \$d/dev
@@ -91,8 +47,8 @@ step "sdme fs import (sdme-import's options), fs ls, fs ls --json"
 require_in "sdme fs import $rf" sdme fs import --install-packages=no -q "$W/src.tar.gz" "$rf"
 assert_match "fs import --help shows sdme-import's options" "--install-packages.*--max-size" \
 	"$(th_exec sdme fs import --help 2>&1 | tr '\n' ' ')"
-assert_eq "the imported tree is the tarball's" "$(th_exec python3 "$W/manifest.py" "$W/src")" \
-	"$(th_exec python3 "$W/manifest.py" "$st/rootfs/$rf")"
+assert_eq "the imported tree is the tarball's" "$(th_manifest "$W/src")" \
+	"$(th_manifest "$st/rootfs/$rf")"
 printf '[Container]\nRootfs=%s\n' "$rf" | th_exec sh -c "cat > /etc/sdme/$ct.container"
 require_in "daemon-reload" systemctl daemon-reload
 ls_out=$(th_exec sdme fs ls 2>&1)
@@ -133,8 +89,8 @@ assert_eq "the tarball is mode 600" 600 "$(th_exec stat -c %a "$W/r.tar.zst")"
 check_in "zstd by suffix" sh -c "zstd -t $W/r.tar.zst"
 check_in "xz by suffix" sh -c "xz -t $W/r.tar.xz"
 require_in "sdme-import of the exported tarball" sdme-import --install-packages=no -q "$W/r.tar.zst" fy75
-assert_eq "re-imported tree == exported tree" "$(th_exec python3 "$W/manifest.py" "$st/rootfs/$rf")" \
-	"$(th_exec python3 "$W/manifest.py" "$st/rootfs/fy75")"
+assert_eq "re-imported tree == exported tree" "$(th_manifest "$st/rootfs/$rf")" \
+	"$(th_manifest "$st/rootfs/fy75")"
 assert_eq "an existing FILE: refused, kept" \
 	"1 sdme: $W/r.tar exists already; nothing written" "$(out_rc sdme fs export "$rf" "$W/r.tar")"
 assert_eq "an unknown suffix: refused" \
@@ -155,12 +111,12 @@ th_exec umount "$W/view"
 check_in "upper/ holds a whiteout" test -c "$c/upper/keep"
 check_in "upper/ holds an opaque dir" sh -c "getfattr -n trusted.overlay.opaque --only-values $c/upper/gone | grep -q y"
 th_exec mount -t overlay overlay -o "ro,lowerdir=$c/upper:$st/rootfs/$rf" "$W/view"
-want=$(th_exec python3 "$W/manifest.py" "$W/view")
+want=$(th_manifest "$W/view")
 th_exec umount "$W/view"
 require_in "fs export $ct (stopped container)" sdme fs export "$ct" "$W/c.tar.gz"
 check_in "nothing of the export stays mounted" sh -c "! grep -q sdme-export /proc/self/mountinfo"
 require_in "sdme-import of the container's tarball" sdme-import --install-packages=no -q "$W/c.tar.gz" cy75
-got=$(th_exec python3 "$W/manifest.py" "$st/rootfs/cy75")
+got=$(th_manifest "$st/rootfs/cy75")
 assert_eq "re-imported tree == the container's merged view" "$want" "$got"
 check_in "the whiteout applied: keep is gone" test ! -e "$st/rootfs/cy75/keep"
 check_in "the opaque dir applied: gone/ holds only new" sh -c "test \"\$(ls -A $st/rootfs/cy75/gone)\" = new"

@@ -20,43 +20,6 @@ ct=rc77
 on_cleanup sh -c "umount $W/view 2>/dev/null; rm -rf $W /etc/sdme/$ct.container $st/containers/$ct; for n in dd77 dx77 dy77 dz77; do rm -rf $st/rootfs/\$n $st/meta/\$n.json $st/import/\$n.lock $st/import/\$n.use; done"
 
 th_exec mkdir -p "$W"
-th_exec sh -c "cat > $W/manifest.py" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-out = []
-paths = {}
-for d, dirs, files in os.walk(root):
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        rel = os.path.relpath(p, root)
-        s = os.lstat(p)
-        kind = stat.S_IFMT(s.st_mode)
-        extra = ""
-        if stat.S_ISREG(kind):
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for b in iter(lambda: f.read(1 << 20), b""):
-                    h.update(b)
-            extra = h.hexdigest()
-        elif stat.S_ISLNK(kind):
-            extra = "-> " + os.readlink(p)
-        elif stat.S_ISCHR(kind) or stat.S_ISBLK(kind):
-            extra = "dev %d,%d" % (os.major(s.st_rdev), os.minor(s.st_rdev))
-        try:
-            xs = sorted(os.listxattr(p, follow_symlinks=False))
-        except OSError:
-            xs = []
-        xa = ",".join("%s=%s" % (x, os.getxattr(p, x, follow_symlinks=False).hex()) for x in xs if not x.startswith("security.selinux"))
-        if not stat.S_ISDIR(kind):
-            paths.setdefault((s.st_dev, s.st_ino), []).append(rel)
-        size = s.st_size if not stat.S_ISDIR(kind) else 0
-        out.append(("%s %o %d:%d %d %s %s" % (rel, s.st_mode, s.st_uid, s.st_gid, size, extra, xa), (s.st_dev, s.st_ino)))
-lines = []
-for line, key in out:
-    group = sorted(paths.get(key, []))
-    lines.append(line + (" link:" + group[0] if len(group) > 1 else ""))
-print("\n".join(sorted(lines)))
-EOF
 
 step "a Debian tree, imported by sdme-import from a directory"
 require "th_put_rootfs dd77" th_put_rootfs dd77
@@ -70,18 +33,13 @@ printf 'figure: sdme fs export of a Debian tree (%s, zstd) took %d ms, tarball %
 	"$(th_exec du -sh "$st/rootfs/dx77" | cut -f1)" $((($(date +%s%N) - t0) / 1000000)) \
 	"$(th_exec stat -c %s "$W/d.tar.zst")"
 require_in "sdme-import of the tarball" sdme-import -q --install-packages=no "$W/d.tar.zst" dy77
-th_exec sh -c "python3 $W/manifest.py $st/rootfs/dx77 > $W/x.txt; python3 $W/manifest.py $st/rootfs/dy77 > $W/y.txt"
+th_manifest "$st/rootfs/dx77" | th_exec sh -c "cat > $W/x.txt"
+th_manifest "$st/rootfs/dy77" | th_exec sh -c "cat > $W/y.txt"
 th_exec sh -c "wc -l < $W/x.txt; grep -c ' link:' $W/x.txt; grep -c 'security.capability' $W/x.txt || true" |
 	paste -sd' ' | sed 's/^/entries, hard-linked, with file capabilities: /'
 diff=$(th_exec diff "$W/x.txt" "$W/y.txt" 2>&1 | head -20 || true)
 assert_eq "re-imported tree == exported tree" "" "$diff"
 check_in "the tree has hard links (the test means something)" grep -q ' link:' "$W/x.txt"
-
-out_rc() {
-	local out rc=0
-	out=$(th_exec "$@" 2>&1) || rc=$?
-	printf '%s %s' "$rc" "$out"
-}
 
 step "a container booted on dx77: fs rm and fs export refused while it runs"
 on_cleanup sh -c "systemctl stop sdme-$ct; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 'var-lib-sdme-*' 2>/dev/null; true"
@@ -101,13 +59,13 @@ step "stopped: the export of its merged view, imported again, equals the kernel'
 require_in "stop $ct" systemctl stop "sdme-$ct"
 th_exec mkdir -p "$W/view"
 th_exec mount -t overlay overlay -o "ro,lowerdir=$st/containers/$ct/upper:$st/rootfs/dx77" "$W/view"
-th_exec sh -c "python3 $W/manifest.py $W/view > $W/v.txt"
+th_manifest "$W/view" | th_exec sh -c "cat > $W/v.txt"
 th_exec umount "$W/view"
 check_in "the view has the guest's change" grep -q '^etc/e2e77 ' "$W/v.txt"
 check_in "the view has the guest's deletion" sh -c "! grep -q '^etc/issue.net ' $W/v.txt"
 require_in "sdme fs export $ct" sdme fs export "$ct" "$W/c.tar.gz"
 require_in "sdme-import of the container's tarball" sdme-import -q --install-packages=no "$W/c.tar.gz" dz77
-th_exec sh -c "python3 $W/manifest.py $st/rootfs/dz77 > $W/z.txt"
+th_manifest "$st/rootfs/dz77" | th_exec sh -c "cat > $W/z.txt"
 diff=$(th_exec diff "$W/v.txt" "$W/z.txt" 2>&1 | head -20 || true)
 assert_eq "re-imported tree == the stopped container's merged view" "" "$diff"
 th_exec rm -f "/etc/sdme/$ct.container"

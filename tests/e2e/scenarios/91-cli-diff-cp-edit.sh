@@ -70,7 +70,7 @@ assert_match "neither side a container" "^1 sdme: neither" "$(out_rc sdme cp /ro
 assert_match "both sides in one container" "^1 sdme: .* are in one container" \
 	"$(out_rc sdme cp "$name:/srv/cpsrc" "$name:/srv/x")"
 require_in "sdme create fu --userns" sdme create fu --userns
-assert_match "a user namespace container is refused" "^1 sdme: fu has a user namespace" \
+assert_match "a user namespace container never started: refused (no upper yet)" "^1 sdme: fu has no /var/lib/sdme/containers/fu/upper yet" \
 	"$(out_rc sdme cp /root/cpsrc fu:/srv/)"
 check_in "nothing written for it" test ! -e /var/lib/sdme/containers/fu
 require_in "sdme rm fu" sdme rm fu
