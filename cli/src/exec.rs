@@ -38,13 +38,9 @@ use sdme_helpers::dbus::{Call, Conn, Error, Message, Value};
 use sdme_helpers::guest;
 
 use crate::signals::Signals;
+use crate::sys::{self, MANAGER, PROPERTIES, SYSTEMD, SYSTEMD_PATH, UNIT};
 
-const SYSTEMD: &str = "org.freedesktop.systemd1";
-const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
-const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// Connecting and each call (not the command) answer within this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -297,7 +293,7 @@ fn wait_end(conn: &mut Conn, job: &str, path: &str) -> sdme_helpers::dbus::Resul
     let far = Instant::now() + FOREVER;
     let result = loop {
         let m = conn.next_signal(far)?;
-        if let Some(r) = job_removed(&m, job) {
+        if let Some(r) = sys::job_removed(&m, job) {
             break r;
         }
     };
@@ -314,17 +310,6 @@ fn wait_end(conn: &mut Conn, job: &str, path: &str) -> sdme_helpers::dbus::Resul
                 break;
             }
         }
-    }
-}
-
-/// JobRemoved(id, job, unit, result) of `job`: its result.
-fn job_removed(m: &Message, job: &str) -> Option<String> {
-    if m.member != "JobRemoved" || m.interface != MANAGER {
-        return None;
-    }
-    match (m.args.get(1), m.args.get(3)) {
-        (Some(Value::Str(j)), Some(Value::Str(r))) if j == job => Some(r.clone()),
-        _ => None,
     }
 }
 
@@ -532,24 +517,6 @@ mod tests {
             vec![("ActiveState", "inactive")],
             vec![]
         )));
-    }
-
-    #[test]
-    fn job_removed_of_our_job_only() {
-        let s = |v: &str| Value::Str(v.into());
-        let m = Message {
-            kind: 4,
-            reply_serial: None,
-            error_name: None,
-            signature: "uoss".into(),
-            path: SYSTEMD_PATH.into(),
-            interface: MANAGER.into(),
-            member: "JobRemoved".into(),
-            unix_fds: 0,
-            args: vec![Value::U32(7), s("/j/7"), s("u"), s("failed")],
-        };
-        assert_eq!(job_removed(&m, "/j/7").as_deref(), Some("failed"));
-        assert_eq!(job_removed(&m, "/j/8"), None);
     }
 
     #[test]

@@ -37,11 +37,11 @@ use sdme_core::mountinfo;
 use sdme_helpers::dbus::{self, Call, Conn, Message, Value};
 
 const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
-const SYSTEMD: &str = "org.freedesktop.systemd1";
-const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const UNIT: &str = "org.freedesktop.systemd1.Unit";
-const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+pub(crate) const SYSTEMD: &str = "org.freedesktop.systemd1";
+pub(crate) const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
+pub(crate) const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+pub(crate) const UNIT: &str = "org.freedesktop.systemd1.Unit";
+pub(crate) const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const MACHINED: &str = "org.freedesktop.machine1";
 const MACHINED_PATH: &str = "/org/freedesktop/machine1";
 const MACHINED_MANAGER: &str = "org.freedesktop.machine1.Manager";
@@ -329,7 +329,7 @@ impl Bus {
         let deadline = Instant::now() + timeout;
         let m = self
             .conn
-            .wait_signal(|m| is_job_removed(m, job), deadline)
+            .wait_signal(|m| job_removed(m, job).is_some(), deadline)
             .map_err(|e| match e {
                 dbus::Error::Timeout => anyhow!(
                     "{unit}: its job {job} did not end within {} s",
@@ -487,10 +487,16 @@ impl Bus {
     }
 }
 
-fn is_job_removed(m: &Message, job: &str) -> bool {
-    m.member == "JobRemoved"
-        && m.interface == MANAGER
-        && matches!(m.args.get(1), Some(Value::Str(p)) if p == job)
+/// The result of JobRemoved for `job` ("done", "failed", ...), or None
+/// for any other message.
+pub fn job_removed(m: &Message, job: &str) -> Option<String> {
+    if m.member != "JobRemoved" || m.interface != MANAGER {
+        return None;
+    }
+    match (m.args.get(1), m.args.get(3)) {
+        (Some(Value::Str(j)), Some(Value::Str(r))) if j == job => Some(r.clone()),
+        _ => None,
+    }
 }
 
 /// a(iay) of GetMachineAddresses as text; malformed entries are skipped.
@@ -659,13 +665,11 @@ mod tests {
                 Value::Str("done".into()),
             ],
         };
-        assert!(is_job_removed(
-            &m("/org/freedesktop/systemd1/job/7"),
-            "/org/freedesktop/systemd1/job/7"
-        ));
-        assert!(!is_job_removed(
-            &m("/org/freedesktop/systemd1/job/8"),
-            "/org/freedesktop/systemd1/job/7"
-        ));
+        let job = "/org/freedesktop/systemd1/job/7";
+        assert_eq!(job_removed(&m(job), job).as_deref(), Some("done"));
+        assert_eq!(
+            job_removed(&m("/org/freedesktop/systemd1/job/8"), job),
+            None
+        );
     }
 }
