@@ -7,9 +7,9 @@
 # - running, in: written as the root of the guest's user namespace; a host
 #   file owned by 0 (and one by 1000) shows as 0 (and 1000) inside the
 #   guest, modes and a user.* xattr (and file capabilities, with setcap)
-#   kept; a link to /etc/shadow inside is written through inside only; an
-#   owner outside the guest's ID range is refused in one line, nothing
-#   written;
+#   kept, a FIFO made; a link to /etc/shadow inside is written through
+#   inside only; an owner outside the guest's ID range, or a device node,
+#   is refused in one line, nothing written;
 # - running, out: read through the layers; a guest file owned by 1000 is
 #   owned by 1000 on the host; a link to /etc/shadow is copied as a link;
 # - stopped: a host file owned by 0 (and one by 1000) copied in shows as
@@ -29,7 +29,7 @@ require_in "host files owned by 0 and 1000, an xattr, one owned by 70000" sh -c 
 	echo h > /root/cp84/f && chmod 640 /root/cp84/f && setfattr -n user.k -v v1 /root/cp84/f &&
 	echo u > /root/cp84/u && chown 1000:1000 /root/cp84/u && chmod 4750 /root/cp84/u &&
 	echo x > /root/cp84/d/x && chown -R 1000:1001 /root/cp84/d && chmod 710 /root/cp84/d &&
-	echo b > /root/cp84big/b && chown 70000:70000 /root/cp84big/b'
+	echo b > /root/cp84big/b && chown 70000:70000 /root/cp84big/b && mkfifo -m 620 /root/cp84/p'
 require_in "sdme cp /root/cp84 $c:/srv/ (running)" sdme cp /root/cp84 "$c:/srv/"
 assert_eq "inside: owners 0 and 1000, modes, content" "0:0 640 h 1000:1000 4750 u 1000:1001 710 x" \
 	"$(th_exec sdme exec "$c" -- sh -c 'echo $(stat -c "%u:%g %a" /srv/cp84/f) $(cat /srv/cp84/f) $(stat -c "%u:%g %a" /srv/cp84/u) $(cat /srv/cp84/u) $(stat -c "%u:%g %a" /srv/cp84/d) $(cat /srv/cp84/d/x)' 2>&1)"
@@ -56,6 +56,11 @@ assert_match "an owner outside the guest's IDs: refused in one line" \
 	"^1 sdme: copying /root/cp84big to $c:/srv/: /srv/cp84big/b: owner 70000:70000 is outside $c's user namespace \\(UIDs 0-65535, GIDs 0-65535\\)\$" \
 	"$(out_rc sdme cp /root/cp84big "$c:/srv/")"
 check_in "nothing written for it" sdme exec "$c" -- test ! -e /srv/cp84big
+assert_eq "a FIFO made inside" "fifo 620" \
+	"$(th_exec sdme exec "$c" -- stat -c '%F %a' /srv/cp84/p 2>&1)"
+assert_match "a device node: refused in one line (none can be made in a user namespace)" \
+	"^1 sdme: copying /dev/null to $c:/srv/null: /srv/null: a device node cannot be made from inside $c's user namespace\$" \
+	"$(out_rc sdme cp /dev/null "$c:/srv/null")"
 
 step "running: cp out through the layers"
 require "the guest writes /srv/o (1000:1000 640, an xattr) and a link" th_run_in "$c" sh -c 'echo o > /srv/o &&
