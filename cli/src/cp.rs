@@ -9,21 +9,26 @@
 //!
 //! Containers with a user namespace (`PrivateUsers=`) keep the guest's
 //! own IDs on disk (their layers are ID-mapped at mount time, see
-//! sdme-prepare's idmap.rs): through the layers of a stopped one, owners
-//! copy as they are, root inside being 0 on the host, both ways. A
-//! running one is refused: its root shows the shifted IDs (UID base +
-//! ID) and host root has no ID in it to create files with.
+//! sdme-prepare's idmap.rs), and owners mean the same on both sides:
+//! root inside is 0 on the host, both ways. A stopped one is copied
+//! through its layers (owners as they are). Out of a running one, cp
+//! reads its layers too: its root shows the shifted IDs (UID base + ID),
+//! while the layers hold the guest's own. Reading the layers under a
+//! mounted overlay is safe (the guest's writes land in `upper/` inodes
+//! themselves); writing them is not (overlayfs does not expect changes
+//! to its layers while mounted), so into a running one cp writes through
+//! its root from a child in its user namespace (cpns.rs).
 
 use std::ffi::{CString, OsStr};
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use sdme_core::paths::container_dir;
 
+use crate::cpns::{self, Userns};
 use crate::diff::open_upper;
 use crate::layers::{self, resolve, Dir, Entry, Resolved, View, OPAQUE_XATTR};
 use crate::{create, lookup, sys};
@@ -36,67 +41,99 @@ pub fn split_spec(s: &str) -> Option<(&str, &str)> {
 
 /// The machine's leader, through machined.
 fn leader(machine: &str) -> Result<u32> {
-    let out = Command::new("machinectl")
-        .args(["show", "-p", "Leader", "--value", machine])
-        .output()
-        .context("running machinectl")?;
-    let s = String::from_utf8_lossy(&out.stdout);
-    match s.trim().parse::<u32>() {
-        Ok(p) if out.status.success() && p > 0 => Ok(p),
-        _ => bail!("machine {machine} is not registered (is it still starting?)"),
-    }
+    sys::Bus::system()?
+        .machine_leader(machine)?
+        .with_context(|| format!("machine {machine} is not registered (is it still starting?)"))
 }
 
-/// The root of container `name`'s tree.
-fn container_root(name: &str, write: bool) -> Result<View> {
+/// The open `/proc/PID` of the machine's leader: the process pinned
+/// first, then checked still the leader, so a PID reused after the
+/// machine ended never gives the host's root.
+fn leader_proc(name: &str, machine: &str) -> Result<(u32, Dir)> {
+    let pid = leader(machine)?;
+    let proc = Dir::open(Path::new(&format!("/proc/{pid}")))?;
+    if leader(machine)? != pid {
+        bail!("{name} restarted while being looked up; try again");
+    }
+    Ok((pid, proc))
+}
+
+/// The root of container `name`'s tree, and when the copy goes into a
+/// running container with a user namespace, that namespace.
+fn container_root(name: &str, write: bool) -> Result<(View, Option<Userns>)> {
     create::check_name(name)?;
     let c = lookup::load(name)?;
     let state = sys::active_state(&lookup::service(name))?;
-    if c.private_users_enabled() && state != "inactive" && state != "failed" {
-        bail!(
-            "{name} is {state} in a user namespace (PrivateUsers=): sdme cp reaches it through its layers, stop it first"
-        );
+    let userns = c.private_users_enabled();
+    if userns && state != "active" && state != "inactive" && state != "failed" {
+        bail!("{name} is {state}: try again once it is running or stopped");
     }
-    if state == "active" {
-        // Pin the process first, then check it is still the leader: a
-        // PID reused after the machine ended must not give the host's /.
-        let pid = leader(&c.machine)?;
-        let proc = Dir::open(Path::new(&format!("/proc/{pid}")))?;
-        if leader(&c.machine)? != pid {
-            bail!("{name} restarted while being looked up; try again");
-        }
+    if state == "active" && (write || !userns) {
+        let (pid, proc) = leader_proc(name, &c.machine)?;
         let root = Dir::open(&proc.at(OsStr::new("root")))?;
-        return Ok(View::plain(root));
+        let ns = userns
+            .then(|| Userns::of(name, &proc))
+            .transpose()
+            .with_context(|| format!("{name}'s user namespace (leader {pid})"))?;
+        return Ok((View::plain(root), ns));
     }
-    let state = container_dir(&c.machine);
-    if let Some(m) = sys::mounts_below(&state)?.first() {
-        bail!("{name} is not running but {m} is mounted (stopping?); try again once it is stopped");
+    let state_dir = container_dir(&c.machine);
+    // A running container with a user namespace is read through its
+    // layers (the header says why that is safe, and writing is not).
+    if state != "active" {
+        if let Some(m) = sys::mounts_below(&state_dir)?.first() {
+            bail!(
+                "{name} is not running but {m} is mounted (stopping?); try again once it is stopped"
+            );
+        }
     }
     let upper = open_upper(&c.machine)?;
     if upper.is_none() && write {
         bail!(
             "{name} has no {}/upper yet: start it once first",
-            state.display()
+            state_dir.display()
         );
     }
     let lower = Dir::open(Path::new(&c.rootfs.lower_dir()))
         .with_context(|| format!("{name}'s lower layer"))?;
-    Ok(View {
-        upper,
-        lower: Some(lower),
-        layered: true,
-    })
+    Ok((
+        View {
+            upper,
+            lower: Some(lower),
+            layered: true,
+        },
+        None,
+    ))
 }
 
-/// A side of the copy: its tree's root and the path in it.
-fn side(spec: &str, write: bool) -> Result<(View, PathBuf, bool)> {
+/// A side of the copy: its tree's root, the path in it, whether it is
+/// in a container, and the user namespace a copy into it is written in.
+struct Side {
+    root: View,
+    path: PathBuf,
+    container: bool,
+    userns: Option<Userns>,
+}
+
+fn side(spec: &str, write: bool) -> Result<Side> {
     if let Some((name, path)) = split_spec(spec) {
-        return Ok((container_root(name, write)?, PathBuf::from(path), true));
+        let (root, userns) = container_root(name, write)?;
+        return Ok(Side {
+            root,
+            path: PathBuf::from(path),
+            container: true,
+            userns,
+        });
     }
     let p = std::env::current_dir()
         .context("current directory")?
         .join(spec);
-    Ok((View::plain(Dir::open(Path::new("/"))?), p, false))
+    Ok(Side {
+        root: View::plain(Dir::open(Path::new("/"))?),
+        path: p,
+        container: false,
+        userns: None,
+    })
 }
 
 pub fn cp(src: &str, dst: &str) -> Result<()> {
@@ -105,12 +142,16 @@ pub fn cp(src: &str, dst: &str) -> Result<()> {
             bail!("{src} and {dst} are in one container: use sdme exec {a} -- cp");
         }
     }
-    let (sroot, spath, s_in) = side(src, false)?;
-    let (droot, dpath, d_in) = side(dst, true)?;
-    if !s_in && !d_in {
+    let s = side(src, false)?;
+    let d = side(dst, true)?;
+    if !s.container && !d.container {
         bail!("neither {src} nor {dst} names a container (NAME:/path)");
     }
-    copy_path(sroot, &spath, droot, &dpath, d_in).with_context(|| format!("copying {src} to {dst}"))
+    match &d.userns {
+        Some(ns) => cpns::copy_in(s.root, &s.path, d.root, &d.path, ns),
+        None => copy_path(s.root, &s.path, d.root, &d.path, d.container),
+    }
+    .with_context(|| format!("copying {src} to {dst}"))
 }
 
 /// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
@@ -146,7 +187,7 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool
     )
 }
 
-fn is_device(ft: std::fs::FileType) -> bool {
+pub(crate) fn is_device(ft: std::fs::FileType) -> bool {
     ft.is_char_device() || ft.is_block_device()
 }
 
@@ -154,7 +195,7 @@ fn is_device(ft: std::fs::FileType) -> bool {
 /// non-directory or the reverse, a device node out of a container, an
 /// unknown file type. `dv` is the destination directory (`None`: not
 /// there yet, so nothing in it is in the way).
-fn check(
+pub(crate) fn check(
     sv: &View,
     se: &Entry,
     sname: &OsStr,
@@ -231,11 +272,11 @@ pub fn ensure_upper(r: &mut Resolved) -> Result<()> {
     Ok(())
 }
 
-fn cstr(p: &Path) -> Result<CString> {
+pub(crate) fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).context("path with a NUL byte")
 }
 
-fn utimens(p: &Path, m: &std::fs::Metadata, flags: i32) -> Result<()> {
+pub(crate) fn utimens(p: &Path, m: &std::fs::Metadata, flags: i32) -> Result<()> {
     let t = [
         libc::timespec {
             tv_sec: m.atime(),
@@ -257,7 +298,11 @@ fn utimens(p: &Path, m: &std::fs::Metadata, flags: i32) -> Result<()> {
 /// Owner, xattrs, mode and times of `m` onto `p` (a `/proc/self/fd/FD`
 /// path, followed to exactly that inode; never a symlink). chown first:
 /// it clears set-ID bits and file capabilities.
-fn set_meta(p: &Path, m: &std::fs::Metadata, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
+pub(crate) fn set_meta(
+    p: &Path,
+    m: &std::fs::Metadata,
+    xattrs: &[(String, Vec<u8>)],
+) -> Result<()> {
     std::os::unix::fs::chown(p, Some(m.uid()), Some(m.gid())).context("setting the owner")?;
     for (k, v) in xattrs {
         layers::set_xattr(p, k, v)?;
@@ -267,7 +312,7 @@ fn set_meta(p: &Path, m: &std::fs::Metadata, xattrs: &[(String, Vec<u8>)]) -> Re
     utimens(p, m, 0)
 }
 
-fn fd_path(fd: &impl std::os::fd::AsRawFd) -> PathBuf {
+pub(crate) fn fd_path(fd: &impl std::os::fd::AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 

@@ -5,6 +5,7 @@
 mod complete;
 mod config;
 mod cp;
+mod cpns;
 mod create;
 mod diff;
 mod edit;

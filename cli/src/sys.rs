@@ -45,6 +45,7 @@ pub(crate) const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const MACHINED: &str = "org.freedesktop.machine1";
 const MACHINED_PATH: &str = "/org/freedesktop/machine1";
 const MACHINED_MANAGER: &str = "org.freedesktop.machine1.Manager";
+const MACHINE: &str = "org.freedesktop.machine1.Machine";
 
 /// A single method call (not a job) answers within this.
 /// A manager object: the service that owns it, its path and interface.
@@ -266,8 +267,20 @@ impl Bus {
     }
 
     fn get(&mut self, path: &str, iface: &str, prop: &str, what: &str) -> Result<Value> {
+        self.get_from(SYSTEMD, path, iface, prop, what)
+    }
+
+    /// Properties.Get of `prop` on `dest`'s object `path`.
+    fn get_from(
+        &mut self,
+        dest: &str,
+        path: &str,
+        iface: &str,
+        prop: &str,
+        what: &str,
+    ) -> Result<Value> {
         let c = Call {
-            dest: SYSTEMD,
+            dest,
             path,
             iface: PROPERTIES,
             member: "Get",
@@ -472,6 +485,30 @@ impl Bus {
             }
         }
         Ok(out)
+    }
+
+    /// The leader PID of a registered machine (machined's GetMachine,
+    /// then its Leader property); None when no such machine is registered.
+    pub fn machine_leader(&mut self, machine: &str) -> Result<Option<u32>> {
+        let what = format!("GetMachine {machine}");
+        let c = MACHINED_MGR.method("GetMachine", "s");
+        let v = match self.conn.call_with(
+            &c,
+            &[Value::Str(machine.into())],
+            Instant::now() + CALL_TIMEOUT,
+        ) {
+            Ok(v) => v,
+            Err(dbus::Error::Reply(n, _)) if n == "org.freedesktop.machine1.NoSuchMachine" => {
+                return Ok(None)
+            }
+            Err(e) => return Err(call_err(e, &what)),
+        };
+        let path = str_at(&v, 0, &what)?;
+        let what = format!("{machine} Leader");
+        match self.get_from(MACHINED, &path, MACHINE, "Leader", &what)? {
+            Value::U32(p) if p > 0 => Ok(Some(p)),
+            v => bail!("{what}: unexpected {v:?}"),
+        }
     }
 
     /// GetMachineAddresses, formatted ("10.0.0.2", "fe80::1").
