@@ -434,9 +434,12 @@ impl Work {
                 let id = new_machine_id()?;
                 self.write_prep(&tmp.join("prep"), b.from == Base::Host, &id)?;
                 self.mount(done, Some(true))?;
+                let watch = Watch::start(boot_unit(&self.name));
                 self.boot(b, &id)?;
                 let cmd = step_command(&machine(&self.name), &b.environment, command);
-                let (status, last) = run_streaming(cmd, out, LAST_LINES)?;
+                let r = run_streaming(cmd, out, LAST_LINES);
+                drop(watch);
+                let (status, last) = r?;
                 self.stop()?;
                 self.unmount()?;
                 forget_boot_state(&tmp.join("upper"), &id)?;
@@ -613,6 +616,48 @@ fn new_machine_id() -> Result<String> {
     std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut b)
         .context("cannot read /dev/urandom")?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// While a build container boots or runs a step, the build waits on
+/// child processes that a SIGINT or SIGTERM does not end (systemd-run
+/// keeps waiting, a read is restarted): a thread stops the container
+/// when one comes, which ends both; the build then cleans up.
+struct Watch {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(unit: String) -> Watch {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                if cancel::requested() {
+                    let _ = Command::new("systemctl")
+                        .args(["stop", &unit])
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                    return;
+                }
+                std::thread::sleep(cancel::POLL);
+            }
+        });
+        Watch {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn mkdir(p: &Path) -> Result<()> {

@@ -105,3 +105,23 @@ restart || fail "start of the previous rootfs failed"
 assert_match "up to date again" "rootfs $name is up to date" "$(build_log)"
 assert_eq "the previous rootfs boots: v2" v2 "$(th_run_in "$name" cat /etc/b52-version 2>&1 || true)"
 th_exec systemctl stop "sdme-$name.service" "$bunit"
+
+step "stopping the build unit during a Run= stops the build container, leaves only finished layers"
+before=$(th_exec ls -A "$st/build/layers" 2>&1 | sort)
+require_in "add a long step" sh -c "echo 'Run=sleep 300' >> $file && systemctl daemon-reload"
+require_in "start the build" systemctl start --no-block "$bunit"
+# Bounded wait for a condition: the build container is up (its unit
+# becomes active once booted) and the step is running in it.
+for _ in $(seq 1 300); do
+	th_exec systemctl is-active -q "sdme-build-$name-boot.service" &&
+		th_exec pgrep -f "sleep 300" >/dev/null && break
+	sleep 0.2
+done
+check_in "the step is running" sh -c 'pgrep -f "sleep 300" >/dev/null'
+t0=$(date +%s%N)
+require_in "systemctl stop $bunit" timeout 120 systemctl stop "$bunit"
+step "interrupted in $(ms "$t0") ms"
+check_in "no build container" sh -c "! systemctl is-active -q sdme-build-$name-boot.service && ! machinectl show sdme-build-$name >/dev/null 2>&1"
+check_in "no build mount, no unfinished layer" sh -c "! test -e /run/sdme/build/$name && ! findmnt -rn -o TARGET | grep -q /run/sdme/build"
+assert_eq "the layers are those of the finished steps" "$before" "$(th_exec ls -A "$st/build/layers" 2>&1 | sort)"
+check_in "the rootfs is the previous one" grep -qx v2 "$st/rootfs/$name/etc/b52-version"
