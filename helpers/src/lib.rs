@@ -11,7 +11,6 @@
 
 pub mod bindpoint;
 pub mod bootwait;
-pub mod build;
 pub mod dbus;
 pub mod explain;
 pub mod fsutil;

@@ -49,7 +49,7 @@ pub fn remove(state_dir: &Path, name: &str, quiet: bool) -> Result<()> {
 
 /// An error naming whatever uses rootfs `name` at `path` (containers,
 /// mounts and, with `with_files`, `.container` files), if anything does.
-fn in_use(name: &str, path: &Path, with_files: bool, doing: &str) -> Result<()> {
+pub(crate) fn in_use(name: &str, path: &Path, with_files: bool, doing: &str) -> Result<()> {
     let users = inuse::users(
         name,
         path,

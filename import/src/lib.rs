@@ -23,6 +23,8 @@ pub mod acl;
 pub mod budget;
 pub mod buildcache;
 pub mod buildcopy;
+pub mod builder;
+pub mod buildmain;
 pub mod buildrun;
 pub mod buildsteps;
 pub mod cancel;

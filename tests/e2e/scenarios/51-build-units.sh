@@ -1,10 +1,9 @@
 # shellcheck shell=bash
 # 51-build-units: `.build` files and `Rootfs=NAME.build` (issue 15, first
-# slice: the model and the generator; the builder is still to come). The
+# slice: the model and the generator; the builder itself is 52-build). The
 # generator makes sdme-build-NAME.service, ordered before the container's
-# prepare step; until the builder exists, that unit validates the file
-# and fails with a message saying so, and the container's start fails
-# without preparing anything. `sdme verify` checks .build files with the
+# prepare step; a build that fails (here: From= a rootfs that does not
+# exist) fails the container's start without preparing anything. `sdme verify` checks .build files with the
 # generator's file:line errors (refusals of Copy= destinations under /tmp
 # and opaque dirs, sources from ../outside).
 
@@ -17,7 +16,7 @@ on_cleanup sh -c "rm -f $file $cfile $bad && systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$name.service $bunit; systemctl reset-failed sdme-$name.service $bunit sdme-prepare@$name.service sdme-explain@sdme-$name.service 2>/dev/null; true"
 
 step "Rootfs=NAME.build gives a build unit before the prepare step"
-require_in "write $file and $cfile" sh -c "printf '[Build]\nRun=true\n' > $file && printf '[Container]\nRootfs=$name.build\n' > $cfile && systemctl daemon-reload"
+require_in "write $file and $cfile" sh -c "printf '[Build]\nFrom=nosuch51\nRun=true\n' > $file && printf '[Container]\nRootfs=$name.build\n' > $cfile && systemctl daemon-reload"
 assert_eq "the build unit is a oneshot" oneshot \
 	"$(th_exec systemctl show -p Type --value "$bunit" 2>&1 || true)"
 assert_match "the container requires the build unit" "(^|[[:space:]])$bunit([[:space:]]|$)" \
@@ -27,9 +26,9 @@ assert_match "the build unit is ordered before the prepare step" "(^|[[:space:]]
 assert_match "the prepare step requires the build unit" "(^|[[:space:]])$bunit([[:space:]]|$)" \
 	"$(th_exec systemctl show -p Requires --value "sdme-prepare@$name.service" 2>&1 || true)"
 
-step "without the builder, the start fails with the reason"
+step "a failing build fails the start with the reason"
 check_in_status 1 "start of sdme-$name fails" systemctl start "sdme-$name.service"
-assert_match "the build unit's journal says why" "$file: building root file systems is not implemented yet" \
+assert_match "the build unit's journal says why" "$file: rootfs $name was not built: From=nosuch51: no rootfs nosuch51" \
 	"$(th_exec journalctl -q -u "$bunit" -o cat 2>&1 || true)"
 check_in "no rootfs was made" test ! -e "/var/lib/sdme/rootfs/$name"
 check_in "the container was not prepared" test ! -e "/var/lib/sdme/containers/$name"

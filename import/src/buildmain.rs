@@ -2,12 +2,9 @@
 //! `NAME.build`, see sdme.build(5)) runs: `sdme-build --if-changed
 //! NAME.build`.
 //!
-//! The builder itself (boot a private container from `From=`, run the
-//! steps with a step cache, store the result like an import) is not
-//! written yet. Until it is, this helper validates the file the way the
-//! generator does and then fails with a message that says so, so that a
-//! container with `Rootfs=NAME.build` fails to start with the reason in
-//! `journalctl -u sdme-build-NAME` instead of pretending.
+//! It loads the file the way the generator does (search path, drop-ins,
+//! validation) and hands it to [`crate::builder`], which builds the
+//! rootfs unless it is up to date.
 
 use std::ffi::OsString;
 
@@ -31,11 +28,21 @@ pub fn run(args: &[OsString]) -> Result<()> {
         bail!("{file}: expected NAME.build, a file on the search path; {USAGE}");
     };
     let build = load(name)?;
-    bail!(
-        "{}: building root file systems is not implemented yet (the builder of sdme issue 15 is still to come); {} was not built",
-        build.source.display(),
-        sdme_core::paths::rootfs_dir(&build.name).display()
+    crate::cancel::install();
+    let mut out = std::io::stdout();
+    crate::builder::build(
+        &build,
+        std::path::Path::new(sdme_core::paths::STATE_DIR),
+        true,
+        &mut out,
     )
+    .with_context(|| {
+        format!(
+            "{}: rootfs {} was not built",
+            build.source.display(),
+            build.name
+        )
+    })
 }
 
 /// `NAME.build` from the search path, with its drop-ins, validated.
