@@ -19,7 +19,7 @@
 //! to its layers while mounted), so into a running one cp writes through
 //! its root from a child in its user namespace (cpns.rs).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -154,13 +154,22 @@ pub fn cp(src: &str, dst: &str) -> Result<()> {
     .with_context(|| format!("copying {src} to {dst}"))
 }
 
-/// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
-/// it under the source's name when it is a directory. Device nodes only
-/// when `devices` (the destination is a container).
-fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool) -> Result<()> {
+/// Both ends of a copy, resolved: the source (its name and entry) and
+/// the destination (descended into when it is a directory), with the
+/// name the copy gets and the path shown in messages.
+pub struct Ends {
+    pub s: Resolved,
+    pub sname: OsString,
+    pub se: Entry,
+    pub d: Resolved,
+    pub name: OsString,
+    pub shown: PathBuf,
+}
+
+pub fn ends(sroot: View, spath: &Path, droot: View, dpath: &Path) -> Result<Ends> {
     // The source's last symlink is copied as a link, as `cp -a` does.
-    let s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
-    let (Some(sname), Some(se)) = (&s.name, &s.entry) else {
+    let mut s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
+    let (Some(sname), Some(se)) = (s.name.clone(), s.entry.take()) else {
         bail!("{}: no such file or directory", spath.display());
     };
     let mut d = resolve(droot, dpath, true).with_context(|| dpath.display().to_string())?;
@@ -171,6 +180,29 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool
         d.name.take().context("destination has no name")?
     };
     let shown = d.path().join(&name);
+    Ok(Ends {
+        s,
+        sname,
+        se,
+        d,
+        name,
+        shown,
+    })
+}
+
+/// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
+/// it under the source's name when it is a directory. Device nodes only
+/// when `devices` (the destination is a container).
+fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool) -> Result<()> {
+    let Ends {
+        s,
+        sname,
+        se,
+        mut d,
+        name,
+        shown,
+    } = ends(sroot, spath, droot, dpath)?;
+    let (sname, se) = (&sname, &se);
     let sv = s.stack.last().expect("root");
     // Every refusal known beforehand comes before the first write.
     check(sv, se, sname, d.stack.last(), &name, &shown, devices)?;

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cp::{check, cstr, fd_path, set_meta, utimens};
-use crate::layers::{self, resolve, Dir, Entry, View};
+use crate::cp::{check, cstr, ends, fd_path, set_meta, utimens, Ends};
+use crate::layers::{self, Dir, Entry, View};
 
 /// The user namespace of a running guest: its file, and the guest IDs
 /// it maps (inside, count), per uid_map and gid_map.
@@ -187,18 +187,14 @@ fn snapshot(
 /// Copy `spath` of `sroot` to `dpath` of `droot` (a running guest's
 /// root, plain) as the root of the guest's user namespace `ns`.
 pub fn copy_in(sroot: View, spath: &Path, droot: View, dpath: &Path, ns: &Userns) -> Result<()> {
-    let s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
-    let (Some(sname), Some(se)) = (s.name.clone(), s.entry) else {
-        bail!("{}: no such file or directory", spath.display());
-    };
-    let mut d = resolve(droot, dpath, true).with_context(|| dpath.display().to_string())?;
-    let name = if d.is_dir() {
-        d.descend()?;
-        sname.clone()
-    } else {
-        d.name.take().context("destination has no name")?
-    };
-    let shown = d.path().join(&name);
+    let Ends {
+        s,
+        sname,
+        se,
+        d,
+        name,
+        shown,
+    } = ends(sroot, spath, droot, dpath)?;
     let sv = s.stack.last().expect("root");
     let dv = d.stack.last().expect("root");
     check(sv, &se, &sname, Some(dv), &name, &shown, true)?;
