@@ -35,7 +35,7 @@ use crate::store::{remove_tree, Store};
 use crate::{cancel, import};
 
 /// Where the build's overlay is mounted (one directory per build name).
-const RUN_DIR: &str = "/run/sdme/build";
+pub(crate) const RUN_DIR: &str = "/run/sdme/build";
 
 /// The longest overlay mount data: the legacy mount(2) call copies at
 /// most a page of options.
@@ -84,7 +84,7 @@ pub fn overlay_data(lowers: &[String], upper: Option<(&str, &str)>) -> Result<St
 
 /// What the build starts from: its root (`None`: the host, see
 /// [`host_base`]) and its identity for the base key.
-fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, String)> {
+pub(crate) fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, String)> {
     let Some(n) = from.rootfs() else {
         // What the host is: its release and its packages (a host that
         // installed or upgraded a package gets a new snapshot).
@@ -128,10 +128,11 @@ fn host_base(
     state_dir: &Path,
     key: &str,
     name: &str,
+    no_cache: bool,
     out: &mut dyn Write,
 ) -> Result<PathBuf> {
     let dir = layers.join(key);
-    if dir.is_dir() {
+    if dir.is_dir() && !no_cache {
         return Ok(dir);
     }
     let t = Instant::now();
@@ -151,12 +152,7 @@ fn host_base(
         let _ = remove_tree(&tmp);
         return Err(e);
     }
-    if let Err(e) = fs::rename(&tmp, &dir) {
-        let _ = remove_tree(&tmp);
-        if !dir.is_dir() {
-            return Err(e).with_context(|| format!("cannot store {}", dir.display()));
-        }
-    }
+    store_layer(&tmp, &dir, no_cache)?;
     let _ = writeln!(
         out,
         "the host's / copied as the base in {:.1} s",
@@ -173,17 +169,44 @@ fn file_hash(path: &Path) -> Result<String> {
         .collect())
 }
 
-/// Build `b` into the store at `state_dir`; with `if_changed`, nothing
-/// when the rootfs exists and was built from the same base and steps.
-pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write) -> Result<()> {
+/// How a build runs: the build unit's (`sdme-build --if-changed`) or
+/// `sdme fs build`'s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opts {
+    /// Nothing to do when the rootfs exists and was built from the same
+    /// base and steps (the build unit).
+    pub if_changed: bool,
+    /// Replace an existing rootfs of the same name (the build unit, and
+    /// `sdme fs build -f`); without it an existing rootfs is refused
+    /// before anything runs.
+    pub replace: bool,
+    /// Run every step (and snapshot the host again) instead of reusing
+    /// cached layers; the new layers replace the cached ones.
+    pub no_cache: bool,
+}
+
+impl Opts {
+    /// What the build unit does.
+    pub const UNIT: Opts = Opts {
+        if_changed: true,
+        replace: true,
+        no_cache: false,
+    };
+}
+
+/// Build `b` into the store at `state_dir`, as `opts` says.
+pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Result<()> {
     let t0 = Instant::now();
     let store = Store::open(state_dir)?;
     let lock = store.lock(&b.name)?;
+    if !opts.replace && store.exists(&b.name) {
+        bail!("rootfs {} already exists; use -f to replace it", b.name);
+    }
     let (root, identity) = base(&store, &b.from)?;
     let base = base_key(&identity);
     let steps = plan(b, &base, &store.rootfs_dir())?;
     let meta = store.meta(&b.name)?;
-    if if_changed && store.exists(&b.name) && up_to_date(meta.as_ref(), &base, &steps) {
+    if opts.if_changed && store.exists(&b.name) && up_to_date(meta.as_ref(), &base, &steps) {
         let _ = writeln!(
             out,
             "{}: rootfs {} is up to date ({} steps, checked in {} ms)",
@@ -198,9 +221,13 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
         Some(r) => r,
-        None => host_base(&layers, state_dir, &base, &b.name, out)?,
+        None => host_base(&layers, state_dir, &base, &b.name, opts.no_cache, out)?,
     };
-    let cached = cached_prefix(&steps, &layers);
+    let cached = if opts.no_cache {
+        0
+    } else {
+        cached_prefix(&steps, &layers)
+    };
     let n = steps.len();
     for (i, s) in steps[..cached].iter().enumerate() {
         let _ = writeln!(
@@ -212,6 +239,7 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
         );
     }
     let mut w = Work::new(&b.name, &layers, &root)?;
+    w.replace_layers = opts.no_cache;
     for i in cached..n {
         cancel::check()?;
         let t = Instant::now();
@@ -269,6 +297,24 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
     Ok(())
 }
 
+/// Rename the finished layer `new` to `target`. A layer already there
+/// is kept when the same step of another build finished first (same
+/// inputs, and another build may be using it), and replaced with
+/// `replace` (`--no-cache`: the new run is what was asked for).
+fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
+    let r = match fs::symlink_metadata(target) {
+        Ok(_) if replace => crate::store::rename2(new, target, libc::RENAME_EXCHANGE),
+        Ok(_) => Ok(()),
+        Err(_) => fs::rename(new, target),
+    };
+    if let Err(e) = r {
+        let _ = remove_tree(new);
+        return Err(e).with_context(|| format!("cannot store the layer {}", target.display()));
+    }
+    // After an exchange `new` holds the old layer; kept: the new one.
+    remove_tree(new)
+}
+
 fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let rel = state_dir.strip_prefix("/").unwrap_or(state_dir);
@@ -291,6 +337,8 @@ struct Work {
     tmp: String,
     mounted: bool,
     booted: bool,
+    /// `--no-cache`: a finished step replaces a cached layer of its key.
+    replace_layers: bool,
 }
 
 impl Work {
@@ -310,6 +358,7 @@ impl Work {
             tmp: format!(".tmp-{name}"),
             mounted: false,
             booted: false,
+            replace_layers: false,
         };
         // What a killed build left (we hold NAME's lock): its container,
         // its mount (EINVAL: not mounted), its unfinished upper.
@@ -449,14 +498,11 @@ impl Work {
                 }
             }
         }
-        let target = self.layers.join(&this.key);
-        if let Err(e) = fs::rename(tmp.join("upper"), &target) {
-            // The same step of another build finished first: same content.
-            if !target.is_dir() {
-                return Err(e)
-                    .with_context(|| format!("cannot store the layer {}", target.display()));
-            }
-        }
+        store_layer(
+            &tmp.join("upper"),
+            &self.layers.join(&this.key),
+            self.replace_layers,
+        )?;
         remove_tree(&tmp)
     }
 

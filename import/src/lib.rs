@@ -25,6 +25,7 @@ pub mod buildcache;
 pub mod buildcopy;
 pub mod builder;
 pub mod buildmain;
+pub mod buildprune;
 pub mod buildrun;
 pub mod buildsteps;
 pub mod cancel;
