@@ -25,11 +25,12 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use sdme_core::build::{Base, Build, CopySource, Step};
 use sha2::{Digest, Sha256};
 
+use crate::budget::human;
 use crate::buildcache::base_key;
 use crate::buildcopy::copy_step;
 use crate::buildrun::{failure, run_streaming, step_command, LAST_LINES};
 use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to_date, Planned};
-use crate::copy::{copy_tree, CopyOpts};
+use crate::copy::{copy_tree, CopyOpts, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
 use crate::{cancel, import};
@@ -146,6 +147,7 @@ fn host_base(
         budget: None,
         progress: None,
         skip_dirs: &skip,
+        link_from: &[],
     };
     let r = copy_tree(Path::new("/"), &tmp, &opts).context("cannot snapshot the host's /");
     if let Err(e) = r.and_then(|_| cancel::check()) {
@@ -256,18 +258,11 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     let t = Instant::now();
     let view = w.view(&steps)?;
     let staging = store.staging(&lock)?;
-    // A clone of the host sees the state directory in its base: copied
-    // empty, as an import of / does.
-    let skip = skip_state_dir(&view, state_dir);
-    let opts = CopyOpts {
-        same_owner: true,
-        one_file_system: true,
-        budget: None,
-        progress: None,
-        skip_dirs: &skip,
-    };
-    let stats = copy_tree(&view, &staging.root, &opts)
-        .with_context(|| format!("cannot copy the result into {}", staging.root.display()))?;
+    let lowers: Vec<PathBuf> = (steps.iter().rev())
+        .map(|s| layers.join(&s.key))
+        .chain([root.clone()])
+        .collect();
+    let stats = copy_result(&view, &staging.root, state_dir, &lowers)?;
     w.unmount()?;
     cancel::check()?;
     let m = Meta {
@@ -276,25 +271,52 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         source: b.source.to_string_lossy().into_owned(),
         kind: "build".to_string(),
         imported_at: meta::now_rfc3339(),
-        size: stats.bytes,
+        size: stats.bytes + stats.linked_bytes,
         os_release: import::read_os_release(&staging.root),
         build: Some(build_info(&b.source, &file_hash(&b.source)?, &base, &steps)),
         ..Meta::default()
     };
     let path = store.rootfs_path(&b.name);
-    staging.commit(&m, true, &|| {
+    staging.commit(&m, opts.replace, &|| {
         import::in_use(&b.name, &path, false, "replacing it")
     })?;
     let _ = writeln!(
         out,
-        "built rootfs {} ({} steps, {} from the cache; result stored in {:.1} s, {:.1} s in all)",
+        "built rootfs {} ({} steps, {} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
         b.name,
         n,
         cached,
         t.elapsed().as_secs_f64(),
+        stats.linked,
+        human(stats.bytes),
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Copy the result `view` (an overlay of `lowers`, top first, or the
+/// base itself) into the staging tree `root`. Regular files are
+/// hard-linked from the layer or base they are in: nothing writes a
+/// layer or a rootfs of the store in place (containers and build steps
+/// use them as overlay lowers, and copy-up never writes a lower inode;
+/// imports and rebuilds replace a rootfs by rename and unlink the old
+/// one; a layer is only replaced whole), so the shared inodes never
+/// change. A rebuild then writes only directories, symlinks and the
+/// files that carry xattrs a copy leaves out.
+fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -> Result<Stats> {
+    // A clone of the host sees the state directory in its base: copied
+    // empty, as an import of / does.
+    let skip = skip_state_dir(view, state_dir);
+    let opts = CopyOpts {
+        same_owner: true,
+        one_file_system: true,
+        budget: None,
+        progress: None,
+        skip_dirs: &skip,
+        link_from: lowers,
+    };
+    copy_tree(view, root, &opts)
+        .with_context(|| format!("cannot copy the result into {}", root.display()))
 }
 
 /// Rename the finished layer `new` to `target`. A layer already there
@@ -466,6 +488,7 @@ impl Work {
                     budget: None,
                     progress: None,
                     skip_dirs: &[],
+                    link_from: &[],
                 };
                 let r = copy_step(
                     &src,

@@ -94,6 +94,14 @@ pub fn linkat(odir: RawFd, old: &CStr, ndir: RawFd, new: &CStr) -> io::Result<()
     cvt(unsafe { libc::linkat(odir, old.as_ptr(), ndir, new.as_ptr(), 0) })
 }
 
+/// A hard link to the file open as `fd` (an `O_PATH` fd works): the
+/// very inode, whatever its path became (needs CAP_DAC_READ_SEARCH).
+pub fn link_fd(fd: RawFd, ndir: RawFd, new: &CStr) -> io::Result<()> {
+    // SAFETY: an empty NUL-terminated old name with AT_EMPTY_PATH, a
+    // valid new name.
+    cvt(unsafe { libc::linkat(fd, c"".as_ptr(), ndir, new.as_ptr(), libc::AT_EMPTY_PATH) })
+}
+
 pub fn mknodat(dir: RawFd, name: &CStr, mode: u32, dev: libc::dev_t) -> io::Result<()> {
     // SAFETY: valid NUL-terminated name.
     cvt(unsafe { libc::mknodat(dir, name.as_ptr(), mode, dev) })
