@@ -31,15 +31,19 @@ pub struct BuildArgs {
     /// Run every step again, ignoring (and replacing) cached layers.
     #[arg(long)]
     no_cache: bool,
+    /// The largest snapshot of the host's / (a build without From=), in
+    /// bytes of file data (K, M, G, T suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "50G", value_parser = sdme_import::cli::parse_size)]
+    max_size: u64,
     /// Remove the cached layers and host snapshots that no current build
     /// uses (the .build files on the search path, the built rootfs).
-    #[arg(long, conflicts_with_all = ["file", "name", "force", "no_cache"])]
+    #[arg(long, conflicts_with_all = ["file", "name", "force", "no_cache", "max_size"])]
     prune: bool,
 }
 
 pub fn run(a: &BuildArgs) -> Result<ExitCode> {
     let r = match (&a.file, &a.name) {
-        (Some(file), Some(name)) if !a.prune => build(file, name, a.force, a.no_cache),
+        (Some(file), Some(name)) if !a.prune => build(file, name, a),
         _ => prune(),
     };
     match r {
@@ -65,14 +69,15 @@ fn load(file: &Path, name: &str) -> Result<Build> {
     Ok(b)
 }
 
-fn build(file: &Path, name: &str, force: bool, no_cache: bool) -> Result<()> {
+fn build(file: &Path, name: &str, a: &BuildArgs) -> Result<()> {
     check_rootfs_name(name).map_err(|e| anyhow!(e))?;
     let b = load(file, name)?;
     cancel::install();
     let opts = Opts {
         if_changed: false,
-        replace: force,
-        no_cache,
+        replace: a.force,
+        no_cache: a.no_cache,
+        max_size: a.max_size,
     };
     let mut out = std::io::stdout();
     builder::build(&b, Path::new(STATE_DIR), opts, &mut out).map_err(|e| {
@@ -123,6 +128,10 @@ mod tests {
         let t = T::try_parse_from(["b", "f.conf", "web", "-f", "--no-cache"]).unwrap();
         assert_eq!(t.a.file.as_deref(), Some(Path::new("f.conf")));
         assert!(t.a.force && t.a.no_cache && !t.a.prune);
+        assert_eq!(t.a.max_size, 50 << 30);
+        let t = T::try_parse_from(["b", "f", "web", "--max-size=2G"]).unwrap();
+        assert_eq!(t.a.max_size, 2 << 30);
+        assert!(T::try_parse_from(["b", "f", "web", "--max-size=2Q"]).is_err());
         assert!(T::try_parse_from(["b", "--prune"]).unwrap().a.prune);
         assert!(T::try_parse_from(["b"]).is_err());
         assert!(T::try_parse_from(["b", "f.conf"]).is_err());

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::budget::human;
 use crate::buildcache::base_key;
 use crate::buildcopy::copy_step;
+use crate::buildhost::{host_base, HOST_MAX_SIZE};
 use crate::buildrun::{failure, run_streaming, step_command, LAST_LINES};
 use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to_date, Planned};
 use crate::copy::{copy_tree, CopyOpts, Stats};
@@ -89,7 +90,9 @@ pub(crate) fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, Strin
     let Some(n) = from.rootfs() else {
         // What the host is: its release and its packages (a host that
         // installed or upgraded a package gets a new snapshot).
-        let mut id = String::from("host");
+        // `snapshot-2`: the snapshot hides what a host clone hides
+        // (buildhost), unlike the earlier full copies.
+        let mut id = String::from("host snapshot-2");
         for f in [
             "/etc/os-release",
             "/var/lib/dpkg/status",
@@ -118,51 +121,6 @@ pub(crate) fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, Strin
     Ok((Some(root), format!("rootfs {n} {h}")))
 }
 
-/// The base of a build without `From=`: a snapshot of the host's `/`,
-/// kept in the cache under the base key. The host's `/` cannot be an
-/// overlay lower itself here: the cache layers live below it, and
-/// overlayfs refuses a lower inside another ("overlapping lowerdir path",
-/// ELOOP); a container's upper may be, which is why containers can clone
-/// `/` directly.
-fn host_base(
-    layers: &Path,
-    state_dir: &Path,
-    key: &str,
-    name: &str,
-    no_cache: bool,
-    out: &mut dyn Write,
-) -> Result<PathBuf> {
-    let dir = layers.join(key);
-    if dir.is_dir() && !no_cache {
-        return Ok(dir);
-    }
-    let t = Instant::now();
-    let tmp = layers.join(format!(".tmp-{name}-host"));
-    remove_tree(&tmp)?;
-    mkdir(&tmp)?;
-    let skip = skip_state_dir(Path::new("/"), state_dir);
-    let opts = CopyOpts {
-        same_owner: true,
-        one_file_system: true,
-        budget: None,
-        progress: None,
-        skip_dirs: &skip,
-        link_from: &[],
-    };
-    let r = copy_tree(Path::new("/"), &tmp, &opts).context("cannot snapshot the host's /");
-    if let Err(e) = r.and_then(|_| cancel::check()) {
-        let _ = remove_tree(&tmp);
-        return Err(e);
-    }
-    store_layer(&tmp, &dir, no_cache)?;
-    let _ = writeln!(
-        out,
-        "the host's / copied as the base in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    Ok(dir)
-}
-
 fn file_hash(path: &Path) -> Result<String> {
     let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Sha256::digest(&data)
@@ -173,7 +131,7 @@ fn file_hash(path: &Path) -> Result<String> {
 
 /// How a build runs: the build unit's (`sdme-build --if-changed`) or
 /// `sdme fs build`'s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opts {
     /// Nothing to do when the rootfs exists and was built from the same
     /// base and steps (the build unit).
@@ -185,6 +143,9 @@ pub struct Opts {
     /// Run every step (and snapshot the host again) instead of reusing
     /// cached layers; the new layers replace the cached ones.
     pub no_cache: bool,
+    /// The largest snapshot of the host's `/` (a build without
+    /// `From=`), in bytes of file data.
+    pub max_size: u64,
 }
 
 impl Opts {
@@ -193,6 +154,7 @@ impl Opts {
         if_changed: true,
         replace: true,
         no_cache: false,
+        max_size: HOST_MAX_SIZE,
     };
 }
 
@@ -223,7 +185,7 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
         Some(r) => r,
-        None => host_base(&layers, state_dir, &base, &b.name, opts.no_cache, out)?,
+        None => host_base(&layers, state_dir, &base, &b.name, opts, out)?,
     };
     let cached = if opts.no_cache {
         0
@@ -323,7 +285,7 @@ fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -
 /// is kept when the same step of another build finished first (same
 /// inputs, and another build may be using it), and replaced with
 /// `replace` (`--no-cache`: the new run is what was asked for).
-fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
+pub(crate) fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
     let r = match fs::symlink_metadata(target) {
         Ok(_) if replace => crate::store::rename2(new, target, libc::RENAME_EXCHANGE),
         Ok(_) => Ok(()),
@@ -337,7 +299,7 @@ fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
     remove_tree(new)
 }
 
-fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
+pub(crate) fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let rel = state_dir.strip_prefix("/").unwrap_or(state_dir);
     fs::symlink_metadata(merged.join(rel))

@@ -24,6 +24,7 @@ pub mod budget;
 pub mod buildcache;
 pub mod buildcopy;
 pub mod builder;
+pub mod buildhost;
 pub mod buildmain;
 pub mod buildprune;
 pub mod buildrun;
