@@ -47,8 +47,14 @@ pub fn run(a: &BuildArgs) -> Result<ExitCode> {
         _ => prune(),
     };
     match r {
-        Err(e) if e.downcast_ref::<cancel::Interrupted>().is_some() => {
+        // Whatever failed once a stop was asked for, the build was
+        // interrupted (exit 130, as for sdme-import).
+        Err(e) if cancel::is_interrupted(&e) => {
             eprintln!("sdme: {e:#}");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) if cancel::requested() => {
+            eprintln!("sdme: interrupted: {e:#}");
             Ok(ExitCode::from(130))
         }
         r => r.map(|()| ExitCode::SUCCESS),
