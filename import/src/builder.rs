@@ -192,31 +192,9 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     } else {
         cached_prefix(&steps, &layers)
     };
-    let n = steps.len();
-    for (i, s) in steps[..cached].iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "step {}/{n} {}: {}: from the cache",
-            i + 1,
-            s.at,
-            s.text
-        );
-    }
     let mut w = Work::new(&b.name, &layers, &root)?;
     w.replace_layers = opts.no_cache;
-    for i in cached..n {
-        cancel::check()?;
-        let t = Instant::now();
-        let _ = writeln!(out, "step {}/{n} {}: {}", i + 1, steps[i].at, steps[i].text);
-        w.step(b, &b.steps[i], &steps[..i], &steps[i], &store, out)?;
-        let _ = writeln!(
-            out,
-            "step {}/{n} done in {:.1} s",
-            i + 1,
-            t.elapsed().as_secs_f64()
-        );
-    }
-    cancel::check()?;
+    run_steps(&mut w, b, &steps, cached, &store, out)?;
     let t = Instant::now();
     let view = w.view(&steps)?;
     let staging = store.staging(&lock)?;
@@ -244,16 +222,50 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     })?;
     let _ = writeln!(
         out,
-        "built rootfs {} ({} steps, {} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
+        "built rootfs {} ({} steps, {cached} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
         b.name,
-        n,
-        cached,
+        steps.len(),
         t.elapsed().as_secs_f64(),
         stats.linked,
         human(stats.bytes),
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Say which of `steps` come from the cache (the first `cached`) and
+/// run the others.
+fn run_steps(
+    w: &mut Work,
+    b: &Build,
+    steps: &[Planned],
+    cached: usize,
+    store: &Store,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let n = steps.len();
+    for (i, s) in steps[..cached].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "step {}/{n} {}: {}: from the cache",
+            i + 1,
+            s.at,
+            s.text
+        );
+    }
+    for i in cached..n {
+        cancel::check()?;
+        let t = Instant::now();
+        let _ = writeln!(out, "step {}/{n} {}: {}", i + 1, steps[i].at, steps[i].text);
+        w.step(b, &b.steps[i], &steps[..i], &steps[i], store, out)?;
+        let _ = writeln!(
+            out,
+            "step {}/{n} done in {:.1} s",
+            i + 1,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    cancel::check()
 }
 
 /// Copy the result `view` (an overlay of `lowers`, top first, or the
