@@ -306,9 +306,15 @@ impl Copier<'_> {
             }
             return match sys::link_fd(fd.as_raw_fd(), ddir, name) {
                 Ok(()) => Ok(true),
-                // Another file system, or too many links: copy, and stop
-                // trying when no link can work.
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                // Another file system, or no right to link (no /proc, a
+                // hardened kernel): copy, and stop trying. Too many links:
+                // copy this one.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EPERM | libc::ENOENT)
+                    ) =>
+                {
                     self.lowers.clear();
                     Ok(false)
                 }

@@ -95,11 +95,20 @@ pub fn linkat(odir: RawFd, old: &CStr, ndir: RawFd, new: &CStr) -> io::Result<()
 }
 
 /// A hard link to the file open as `fd` (an `O_PATH` fd works): the
-/// very inode, whatever its path became (needs CAP_DAC_READ_SEARCH).
+/// very inode, whatever its path became. Through `/proc/self/fd`, which
+/// needs no CAP_DAC_READ_SEARCH (`AT_EMPTY_PATH` does).
 pub fn link_fd(fd: RawFd, ndir: RawFd, new: &CStr) -> io::Result<()> {
-    // SAFETY: an empty NUL-terminated old name with AT_EMPTY_PATH, a
-    // valid new name.
-    cvt(unsafe { libc::linkat(fd, c"".as_ptr(), ndir, new.as_ptr(), libc::AT_EMPTY_PATH) })
+    let p = proc_fd_path(fd);
+    // SAFETY: valid NUL-terminated names.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            ndir,
+            new.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
 }
 
 pub fn mknodat(dir: RawFd, name: &CStr, mode: u32, dev: libc::dev_t) -> io::Result<()> {
