@@ -594,15 +594,29 @@ impl Work {
             let unit = boot_unit(&self.name);
             let st = Command::new("systemctl")
                 .args(["stop", &unit])
+                .stderr(std::process::Stdio::null())
                 .status()
                 .context("cannot run systemctl")?;
-            if !st.success() {
-                bail!("cannot stop the build container {unit}");
+            // Stopped already (by the Ctrl+C watcher) and collected: the
+            // unit is gone, which is what was asked.
+            if !st.success() && unit_loaded(&unit) {
+                bail!("cannot stop the build container {unit} (see journalctl -u {unit})");
             }
             self.booted = false;
         }
         Ok(())
     }
+}
+
+/// Whether systemd still knows `unit` (a transient unit run with
+/// `--collect` is gone once stopped).
+fn unit_loaded(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["show", "-p", "LoadState", "--value", unit])
+        .output()
+        .map_or(true, |o| {
+            String::from_utf8_lossy(&o.stdout).trim() != "not-found"
+        })
 }
 
 impl Drop for Work {
