@@ -740,6 +740,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_existing_rootfs_is_refused_before_anything_runs() {
+        use sdme_core::search::UnitName;
+        use sdme_core::syntax::UnitFile;
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("rootfs/web/etc")).unwrap();
+        let path = t.path().join("web.build");
+        let text = "[Build]\nFrom=nosuch\nRun=true\n";
+        let f = UnitFile::parse(&path, text.as_bytes()).unwrap();
+        let b = Build::from_unit(&UnitName::from_stem("web"), &path, f).unwrap();
+        let opts = Opts {
+            if_changed: false,
+            replace: false,
+            no_cache: false,
+            max_size: HOST_MAX_SIZE,
+        };
+        let e = format!(
+            "{:#}",
+            build(&b, t.path(), opts, &mut Vec::new()).unwrap_err()
+        );
+        assert_eq!(e, "rootfs web already exists; use -f to replace it");
+        // With -f it gets as far as the base.
+        let opts = Opts {
+            replace: true,
+            ..opts
+        };
+        let e = format!(
+            "{:#}",
+            build(&b, t.path(), opts, &mut Vec::new()).unwrap_err()
+        );
+        assert!(e.starts_with("From=nosuch: no rootfs nosuch"), "{e}");
+        assert!(!t.path().join("build").exists());
+    }
+
+    #[test]
     fn overlay_data_is_bounded_and_checked() {
         let key = "a".repeat(64);
         let d = overlay_data(&[key.clone(), "/".into()], Some(("t/upper", "t/work"))).unwrap();
