@@ -55,6 +55,9 @@ pub enum FsCmd {
         #[arg(long)]
         container: bool,
     },
+    /// Build a rootfs from a build file (sdme.build(5)), or --prune the
+    /// build cache.
+    Build(crate::fsbuild::BuildArgs),
 }
 
 pub fn run(cmd: FsCmd) -> Result<ExitCode> {
@@ -70,6 +73,7 @@ pub fn run(cmd: FsCmd) -> Result<ExitCode> {
             rootfs,
             container,
         } => export(&source, &file, rootfs, container)?,
+        FsCmd::Build(a) => return crate::fsbuild::run(&a),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -178,6 +182,15 @@ fn to_json(rows: &[Row]) -> String {
     s
 }
 
+/// The SOURCE column: what it was imported from, or `build FILE`.
+fn source_cell(r: &Row) -> String {
+    match (&r.source, r.kind.as_deref()) {
+        (Some(s), Some("build")) => format!("build {s}"),
+        (Some(s), _) => s.clone(),
+        (None, _) => "-".into(),
+    }
+}
+
 fn table(rows: &[Row]) -> String {
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut cells = vec![["NAME", "OS", "SOURCE", "IMPORTED", "SIZE", "USED BY"].map(String::from)];
@@ -185,7 +198,7 @@ fn table(rows: &[Row]) -> String {
         cells.push([
             r.name.clone(),
             dash(&r.os),
-            dash(&r.source),
+            source_cell(r),
             dash(&r.imported),
             r.size.map_or_else(|| "-".into(), human),
             if r.used_by.is_empty() {
@@ -545,6 +558,22 @@ mod tests {
         assert_eq!(j[1]["used_by"], serde_json::json!(["web", "db"]));
         assert_eq!(j[1]["imported"], "2026-12-06T15:00:00Z");
         assert_eq!(j[1]["kind"], "tar");
+    }
+
+    #[test]
+    fn built_rootfs_say_so_in_source() {
+        let mut r = Row {
+            name: "web".into(),
+            source: Some("/etc/sdme/web.build".into()),
+            kind: Some("build".into()),
+            ..Default::default()
+        };
+        assert_eq!(source_cell(&r), "build /etc/sdme/web.build");
+        assert!(table(std::slice::from_ref(&r)).contains(" build /etc/sdme/web.build "));
+        r.kind = Some("tar".into());
+        assert_eq!(source_cell(&r), "/etc/sdme/web.build");
+        r.source = None;
+        assert_eq!(source_cell(&r), "-");
     }
 
     #[test]

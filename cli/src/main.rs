@@ -12,6 +12,7 @@ mod edit;
 mod exec;
 mod files;
 mod fs;
+mod fsbuild;
 mod layers;
 mod lifecycle;
 mod lookup;

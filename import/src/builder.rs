@@ -25,17 +25,19 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use sdme_core::build::{Base, Build, CopySource, Step};
 use sha2::{Digest, Sha256};
 
+use crate::budget::human;
 use crate::buildcache::base_key;
 use crate::buildcopy::copy_step;
+use crate::buildhost::{host_base, HOST_MAX_SIZE};
 use crate::buildrun::{failure, run_streaming, step_command, LAST_LINES};
 use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to_date, Planned};
-use crate::copy::{copy_tree, CopyOpts};
+use crate::copy::{copy_tree, CopyOpts, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
 use crate::{cancel, import};
 
 /// Where the build's overlay is mounted (one directory per build name).
-const RUN_DIR: &str = "/run/sdme/build";
+pub(crate) const RUN_DIR: &str = "/run/sdme/build";
 
 /// The longest overlay mount data: the legacy mount(2) call copies at
 /// most a page of options.
@@ -84,11 +86,13 @@ pub fn overlay_data(lowers: &[String], upper: Option<(&str, &str)>) -> Result<St
 
 /// What the build starts from: its root (`None`: the host, see
 /// [`host_base`]) and its identity for the base key.
-fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, String)> {
+pub(crate) fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, String)> {
     let Some(n) = from.rootfs() else {
         // What the host is: its release and its packages (a host that
         // installed or upgraded a package gets a new snapshot).
-        let mut id = String::from("host");
+        // `snapshot-2`: the snapshot hides what a host clone hides
+        // (buildhost), unlike the earlier full copies.
+        let mut id = String::from("host snapshot-2");
         for f in [
             "/etc/os-release",
             "/var/lib/dpkg/status",
@@ -117,54 +121,6 @@ fn base(store: &Store, from: &Base) -> Result<(Option<PathBuf>, String)> {
     Ok((Some(root), format!("rootfs {n} {h}")))
 }
 
-/// The base of a build without `From=`: a snapshot of the host's `/`,
-/// kept in the cache under the base key. The host's `/` cannot be an
-/// overlay lower itself here: the cache layers live below it, and
-/// overlayfs refuses a lower inside another ("overlapping lowerdir path",
-/// ELOOP); a container's upper may be, which is why containers can clone
-/// `/` directly.
-fn host_base(
-    layers: &Path,
-    state_dir: &Path,
-    key: &str,
-    name: &str,
-    out: &mut dyn Write,
-) -> Result<PathBuf> {
-    let dir = layers.join(key);
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let t = Instant::now();
-    let tmp = layers.join(format!(".tmp-{name}-host"));
-    remove_tree(&tmp)?;
-    mkdir(&tmp)?;
-    let skip = skip_state_dir(Path::new("/"), state_dir);
-    let opts = CopyOpts {
-        same_owner: true,
-        one_file_system: true,
-        budget: None,
-        progress: None,
-        skip_dirs: &skip,
-    };
-    let r = copy_tree(Path::new("/"), &tmp, &opts).context("cannot snapshot the host's /");
-    if let Err(e) = r.and_then(|_| cancel::check()) {
-        let _ = remove_tree(&tmp);
-        return Err(e);
-    }
-    if let Err(e) = fs::rename(&tmp, &dir) {
-        let _ = remove_tree(&tmp);
-        if !dir.is_dir() {
-            return Err(e).with_context(|| format!("cannot store {}", dir.display()));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "the host's / copied as the base in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    Ok(dir)
-}
-
 fn file_hash(path: &Path) -> Result<String> {
     let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Sha256::digest(&data)
@@ -173,17 +129,48 @@ fn file_hash(path: &Path) -> Result<String> {
         .collect())
 }
 
-/// Build `b` into the store at `state_dir`; with `if_changed`, nothing
-/// when the rootfs exists and was built from the same base and steps.
-pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write) -> Result<()> {
+/// How a build runs: the build unit's (`sdme-build --if-changed`) or
+/// `sdme fs build`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opts {
+    /// Nothing to do when the rootfs exists and was built from the same
+    /// base and steps (the build unit).
+    pub if_changed: bool,
+    /// Replace an existing rootfs of the same name (the build unit, and
+    /// `sdme fs build -f`); without it an existing rootfs is refused
+    /// before anything runs.
+    pub replace: bool,
+    /// Run every step (and snapshot the host again) instead of reusing
+    /// cached layers; the new layers replace the cached ones.
+    pub no_cache: bool,
+    /// The largest snapshot of the host's `/` (a build without
+    /// `From=`), in bytes of file data.
+    pub max_size: u64,
+}
+
+impl Opts {
+    /// What the build unit does.
+    pub const UNIT: Opts = Opts {
+        if_changed: true,
+        replace: true,
+        no_cache: false,
+        max_size: HOST_MAX_SIZE,
+    };
+}
+
+/// Build `b` into the store at `state_dir`, as `opts` says.
+pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Result<()> {
     let t0 = Instant::now();
     let store = Store::open(state_dir)?;
     let lock = store.lock(&b.name)?;
+    if !opts.replace && store.exists(&b.name) {
+        bail!("rootfs {} already exists; use -f to replace it", b.name);
+    }
     let (root, identity) = base(&store, &b.from)?;
     let base = base_key(&identity);
     let steps = plan(b, &base, &store.rootfs_dir())?;
     let meta = store.meta(&b.name)?;
-    if if_changed && store.exists(&b.name) && up_to_date(meta.as_ref(), &base, &steps) {
+    if opts.if_changed && store.exists(&b.name) && up_to_date(meta.as_ref(), &base, &steps) {
         let _ = writeln!(
             out,
             "{}: rootfs {} is up to date ({} steps, checked in {} ms)",
@@ -198,9 +185,64 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
         Some(r) => r,
-        None => host_base(&layers, state_dir, &base, &b.name, out)?,
+        None => host_base(&layers, state_dir, &base, &b.name, opts, out)?,
     };
-    let cached = cached_prefix(&steps, &layers);
+    let cached = if opts.no_cache {
+        0
+    } else {
+        cached_prefix(&steps, &layers)
+    };
+    let mut w = Work::new(&b.name, &layers, &root)?;
+    w.replace_layers = opts.no_cache;
+    run_steps(&mut w, b, &steps, cached, &store, out)?;
+    let t = Instant::now();
+    let view = w.view(&steps)?;
+    let staging = store.staging(&lock)?;
+    let lowers: Vec<PathBuf> = (steps.iter().rev())
+        .map(|s| layers.join(&s.key))
+        .chain([root.clone()])
+        .collect();
+    let stats = copy_result(&view, &staging.root, state_dir, &lowers)?;
+    w.unmount()?;
+    cancel::check()?;
+    let m = Meta {
+        format: meta::FORMAT_VERSION,
+        name: b.name.clone(),
+        source: b.source.to_string_lossy().into_owned(),
+        kind: "build".to_string(),
+        imported_at: meta::now_rfc3339(),
+        size: stats.bytes + stats.linked_bytes,
+        os_release: import::read_os_release(&staging.root),
+        build: Some(build_info(&b.source, &file_hash(&b.source)?, &base, &steps)),
+        ..Meta::default()
+    };
+    let path = store.rootfs_path(&b.name);
+    staging.commit(&m, opts.replace, &|| {
+        import::in_use(&b.name, &path, false, "replacing it")
+    })?;
+    let _ = writeln!(
+        out,
+        "built rootfs {} ({} steps, {cached} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
+        b.name,
+        steps.len(),
+        t.elapsed().as_secs_f64(),
+        stats.linked,
+        human(stats.bytes),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Say which of `steps` come from the cache (the first `cached`) and
+/// run the others.
+fn run_steps(
+    w: &mut Work,
+    b: &Build,
+    steps: &[Planned],
+    cached: usize,
+    store: &Store,
+    out: &mut dyn Write,
+) -> Result<()> {
     let n = steps.len();
     for (i, s) in steps[..cached].iter().enumerate() {
         let _ = writeln!(
@@ -211,12 +253,11 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
             s.text
         );
     }
-    let mut w = Work::new(&b.name, &layers, &root)?;
     for i in cached..n {
         cancel::check()?;
         let t = Instant::now();
         let _ = writeln!(out, "step {}/{n} {}: {}", i + 1, steps[i].at, steps[i].text);
-        w.step(b, &b.steps[i], &steps[..i], &steps[i], &store, out)?;
+        w.step(b, &b.steps[i], &steps[..i], &steps[i], store, out)?;
         let _ = writeln!(
             out,
             "step {}/{n} done in {:.1} s",
@@ -224,52 +265,53 @@ pub fn build(b: &Build, state_dir: &Path, if_changed: bool, out: &mut dyn Write)
             t.elapsed().as_secs_f64()
         );
     }
-    cancel::check()?;
-    let t = Instant::now();
-    let view = w.view(&steps)?;
-    let staging = store.staging(&lock)?;
+    cancel::check()
+}
+
+/// Copy the result `view` (an overlay of `lowers`, top first, or the
+/// base itself) into the staging tree `root`. Regular files are
+/// hard-linked from the layer or base they are in: nothing writes a
+/// layer or a rootfs of the store in place (containers and build steps
+/// use them as overlay lowers, and copy-up never writes a lower inode;
+/// imports and rebuilds replace a rootfs by rename and unlink the old
+/// one; a layer is only replaced whole), so the shared inodes never
+/// change. A rebuild then writes only directories, symlinks and the
+/// files that carry xattrs a copy leaves out.
+fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -> Result<Stats> {
     // A clone of the host sees the state directory in its base: copied
     // empty, as an import of / does.
-    let skip = skip_state_dir(&view, state_dir);
+    let skip = skip_state_dir(view, state_dir);
     let opts = CopyOpts {
         same_owner: true,
         one_file_system: true,
         budget: None,
         progress: None,
         skip_dirs: &skip,
+        link_from: lowers,
     };
-    let stats = copy_tree(&view, &staging.root, &opts)
-        .with_context(|| format!("cannot copy the result into {}", staging.root.display()))?;
-    w.unmount()?;
-    cancel::check()?;
-    let m = Meta {
-        format: meta::FORMAT_VERSION,
-        name: b.name.clone(),
-        source: b.source.to_string_lossy().into_owned(),
-        kind: "build".to_string(),
-        imported_at: meta::now_rfc3339(),
-        size: stats.bytes,
-        os_release: import::read_os_release(&staging.root),
-        build: Some(build_info(&b.source, &file_hash(&b.source)?, &base, &steps)),
-        ..Meta::default()
-    };
-    let path = store.rootfs_path(&b.name);
-    staging.commit(&m, true, &|| {
-        import::in_use(&b.name, &path, false, "replacing it")
-    })?;
-    let _ = writeln!(
-        out,
-        "built rootfs {} ({} steps, {} from the cache; result stored in {:.1} s, {:.1} s in all)",
-        b.name,
-        n,
-        cached,
-        t.elapsed().as_secs_f64(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    copy_tree(view, root, &opts)
+        .with_context(|| format!("cannot copy the result into {}", root.display()))
 }
 
-fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
+/// Rename the finished layer `new` to `target`. A layer already there
+/// is kept when the same step of another build finished first (same
+/// inputs, and another build may be using it), and replaced with
+/// `replace` (`--no-cache`: the new run is what was asked for).
+pub(crate) fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
+    let r = match fs::symlink_metadata(target) {
+        Ok(_) if replace => crate::store::rename2(new, target, libc::RENAME_EXCHANGE),
+        Ok(_) => Ok(()),
+        Err(_) => fs::rename(new, target),
+    };
+    if let Err(e) = r {
+        let _ = remove_tree(new);
+        return Err(e).with_context(|| format!("cannot store the layer {}", target.display()));
+    }
+    // After an exchange `new` holds the old layer; kept: the new one.
+    remove_tree(new)
+}
+
+pub(crate) fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let rel = state_dir.strip_prefix("/").unwrap_or(state_dir);
     fs::symlink_metadata(merged.join(rel))
@@ -291,6 +333,8 @@ struct Work {
     tmp: String,
     mounted: bool,
     booted: bool,
+    /// `--no-cache`: a finished step replaces a cached layer of its key.
+    replace_layers: bool,
 }
 
 impl Work {
@@ -310,6 +354,7 @@ impl Work {
             tmp: format!(".tmp-{name}"),
             mounted: false,
             booted: false,
+            replace_layers: false,
         };
         // What a killed build left (we hold NAME's lock): its container,
         // its mount (EINVAL: not mounted), its unfinished upper.
@@ -417,6 +462,7 @@ impl Work {
                     budget: None,
                     progress: None,
                     skip_dirs: &[],
+                    link_from: &[],
                 };
                 let r = copy_step(
                     &src,
@@ -449,14 +495,11 @@ impl Work {
                 }
             }
         }
-        let target = self.layers.join(&this.key);
-        if let Err(e) = fs::rename(tmp.join("upper"), &target) {
-            // The same step of another build finished first: same content.
-            if !target.is_dir() {
-                return Err(e)
-                    .with_context(|| format!("cannot store the layer {}", target.display()));
-            }
-        }
+        store_layer(
+            &tmp.join("upper"),
+            &self.layers.join(&this.key),
+            self.replace_layers,
+        )?;
         remove_tree(&tmp)
     }
 
@@ -551,15 +594,29 @@ impl Work {
             let unit = boot_unit(&self.name);
             let st = Command::new("systemctl")
                 .args(["stop", &unit])
+                .stderr(std::process::Stdio::null())
                 .status()
                 .context("cannot run systemctl")?;
-            if !st.success() {
-                bail!("cannot stop the build container {unit}");
+            // Stopped already (by the Ctrl+C watcher) and collected: the
+            // unit is gone, which is what was asked.
+            if !st.success() && unit_loaded(&unit) {
+                bail!("cannot stop the build container {unit} (see journalctl -u {unit})");
             }
             self.booted = false;
         }
         Ok(())
     }
+}
+
+/// Whether systemd still knows `unit` (a transient unit run with
+/// `--collect` is gone once stopped).
+fn unit_loaded(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["show", "-p", "LoadState", "--value", unit])
+        .output()
+        .map_or(true, |o| {
+            String::from_utf8_lossy(&o.stdout).trim() != "not-found"
+        })
 }
 
 impl Drop for Work {
@@ -681,6 +738,40 @@ fn mkdir_all(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_existing_rootfs_is_refused_before_anything_runs() {
+        use sdme_core::search::UnitName;
+        use sdme_core::syntax::UnitFile;
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("rootfs/web/etc")).unwrap();
+        let path = t.path().join("web.build");
+        let text = "[Build]\nFrom=nosuch\nRun=true\n";
+        let f = UnitFile::parse(&path, text.as_bytes()).unwrap();
+        let b = Build::from_unit(&UnitName::from_stem("web"), &path, f).unwrap();
+        let opts = Opts {
+            if_changed: false,
+            replace: false,
+            no_cache: false,
+            max_size: HOST_MAX_SIZE,
+        };
+        let e = format!(
+            "{:#}",
+            build(&b, t.path(), opts, &mut Vec::new()).unwrap_err()
+        );
+        assert_eq!(e, "rootfs web already exists; use -f to replace it");
+        // With -f it gets as far as the base.
+        let opts = Opts {
+            replace: true,
+            ..opts
+        };
+        let e = format!(
+            "{:#}",
+            build(&b, t.path(), opts, &mut Vec::new()).unwrap_err()
+        );
+        assert!(e.starts_with("From=nosuch: no rootfs nosuch"), "{e}");
+        assert!(!t.path().join("build").exists());
+    }
 
     #[test]
     fn overlay_data_is_bounded_and_checked() {

@@ -9,9 +9,13 @@
 use std::ffi::OsString;
 
 use anyhow::{bail, Context, Result};
-use sdme_core::build::Build;
+use std::path::Path;
+
+use sdme_core::build::{parse_original, Build, Format};
+use sdme_core::diag::Diag;
 use sdme_core::paths::unit_dirs;
-use sdme_core::search::{search, FileType};
+use sdme_core::search::{read_bounded, search, FileType, UnitName};
+use sdme_core::syntax::UnitFile;
 
 const USAGE: &str = "usage: sdme-build --if-changed NAME.build";
 
@@ -33,7 +37,7 @@ pub fn run(args: &[OsString]) -> Result<()> {
     crate::builder::build(
         &build,
         std::path::Path::new(sdme_core::paths::STATE_DIR),
-        true,
+        crate::builder::Opts::UNIT,
         &mut out,
     )
     .with_context(|| {
@@ -45,26 +49,92 @@ pub fn run(args: &[OsString]) -> Result<()> {
     })
 }
 
+/// The format of a build file given by path (`sdme fs build FILE`): a
+/// name ending in `.build`, or a first line (not blank, not a `#` or `;`
+/// comment) that opens a section (`[`), is a `.build` file; anything
+/// else is the original tool's `FROM`/`RUN`/`COPY` format (which has no
+/// line starting with `[`).
+pub fn format_of(path: &Path, data: &[u8]) -> Format {
+    if path.extension().is_some_and(|e| e == "build") {
+        return Format::Unit;
+    }
+    let first = String::from_utf8_lossy(data)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .map(|l| l.starts_with('['));
+    if first == Some(true) {
+        Format::Unit
+    } else {
+        Format::Original
+    }
+}
+
+/// The build file at `path` (either format, see [`format_of`]; no
+/// drop-ins) as the build of the rootfs `name`, validated.
+pub fn load_file(path: &Path, name: &str) -> Result<Build> {
+    let data = read_bounded(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = match format_of(path, &data) {
+        Format::Original => parse_original(path, &data, name),
+        Format::Unit => {
+            let f = UnitFile::parse(path, &data).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Build::from_unit(&UnitName::from_stem(name), path, f)
+        }
+    };
+    r.map_err(diags_error)
+}
+
+fn diags_error(diags: Vec<Diag>) -> anyhow::Error {
+    let msgs: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{}", msgs.join("; "))
+}
+
 /// `NAME.build` from the search path, with its drop-ins, validated.
-fn load(name: &str) -> Result<Build> {
+pub fn load(name: &str) -> Result<Build> {
     let (dirs, _) = unit_dirs();
     let s = search(&dirs, FileType::Build);
     let Some(found) = s.found.iter().find(|f| f.name.stem() == name) else {
         bail!("{name}.build: not on the search path (or masked)");
     };
-    Build::load(found).map_err(|diags| {
-        let msgs: Vec<String> = diags.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("{}", msgs.join("; "))
-    })
+    Build::load(found).map_err(diags_error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn err(args: &[&str]) -> String {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         format!("{:#}", run(&args).unwrap_err())
+    }
+
+    #[test]
+    fn the_format_is_told_by_name_or_first_line() {
+        let f = |p: &str, d: &str| format_of(Path::new(p), d.as_bytes());
+        assert_eq!(f("/x/web.build", "FROM debian\n"), Format::Unit);
+        assert_eq!(f("/x/web.conf", "# c\n\n  [Build]\nFrom=d\n"), Format::Unit);
+        assert_eq!(f("/x/web.conf", "; c\n[Unit]\n"), Format::Unit);
+        assert_eq!(
+            f("/x/web.conf", "# [Build]\nFROM debian\n"),
+            Format::Original
+        );
+        assert_eq!(f("/x/buildfile", ""), Format::Original);
+    }
+
+    #[test]
+    fn load_file_reports_file_and_line() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("web.conf");
+        fs::write(&p, "FROM debian\nCOPY x /tmp/x\n").unwrap();
+        let e = format!("{:#}", load_file(&p, "web").unwrap_err());
+        assert!(e.starts_with(&format!("{}:2: ", p.display())), "{e}");
+        let p = t.path().join("web2.conf");
+        fs::write(&p, "[Build]\nFrom=debian\nBogus=1\n").unwrap();
+        let e = format!("{:#}", load_file(&p, "web").unwrap_err());
+        assert!(e.starts_with(&format!("{}:3: ", p.display())), "{e}");
+        let b = load_file(&p.with_file_name("none"), "web");
+        assert!(b.is_err());
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub struct CopyOpts<'a> {
     /// Directories (by device and inode) copied empty: the state directory,
     /// so that importing `/` does not copy the import into itself.
     pub skip_dirs: &'a [(u64, u64)],
+    /// Trees whose files the source shows (the source is an overlay of
+    /// them, top first): a regular file of the source that is the very
+    /// inode of one of them (same inode number on that tree's device) is
+    /// hard-linked instead of copied. Only for trees nothing writes in
+    /// place (see the builder).
+    pub link_from: &'a [std::path::PathBuf],
 }
 
 impl Default for CopyOpts<'_> {
@@ -46,6 +52,7 @@ impl Default for CopyOpts<'_> {
             budget: None,
             progress: None,
             skip_dirs: &[],
+            link_from: &[],
         }
     }
 }
@@ -55,6 +62,10 @@ pub struct Stats {
     pub entries: u64,
     /// Bytes of file data copied (holes not counted).
     pub bytes: u64,
+    /// Files hard-linked from `link_from` instead of copied, and their
+    /// size.
+    pub linked: u64,
+    pub linked_bytes: u64,
 }
 
 /// Copy the contents of `src` into the existing directory `dst` (and the
@@ -83,6 +94,7 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOpts) -> Result<Stats> {
         dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
         buf: Vec::new(),
         stats: Stats::default(),
+        lowers: open_lowers(opts.link_from)?,
     };
     let mut rel = Vec::new();
     c.dir(sfd.as_raw_fd(), dfd.as_raw_fd(), &mut rel)
@@ -121,6 +133,7 @@ pub fn copy_one(
         dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
         buf: Vec::new(),
         stats: Stats::default(),
+        lowers: open_lowers(opts.link_from)?,
     };
     let cname = cstring(name.as_encoded_bytes())?;
     let mut rel = name.as_encoded_bytes().to_vec();
@@ -137,6 +150,25 @@ struct Copier<'a> {
     dst_root: OwnedFd,
     buf: Vec<u8>,
     stats: Stats,
+    /// `link_from`, open, with their devices.
+    lowers: Vec<(OwnedFd, u64)>,
+}
+
+fn open_lowers(paths: &[std::path::PathBuf]) -> Result<Vec<(OwnedFd, u64)>> {
+    let mut v = Vec::with_capacity(paths.len());
+    for p in paths {
+        let fd = sys::openat(
+            libc::AT_FDCWD,
+            &cstring(p.as_os_str().as_encoded_bytes())?,
+            DIR_FLAGS,
+            0,
+        )
+        .with_context(|| format!("cannot open {}", p.display()))?;
+        let st =
+            sys::fstat(fd.as_raw_fd()).with_context(|| format!("cannot stat {}", p.display()))?;
+        v.push((fd, st.st_dev));
+    }
+    Ok(v)
 }
 
 impl Copier<'_> {
@@ -208,6 +240,11 @@ impl Copier<'_> {
             }
             self.links.insert(key, cstring(rel)?);
         }
+        if self.link_lower(ddir, name, rel, st)? {
+            self.stats.linked += 1;
+            self.stats.linked_bytes += st.st_size as u64;
+            return Ok(());
+        }
         let used = (st.st_blocks as u64 * 512).min(st.st_size as u64);
         if let Some(b) = self.opts.budget {
             b.take(used)?;
@@ -228,6 +265,64 @@ impl Copier<'_> {
         .context("cannot create")?;
         self.data(s.as_raw_fd(), d.as_raw_fd(), st.st_size as u64)?;
         self.attrs(s.as_raw_fd(), d.as_raw_fd(), st)
+    }
+
+    /// Hard-link the file at `rel` from the lower tree it is in, if it is
+    /// the very inode the source shows (opened without following the
+    /// last component and checked by inode, so a path that resolves
+    /// elsewhere in a lower is never linked) and carries no xattr a copy
+    /// would leave out. `false`: copy it.
+    fn link_lower(
+        &mut self,
+        ddir: RawFd,
+        name: &CStr,
+        rel: &[u8],
+        st: &libc::stat,
+    ) -> Result<bool> {
+        if self.lowers.is_empty() {
+            return Ok(false);
+        }
+        let crel = cstring(rel)?;
+        let same = |l: &libc::stat, dev: u64| {
+            l.st_dev == dev
+                && l.st_ino == st.st_ino
+                && l.st_mode == st.st_mode
+                && (l.st_uid, l.st_gid, l.st_size) == (st.st_uid, st.st_gid, st.st_size)
+                && (l.st_mtime, l.st_mtime_nsec) == (st.st_mtime, st.st_mtime_nsec)
+        };
+        for (root, dev) in &self.lowers {
+            let Ok(fd) = sys::openat(root.as_raw_fd(), &crel, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            else {
+                continue;
+            };
+            match sys::fstat(fd.as_raw_fd()) {
+                Ok(l) if same(&l, *dev) => {}
+                _ => continue,
+            }
+            let names = sys::listxattr_path(&sys::proc_fd_path(fd.as_raw_fd()))
+                .context("cannot list xattrs")?;
+            if names.iter().any(|n| xattr_skipped(n.to_bytes())) {
+                return Ok(false);
+            }
+            return match sys::link_fd(fd.as_raw_fd(), ddir, name) {
+                Ok(()) => Ok(true),
+                // Another file system, or no right to link (no /proc, a
+                // hardened kernel): copy, and stop trying. Too many links:
+                // copy this one.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EPERM | libc::ENOENT)
+                    ) =>
+                {
+                    self.lowers.clear();
+                    Ok(false)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => Ok(false),
+                Err(e) => Err(e).context("cannot link"),
+            };
+        }
+        Ok(false)
     }
 
     /// Copy the data segments of `s` into `d` and give `d` the size.

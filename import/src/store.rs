@@ -337,7 +337,7 @@ fn check_name(name: &str) -> Result<()> {
     sdme_core::name::check_rootfs_name(name).map_err(|e| anyhow!(e))
 }
 
-fn rename2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+pub(crate) fn rename2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
     let f = CString::new(from.as_os_str().as_bytes())?;
     let t = CString::new(to.as_os_str().as_bytes())?;
     // SAFETY: valid NUL-terminated paths.

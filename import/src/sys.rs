@@ -94,6 +94,23 @@ pub fn linkat(odir: RawFd, old: &CStr, ndir: RawFd, new: &CStr) -> io::Result<()
     cvt(unsafe { libc::linkat(odir, old.as_ptr(), ndir, new.as_ptr(), 0) })
 }
 
+/// A hard link to the file open as `fd` (an `O_PATH` fd works): the
+/// very inode, whatever its path became. Through `/proc/self/fd`, which
+/// needs no CAP_DAC_READ_SEARCH (`AT_EMPTY_PATH` does).
+pub fn link_fd(fd: RawFd, ndir: RawFd, new: &CStr) -> io::Result<()> {
+    let p = proc_fd_path(fd);
+    // SAFETY: valid NUL-terminated names.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            ndir,
+            new.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+}
+
 pub fn mknodat(dir: RawFd, name: &CStr, mode: u32, dev: libc::dev_t) -> io::Result<()> {
     // SAFETY: valid NUL-terminated name.
     cvt(unsafe { libc::mknodat(dir, name.as_ptr(), mode, dev) })

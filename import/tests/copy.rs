@@ -129,3 +129,80 @@ fn copies_what_a_rootfs_holds() {
     };
     assert_eq!(&buf[..r.max(0) as usize], b"on");
 }
+
+/// The builder's result: files of an overlay's lowers are hard-linked
+/// (the very inode the view shows, from the layer it is in), the rest
+/// copied; a file carrying an xattr a copy leaves out is copied.
+#[test]
+fn files_of_the_lowers_are_linked() {
+    require_root();
+    let t = tempfile::tempdir().unwrap();
+    let (top, low, view) = (
+        t.path().join("top"),
+        t.path().join("low"),
+        t.path().join("m"),
+    );
+    for d in [
+        top.join("etc"),
+        low.join("etc"),
+        low.join("usr"),
+        view.clone(),
+    ] {
+        fs::create_dir_all(d).unwrap();
+    }
+    fs::write(low.join("etc/a"), "a").unwrap();
+    fs::write(low.join("etc/b"), "old b").unwrap();
+    fs::write(top.join("etc/b"), "new b").unwrap();
+    fs::write(low.join("usr/tagged"), "t").unwrap();
+    std::os::unix::fs::symlink("etc/a", low.join("sym")).unwrap();
+    let c = |p: &Path| cpath(p);
+    // SAFETY: valid paths and value.
+    let r = unsafe {
+        libc::setxattr(
+            c(&low.join("usr/tagged")).as_ptr(),
+            c"trusted.overlay.origin".as_ptr(),
+            b"x".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let data = format!("lowerdir={}:{}", top.display(), low.display());
+    let out = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &data])
+        .arg(&view)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let copy = |name: &str, lowers: &[std::path::PathBuf]| {
+        let dst = t.path().join(name);
+        fs::create_dir(&dst).unwrap();
+        let opts = CopyOpts {
+            link_from: lowers,
+            ..CopyOpts::default()
+        };
+        (copy_tree(&view, &dst, &opts), dst)
+    };
+    let (linked, dst) = copy("dst", &[top.clone(), low.clone()]);
+    let (plain, dst3) = copy("dst3", &[]);
+    let (unrelated, dst2) = copy("dst2", std::slice::from_ref(&dst3));
+    let umount = std::process::Command::new("umount")
+        .arg(&view)
+        .status()
+        .unwrap();
+    assert!(umount.success());
+    let ino = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
+    let s = linked.unwrap();
+    assert_eq!((s.linked, s.linked_bytes), (2, 6), "{s:?}");
+    assert_eq!(ino(&dst.join("etc/a")), ino(&low.join("etc/a")));
+    assert_eq!(ino(&dst.join("etc/b")), ino(&top.join("etc/b")));
+    assert_eq!(fs::read_to_string(dst.join("etc/b")).unwrap(), "new b");
+    assert_ne!(ino(&dst.join("usr/tagged")), ino(&low.join("usr/tagged")));
+    assert_eq!(fs::read_to_string(dst.join("usr/tagged")).unwrap(), "t");
+    assert!(fs::symlink_metadata(dst.join("sym")).unwrap().is_symlink());
+    // Same names, other inodes: copied.
+    assert_eq!(unrelated.unwrap().linked, 0);
+    assert_ne!(ino(&dst2.join("etc/a")), ino(&dst.join("etc/a")));
+    assert_ne!(ino(&dst2.join("etc/a")), ino(&dst3.join("etc/a")));
+    assert_eq!(plain.unwrap().linked, 0);
+}

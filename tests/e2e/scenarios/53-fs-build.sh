@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # snippets expand inside the test host
+# 53-fs-build: `sdme fs build FILE NAME` (issue 15), the builder the build
+# units run, on a terminal.
+# - the original sdme's build file, unchanged (FROM, RUN with a
+#   continuation, COPY of a directory, COPY fs:NAME:/path), gives the same
+#   tree (manifest) as the same steps in a .build file;
+# - fs ls says "build FILE"; an existing rootfs is refused without -f;
+# - changing a copied file's content (same name) reruns from that Copy=
+#   on: the step before comes from the cache, the log says so;
+# - SIGINT during a Run= step: exit 130, no build container, mount or
+#   unfinished layer; the finished step's layer is kept;
+# - refusals, each a file:line message and nothing built: Copy= to
+#   /tmp/x, to an opaque dir (a build from the host hides /var/log), from
+#   ../outside, through a symlink, and the original format's COPY to /tmp;
+# - --prune keeps exactly the layers the built rootfs name.
+
+W=/var/tmp/e2e-53
+st=/var/lib/sdme
+base=base53
+on_cleanup sh -c "rm -rf $W $st/build; $(th_rootfs_rm "$base" o53 u53 s53 r53) true"
+on_cleanup sh -c "pkill -INT -f '^sdme fs build $W' ; systemctl stop sdme-build-s53-boot.service 2>/dev/null; true"
+
+th_put_rootfs "$base" || { fail "th_put_rootfs $base"; exit 1; }
+th_sh "set -e; mkdir -p $W/site/css; echo hello > $W/site/index.html; echo 'body{}' > $W/site/css/a.css
+chmod 640 $W/site/css/a.css; chown 33:33 $W/site/index.html; echo secret > /var/tmp/outside53; ln -s /etc $W/link"
+
+# The same four steps in both formats.
+th_sh "cat > $W/o53.conf" <<EOF
+# the original sdme's format, unchanged
+FROM fs:$base
+RUN echo first > /etc/first53 && \\
+    chmod 600 /etc/first53
+COPY site /srv/site
+RUN ls -lnR /srv/site > /etc/site53.list
+COPY fs:$base:/usr/lib/os-release /etc/base53-release
+EOF
+th_sh "cat > $W/u53.build" <<EOF
+[Build]
+From=$base
+Run=echo first > /etc/first53 && chmod 600 /etc/first53
+Copy=site:/srv/site
+Run=ls -lnR /srv/site > /etc/site53.list
+Copy=$base:/usr/lib/os-release:/etc/base53-release
+EOF
+
+step "the original tool's file and the .build file give the same tree"
+t0=$(date +%s%N)
+out=$(th_exec sdme fs build "$W/o53.conf" o53 2>&1) || fail "fs build o53.conf: $out"
+printf '%s\n' "$out"
+step "o53 built in $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_match "four steps, none from the cache" "built rootfs o53 \(4 steps, 0 from the cache" "$out"
+out=$(th_exec sdme fs build "$W/u53.build" u53 2>&1) || fail "fs build u53.build: $out"
+printf '%s\n' "$out"
+assert_match "the .build file's steps name its lines" "step 2/4 $W/u53.build:4: Copy=site:/srv/site" "$out"
+mo=$(th_manifest "$st/rootfs/o53")
+mu=$(th_manifest "$st/rootfs/u53")
+if [ "$mo" != "$mu" ]; then
+	diff <(printf '%s\n' "$mo") <(printf '%s\n' "$mu") | head -40 || true
+fi
+assert_eq "the same tree (manifest)" "$mo" "$mu"
+check_in "the steps ran" sh -c "grep -qx first $st/rootfs/u53/etc/first53 && test -f $st/rootfs/u53/srv/site/css/a.css && grep -q index.html $st/rootfs/u53/etc/site53.list && cmp $st/rootfs/$base/usr/lib/os-release $st/rootfs/u53/etc/base53-release"
+assert_eq "Copy= keeps owners and modes" "33:33 640" \
+	"$(th_exec stat -c '%u:%g' "$st/rootfs/u53/srv/site/index.html" 2>&1) $(th_exec stat -c '%a' "$st/rootfs/u53/srv/site/css/a.css" 2>&1)"
+ls_out=$(th_exec sdme fs ls 2>&1 || true)
+printf '%s\n' "$ls_out"
+assert_match "fs ls: the source of a built rootfs" "u53 .* build $W/u53.build " "$ls_out"
+assert_match "fs ls: the original format too" "o53 .* build $W/o53.conf " "$ls_out"
+out=$(th_exec sdme fs build "$W/u53.build" u53 2>&1; echo "rc=$?")
+assert_match "an existing rootfs is refused without -f" "rootfs u53 already exists; use -f to replace it.*rc=1" "$(echo "$out" | tr '\n' ' ')"
+
+step "a changed Copy= source reruns from that step"
+th_exec sh -c "echo changed > $W/site/index.html && chown 33:33 $W/site/index.html"
+t0=$(date +%s%N)
+out=$(th_exec sdme fs build -f "$W/u53.build" u53 2>&1) || fail "fs build -f u53: $out"
+printf '%s\n' "$out"
+step "rebuilt from step 2 in $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_match "step 1 from the cache" "step 1/4 $W/u53.build:3: Run=echo first > /etc/first53 && chmod 600 /etc/first53: from the cache" "$out"
+assert_match "step 2 runs again" "step 2/4 $W/u53.build:4: Copy=site:/srv/site
+" "$out"
+assert_match "one from the cache, files linked" "built rootfs u53 \(4 steps, 1 from the cache; result stored in [0-9.]+ s, [1-9][0-9]* files linked" "$out"
+check_in "the change is in the rootfs" grep -qx changed "$st/rootfs/u53/srv/site/index.html"
+
+step "SIGINT during a Run= step stops the build container, keeps the finished layer"
+th_sh "printf '[Build]\nFrom=$base\nRun=echo s53 > /etc/s53\nRun=sleep 300\n' > $W/s53.build"
+before=$(th_exec ls -A "$st/build/layers" | sort)
+th_sh "(sdme fs build $W/s53.build s53 > $W/s53.log 2>&1; echo \$? > $W/s53.rc) </dev/null >/dev/null 2>&1 &"
+# Bounded wait for a condition: the second step is running.
+for _ in $(seq 1 300); do
+	th_exec pgrep -f "^sleep 300" >/dev/null && break
+	sleep 0.2
+done
+check_in "the step is running" pgrep -f "^sleep 300"
+th_exec pkill -INT -f "^sdme fs build $W/s53.build" || fail "no sdme fs build to interrupt"
+for _ in $(seq 1 300); do
+	th_exec test -e "$W/s53.rc" && break
+	sleep 0.2
+done
+assert_eq "exit status 130" 130 "$(th_exec cat "$W/s53.rc" 2>&1 || true)"
+check_in "the log says interrupted" grep -q "^sdme: .*interrupted" "$W/s53.log"
+check_in "no build container, mount or unfinished layer" sh -c "! systemctl is-active -q sdme-build-s53-boot.service && ! machinectl show sdme-build-s53 >/dev/null 2>&1 && ! findmnt -rn -o TARGET | grep -q /run/sdme/build && ! ls -d $st/build/layers/.tmp-* 2>/dev/null | grep -q ."
+check_in "no rootfs s53" test ! -e "$st/rootfs/s53"
+after=$(th_exec ls -A "$st/build/layers" | sort)
+assert_eq "one layer more: the finished first step" 1 "$(comm -13 <(echo "$before") <(echo "$after") | grep -c .)"
+
+step "refusals: file:line, nothing built"
+th_sh "set -e; cd $W
+printf '[Build]\nFrom=$base\nCopy=site/index.html:/tmp/x\n' > r1.build
+printf '[Build]\nRun=true\nCopy=site/index.html:/var/log/x\n' > r2.build
+printf '[Build]\nFrom=$base\nCopy=../outside53:/srv/x\n' > r3.build
+printf '[Build]\nFrom=$base\nCopy=link/hostname:/srv/x\n' > r4.build
+printf 'FROM $base\nRUN true\nCOPY site /tmp/site\n' > r5.conf"
+layers=$(th_exec ls -A "$st/build/layers" | sort)
+refuse() {
+	local file=$1 want=$2 out
+	out=$(th_exec sdme fs build "$W/$file" r53 2>&1; echo "rc=$?")
+	printf '%s\n' "$out"
+	assert_match "$file refused with file:line" "$want" "$out"
+	assert_match "$file: exit 1" "rc=1$" "$out"
+}
+refuse r1.build "$W/r1.build:3: .*/tmp"
+refuse r2.build "$W/r2.build:3: .*/var/log"
+refuse r3.build "$W/r3.build:3: .*\.\./outside53"
+refuse r4.build "$W/r4.build:3: $W/link: is a symlink; Copy= does not follow symlinks"
+refuse r5.conf "$W/r5.conf:3: .*/tmp"
+check_in "no rootfs r53" test ! -e "$st/rootfs/r53"
+assert_eq "no layer made" "$layers" "$(th_exec ls -A "$st/build/layers" | sort)"
+
+step "--prune keeps exactly the layers of the built rootfs"
+out=$(th_exec sdme fs build --prune 2>&1) || fail "fs build --prune: $out"
+printf '%s\n' "$out"
+keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/o53.json $st/meta/u53.json" | sort -u)
+assert_eq "the layers left are those the metadata names" "$keys" "$(th_exec ls -A "$st/build/layers" | sort)"
+assert_match "it says what it removed" "removed layer [0-9a-f]{64}" "$out"
