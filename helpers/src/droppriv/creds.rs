@@ -5,34 +5,34 @@ use std::io;
 
 use super::ids::Ids;
 
+/// Which part of the drop failed (systemd's GROUP or USER status).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failed {
+    Group(String),
+    User(String),
+}
+
 /// Become `ids`; an error names the step.
-pub fn drop_to(ids: &Ids) -> Result<(), String> {
+pub fn drop_to(ids: &Ids) -> Result<(), Failed> {
     let groups: Vec<libc::gid_t> = ids.groups.clone();
+    let os = io::Error::last_os_error;
     // SAFETY: groups is a valid array of its length.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
-        return Err(format!(
+        return Err(Failed::Group(format!(
             "setgroups {:?}: {}",
             ids.groups,
-            io::Error::last_os_error()
-        ));
+            os()
+        )));
     }
     // SAFETY: plain syscalls.
     if unsafe { libc::setresgid(ids.gid, ids.gid, ids.gid) } != 0 {
-        return Err(format!(
-            "setresgid {}: {}",
-            ids.gid,
-            io::Error::last_os_error()
-        ));
+        return Err(Failed::Group(format!("setresgid {}: {}", ids.gid, os())));
     }
     // SAFETY: plain syscall.
     if unsafe { libc::setresuid(ids.uid, ids.uid, ids.uid) } != 0 {
-        return Err(format!(
-            "setresuid {}: {}",
-            ids.uid,
-            io::Error::last_os_error()
-        ));
+        return Err(Failed::User(format!("setresuid {}: {}", ids.uid, os())));
     }
-    verify(ids)
+    verify(ids).map_err(Failed::User)
 }
 
 /// Real, effective and saved uids; the same gids; the groups (sorted).

@@ -149,9 +149,9 @@ pub fn run(args: &[OsString]) -> Failure {
 fn run_inner(args: &[OsString]) -> Result<Failure, Failure> {
     let a = parse_args(args)?;
     let ids = resolve_user(a.user)?;
-    creds::drop_to(&ids).map_err(|m| {
-        let group = m.starts_with("setgroups") || m.starts_with("setresgid");
-        fail(if group { EXIT_GROUP } else { EXIT_USER }, m)
+    creds::drop_to(&ids).map_err(|e| match e {
+        creds::Failed::Group(m) => fail(EXIT_GROUP, m),
+        creds::Failed::User(m) => fail(EXIT_USER, m),
     })?;
     set_home(&ids.home);
     std::env::set_current_dir(a.workdir)
