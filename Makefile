@@ -39,7 +39,7 @@ TARGET      ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p' | grep . ||
 RUSTFLAGS_STATIC = -C target-feature=+crt-static
 BUILD_DIR = target/$(TARGET)/release
 BINS_GENERATOR = sdme-generator
-BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod sdme-build
+BINS_HELPERS = sdme-prepare sdme-boot-wait sdme-pod sdme-build sdme-drop-privs
 # Static too: glibc >= 2.34 has the "files" and "dns" NSS sources built in,
 # so a static sdme-import resolves registry and proxy names through
 # /etc/hosts and DNS (checked: `localhost` resolves in the trixie and

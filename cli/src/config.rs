@@ -26,14 +26,25 @@ pub struct Key {
     value: fn(&Config) -> String,
 }
 
-pub const KEYS: &[Key] = &[Key {
-    name: "Hardened.DropCapability",
-    section: "Hardened",
-    key: "DropCapability",
-    list: true,
-    default: || DEFAULT_HARDENED_DROP.join(" "),
-    value: |c| c.hardened_drop_names().join(" "),
-}];
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "Hardened.DropCapability",
+        section: "Hardened",
+        key: "DropCapability",
+        list: true,
+        default: || DEFAULT_HARDENED_DROP.join(" "),
+        value: |c| c.hardened_drop_names().join(" "),
+    },
+    // Empty: a clone of the host.
+    Key {
+        name: "App.DefaultRootfs",
+        section: "App",
+        key: "DefaultRootfs",
+        list: false,
+        default: String::new,
+        value: |c| c.app_default_rootfs.clone().unwrap_or_default(),
+    },
+];
 
 fn key(name: &str) -> Result<&'static Key> {
     KEYS.iter()
@@ -384,6 +395,24 @@ mod tests {
         }
         let e = check("[Hardened]\nDropCapability=x\nFoo=1\n", Path::new("/c")).unwrap_err();
         assert!(e.starts_with("/c:2: "), "{e}");
+    }
+
+    #[test]
+    fn app_default_rootfs() {
+        let k = key("App.DefaultRootfs").unwrap();
+        assert!(check_value(k, "debian").is_ok());
+        assert!(check_value(k, "").is_ok());
+        let e = check_value(k, "../x").unwrap_err().to_string();
+        assert!(e.starts_with("App.DefaultRootfs=../x: rootfs name"), "{e}");
+        assert_eq!(
+            edit(
+                "[Hardened]\nDropCapability=\n",
+                "App",
+                "DefaultRootfs",
+                &wanted_lines(k, "debian")
+            ),
+            "[Hardened]\nDropCapability=\n\n[App]\nDefaultRootfs=debian\n"
+        );
     }
 
     #[test]

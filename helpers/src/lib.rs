@@ -8,10 +8,13 @@
 //!   ([`explain`]).
 //! * `sdme-pod`: create, remove and enter a pod's pinned network namespace
 //!   ([`pod`]).
+//! * `sdme-drop-privs`: run an OCI app as its image's user, with
+//!   `/dev/stdout` that works ([`droppriv`]).
 
 pub mod bindpoint;
 pub mod bootwait;
 pub mod dbus;
+pub mod droppriv;
 pub mod explain;
 pub mod fsutil;
 pub mod guest;

@@ -7,12 +7,16 @@
 //! - `[Hardened] DropCapability=`: the capabilities `Hardened=yes` (and so
 //!   `Strict=yes`) drops. The built-in list acts as if written first;
 //!   lines add to it and an empty assignment empties it.
+//! - `[App] DefaultRootfs=`: the rootfs a container with `App=` and no
+//!   `Rootfs=` boots (the original tool's `default_base_fs`); unset, a
+//!   clone of the host.
 
 use std::path::PathBuf;
 
 use crate::capability::{capability_name, parse_capability};
 use crate::diag::Diag;
 use crate::dropins::read_and_parse;
+use crate::name::check_rootfs_name;
 use crate::search::Listings;
 use crate::syntax::{Entry, UnitFile};
 
@@ -30,6 +34,8 @@ pub const DEFAULT_HARDENED_DROP: [&str; 3] = ["CAP_SYS_PTRACE", "CAP_NET_RAW", "
 pub struct Config {
     /// `[Hardened] DropCapability=`: capability numbers, sorted, unique.
     pub hardened_drop: Vec<u8>,
+    /// `[App] DefaultRootfs=`: an imported rootfs's name.
+    pub app_default_rootfs: Option<String>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
 }
@@ -43,6 +49,7 @@ impl Default for Config {
         hardened_drop.sort_unstable();
         Config {
             hardened_drop,
+            app_default_rootfs: None,
             files: Vec::new(),
         }
     }
@@ -80,9 +87,10 @@ impl Config {
         for sec in &file.sections {
             match sec.name.as_str() {
                 "Hardened" => sec.entries.iter().for_each(|e| c.hardened_key(e, diags)),
+                "App" => sec.entries.iter().for_each(|e| c.app_key(e, diags)),
                 n => diags.push(Diag::at(
                     &sec.at,
-                    format!("unknown section [{n}]; sdme.conf has a [Hardened] section"),
+                    format!("unknown section [{n}]; sdme.conf has [Hardened] and [App] sections"),
                 )),
             }
         }
@@ -111,6 +119,22 @@ impl Config {
                 Ok(n) => self.hardened_drop.push(n),
                 Err(m) => diags.push(Diag::at(&e.at, format!("DropCapability={}: {m}", e.value))),
             }
+        }
+    }
+
+    /// One `[App]` line: `DefaultRootfs=NAME`; empty: the host's clone.
+    fn app_key(&mut self, e: &Entry, diags: &mut Vec<Diag>) {
+        if e.key != "DefaultRootfs" {
+            let msg = format!("unknown key '{}' in section [App]", e.key);
+            return diags.push(Diag::at(&e.at, msg));
+        }
+        if e.value.is_empty() {
+            self.app_default_rootfs = None;
+            return;
+        }
+        match check_rootfs_name(&e.value) {
+            Ok(()) => self.app_default_rootfs = Some(e.value.clone()),
+            Err(m) => diags.push(Diag::at(&e.at, format!("DefaultRootfs={}: {m}", e.value))),
         }
     }
 
@@ -212,7 +236,32 @@ mod tests {
         );
         assert_eq!(
             d[3],
-            format!("{p}:4: unknown section [Strict]; sdme.conf has a [Hardened] section")
+            format!("{p}:4: unknown section [Strict]; sdme.conf has [Hardened] and [App] sections")
         );
+    }
+
+    #[test]
+    fn app_default_rootfs() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("sdme.conf");
+        write(&p, "[App]\nDefaultRootfs=debian\n");
+        let (c, d) = Config::load(&[t.path().to_path_buf()]);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.app_default_rootfs.as_deref(), Some("debian"));
+        write(&p, "[App]\nDefaultRootfs=debian\nDefaultRootfs=\n");
+        assert_eq!(
+            Config::load(&[t.path().to_path_buf()]).0.app_default_rootfs,
+            None
+        );
+        write(&p, "[App]\nDefaultRootfs=../x\nBase=y\n");
+        let (c, d) = Config::load(&[t.path().to_path_buf()]);
+        let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        let p = p.display();
+        assert!(
+            d[0].starts_with(&format!("{p}:2: DefaultRootfs=../x: rootfs name")),
+            "{d:?}"
+        );
+        assert_eq!(d[1], format!("{p}:3: unknown key 'Base' in section [App]"));
+        assert_eq!(c.app_default_rootfs, None);
     }
 }

@@ -306,6 +306,13 @@ pub fn plan_with<R: Send>(
                 return None;
             }
         }
+        if let Some(msg) = app_error(&c, &pods) {
+            p.errors.push(msg);
+            p.broken
+                .extend(container_broken(&c, p.errors.last().cloned()));
+            p.skipped.push(c.source.clone());
+            return None;
+        }
         if let (Some(preset), false) = (c.preset, config_ok) {
             let msg = format!(
                 "{}: {preset:?}=yes needs the global configuration, which has errors (above)",
@@ -489,6 +496,27 @@ pub fn plan_with<R: Send>(
 type Loaded = Result<(Box<Container>, Vec<String>), (PathBuf, UnitName, Vec<Diag>)>;
 
 /// The error unit of a valid container file that cannot be generated.
+/// Whether a pod unit serves `pod` (`web@a` is served by its own file or
+/// by the template `web@`).
+fn pod_known(pods: &BTreeSet<String>, pod: &str) -> bool {
+    let template = pod.split_once('@').map(|(t, _)| format!("{t}@"));
+    pods.contains(pod) && !pod.ends_with("@%i") || template.is_some_and(|t| pods.contains(&t))
+}
+
+/// A container with `App=`: `AppPod=` must name a pod; then it is refused
+/// anyway, until the application's runtime is built.
+fn app_error(c: &Container, pods: &BTreeSet<String>) -> Option<String> {
+    let app = c.app.as_ref()?;
+    if let Some((pod, at)) = &app.pod {
+        if !pod_known(pods, pod) {
+            return Some(format!(
+                "{at}: AppPod={pod}.pod: no such pod file (or pod template) on the search path (or it has errors, or is masked)"
+            ));
+        }
+    }
+    Some(crate::container::app_unsupported(app))
+}
+
 fn container_broken(c: &Container, msgs: impl IntoIterator<Item = String>) -> Option<Broken> {
     Broken::new(
         FileType::Container,

@@ -7,6 +7,7 @@
 //! - [`container`]: the `.container` schema and its validation;
 //! - [`pod`]: `.pod` files, network namespaces that containers join;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
+//! - [`app`]: the values of the OCI application keys (`App=`, ...);
 //! - [`build`]: `.build` files and the original tool's build files: root
 //!   file systems built from steps;
 //! - [`keys`]: the table of `[Container]` keys: the parser's keys and the
@@ -26,6 +27,7 @@
 //! - [`escape`], [`value`], [`name`], [`timespan`], [`paths`]: the small
 //!   rules every one of them relies on.
 
+pub mod app;
 pub mod bindspec;
 pub mod broken;
 pub mod build;

@@ -10,6 +10,7 @@ use crate::search::UnitName;
 use crate::sections::Shared;
 use crate::syntax::Entry;
 
+use super::app::{App, AppKeys};
 use super::boot::Boot;
 use super::environment::Environment;
 use super::model::{Container, ImageUse, Rootfs};
@@ -35,6 +36,7 @@ pub(super) struct Keys {
     net: Network,
     security: Security,
     boot: Boot,
+    app: AppKeys,
 }
 
 impl Keys {
@@ -50,6 +52,7 @@ impl Keys {
             net: Network::default(),
             security: Security::default(),
             boot: Boot::new(),
+            app: AppKeys::default(),
         }
     }
 
@@ -65,7 +68,8 @@ impl Keys {
             || self.env.key(f, e)
             || self.net.key(f, e)
             || self.security.key(f, e)
-            || self.boot.key(f, e);
+            || self.boot.key(f, e)
+            || self.app.key(f, e);
         if !known {
             f.err(e, format!("unknown key '{}' in section [Container]", e.key));
         }
@@ -79,6 +83,7 @@ impl Keys {
         Naming::check_default_instance(&mut f);
         f.check_aliases(!matches!(f.name, UnitName::Plain(_)));
         self.security.check(&mut f);
+        let app = std::mem::take(&mut self.app).finish(&mut f);
         if let Some(diags) = f.failed() {
             return Err(diags);
         }
@@ -89,7 +94,7 @@ impl Keys {
             drop_reset: self.security.drop_reset,
             syscall_reset: self.security.syscall_reset,
         };
-        let mut c = self.container(f, machine, rootfs);
+        let mut c = self.container(f, machine, rootfs, app);
         if let Some(p) = c.preset {
             apply_preset(&mut c, p, &hardened_drop, &explicit);
         }
@@ -102,6 +107,7 @@ impl Keys {
         f: Shared,
         machine: String,
         rootfs: (Rootfs, Option<ImageUse>),
+        app: Option<App>,
     ) -> Container {
         let Keys {
             presets,
@@ -128,6 +134,7 @@ impl Keys {
             machine,
             rootfs,
             image,
+            app,
             hostname: naming.hostname,
             binds: mounts.binds,
             nested_sdme: mounts.nested_sdme,

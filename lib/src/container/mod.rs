@@ -9,11 +9,13 @@
 //!   then the checks across keys;
 //! - one module per concern, each with its keys, their checks and its
 //!   part of the model: `naming`, `rootfs`, `mounts`, `environment`,
-//!   `network`, `security` (with `syscall`), `preset`, `boot`.
+//!   `network`, `security` (with `syscall`), `preset`, `boot`, `app` (an
+//!   OCI application run inside the guest).
 //!
 //! The keys themselves are listed once, in [`crate::keys`]; its tests hold
 //! that table equal to the keys these modules accept.
 
+mod app;
 mod boot;
 mod build;
 mod environment;
@@ -29,6 +31,7 @@ mod syscall;
 #[cfg(test)]
 mod tests;
 
+pub use app::{unsupported as app_unsupported, App};
 pub use boot::DEFAULT_BOOT_TIMEOUT;
 pub(crate) use environment::{assignments, check_env_word};
 pub use model::{Bind, Container, ImageUse, Preset, Rootfs};

@@ -10,6 +10,7 @@ use crate::sections::Install;
 use crate::syntax::{Location, Section};
 use crate::userns::{self, PrivateUsers};
 
+use super::app::App;
 use super::syscall::SyscallFilter;
 
 /// The lower layer.
@@ -105,6 +106,8 @@ pub struct Container {
     /// `sdme-image-NAME.service` before first start; `Rootfs=NAME.build`:
     /// built by `sdme-build-NAME.service`.
     pub image: Option<ImageUse>,
+    /// `App=` and its keys: an OCI application run inside the guest.
+    pub app: Option<App>,
     /// `PrivateUsers=`: unset (`None`) means no user namespace; a preset
     /// may fill it in when the file does not set it.
     pub private_users: Option<PrivateUsers>,

@@ -139,7 +139,7 @@ impl Network {
 /// Check the pod a container names with `Pod=`: `NAME`, `NAME@INSTANCE`,
 /// or in a container template (and its instances) `NAME@%i`, the pod
 /// instance named like the container instance.
-fn check_pod_ref(n: &str, container: &UnitName) -> Result<String, String> {
+pub(super) fn check_pod_ref(n: &str, container: &UnitName) -> Result<String, String> {
     match n.split_once('@') {
         Some((t, "")) => Err(format!(
             "{t}@.pod is a pod template; name one of its instances, {t}@INSTANCE.pod (or {t}@%i.pod in a container template)"

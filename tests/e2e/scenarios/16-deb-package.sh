@@ -34,7 +34,8 @@ require_in "apt install ./$(basename "$deb")" sh -c "cd /var/tmp && apt-get inst
 assert_eq "dpkg: installed" "install ok installed $version" \
 	"$(th_exec dpkg-query -W -f '${Status} ${Version}' sdme)"
 for b in /usr/bin/sdme /usr/bin/sdme-import /usr/lib/systemd/system-generators/sdme-generator \
-	/usr/libexec/sdme/sdme-prepare /usr/libexec/sdme/sdme-boot-wait /usr/libexec/sdme/sdme-pod; do
+	/usr/libexec/sdme/sdme-prepare /usr/libexec/sdme/sdme-boot-wait /usr/libexec/sdme/sdme-pod \
+	/usr/libexec/sdme/sdme-drop-privs; do
 	assert_eq "$b --version" "$(basename "$b") $version" "$(th_exec "$b" --version 2>&1)"
 done
 check_in "man page, completion, tmpfiles, AppArmor profile, units installed" sh -c \

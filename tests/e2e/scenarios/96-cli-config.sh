@@ -22,7 +22,7 @@ assert_match "config get lists the key with its default" \
 	'^Hardened\.DropCapability=.*
     default: CAP_SYS_PTRACE CAP_NET_RAW CAP_SYS_RAWIO' "$(th_exec sdme config get 2>&1)"
 assert_eq "config get of an unknown key: one line naming it" \
-	"1 sdme: unknown key 'Hardened.Nope' (sdme.conf keys: Hardened.DropCapability)" "$(out_rc sdme config get Hardened.Nope)"
+	"1 sdme: unknown key 'Hardened.Nope' (sdme.conf keys: Hardened.DropCapability, App.DefaultRootfs)" "$(out_rc sdme config get Hardened.Nope)"
 require_in "a commented $conf" sh -c "printf '# site settings\n[Hardened]\n# reset, then ours\nDropCapability=\nDropCapability=CAP_KILL\n; end\n' > $conf && cp $conf /tmp/sdme.conf.before"
 require_in "sdme config set Hardened.DropCapability 'CAP_SYS_TIME CAP_MKNOD'" \
 	sdme config set Hardened.DropCapability 'CAP_SYS_TIME CAP_MKNOD'
@@ -36,7 +36,7 @@ assert_eq "config get gives the new value" "CAP_SYS_TIME CAP_MKNOD" \
 check_in "no temporary file left in /etc/sdme" sh -c '! ls -A /etc/sdme | grep -q "^\."'
 require_in "keep a copy" cp "$conf" /tmp/sdme.conf.before
 assert_match "config set of an unknown key: one line naming it" \
-	"^1 sdme: unknown key 'Hardened.Nope' \(sdme.conf keys: Hardened.DropCapability\); nothing written$" \
+	"^1 sdme: unknown key 'Hardened.Nope' \(sdme.conf keys: Hardened.DropCapability, App.DefaultRootfs\); nothing written$" \
 	"$(out_rc sdme config set Hardened.Nope 1)"
 check_in "$conf unchanged" cmp /tmp/sdme.conf.before "$conf"
 assert_match "config set of a bad value: one line naming it" \
@@ -48,6 +48,12 @@ require_in "config set without a file creates it" sdme config set Hardened.DropC
 assert_eq "the new $conf" "[Hardened]
 DropCapability=" "$(th_exec cat "$conf" 2>&1)"
 assert_eq "config get: empty" "" "$(th_exec sdme config get Hardened.DropCapability 2>&1)"
+require_in "remove $conf" rm "$conf"
+require_in "sdme config set App.DefaultRootfs debian" sdme config set App.DefaultRootfs debian
+assert_eq "config get App.DefaultRootfs" debian "$(th_exec sdme config get App.DefaultRootfs 2>&1)"
+assert_match "config set App.DefaultRootfs of a bad name: one line naming it" \
+	"^1 sdme: App.DefaultRootfs=\.\./x: rootfs name .*; nothing written$" \
+	"$(out_rc sdme config set App.DefaultRootfs ../x)"
 require_in "remove $conf" rm "$conf"
 
 step "sdme config apparmor-profile"
