@@ -23,6 +23,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use sdme_core::build::{Base, Build, CopySource, Step};
+use sdme_core::inuse::UseLock;
 use sha2::{Digest, Sha256};
 
 use crate::budget::human;
@@ -82,6 +83,27 @@ pub fn overlay_data(lowers: &[String], upper: Option<(&str, &str)>) -> Result<St
         bail!("{bad:?}: a layer path with ':' or ',' cannot be an overlay lower");
     }
     Ok(d)
+}
+
+/// Hold the `From=` rootfs's use lock shared for the whole build, as a
+/// container's prepare step does while it prepares: `sdme-import --force`
+/// or `--remove` of it (which take the lock exclusively at commit) waits
+/// until the build ends, so the tree the keys were computed from is the
+/// one every step mounts, also between steps, when no overlay shows the
+/// use. `None` for a build from the host.
+pub(crate) fn use_base(store: &Store, from: &Base) -> Result<Option<UseLock>> {
+    // A missing rootfs gets no lock file; base() says it is missing.
+    let Some(n) = from.rootfs().filter(|n| store.rootfs_path(n).is_dir()) else {
+        return Ok(None);
+    };
+    let dir = store.import_dir();
+    let lock = sdme_core::inuse::lock_use(&dir, n, false).with_context(|| {
+        format!(
+            "cannot lock {}",
+            sdme_core::inuse::use_lock_path(&dir, n).display()
+        )
+    })?;
+    Ok(Some(lock))
 }
 
 /// What the build starts from: its root (`None`: the host, see
@@ -166,6 +188,7 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     if !opts.replace && store.exists(&b.name) {
         bail!("rootfs {} already exists; use -f to replace it", b.name);
     }
+    let _base_use = use_base(&store, &b.from)?;
     let (root, identity) = base(&store, &b.from)?;
     let base = base_key(&identity);
     let steps = plan(b, &base, &store.rootfs_dir())?;
@@ -738,6 +761,27 @@ fn mkdir_all(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_holds_its_base_in_use() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        fs::create_dir_all(store.rootfs_path("deb")).unwrap();
+        let dir = store.import_dir();
+        let held = use_base(&store, &Base::Rootfs("deb".into())).unwrap();
+        assert!(held.is_some());
+        let try_lock = |excl| sdme_core::inuse::try_lock_use(&dir, "deb", excl).unwrap();
+        assert!(try_lock(true).is_none(), "a replacement must wait");
+        assert!(try_lock(false).is_some(), "containers still start");
+        drop(held);
+        assert!(try_lock(true).is_some());
+        // No lock file for a missing rootfs, none for the host.
+        assert!(use_base(&store, &Base::Rootfs("nosuch".into()))
+            .unwrap()
+            .is_none());
+        assert!(!sdme_core::inuse::use_lock_path(&dir, "nosuch").exists());
+        assert!(use_base(&store, &Base::Host).unwrap().is_none());
+    }
 
     #[test]
     fn an_existing_rootfs_is_refused_before_anything_runs() {

@@ -211,8 +211,17 @@ impl Store {
     /// Take NAME's use lock exclusively: no container's prepare step runs
     /// on NAME while it is held (they wait), so what `in_use` finds stays
     /// true until the swap. Held only around the check and the rename.
+    /// A build from NAME holds it for the whole build: say why we wait.
     fn lock_use(&self, name: &str) -> Result<sdme_core::inuse::UseLock> {
         let dir = self.import_dir();
+        if let Ok(Some(g)) = sdme_core::inuse::try_lock_use(&dir, name, true) {
+            return Ok(g);
+        }
+        eprintln!(
+            "sdme-import: waiting for rootfs {name}'s users to let go of {} \
+             (a container being prepared on it, or a build from it)",
+            sdme_core::inuse::use_lock_path(&dir, name).display()
+        );
         sdme_core::inuse::lock_use(&dir, name, true).with_context(|| {
             format!(
                 "cannot lock {}",

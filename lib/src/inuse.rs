@@ -230,7 +230,7 @@ pub fn lock_use(lock_dir: &Path, name: &str, exclusive: bool) -> io::Result<UseL
     Ok(UseLock { _file: f })
 }
 
-/// Whether the lock is free for `exclusive` now (tests).
+/// Take the lock if it is free for `exclusive` now, without waiting.
 pub fn try_lock_use(lock_dir: &Path, name: &str, exclusive: bool) -> io::Result<Option<UseLock>> {
     let mode = if exclusive {
         lockfile::Mode::Exclusive

@@ -91,6 +91,10 @@ for _ in $(seq 1 300); do
 	sleep 0.2
 done
 check_in "the step is running" pgrep -f "^sleep 300"
+# The build holds its From= rootfs's use lock shared (issue 19): a
+# replacement (exclusive) would wait, a container start (shared) would not.
+check_in "From=$base in use: an exclusive lock waits" sh -c "! flock -n -x $st/import/$base.use true"
+check_in "From=$base: a shared lock is free" flock -n -s "$st/import/$base.use" true
 th_exec pkill -INT -f "^sdme fs build $W/s53.build" || fail "no sdme fs build to interrupt"
 for _ in $(seq 1 300); do
 	th_exec test -e "$W/s53.rc" && break
