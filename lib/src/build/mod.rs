@@ -105,7 +105,7 @@ const RESERVED_SERVICE_KEYS: [(&str, &str); 3] = [
     ("Type", "the build unit is a Type=oneshot"),
     (
         "RemainAfterExit",
-        "the build unit stays active once the rootfs is built",
+        "the build unit runs again at every start of a container on it (a no-op when up to date)",
     ),
 ];
 
