@@ -181,6 +181,14 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         );
         return Ok(());
     }
+    // The result would replace a rootfs a running container uses (the
+    // store refuses that when storing it): say so before any step runs.
+    // The build unit gets here when a container on a shared build is
+    // restarted alone while another one runs on the old result.
+    if store.exists(&b.name) {
+        let path = store.rootfs_path(&b.name);
+        import::in_use(&b.name, &path, false, "rebuilding it")?;
+    }
     let layers = state_dir.join("build/layers");
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
@@ -452,7 +460,7 @@ impl Work {
                     CopySource::Local { rel, .. } => rel.ends_with('/') || rel == ".",
                     CopySource::Host(p) => p.to_string_lossy().ends_with('/'),
                     CopySource::Rootfs { path, .. } => path.ends_with('/'),
-                    CopySource::Container { .. } => false,
+                    CopySource::Container { path, .. } => path.ends_with('/'),
                 };
                 // The view the destination is resolved in: the layers so far.
                 let view = self.view(done)?;
@@ -465,7 +473,7 @@ impl Work {
                     link_from: &[],
                 };
                 let r = copy_step(
-                    &src,
+                    &src.path,
                     contents,
                     &view,
                     &tmp.join("upper"),

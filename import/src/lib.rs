@@ -24,6 +24,7 @@ pub mod budget;
 pub mod buildcache;
 pub mod buildcopy;
 pub mod builder;
+pub mod buildfrom;
 pub mod buildhost;
 pub mod buildmain;
 pub mod buildprune;
