@@ -27,6 +27,7 @@ pub mod builder;
 pub mod buildfrom;
 pub mod buildhost;
 pub mod buildmain;
+pub mod buildpost;
 pub mod buildprune;
 pub mod buildrun;
 pub mod buildsteps;

@@ -19,11 +19,13 @@ other=${name}b
 ofile=/etc/sdme/$other.container
 bunit=sdme-build-$name.service
 st=/var/lib/sdme
-on_cleanup sh -c "rm -rf $file $cfile $ofile $dir $st/containers/$name $st/build; $(th_rootfs_rm "$name") systemctl daemon-reload"
+on_cleanup sh -c "rm -rf $file $cfile $ofile $dir $st/containers/$name $st/containers/$other $st/build; $(th_rootfs_rm "$name") systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$name.service sdme-$other.service $bunit; systemctl reset-failed sdme-$name.service sdme-$other.service $bunit sdme-build-$name-boot.service sdme-prepare@$name.service 2>/dev/null; true"
 
-# the journal of the last run of the build unit
+# the journal of the last run of the build unit (--sync: what the
+# builder wrote to its stdout stream before it exited is in the journal)
 build_log() {
+	th_exec journalctl --sync
 	th_exec journalctl -q -o cat _SYSTEMD_INVOCATION_ID="$(th_exec systemctl show -p InvocationID --value "$bunit")" 2>&1 || true
 }
 # restart: `systemctl restart` of the container alone (no reload: the
@@ -110,11 +112,12 @@ step "rebuilt and both started in $(ms "$t0") ms"
 for m in "$name" "$other"; do
 	assert_eq "$m runs the new rootfs" v3 "$(th_run_in "$m" cat /etc/b52-version 2>&1 || true)"
 done
+th_exec journalctl --sync
 log=$(th_exec journalctl -q -o cat -u "$bunit" --since "@$((t0 / 1000000000))" 2>&1 || true)
 printf '%s\n' "$log"
 assert_match "2 steps from the cache" "built rootfs $name \(3 steps, 2 from the cache" "$log"
 assert_eq "built once for both" 1 "$(printf '%s\n' "$log" | grep -c '^built rootfs' || true)"
-require_in "remove $other" sh -c "systemctl stop sdme-$other.service && rm $ofile && systemctl daemon-reload"
+require_in "remove $other" sh -c "systemctl stop sdme-$other.service && rm -r $ofile $st/containers/$other && systemctl daemon-reload"
 
 step "a failing Run= fails the start with file:line; the previous rootfs is kept"
 t0=$(date +%s%N)
@@ -124,6 +127,7 @@ require_in "add a failing step" sh -c "echo 'Run=echo boom52; exit 7' >> $file"
 t0=$(date +%s%N)
 check_in_status 1 "start fails" timeout 300 systemctl start "sdme-$name.service"
 step "failed in $(ms "$t0") ms"
+th_exec journalctl --sync
 log=$(th_exec journalctl -q -o cat -u "$bunit" 2>&1 || true)
 assert_match "the journal names file:line and the status" "$file:5: Run=echo boom52; exit 7: exited with status 7" "$log"
 assert_match "the journal shows the step's output" "boom52" "$log"

@@ -16,13 +16,14 @@
 #   gone afterwards); a symlink on the way is refused;
 # - refusals, each a file:line message and nothing built: Copy= to
 #   /tmp/x, to an opaque dir (a build from the host hides /var/log), from
-#   ../outside, through a symlink, and the original format's COPY to /tmp;
+#   ../outside, through a symlink, the original format's COPY to /tmp,
+#   and a FROM rootfs without systemd (one line);
 # - --prune keeps exactly the layers the built rootfs name.
 
 W=/var/tmp/e2e-53
 st=/var/lib/sdme
 base=base53
-on_cleanup sh -c "rm -rf $W $st/build; $(th_rootfs_rm "$base" o53 u53 s53 r53 k53) true"
+on_cleanup sh -c "rm -rf $W $st/build; $(th_rootfs_rm "$base" o53 u53 s53 r53 k53 nosd53) true"
 on_cleanup sh -c "systemctl stop sdme-c53.service; rm -rf /etc/sdme/c53.container $st/containers/c53; systemctl daemon-reload; systemctl reset-failed sdme-c53.service 2>/dev/null; true"
 on_cleanup sh -c "pkill -INT -f '^sdme fs build $W' ; systemctl stop sdme-build-s53-boot.service 2>/dev/null; true"
 
@@ -138,7 +139,9 @@ printf '[Build]\nFrom=$base\nCopy=site/index.html:/tmp/x\n' > r1.build
 printf '[Build]\nRun=true\nCopy=site/index.html:/var/log/x\n' > r2.build
 printf '[Build]\nFrom=$base\nCopy=../outside53:/srv/x\n' > r3.build
 printf '[Build]\nFrom=$base\nCopy=link/hostname:/srv/x\n' > r4.build
-printf 'FROM $base\nRUN true\nCOPY site /tmp/site\n' > r5.conf"
+printf 'FROM $base\nRUN true\nCOPY site /tmp/site\n' > r5.conf
+mkdir -p $st/rootfs/nosd53/etc && echo ID=debian > $st/rootfs/nosd53/etc/os-release
+printf '# no systemd\nFROM nosd53\nRUN true\n' > r7.conf"
 layers=$(th_exec ls -A "$st/build/layers" | sort)
 refuse() {
 	local file=$1 want=$2 out
@@ -152,6 +155,8 @@ refuse r2.build "$W/r2.build:3: .*/var/log"
 refuse r3.build "$W/r3.build:3: .*\.\./outside53"
 refuse r4.build "$W/r4.build:3: $W/link: is a symlink; Copy= does not follow symlinks"
 refuse r5.conf "$W/r5.conf:3: .*/tmp"
+refuse r7.conf "sdme: $W/r7.conf: rootfs r53 was not built: $W/r7.conf:2: the rootfs nosd53 \\($st/rootfs/nosd53\\) has no systemd: a build boots its base"
+assert_eq "a From rootfs without systemd: one line" 1 "$(th_exec sdme fs build "$W/r7.conf" r53 2>&1 | wc -l)"
 check_in "no rootfs r53" test ! -e "$st/rootfs/r53"
 assert_eq "no layer made" "$layers" "$(th_exec ls -A "$st/build/layers" | sort)"
 
