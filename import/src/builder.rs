@@ -34,7 +34,7 @@ use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to
 use crate::copy::{copy_tree, CopyOpts, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
-use crate::{cancel, import};
+use crate::{buildpost, cancel, import};
 
 /// Where the build's overlay is mounted (one directory per build name).
 pub(crate) const RUN_DIR: &str = "/run/sdme/build";
@@ -189,6 +189,9 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         let path = store.rootfs_path(&b.name);
         import::in_use(&b.name, &path, false, "rebuilding it")?;
     }
+    if let Some(r) = &root {
+        buildpost::check_base(b, r)?;
+    }
     let layers = state_dir.join("build/layers");
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
@@ -213,6 +216,7 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     let stats = copy_result(&view, &staging.root, state_dir, &lowers)?;
     w.unmount()?;
     cancel::check()?;
+    buildpost::after_build(&staging.root, &b.name, out)?;
     let m = Meta {
         format: meta::FORMAT_VERSION,
         name: b.name.clone(),
@@ -289,16 +293,22 @@ fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -
     // A clone of the host sees the state directory in its base: copied
     // empty, as an import of / does.
     let skip = skip_state_dir(view, state_dir);
-    let opts = CopyOpts {
+    copy_tree(view, root, &copy_opts(&skip, lowers))
+        .with_context(|| format!("cannot copy the result into {}", root.display()))
+}
+
+/// How a build copies (a `Copy=` step, the host snapshot, the result):
+/// owners kept (a build runs as root), within one file system, the
+/// directories `skip_dirs` copied empty, files of `link_from` linked.
+pub(crate) fn copy_opts<'a>(skip_dirs: &'a [(u64, u64)], link_from: &'a [PathBuf]) -> CopyOpts<'a> {
+    CopyOpts {
         same_owner: true,
         one_file_system: true,
         budget: None,
         progress: None,
-        skip_dirs: &skip,
-        link_from: lowers,
-    };
-    copy_tree(view, root, &opts)
-        .with_context(|| format!("cannot copy the result into {}", root.display()))
+        skip_dirs,
+        link_from,
+    }
 }
 
 /// Rename the finished layer `new` to `target`. A layer already there
@@ -464,14 +474,7 @@ impl Work {
                 };
                 // The view the destination is resolved in: the layers so far.
                 let view = self.view(done)?;
-                let opts = CopyOpts {
-                    same_owner: true,
-                    one_file_system: true,
-                    budget: None,
-                    progress: None,
-                    skip_dirs: &[],
-                    link_from: &[],
-                };
+                let opts = copy_opts(&[], &[]);
                 let r = copy_step(
                     &src.path,
                     contents,
