@@ -229,9 +229,19 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         ..Meta::default()
     };
     let path = store.rootfs_path(&b.name);
+    let copied = t.elapsed();
     staging.commit(&m, opts.replace, &|| {
         import::in_use(&b.name, &path, false, "replacing it")
     })?;
+    // Where the storing goes: the tree, then the sync and the swap
+    // (with the removal of the tree it replaced).
+    let _ = writeln!(
+        out,
+        "result of {}: made in {:.1} s, synced and put in place in {:.1} s",
+        b.name,
+        copied.as_secs_f64(),
+        (t.elapsed() - copied).as_secs_f64()
+    );
     let _ = writeln!(
         out,
         "built rootfs {} ({} steps, {cached} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
