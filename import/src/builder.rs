@@ -34,7 +34,7 @@ use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to
 use crate::copy::{copy_tree, CopyOpts, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
-use crate::{buildpost, cancel, import};
+use crate::{buildpost, buildtrash, cancel, import};
 
 /// Where the build's overlay is mounted (one directory per build name).
 pub(crate) const RUN_DIR: &str = "/run/sdme/build";
@@ -192,6 +192,8 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     if let Some(r) = &root {
         buildpost::check_base(b, r)?;
     }
+    let trash = buildtrash::dir(state_dir, &b.name);
+    buildtrash::sweep_in_background(&trash);
     let layers = state_dir.join("build/layers");
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
@@ -230,11 +232,14 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     };
     let path = store.rootfs_path(&b.name);
     let copied = t.elapsed();
-    staging.commit(&m, opts.replace, &|| {
-        import::in_use(&b.name, &path, false, "replacing it")
-    })?;
-    // Where the storing goes: the tree, then the sync and the swap
-    // (with the removal of the tree it replaced).
+    staging.commit_to(
+        &m,
+        opts.replace,
+        &|| import::in_use(&b.name, &path, false, "replacing it"),
+        Some(&trash),
+    )?;
+    // Where the storing goes: the tree, then the sync and the swap (the
+    // tree it replaced is removed by the next build, see buildtrash).
     let _ = writeln!(
         out,
         "result of {}: made in {:.1} s, synced and put in place in {:.1} s",

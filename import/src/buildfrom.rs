@@ -159,6 +159,9 @@ impl Drop for Opened {
                 return;
             }
             let _ = fs::remove_dir(&d);
+            // Only if no build uses it (a refused source comes before
+            // the build makes its own directory there).
+            let _ = fs::remove_dir(RUN_DIR);
         }
     }
 }

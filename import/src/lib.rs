@@ -31,6 +31,7 @@ pub mod buildpost;
 pub mod buildprune;
 pub mod buildrun;
 pub mod buildsteps;
+pub mod buildtrash;
 pub mod cancel;
 pub mod cli;
 pub mod compress;

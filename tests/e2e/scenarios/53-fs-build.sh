@@ -18,7 +18,8 @@
 #   /tmp/x, to an opaque dir (a build from the host hides /var/log), from
 #   ../outside, through a symlink, the original format's COPY to /tmp,
 #   and a FROM rootfs without systemd (one line);
-# - --prune keeps exactly the layers the built rootfs name.
+# - --prune keeps exactly the layers the built rootfs name, and removes
+#   the trees that rebuilds replaced (moved aside, not deleted, on the way).
 
 W=/var/tmp/e2e-53
 st=/var/lib/sdme
@@ -166,3 +167,5 @@ printf '%s\n' "$out"
 keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/o53.json $st/meta/u53.json $st/meta/k53.json" | sort -u)
 assert_eq "the layers left are those the metadata names" "$keys" "$(th_exec ls -A "$st/build/layers" | sort)"
 assert_match "it says what it removed" "removed layer [0-9a-f]{64}" "$out"
+assert_match "the trees that rebuilds replaced (u53, k53) are removed too" "; [2-9] replaced trees removed" "$out"
+check_in "no replaced tree left" sh -c "! ls -A $st/build/trash/* 2>/dev/null | grep -q ."
