@@ -193,7 +193,6 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         buildpost::check_base(b, r)?;
     }
     let trash = buildtrash::dir(state_dir, &b.name);
-    buildtrash::sweep_in_background(&trash);
     let layers = state_dir.join("build/layers");
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
@@ -206,6 +205,8 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         cached_prefix(&steps, &layers)
     };
     let mut w = Work::new(&b.name, &layers, &root)?;
+    // Once the build shows in RUN_DIR, which --prune waits for.
+    buildtrash::sweep_in_background(&trash);
     w.replace_layers = opts.no_cache;
     run_steps(&mut w, b, &steps, cached, &store, out)?;
     let t = Instant::now();
