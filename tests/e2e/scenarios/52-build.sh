@@ -22,16 +22,23 @@ st=/var/lib/sdme
 on_cleanup sh -c "rm -rf $file $cfile $ofile $dir $st/containers/$name $st/containers/$other $st/build; $(th_rootfs_rm "$name") systemctl daemon-reload"
 on_cleanup sh -c "systemctl stop sdme-$name.service sdme-$other.service $bunit; systemctl reset-failed sdme-$name.service sdme-$other.service $bunit sdme-build-$name-boot.service sdme-prepare@$name.service 2>/dev/null; true"
 
-# the journal of the last run of the build unit (--sync: what the
-# builder wrote to its stdout stream before it exited is in the journal)
+# mark: remember where the journal ends now; build_log: what the build
+# unit logged since the mark (--sync: what the builder wrote to its
+# stdout stream before it exited is in the journal). Not by invocation
+# ID: journald finds it in the cgroup, which an up-to-date run of a few
+# milliseconds may have left already (-u is the stream's own unit name).
+mark() {
+	cursor=$(th_exec journalctl -q -n 1 --show-cursor -o cat 2>&1 | sed -n 's/^-- cursor: //p')
+}
 build_log() {
 	th_exec journalctl --sync
-	th_exec journalctl -q -o cat _SYSTEMD_INVOCATION_ID="$(th_exec systemctl show -p InvocationID --value "$bunit")" 2>&1 || true
+	th_exec journalctl -q -o cat -u "$bunit" --after-cursor="$cursor" 2>&1 || true
 }
 # restart: `systemctl restart` of the container alone (no reload: the
 # builder reads the file again at every run of the build unit)
 restart() {
 	local t rc=0
+	mark
 	t=$(date +%s%N)
 	th_exec timeout 300 systemctl restart "sdme-$name.service" || rc=$?
 	step "restarted in $(ms "$t") ms"
@@ -52,6 +59,7 @@ printf '[Container]\nRootfs=%s.build\n' "$name" | th_exec sh -c "cat > $cfile"
 require_in "daemon-reload" systemctl daemon-reload
 
 step "the first start builds, then boots with the package's service running"
+mark
 t0=$(date +%s%N)
 check_in "systemctl start sdme-$name (builds)" timeout 300 systemctl start "sdme-$name.service"
 step "cold build and boot: $(ms "$t0") ms"
@@ -92,9 +100,11 @@ assert_eq "the change is in the new rootfs" v2 "$(th_run_in "$name" cat /etc/b52
 step "two containers on one build"
 printf '[Container]\nRootfs=%s.build\n' "$name" | th_exec sh -c "cat > $ofile"
 require_in "daemon-reload" systemctl daemon-reload
+mark
 check_in "start $other beside the running $name" timeout 300 systemctl start "sdme-$other.service"
 assert_match "up to date for $other" "rootfs $name is up to date" "$(build_log)"
 steps "Run=systemctl enable hello52.service && echo v3 > /etc/b52-version"
+mark
 t0=$(date +%s%N)
 check_in_status 1 "restarting $name alone while $other runs on the old result fails" \
 	timeout 300 systemctl restart "sdme-$name.service"
