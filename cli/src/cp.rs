@@ -304,6 +304,19 @@ pub fn ensure_upper(r: &mut Resolved) -> Result<()> {
     Ok(())
 }
 
+/// Make at `target` a device node, FIFO or socket of the type (and
+/// device number) of `meta`, private (0600) until its metadata is set.
+pub(crate) fn mknod_like(target: &Path, meta: &std::fs::Metadata, shown: &Path) -> Result<()> {
+    let c = cstr(target)?;
+    // SAFETY: a valid C string.
+    let r = unsafe { libc::mknod(c.as_ptr(), meta.mode() & libc::S_IFMT | 0o600, meta.rdev()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("creating {}", shown.display()));
+    }
+    Ok(())
+}
+
 pub(crate) fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).context("path with a NUL byte")
 }
@@ -428,19 +441,7 @@ fn copy(
         );
     }
     if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
-        let c = cstr(&target)?;
-        // SAFETY: a valid C string.
-        let r = unsafe {
-            libc::mknod(
-                c.as_ptr(),
-                se.meta.mode() & libc::S_IFMT | 0o600,
-                se.meta.rdev(),
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("creating {}", shown.display()));
-        }
+        mknod_like(&target, &se.meta, shown)?;
         let x = layers::list_xattrs(&fd_path(&sdir.opath(sname)?))?;
         return set_meta(&fd_path(&du.opath(dname)?), &se.meta, &x);
     }

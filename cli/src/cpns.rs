@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cp::{check, cstr, ends, fd_path, set_meta, utimens, Ends};
+use crate::cp::{check, ends, fd_path, mknod_like, set_meta, utimens, Ends};
 use crate::layers::{self, Dir, Entry, View};
 
 /// The user namespace of a running guest: its file, and the guest IDs
@@ -250,21 +250,9 @@ fn write(dir: &Dir, n: &Node, shown: &Path) -> Result<()> {
             utimens(&target, &n.meta, libc::AT_SYMLINK_NOFOLLOW)
         }
         _ => {
-            let c = cstr(&target)?;
             let ft = n.meta.file_type();
             debug_assert!(ft.is_fifo() || ft.is_socket());
-            // SAFETY: a valid C string.
-            let r = unsafe {
-                libc::mknod(
-                    c.as_ptr(),
-                    n.meta.mode() & libc::S_IFMT | 0o600,
-                    n.meta.rdev(),
-                )
-            };
-            if r != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("creating {}", shown.display()));
-            }
+            mknod_like(&target, &n.meta, shown)?;
             set_meta(&fd_path(&dir.opath(&n.name)?), &n.meta, &n.xattrs)
         }
     }

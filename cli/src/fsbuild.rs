@@ -114,7 +114,10 @@ fn prune() -> Result<()> {
     let builds = search_path_builds();
     let mut out = std::io::stdout();
     let p = buildprune::prune(Path::new(STATE_DIR), &builds, &mut out)?;
-    println!("{} layers removed, {} kept", p.layers, p.kept);
+    println!(
+        "{} layers removed, {} kept; {} replaced trees removed",
+        p.layers, p.kept, p.trees
+    );
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to
 use crate::copy::{copy_tree, CopyOpts, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
-use crate::{cancel, import};
+use crate::{buildpost, buildtrash, cancel, import};
 
 /// Where the build's overlay is mounted (one directory per build name).
 pub(crate) const RUN_DIR: &str = "/run/sdme/build";
@@ -204,6 +204,18 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         );
         return Ok(());
     }
+    // The result would replace a rootfs a running container uses (the
+    // store refuses that when storing it): say so before any step runs.
+    // The build unit gets here when a container on a shared build is
+    // restarted alone while another one runs on the old result.
+    if store.exists(&b.name) {
+        let path = store.rootfs_path(&b.name);
+        import::in_use(&b.name, &path, false, "rebuilding it")?;
+    }
+    if let Some(r) = &root {
+        buildpost::check_base(b, r)?;
+    }
+    let trash = buildtrash::dir(state_dir, &b.name);
     let layers = state_dir.join("build/layers");
     fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let root = match root {
@@ -216,6 +228,8 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         cached_prefix(&steps, &layers)
     };
     let mut w = Work::new(&b.name, &layers, &root)?;
+    // Once the build shows in RUN_DIR, which --prune waits for.
+    buildtrash::sweep_in_background(&trash);
     w.replace_layers = opts.no_cache;
     run_steps(&mut w, b, &steps, cached, &store, out)?;
     let t = Instant::now();
@@ -228,6 +242,7 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
     let stats = copy_result(&view, &staging.root, state_dir, &lowers)?;
     w.unmount()?;
     cancel::check()?;
+    buildpost::after_build(&staging.root, &b.name, out)?;
     let m = Meta {
         format: meta::FORMAT_VERSION,
         name: b.name.clone(),
@@ -240,9 +255,22 @@ pub fn build(b: &Build, state_dir: &Path, opts: Opts, out: &mut dyn Write) -> Re
         ..Meta::default()
     };
     let path = store.rootfs_path(&b.name);
-    staging.commit(&m, opts.replace, &|| {
-        import::in_use(&b.name, &path, false, "replacing it")
-    })?;
+    let copied = t.elapsed();
+    staging.commit_to(
+        &m,
+        opts.replace,
+        &|| import::in_use(&b.name, &path, false, "replacing it"),
+        Some(&trash),
+    )?;
+    // Where the storing goes: the tree, then the sync and the swap (the
+    // tree it replaced is removed by the next build, see buildtrash).
+    let _ = writeln!(
+        out,
+        "result of {}: made in {:.1} s, synced and put in place in {:.1} s",
+        b.name,
+        copied.as_secs_f64(),
+        (t.elapsed() - copied).as_secs_f64()
+    );
     let _ = writeln!(
         out,
         "built rootfs {} ({} steps, {cached} from the cache; result stored in {:.1} s, {} files linked, {} copied, {:.1} s in all)",
@@ -304,16 +332,22 @@ fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -
     // A clone of the host sees the state directory in its base: copied
     // empty, as an import of / does.
     let skip = skip_state_dir(view, state_dir);
-    let opts = CopyOpts {
+    copy_tree(view, root, &copy_opts(&skip, lowers))
+        .with_context(|| format!("cannot copy the result into {}", root.display()))
+}
+
+/// How a build copies (a `Copy=` step, the host snapshot, the result):
+/// owners kept (a build runs as root), within one file system, the
+/// directories `skip_dirs` copied empty, files of `link_from` linked.
+pub(crate) fn copy_opts<'a>(skip_dirs: &'a [(u64, u64)], link_from: &'a [PathBuf]) -> CopyOpts<'a> {
+    CopyOpts {
         same_owner: true,
         one_file_system: true,
         budget: None,
         progress: None,
-        skip_dirs: &skip,
-        link_from: lowers,
-    };
-    copy_tree(view, root, &opts)
-        .with_context(|| format!("cannot copy the result into {}", root.display()))
+        skip_dirs,
+        link_from,
+    }
 }
 
 /// Rename the finished layer `new` to `target`. A layer already there
@@ -475,20 +509,13 @@ impl Work {
                     CopySource::Local { rel, .. } => rel.ends_with('/') || rel == ".",
                     CopySource::Host(p) => p.to_string_lossy().ends_with('/'),
                     CopySource::Rootfs { path, .. } => path.ends_with('/'),
-                    CopySource::Container { .. } => false,
+                    CopySource::Container { path, .. } => path.ends_with('/'),
                 };
                 // The view the destination is resolved in: the layers so far.
                 let view = self.view(done)?;
-                let opts = CopyOpts {
-                    same_owner: true,
-                    one_file_system: true,
-                    budget: None,
-                    progress: None,
-                    skip_dirs: &[],
-                    link_from: &[],
-                };
+                let opts = copy_opts(&[], &[]);
                 let r = copy_step(
-                    &src,
+                    &src.path,
                     contents,
                     &view,
                     &tmp.join("upper"),

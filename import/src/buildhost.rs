@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::budget::{human, Budget};
-use crate::builder::{skip_state_dir, Opts};
+use crate::builder::{copy_opts, skip_state_dir, Opts};
 use crate::cancel;
 use crate::copy::{copy_tree, CopyOpts};
 use crate::store::remove_tree;
@@ -89,12 +89,8 @@ pub fn snapshot(root: &Path, dst: &Path, state_dir: &Path, max_size: u64) -> Res
     }
     let budget = Budget::new(max_size);
     let opts = CopyOpts {
-        same_owner: true,
-        one_file_system: true,
         budget: Some(&budget),
-        progress: None,
-        skip_dirs: &skip,
-        link_from: &[],
+        ..copy_opts(&skip, &[])
     };
     if let Err(e) = copy_tree(root, dst, &opts) {
         if budget.used() > budget.max() {

@@ -27,6 +27,8 @@ use crate::store::{remove_tree, Store};
 pub struct Pruned {
     pub layers: usize,
     pub kept: usize,
+    /// Trees that rebuilds replaced (see buildtrash).
+    pub trees: usize,
 }
 
 /// The keys `b` uses now: its base (a host snapshot's name) and steps.
@@ -92,7 +94,9 @@ pub fn prune(state_dir: &Path, builds: &[Build], out: &mut dyn Write) -> Result<
             }
         }
     }
-    remove_unused(&state_dir.join("build/layers"), &keep, out)
+    let mut p = remove_unused(&state_dir.join("build/layers"), &keep, out)?;
+    p.trees = crate::buildtrash::remove_all(state_dir)?;
+    Ok(p)
 }
 
 /// A build in progress: a directory under `run_dir` (its overlay's
@@ -139,7 +143,14 @@ mod tests {
         let keep: BTreeSet<String> = ["bb".to_string()].into();
         let mut out = Vec::new();
         let p = remove_unused(&l, &keep, &mut out).unwrap();
-        assert_eq!(p, Pruned { layers: 2, kept: 1 });
+        assert_eq!(
+            p,
+            Pruned {
+                layers: 2,
+                kept: 1,
+                trees: 0
+            }
+        );
         assert!(l.join("bb/etc").is_dir());
         assert!(l.join(".tmp-web").is_dir());
         assert!(!l.join("aa").exists() && !l.join("cc").exists());

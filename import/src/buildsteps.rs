@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use sdme_core::build::{Build, CopySource, Step};
 
 use crate::buildcache::{confined, content_hash, step_key, Key};
+use crate::buildfrom::Opened;
 use crate::meta::{BuildInfo, BuildStepInfo, Meta};
 
 /// One step with its key.
@@ -24,23 +25,46 @@ pub struct Planned {
     pub key: Key,
 }
 
-/// Where a `Copy=` step reads from, confined to its directory or rootfs.
-/// `rootfs_dir`: the store's `rootfs/` directory.
-pub fn copy_source_path(source: &CopySource, rootfs_dir: &Path) -> Result<PathBuf> {
+/// Where a `Copy=` step reads from, open for as long as it is kept (a
+/// stopped container's layers are mounted for the copy).
+pub struct SourcePath {
+    pub path: PathBuf,
+    _tree: Option<Opened>,
+}
+
+/// Where a `Copy=` step reads from, confined to its directory, rootfs or
+/// container's tree. `rootfs_dir`: the store's `rootfs/` directory.
+pub fn copy_source_path(source: &CopySource, rootfs_dir: &Path) -> Result<SourcePath> {
+    let plain = |path| SourcePath { path, _tree: None };
     match source {
-        CopySource::Local { dir, rel } => confined(dir, rel.trim_end_matches('/')),
-        CopySource::Host(p) => Ok(p.clone()),
+        CopySource::Local { dir, rel } => confined(dir, rel.trim_end_matches('/')).map(plain),
+        CopySource::Host(p) => Ok(plain(p.clone())),
         CopySource::Rootfs { name, path } => {
             let root = rootfs_dir.join(name);
             if !root.is_dir() {
-                bail!("no rootfs '{name}' to copy from ({} does not exist)", root.display());
+                bail!(
+                    "no rootfs '{name}' to copy from ({} does not exist)",
+                    root.display()
+                );
             }
-            confined(&root, path.trim_start_matches('/').trim_end_matches('/'))
+            confined(&root, inside(path)).map(plain)
         }
-        CopySource::Container { name, .. } => bail!(
-            "copying from the container '{name}' is not supported yet; copy from a rootfs (fs:NAME:/path) or a host path"
-        ),
+        CopySource::Container { name, path } => {
+            let tree = Opened::open(name)
+                .with_context(|| format!("cannot copy from the container {name}"))?;
+            let path = confined(&tree.root, inside(path))
+                .with_context(|| format!("in the container {name}"))?;
+            Ok(SourcePath {
+                path,
+                _tree: Some(tree),
+            })
+        }
     }
+}
+
+/// An absolute path in a tree as a relative one, without a trailing `/`.
+fn inside(path: &str) -> &str {
+    path.trim_start_matches('/').trim_end_matches('/')
 }
 
 /// The keys of `build`'s steps after the base key `base`.
@@ -53,7 +77,7 @@ pub fn plan(build: &Build, base: &str, rootfs_dir: &Path) -> Result<Vec<Planned>
             Step::Run { .. } => None,
             Step::Copy { source, .. } => {
                 let p = copy_source_path(source, rootfs_dir).with_context(|| at.clone())?;
-                Some(content_hash(&p).with_context(|| at.clone())?)
+                Some(content_hash(&p.path).with_context(|| at.clone())?)
             }
         };
         let text = s.text();

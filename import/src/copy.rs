@@ -71,31 +71,7 @@ pub struct Stats {
 /// Copy the contents of `src` into the existing directory `dst` (and the
 /// owner, mode, xattrs and times of `src` itself onto `dst`).
 pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOpts) -> Result<Stats> {
-    let sfd = sys::openat(
-        libc::AT_FDCWD,
-        &cstring(src.as_os_str().as_encoded_bytes())?,
-        DIR_FLAGS,
-        0,
-    )
-    .with_context(|| format!("cannot open {}", src.display()))?;
-    let dfd = sys::openat(
-        libc::AT_FDCWD,
-        &cstring(dst.as_os_str().as_encoded_bytes())?,
-        DIR_FLAGS,
-        0,
-    )
-    .with_context(|| format!("cannot open {}", dst.display()))?;
-    let st =
-        sys::fstat(sfd.as_raw_fd()).with_context(|| format!("cannot stat {}", src.display()))?;
-    let mut c = Copier {
-        opts,
-        dev: st.st_dev,
-        links: HashMap::new(),
-        dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
-        buf: Vec::new(),
-        stats: Stats::default(),
-        lowers: open_lowers(opts.link_from)?,
-    };
+    let (sfd, dfd, st, mut c) = Copier::open(src, dst, opts)?;
     let mut rel = Vec::new();
     c.dir(sfd.as_raw_fd(), dfd.as_raw_fd(), &mut rel)
         .with_context(|| format!("cannot copy {}", src.display()))?;
@@ -113,33 +89,23 @@ pub fn copy_one(
     dst_dir: &Path,
     opts: &CopyOpts,
 ) -> Result<Stats> {
-    let open = |p: &Path| {
-        sys::openat(
-            libc::AT_FDCWD,
-            &cstring(p.as_os_str().as_encoded_bytes())?,
-            DIR_FLAGS,
-            0,
-        )
-        .with_context(|| format!("cannot open {}", p.display()))
-    };
-    let sfd = open(src_dir)?;
-    let dfd = open(dst_dir)?;
-    let st = sys::fstat(sfd.as_raw_fd())
-        .with_context(|| format!("cannot stat {}", src_dir.display()))?;
-    let mut c = Copier {
-        opts,
-        dev: st.st_dev,
-        links: HashMap::new(),
-        dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
-        buf: Vec::new(),
-        stats: Stats::default(),
-        lowers: open_lowers(opts.link_from)?,
-    };
+    let (sfd, dfd, _, mut c) = Copier::open(src_dir, dst_dir, opts)?;
     let cname = cstring(name.as_encoded_bytes())?;
     let mut rel = name.as_encoded_bytes().to_vec();
     c.entry(sfd.as_raw_fd(), dfd.as_raw_fd(), &cname, &mut rel)
         .with_context(|| format!("cannot copy {}", src_dir.join(name).display()))?;
     Ok(c.stats)
+}
+
+/// Open the directory `p`.
+fn open_dir(p: &Path) -> Result<OwnedFd> {
+    sys::openat(
+        libc::AT_FDCWD,
+        &cstring(p.as_os_str().as_encoded_bytes())?,
+        DIR_FLAGS,
+        0,
+    )
+    .with_context(|| format!("cannot open {}", p.display()))
 }
 
 struct Copier<'a> {
@@ -157,18 +123,37 @@ struct Copier<'a> {
 fn open_lowers(paths: &[std::path::PathBuf]) -> Result<Vec<(OwnedFd, u64)>> {
     let mut v = Vec::with_capacity(paths.len());
     for p in paths {
-        let fd = sys::openat(
-            libc::AT_FDCWD,
-            &cstring(p.as_os_str().as_encoded_bytes())?,
-            DIR_FLAGS,
-            0,
-        )
-        .with_context(|| format!("cannot open {}", p.display()))?;
+        let fd = open_dir(p)?;
         let st =
             sys::fstat(fd.as_raw_fd()).with_context(|| format!("cannot stat {}", p.display()))?;
         v.push((fd, st.st_dev));
     }
     Ok(v)
+}
+
+impl<'a> Copier<'a> {
+    /// Open `src` and `dst` (directories) and a copier from one to the
+    /// other, with `src`'s stat (its device bounds `one_file_system`).
+    fn open(
+        src: &Path,
+        dst: &Path,
+        opts: &'a CopyOpts<'a>,
+    ) -> Result<(OwnedFd, OwnedFd, libc::stat, Copier<'a>)> {
+        let sfd = open_dir(src)?;
+        let dfd = open_dir(dst)?;
+        let st = sys::fstat(sfd.as_raw_fd())
+            .with_context(|| format!("cannot stat {}", src.display()))?;
+        let c = Copier {
+            opts,
+            dev: st.st_dev,
+            links: HashMap::new(),
+            dst_root: sys::openat(dfd.as_raw_fd(), DOT, DIR_FLAGS, 0)?,
+            buf: Vec::new(),
+            stats: Stats::default(),
+            lowers: open_lowers(opts.link_from)?,
+        };
+        Ok((sfd, dfd, st, c))
+    }
 }
 
 impl Copier<'_> {

@@ -281,12 +281,21 @@ impl Staging<'_> {
     /// once `in_use` has found nothing using it: checked here, under
     /// NAME's use lock, since a container may have started during the
     /// import), then its metadata.
-    pub fn commit(
+    pub fn commit(self, meta: &Meta, replace: bool, in_use: &dyn Fn() -> Result<()>) -> Result<()> {
+        self.commit_to(meta, replace, in_use, None).map(|_| ())
+    }
+
+    /// [`commit`](Staging::commit), with the tree it replaced (if any)
+    /// moved into the directory `trash` (made if missing, on the store's
+    /// file system) instead of deleted: the caller removes it later, off
+    /// the path of the commit. Returns where it went.
+    pub fn commit_to(
         mut self,
         meta: &Meta,
         replace: bool,
         in_use: &dyn Fn() -> Result<()>,
-    ) -> Result<()> {
+        trash: Option<&Path>,
+    ) -> Result<Option<PathBuf>> {
         let name = self.lock.name();
         let target = self.store.rootfs_path(name);
         // Data first, so that after a crash the renamed tree is complete.
@@ -328,7 +337,18 @@ impl Staging<'_> {
         fsync_dir(&self.store.rootfs_dir())?;
         fsync_dir(&self.store.meta_dir())?;
         // The old tree (after an exchange) goes with the staging directory.
-        remove_tree(&self.dir)
+        if let (Some(t), true) = (trash, exists) {
+            fs::create_dir_all(t).with_context(|| format!("cannot create {}", t.display()))?;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let to = t.join(nanos.to_string());
+            if fs::rename(&self.dir, &to).is_ok() {
+                return Ok(Some(to));
+            }
+        }
+        remove_tree(&self.dir)?;
+        Ok(None)
     }
 }
 
@@ -447,6 +467,20 @@ mod tests {
             fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
             "3"
         );
+        // Replace, the old tree moved to a trash directory, not deleted.
+        let st = store.staging(&lock).unwrap();
+        fs::write(st.root.join("a"), "5").unwrap();
+        let trash = t.path().join("trash/deb");
+        let old = st
+            .commit_to(&meta, true, &|| Ok(()), Some(&trash))
+            .unwrap()
+            .unwrap();
+        assert!(old.starts_with(&trash));
+        assert_eq!(fs::read_to_string(old.join("rootfs/a")).unwrap(), "3");
+        assert_eq!(
+            fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
+            "5"
+        );
         // The name lock and the use lock.
         let left = || {
             let mut v: Vec<String> = fs::read_dir(store.import_dir())
@@ -479,7 +513,7 @@ mod tests {
         assert!(e.contains("container web"), "{e}");
         assert_eq!(
             fs::read_to_string(store.rootfs_path("deb").join("a")).unwrap(),
-            "3"
+            "5"
         );
         // The use lock is free again after the refusal.
         assert!(sdme_core::inuse::try_lock_use(&dir, "deb", true)

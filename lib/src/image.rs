@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::Diag;
 use crate::dropins::parse_with_dropins;
-use crate::name::check_rootfs_name;
 use crate::search::{Found, UnitName};
 use crate::sections::{Install, Kind, Shared};
 use crate::syntax::{Entry, Section, UnitFile};
@@ -269,17 +268,7 @@ impl Image {
     /// Validate a parsed `.image` file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Image, Vec<Diag>> {
         let mut b = Shared::new(name.clone(), source);
-        let stem = name.stem();
-        if let Err(m) = check_rootfs_name(&stem) {
-            b.diags.push(Diag::file(
-                source,
-                format!(
-                    "file name '{}' cannot name an image: {}",
-                    stem.escape_default(),
-                    m.replace("rootfs name", "name")
-                ),
-            ));
-        }
+        let stem = b.rootfs_stem("an image");
         let mut spec = ImportSpec::new("");
         let has_image = file.section("Image").is_some();
         b.sections(file, &IMAGE_KIND, |b, e| spec.key(b, e));
@@ -329,6 +318,7 @@ impl Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::check_rootfs_name;
     use proptest::prelude::*;
 
     fn load(name: &str, text: &str) -> Result<Image, Vec<String>> {

@@ -788,6 +788,11 @@ pub(crate) struct RootfsUnit<'a> {
     pub prepared_by: &'a [String],
     /// `ExecStart=`'s command line, escaped.
     pub exec_start: String,
+    /// `RemainAfterExit=yes`: an image unit stays active once the rootfs
+    /// is there; a build unit does not, so that every start of a
+    /// container on it runs the builder again (a no-op when up to date,
+    /// a rebuild after the file changed).
+    pub remain: bool,
     pub passthrough: &'a [crate::syntax::Section],
 }
 
@@ -827,7 +832,11 @@ pub(crate) fn rootfs_unit(u: &RootfsUnit) -> String {
         s.push('\n');
     }
     push_entries(&mut s, user_unit);
-    s.push_str("\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=");
+    s.push_str("\n[Service]\nType=oneshot\n");
+    if u.remain {
+        s.push_str("RemainAfterExit=yes\n");
+    }
+    s.push_str("ExecStart=");
     s.push_str(&u.exec_start);
     s.push_str("\nTimeoutStartSec=infinity\n");
     push_service_and_x(&mut s, u.passthrough);
@@ -865,6 +874,7 @@ pub fn render_image(img: &Image) -> Vec<Output> {
         requires: Vec::new(),
         prepared_by: &img.prepared_by,
         exec_start: cmd,
+        remain: true,
         passthrough: &img.passthrough,
     });
     let mut out = vec![Output::File {
@@ -894,7 +904,9 @@ fn build_links(b: &Build) -> Vec<Output> {
 /// (found again on the search path, with its drop-ins), which builds the
 /// rootfs when it is missing or its inputs changed and otherwise does
 /// nothing; after the unit that makes its `From=` rootfs; required by the
-/// prepare steps of the containers on it.
+/// prepare steps of the containers on it. It does not remain active, so
+/// the next start of a container (`systemctl restart` too) runs it again
+/// and an edited file is built then.
 pub fn render_build(b: &Build) -> Vec<Output> {
     let requires = match &b.from {
         Base::Image(n) => vec![image_service_name(n)],
@@ -912,6 +924,7 @@ pub fn render_build(b: &Build) -> Vec<Output> {
         requires,
         prepared_by: &b.prepared_by,
         exec_start: cmd,
+        remain: false,
         passthrough: &b.passthrough,
     });
     let unit = build_service_name(&b.name);

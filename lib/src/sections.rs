@@ -59,6 +59,23 @@ impl Shared {
         }
     }
 
+    /// The file's stem as the name of the rootfs it makes (`what`: "an
+    /// image", "a build"); an error on the file when it cannot be one.
+    pub(crate) fn rootfs_stem(&mut self, what: &str) -> String {
+        let stem = self.name.stem();
+        if let Err(m) = crate::name::check_rootfs_name(&stem) {
+            self.diags.push(Diag::file(
+                &self.source,
+                format!(
+                    "file name '{}' cannot name {what}: {}",
+                    stem.escape_default(),
+                    m.replace("rootfs name", "name")
+                ),
+            ));
+        }
+        stem
+    }
+
     pub(crate) fn err(&mut self, e: &Entry, msg: impl Into<String>) {
         self.diags.push(Diag::at(&e.at, msg));
     }

@@ -105,7 +105,7 @@ const RESERVED_SERVICE_KEYS: [(&str, &str); 3] = [
     ("Type", "the build unit is a Type=oneshot"),
     (
         "RemainAfterExit",
-        "the build unit stays active once the rootfs is built",
+        "the build unit runs again at every start of a container on it (a no-op when up to date)",
     ),
 ];
 
@@ -197,17 +197,7 @@ impl Build {
     /// Validate a parsed `.build` file named `name`.
     pub fn from_unit(name: &UnitName, source: &Path, file: UnitFile) -> Result<Build, Vec<Diag>> {
         let mut b = Shared::new(name.clone(), source);
-        let stem = name.stem();
-        if let Err(m) = check_rootfs_name(&stem) {
-            b.diags.push(Diag::file(
-                source,
-                format!(
-                    "file name '{}' cannot name a build: {}",
-                    stem.escape_default(),
-                    m.replace("rootfs name", "name")
-                ),
-            ));
-        }
+        let stem = b.rootfs_stem("a build");
         let mut k = Keys {
             from: Base::Host,
             from_at: None,

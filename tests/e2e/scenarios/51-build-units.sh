@@ -19,6 +19,8 @@ step "Rootfs=NAME.build gives a build unit before the prepare step"
 require_in "write $file and $cfile" sh -c "printf '[Build]\nFrom=nosuch51\nRun=true\n' > $file && printf '[Container]\nRootfs=$name.build\n' > $cfile && systemctl daemon-reload"
 assert_eq "the build unit is a oneshot" oneshot \
 	"$(th_exec systemctl show -p Type --value "$bunit" 2>&1 || true)"
+assert_eq "that does not remain active (every start of a container runs it)" no \
+	"$(th_exec systemctl show -p RemainAfterExit --value "$bunit" 2>&1 || true)"
 assert_match "the container requires the build unit" "(^|[[:space:]])$bunit([[:space:]]|$)" \
 	"$(th_exec systemctl show -p Requires --value "sdme-$name.service" 2>&1 || true)"
 assert_match "the build unit is ordered before the prepare step" "(^|[[:space:]])sdme-prepare@$name.service([[:space:]]|$)" \

@@ -10,18 +10,26 @@
 #   on: the step before comes from the cache, the log says so;
 # - SIGINT during a Run= step: exit 130, no build container, mount or
 #   unfinished layer; the finished step's layer is kept;
+# - the original format's COPY CONTAINER:/path: from a running
+#   container's overlay, and from a stopped one's layers (a file it
+#   removed stays removed, owners and modes kept, the read-only mount
+#   gone afterwards); a symlink on the way is refused;
 # - refusals, each a file:line message and nothing built: Copy= to
 #   /tmp/x, to an opaque dir (a build from the host hides /var/log), from
-#   ../outside, through a symlink, and the original format's COPY to /tmp;
-# - --prune keeps exactly the layers the built rootfs name.
+#   ../outside, through a symlink, the original format's COPY to /tmp,
+#   and a FROM rootfs without systemd (one line);
+# - --prune keeps exactly the layers the built rootfs name, and removes
+#   the trees that rebuilds replaced (moved aside, not deleted, on the way).
 
 W=/var/tmp/e2e-53
 st=/var/lib/sdme
 base=base53
-on_cleanup sh -c "rm -rf $W $st/build; $(th_rootfs_rm "$base" o53 u53 s53 r53) true"
+on_cleanup sh -c "rm -rf $W $st/build; $(th_rootfs_rm "$base" o53 u53 s53 r53 k53 nosd53) true"
+on_cleanup sh -c "systemctl stop sdme-c53.service; rm -rf /etc/sdme/c53.container $st/containers/c53; systemctl daemon-reload; systemctl reset-failed sdme-c53.service 2>/dev/null; true"
 on_cleanup sh -c "pkill -INT -f '^sdme fs build $W' ; systemctl stop sdme-build-s53-boot.service 2>/dev/null; true"
 
 th_put_rootfs "$base" || { fail "th_put_rootfs $base"; exit 1; }
+th_sh "mkdir -p $st/rootfs/$base/srv/c53dir && echo base > $st/rootfs/$base/srv/c53dir/gone"
 th_sh "set -e; mkdir -p $W/site/css; echo hello > $W/site/index.html; echo 'body{}' > $W/site/css/a.css
 chmod 640 $W/site/css/a.css; chown 33:33 $W/site/index.html; echo secret > /var/tmp/outside53; ln -s /etc $W/link"
 
@@ -107,13 +115,38 @@ check_in "no rootfs s53" test ! -e "$st/rootfs/s53"
 after=$(th_exec ls -A "$st/build/layers" | sort)
 assert_eq "one layer more: the finished first step" 1 "$(comm -13 <(echo "$before") <(echo "$after") | grep -c .)"
 
+step "COPY CONTAINER:/path, from a running and a stopped container"
+th_sh "printf '[Container]\nRootfs=$base\n' > /etc/sdme/c53.container && systemctl daemon-reload"
+require_in "start sdme-c53" timeout 120 systemctl start sdme-c53.service
+th_run_in c53 sh -c "rm /srv/c53dir/gone && echo new > /srv/c53dir/new && chown 33:33 /srv/c53dir/new && chmod 640 /srv/c53dir/new && ln -s /etc /srv/c53-link" ||
+	fail "change c53's tree"
+th_sh "printf 'FROM $base\nCOPY c53:/srv/c53dir /srv/running\n' > $W/k53.conf"
+out=$(th_exec sdme fs build "$W/k53.conf" k53 2>&1) || fail "fs build k53.conf (running): $out"
+printf '%s\n' "$out"
+check_in "from the running container" sh -c "grep -qx new $st/rootfs/k53/srv/running/new && ! test -e $st/rootfs/k53/srv/running/gone"
+require_in "stop sdme-c53" systemctl stop sdme-c53.service
+th_sh "printf 'FROM $base\nCOPY c53:/srv/c53dir /srv/stopped\n' > $W/k53.conf"
+out=$(th_exec sdme fs build -f "$W/k53.conf" k53 2>&1) || fail "fs build k53.conf (stopped): $out"
+printf '%s\n' "$out"
+check_in "from the stopped container's layers: the removed file stays removed" \
+	sh -c "grep -qx new $st/rootfs/k53/srv/stopped/new && ! test -e $st/rootfs/k53/srv/stopped/gone"
+assert_eq "owner and mode kept" "33:33 640" "$(th_exec stat -c '%u:%g %a' "$st/rootfs/k53/srv/stopped/new" 2>&1 || true)"
+check_in "the container's layers are not mounted any more" sh -c "! findmnt -rn -o TARGET | grep -q /run/sdme/build"
+th_sh "printf 'FROM $base\nCOPY c53:/srv/c53-link/passwd /srv/x\n' > $W/r6.conf"
+out=$(th_exec sdme fs build "$W/r6.conf" r53 2>&1; echo "rc=$?")
+printf '%s\n' "$out"
+assert_match "a symlink in the container is refused with file:line" "$W/r6.conf:2: .*c53-link: is a symlink; Copy= does not follow symlinks.*rc=1" "$(echo "$out" | tr '\n' ' ')"
+check_in "nothing mounted after the refusal" sh -c "! findmnt -rn -o TARGET | grep -q /run/sdme/build"
+
 step "refusals: file:line, nothing built"
 th_sh "set -e; cd $W
 printf '[Build]\nFrom=$base\nCopy=site/index.html:/tmp/x\n' > r1.build
 printf '[Build]\nRun=true\nCopy=site/index.html:/var/log/x\n' > r2.build
 printf '[Build]\nFrom=$base\nCopy=../outside53:/srv/x\n' > r3.build
 printf '[Build]\nFrom=$base\nCopy=link/hostname:/srv/x\n' > r4.build
-printf 'FROM $base\nRUN true\nCOPY site /tmp/site\n' > r5.conf"
+printf 'FROM $base\nRUN true\nCOPY site /tmp/site\n' > r5.conf
+mkdir -p $st/rootfs/nosd53/etc && echo ID=debian > $st/rootfs/nosd53/etc/os-release
+printf '# no systemd\nFROM nosd53\nRUN true\n' > r7.conf"
 layers=$(th_exec ls -A "$st/build/layers" | sort)
 refuse() {
 	local file=$1 want=$2 out
@@ -127,12 +160,16 @@ refuse r2.build "$W/r2.build:3: .*/var/log"
 refuse r3.build "$W/r3.build:3: .*\.\./outside53"
 refuse r4.build "$W/r4.build:3: $W/link: is a symlink; Copy= does not follow symlinks"
 refuse r5.conf "$W/r5.conf:3: .*/tmp"
+refuse r7.conf "sdme: $W/r7.conf: rootfs r53 was not built: $W/r7.conf:2: the rootfs nosd53 \\($st/rootfs/nosd53\\) has no systemd: a build boots its base"
+assert_eq "a From rootfs without systemd: one line" 1 "$(th_exec sdme fs build "$W/r7.conf" r53 2>&1 | wc -l)"
 check_in "no rootfs r53" test ! -e "$st/rootfs/r53"
 assert_eq "no layer made" "$layers" "$(th_exec ls -A "$st/build/layers" | sort)"
 
 step "--prune keeps exactly the layers of the built rootfs"
 out=$(th_exec sdme fs build --prune 2>&1) || fail "fs build --prune: $out"
 printf '%s\n' "$out"
-keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/o53.json $st/meta/u53.json" | sort -u)
+keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/o53.json $st/meta/u53.json $st/meta/k53.json" | sort -u)
 assert_eq "the layers left are those the metadata names" "$keys" "$(th_exec ls -A "$st/build/layers" | sort)"
 assert_match "it says what it removed" "removed layer [0-9a-f]{64}" "$out"
+assert_match "the trees that rebuilds replaced (u53, k53) are removed too" "; [2-9] replaced trees removed" "$out"
+check_in "no replaced tree left" sh -c "! ls -A $st/build/trash/* 2>/dev/null | grep -q ."
