@@ -190,6 +190,10 @@ fn journal_of(invocation: &str) -> Result<String> {
     if invocation.len() != 32 || !invocation.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(String::new());
     }
+    // The guest's last console lines reach journald through nspawn's
+    // stdout stream, which may still be queued when this runs: "any log
+    // messages written before its invocation" are stored after --sync.
+    let _ = Command::new("journalctl").arg("--sync").status();
     let out = Command::new("journalctl")
         .args(["--no-pager", "-q", "-o", "cat", "-n", "300"])
         .arg(format!("_SYSTEMD_INVOCATION_ID={invocation}"))
