@@ -91,6 +91,9 @@ t0=$SECONDS
 require_in "systemctl stop machines.target" timeout 300 systemctl stop machines.target
 require_in "wait for the stop jobs" timeout 300 systemctl stop "${units[@]}"
 step "stopped in $((SECONDS - t0)) s"
+# The pod stops after its members (they are ordered after it): its job
+# may still run when theirs are done.
+check_in "the job queue drains" timeout 60 sh -c 'while systemctl list-jobs --no-legend | grep -q .; do sleep 0.1; done'
 assert_eq "the pod stopped with machines.target (PartOf=)" inactive \
 	"$(th_exec systemctl is-active "sdme-pod-$pod" 2>&1 || true)"
 check_in "no namespace of $pod pinned" sh -c "! test -e /run/sdme/pods/$pod/netns"
