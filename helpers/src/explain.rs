@@ -313,6 +313,19 @@ Exiting PID 1...\n",
     }
 
     #[test]
+    fn only_an_invocation_id_reaches_journalctl() {
+        // Anything but 32 hex digits reads nothing (no journalctl run).
+        for bad in [
+            "",
+            "--all",
+            "0123456789abcdef0123456789abcde",
+            "_PID=1 MESSAGE=x",
+        ] {
+            assert_eq!(journal_of(bad).unwrap(), "", "{bad}");
+        }
+    }
+
+    #[test]
     fn other_emfile_is_not_inotify() {
         assert!(!is_inotify_exhaustion(
             "Failed to open /etc/passwd: Too many open files"
