@@ -24,6 +24,7 @@ LIBEXECDIR  ?= $(PREFIX)/libexec/sdme
 GENERATORDIR?= $(PREFIX)/lib/systemd/system-generators
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSCTLDIR   ?= $(PREFIX)/lib/sysctl.d
 MANDIR      ?= $(PREFIX)/share/man
 APPARMORDIR ?= /etc/apparmor.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
@@ -76,7 +77,7 @@ install:
 		[ -x $(BUILD_DIR)/$$b ] || { echo "make install: $(BUILD_DIR)/$$b is not built: run 'make' first (as your user, with cargo), then 'sudo make install'" >&2; exit 1; }; \
 	done
 	install -d $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(LIBEXECDIR) \
-		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCTLDIR) \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUILD_DIR)/sdme-generator $(DESTDIR)$(GENERATORDIR)/sdme-generator
@@ -87,6 +88,7 @@ install:
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
 		mv $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	install -m 0644 units/sdme.tmpfiles $(DESTDIR)$(TMPFILESDIR)/sdme.conf
+	install -m 0644 units/sdme.sysctl $(DESTDIR)$(SYSCTLDIR)/60-sdme.conf
 	for m in man/*.1; do [ -e "$$m" ] || continue; install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man1/; done
 	install -d $(DESTDIR)$(APPARMORDIR)
 	install -m 0644 apparmor/sdme-default $(DESTDIR)$(APPARMORDIR)/sdme-default
@@ -100,6 +102,7 @@ install:
 
 uninstall:
 	rm -f $(DESTDIR)$(GENERATORDIR)/sdme-generator $(DESTDIR)$(TMPFILESDIR)/sdme.conf
+	rm -f $(DESTDIR)$(SYSCTLDIR)/60-sdme.conf
 	rm -f $(DESTDIR)$(APPARMORDIR)/sdme-default
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/sdme $(DESTDIR)$(ZSHCOMPDIR)/_sdme $(DESTDIR)$(FISHCOMPDIR)/sdme.fish
 	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done

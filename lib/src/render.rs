@@ -737,7 +737,9 @@ pub fn render_pod(p: &Pod) -> Vec<Output> {
     }
     s.push_str("Documentation=man:sdme.pod(5)\nSourcePath=");
     s.push_str(&unit_value(&p.source.to_string_lossy()));
-    s.push('\n');
+    // Stopped with the containers by `systemctl stop machines.target`, or
+    // it would stay up without members, its namespace pinned in /run/sdme.
+    s.push_str("\nPartOf=machines.target\n");
     push_entries(&mut s, user_unit);
     s.push_str("\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=");
     s.push_str(&paths::helper("sdme-pod"));

@@ -38,9 +38,10 @@ for b in /usr/bin/sdme /usr/bin/sdme-import /usr/lib/systemd/system-generators/s
 	/usr/libexec/sdme/sdme-drop-privs; do
 	assert_eq "$b --version" "$(basename "$b") $version" "$(th_exec "$b" --version 2>&1)"
 done
-check_in "man page, completion, tmpfiles, AppArmor profile, units installed" sh -c \
+check_in "man page, completion, tmpfiles, sysctl.d, AppArmor profile, units installed" sh -c \
 	'test -s /usr/share/man/man5/sdme.container.5.gz && test -s /usr/share/bash-completion/completions/sdme &&
 	test -s /usr/lib/tmpfiles.d/sdme.conf && test -s /etc/apparmor.d/sdme-default &&
+	test -s /usr/lib/sysctl.d/60-sdme.conf &&
 	test -s /usr/lib/systemd/system/sdme-prepare@.service'
 check_in "tmpfiles applied by the postinst" test -d /var/lib/sdme/rootfs
 th_exec dpkg -L sdme | sort >"$TH_ROOT/var/tmp/deb-files"
