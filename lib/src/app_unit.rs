@@ -80,7 +80,7 @@ pub struct AppRun {
 impl AppRun {
     /// Merge `img` with `s`; an error names `App=`'s line and the cause.
     pub fn new(s: &AppSettings, img: &ImageConfig) -> Result<AppRun, String> {
-        let err = |m: String| format!("{}: App={}: {m}", s.at, s.name);
+        let err = |m: String| format!("{}: App= (rootfs {}): {m}", s.at, s.name);
         let command = match (&s.exec, &s.args) {
             (Some(exec), args) => [exec.as_slice(), args.as_deref().unwrap_or(&[])].concat(),
             (None, args) => {
@@ -358,7 +358,7 @@ mod tests {
         let e = AppRun::new(&settings(), &ImageConfig::default()).unwrap_err();
         assert_eq!(
             e,
-            "/etc/sdme/w.container:3: App=web: the image has no Entrypoint and no Cmd, and AppExec= is not set: nothing to run"
+            "/etc/sdme/w.container:3: App= (rootfs web): the image has no Entrypoint and no Cmd, and AppExec= is not set: nothing to run"
         );
         for (bad, what) in [
             (
@@ -406,7 +406,7 @@ mod tests {
         ] {
             let e = AppRun::new(&settings(), &bad).unwrap_err();
             assert!(
-                e.starts_with("/etc/sdme/w.container:3: App=web: ") && e.contains(what),
+                e.starts_with("/etc/sdme/w.container:3: App= (rootfs web): ") && e.contains(what),
                 "{e}"
             );
         }
