@@ -12,6 +12,8 @@
 #   works;
 # - the image's Volume (/data, owned by 65534 in the image) is written by
 #   the app and survives a restart and the container's removal;
+# - App=REF: pushed with skopeo to a loopback docker-registry (plain HTTP,
+#   as Docker allows on loopback) and pulled by the shared image unit;
 # - PrivateUsers=yes: the same app answers, its uid on the host is the
 #   container's base + 65534;
 # - AppExit=stop: an app that exits 3 stops the container, whose unit
@@ -26,10 +28,12 @@ app=e2e47-app
 uns=e2e47-uns
 batch=e2e47-batch
 plain=e2e47-plain
-all="$app $uns $batch $plain"
+ref=e2e47-ref
+REG=localhost:5047
+all="$app $uns $batch $plain $ref"
 
-on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/volumes; systemctl daemon-reload"
-on_cleanup sh -c "for c in $all; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' 2>/dev/null; true"
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
 
@@ -134,6 +138,21 @@ assert_eq "the app's tree is unmounted" "" \
 	"$(th_sh "grep ' /var/lib/sdme/containers/$app/' /proc/self/mountinfo || true")"
 require_in "remove the container" sh -c "rm -rf /var/lib/sdme/containers/$app /etc/sdme/$app.container"
 check_in "the volume outlives the container" test -s "/var/lib/sdme/volumes/$app/data/starts"
+
+step "App=REF: a loopback registry, the shared image unit"
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/reg\nhttp:\n  addr: 127.0.0.1:5047\n' "$W" |
+	put "$W/reg.yml"
+require_in "registry" systemd-run -q --unit=e2e47-reg docker-registry serve "$W/reg.yml"
+require_in "registry listening" sh -c "for i in \$(seq 100); do python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5047/v2/\")' 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+require_in "skopeo push $REG/e2e47/bb:1" skopeo copy -q --dest-tls-verify=false "oci:$W/img:bb" "docker://$REG/e2e47/bb:1"
+printf '[Container]\nApp=%s/e2e47/bb:1\nAppEnvironment=PORT=8049\n' "$REG" | put "/etc/sdme/$ref.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$ref (imports the image first)" timeout 180 systemctl start "sdme-$ref"
+assert_eq "httpd answers" "hello from busybox" "$(wait_answer 8049)"
+assert_match "the image unit imported it" 'sdme-image-bb-1-[0-9a-f]{16}\.service' \
+	"$(th_exec systemctl list-units --no-legend --plain 'sdme-image-*' 2>&1)"
+check_in "with its OCI configuration" sh -c "grep -q '\"entrypoint\"' /var/lib/sdme/meta/bb-1-*.json"
+require_in "stop sdme-$ref" systemctl stop "sdme-$ref"
 
 step "PrivateUsers=yes"
 printf '[Container]\nApp=%s\nPrivateUsers=yes\nAppEnvironment=PORT=8048\n' "$img" | put "/etc/sdme/$uns.container"
