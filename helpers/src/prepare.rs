@@ -713,6 +713,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         .lower
         .as_deref()
         .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+    let app_lower = (opts.app.as_ref()).map(|a| opts.app_dirs.rootfs.join(&a.name));
     let using = crate::stop::begin_use(
         &opts.records,
         &opts.machine,
@@ -720,6 +721,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         &opts.state,
         opts.unit.as_deref(),
         opts.source.as_deref(),
+        app_lower.as_deref(),
     )?;
     let r = prepare_layers(opts);
     if r.is_err() {

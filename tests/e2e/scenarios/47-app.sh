@@ -15,7 +15,9 @@
 # - App=REF: pushed with skopeo to a loopback docker-registry (plain HTTP,
 #   as Docker allows on loopback) and pulled by the shared image unit;
 # - PrivateUsers=yes: the same app answers, its uid on the host is the
-#   container's base + 65534;
+#   container's base + 65534; re-importing its image while it runs is
+#   refused (the use record names the app's rootfs), and once stopped a
+#   re-import keeps the volume;
 # - AppExit=stop: an app that exits 3 stops the container, whose unit
 #   shows status 3;
 # - a rootfs without an OCI configuration: the start fails, and the
@@ -165,6 +167,15 @@ assert_eq "its uid on the host is the base + 65534" "$((base + 65534))" \
 	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
 assert_eq "its volume file is owned by 65534 on disk" 65534 \
 	"$(th_exec stat -c %u "/var/lib/sdme/volumes/$uns/data/starts")"
+out=$(th_exec sdme-import -q --force "$W/img:bb" "$img" 2>&1) && fail "re-import while the app runs succeeded"
+assert_match "re-importing the app's image while it runs is refused, naming the container" \
+	"rootfs $img .* is in use by container $uns" "$out"
+require_in "stop sdme-$uns" systemctl stop "sdme-$uns"
+require_in "re-import the image once stopped" sdme-import -q --force "$W/img:bb" "$img"
+require_in "start sdme-$uns again" timeout 120 systemctl start "sdme-$uns"
+assert_eq "answers" "hello from busybox" "$(wait_answer 8048)"
+assert_eq "the volume kept its file over the image update" 2 \
+	"$(th_sh "wc -l < /var/lib/sdme/volumes/$uns/data/starts")"
 require_in "stop sdme-$uns" systemctl stop "sdme-$uns"
 
 step "AppExit=stop: the container ends with the app's status"
