@@ -18,6 +18,7 @@
 #   container's base + 65534; re-importing its image while it runs is
 #   refused (the use record names the app's rootfs), and once stopped a
 #   re-import keeps the volume;
+# - Strict=yes: the app runs (as the container's base + 65534);
 # - AppExit=stop: an app that exits 3 stops the container, whose unit
 #   shows status 3;
 # - a rootfs without an OCI configuration: the start fails, and the
@@ -31,8 +32,9 @@ uns=e2e47-uns
 batch=e2e47-batch
 plain=e2e47-plain
 ref=e2e47-ref
+strict=e2e47-strict
 REG=localhost:5047
-all="$app $uns $batch $plain $ref"
+all="$app $uns $batch $plain $ref $strict"
 
 on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
@@ -177,6 +179,17 @@ assert_eq "answers" "hello from busybox" "$(wait_answer 8048)"
 assert_eq "the volume kept its file over the image update" 2 \
 	"$(th_sh "wc -l < /var/lib/sdme/volumes/$uns/data/starts")"
 require_in "stop sdme-$uns" systemctl stop "sdme-$uns"
+
+step "Strict=yes (PrivateUsers=, a private network, capabilities, system calls, AppArmor)"
+printf '[Container]\nApp=%s\nStrict=yes\n' "$img" | put "/etc/sdme/$strict.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$strict" timeout 120 systemctl start "sdme-$strict"
+check_in "sdme-app is active in it" systemctl -M "$strict" is-active -q sdme-app
+base=$(th_exec systemctl show -p ExecStart --value "sdme-$strict" | grep -o -- '--private-users=[0-9]*:' | tr -dc 0-9)
+pid=$(app_pid "$strict")
+assert_eq "the app runs as the base + 65534" "$((base + 65534))" \
+	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
+require_in "stop sdme-$strict" systemctl stop "sdme-$strict"
 
 step "AppExit=stop: the container ends with the app's status"
 put "/etc/sdme/$batch.container" <<EOF
