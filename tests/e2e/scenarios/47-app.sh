@@ -21,6 +21,8 @@
 # - Strict=yes: the app runs (as the container's base + 65534);
 # - AppExit=stop: an app that exits 3 stops the container, whose unit
 #   shows status 3;
+# - AppUser= that the image does not have: one line in the app's journal,
+#   the container keeps running;
 # - a rootfs without an OCI configuration: the start fails, and the
 #   container's journal names App='s line.
 # Prints the time `systemctl stop` takes (no assertion on it).
@@ -33,8 +35,9 @@ batch=e2e47-batch
 plain=e2e47-plain
 ref=e2e47-ref
 strict=e2e47-strict
+ghost=e2e47-ghost
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict"
+all="$app $uns $batch $plain $ref $strict $ghost"
 
 on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
@@ -204,6 +207,14 @@ check_in "the container stops by itself" sh -c "for i in \$(seq 100); do systemc
 assert_eq "its unit shows the app's status" "3" "$(th_exec systemctl show -p ExecMainStatus --value "sdme-$batch")"
 assert_match "and failed" 'failed|inactive' "$(th_exec systemctl is-active "sdme-$batch" || true)"
 th_exec systemctl reset-failed "sdme-$batch" 2>/dev/null || true
+
+step "AppUser= not in the image: one line in the app's journal, the container runs on"
+printf '[Container]\nApp=%s\nAppUser=ghost\n' "$img" | put "/etc/sdme/$ghost.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$ghost" timeout 120 systemctl start "sdme-$ghost"
+check_in "the app's journal names the user" sh -c "for i in \$(seq 100); do journalctl -M $ghost -u sdme-app -o cat 2>/dev/null | grep -qx 'sdme-drop-privs: user ghost does not exist in /etc/passwd' && exit 0; sleep 0.2; done; exit 1"
+check_in "the container still runs" systemctl is-active -q "sdme-$ghost"
+require_in "stop sdme-$ghost" systemctl stop "sdme-$ghost"
 
 step "a rootfs without an OCI configuration"
 printf '[Container]\nApp=e2e47-noconf\n' | put "/etc/sdme/$plain.container"
