@@ -380,6 +380,10 @@ fn app_args(x: &Ctx, s: &mut String, a: &App) {
     }
 }
 
+/// What the container's stop timeout adds to `AppStopTimeout=`: the rest
+/// of the guest's shutdown (systemd's own default stop timeout).
+const APP_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(90);
+
 const NSPAWN_FIXED: &str =
     "--quiet --keep-unit --boot --notify-ready=yes --settings=no --link-journal=no";
 
@@ -627,6 +631,13 @@ fn service(x: &Ctx) -> String {
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');
+    if let Some(t) = c.app.as_ref().and_then(|a| a.stop_timeout) {
+        // The guest's shutdown waits for the app's stop timeout first:
+        // the container's own (90 s by default) must not cut it short.
+        s.push_str("TimeoutStopSec=");
+        s.push_str(&format_timespan(t.map(|d| d + APP_STOP_MARGIN)));
+        s.push('\n');
+    }
     if !c.log_console {
         // nspawn writes the guest's console (read-only mode, no tty) to its
         // stdout and its own messages to stderr; the guest's journal has
