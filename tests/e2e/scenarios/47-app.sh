@@ -19,6 +19,9 @@
 #   refused (the use record names the app's rootfs), and once stopped a
 #   re-import keeps the volume;
 # - Strict=yes: the app runs (as the container's base + 65534);
+# - AppStopTimeout=2s: an app that ignores SIGTERM is killed after 2 s
+#   (the stop takes at least that, and far less than the 90 s default);
+# - a bare template's instance runs its app too;
 # - AppExit=stop: an app that exits 3 stops the container, whose unit
 #   shows status 3;
 # - AppUser= that the image does not have: one line in the app's journal,
@@ -36,11 +39,12 @@ plain=e2e47-plain
 ref=e2e47-ref
 strict=e2e47-strict
 ghost=e2e47-ghost
+stubborn=e2e47-stubborn
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict $ghost"
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn"
 
-on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
-on_cleanup sh -c "for c in $all; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
 
@@ -193,6 +197,33 @@ pid=$(app_pid "$strict")
 assert_eq "the app runs as the base + 65534" "$((base + 65534))" \
 	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
 require_in "stop sdme-$strict" systemctl stop "sdme-$strict"
+
+step "AppStopTimeout=2s: an app that ignores its stop signal is killed after it"
+put "/etc/sdme/$stubborn.container" <<EOF
+[Container]
+App=$img
+AppExec=/bin/sh -c "trap '' TERM; echo e2e47 stubborn; while :; do busybox sleep 1; done"
+AppStopTimeout=2s
+EOF
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$stubborn" timeout 120 systemctl start "sdme-$stubborn"
+check_in "the app runs" sh -c "for i in \$(seq 100); do journalctl -M $stubborn -u sdme-app -o cat 2>/dev/null | grep -qx 'e2e47 stubborn' && exit 0; sleep 0.2; done; exit 1"
+t0=$(date +%s%N)
+require_in "stop sdme-$stubborn" timeout 80 systemctl stop "sdme-$stubborn"
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+echo "FIGURE: systemctl stop of a container whose app ignores SIGTERM (AppStopTimeout=2s) took $ms ms"
+[ "$ms" -ge 2000 ] || fail "the stop took $ms ms: the app was not given its 2 s"
+[ "$ms" -lt 60000 ] || fail "the stop took $ms ms: the app's stop timeout did not apply"
+
+step "a template instance (sdme-prepare --mount mounts the app's tree too)"
+printf '[Container]\nApp=%s\nAppEnvironment=PORT=8050\n' "$img" | put /etc/sdme/e2e47-t@.container
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-e2e47-t@one" timeout 120 systemctl start sdme-e2e47-t@one
+assert_eq "httpd answers" "hello from busybox" "$(wait_answer 8050)"
+require_in "stop sdme-e2e47-t@one" systemctl stop sdme-e2e47-t@one
+assert_eq "nothing of it stays mounted" "" \
+	"$(th_sh "grep ' /var/lib/sdme/containers/e2e47-t-one/' /proc/self/mountinfo || true")"
 
 step "AppExit=stop: the container ends with the app's status"
 put "/etc/sdme/$batch.container" <<EOF
