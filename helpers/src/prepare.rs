@@ -726,6 +726,11 @@ pub fn prepare(opts: &Options) -> Result<Report> {
     let r = prepare_layers(opts);
     if r.is_err() {
         using.abandon();
+        // A failed start leaves no application tree mounted (no stop step
+        // runs after it), unless the container runs on it.
+        if opts.app.is_some() && !overlay::is_mounted(&overlay::merged_dir(&opts.state)) {
+            let _ = crate::app::unmount(&opts.state);
+        }
     }
     r
 }
