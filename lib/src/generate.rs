@@ -424,10 +424,15 @@ pub fn plan_with<R: Send>(
             bases.insert(b, (c.source.clone(), c.machine.clone()));
         }
         taken.extend(paths);
-        for (img, _) in c.image_uses() {
+        // A reference both as Image= and as App= is imported once, by
+        // the first use (Image= first in a file, then file-name order).
+        for (img, key) in c.image_uses() {
             if let Some(r) = &img.inline {
                 if inline.insert(img.name.clone()) {
-                    p.images.push(Image::inline(r, &c.source));
+                    p.images.push(match key {
+                        "App" => Image::inline_app(r, &c.source),
+                        _ => Image::inline(r, &c.source),
+                    });
                 }
             }
         }
