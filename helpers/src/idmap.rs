@@ -47,6 +47,8 @@ pub const IDMAP_DIR: &str = "/run/sdme/idmap";
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x0000_0040;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MS_PRIVATE: u64 = 0x0004_0000;
 
 /// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
@@ -154,8 +156,23 @@ pub fn userns_fd(base: u32) -> Result<OwnedFd> {
 /// Attach an ID-mapped clone of the mount at `src` (that directory only,
 /// not the mounts below it) at `dst`.
 fn attach_mapped(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
-    let csrc = cpath(src)?;
     let cdst = cpath(dst)?;
+    attach(src, Target::Path(&cdst, dst), Some(userns), false)
+}
+
+/// Where [`attach`] puts a mount.
+pub enum Target<'a> {
+    /// A path (and its text for messages).
+    Path(&'a CString, &'a Path),
+    /// An opened file or directory (`O_PATH`), and its path for messages.
+    Fd(&'a OwnedFd, &'a Path),
+}
+
+/// Attach a clone of `src` (that directory or file only, not the mounts
+/// below it) at `dst`: ID-mapped with `userns` when given, read-only when
+/// asked, private.
+pub fn attach(src: &Path, dst: Target, userns: Option<&OwnedFd>, read_only: bool) -> Result<()> {
+    let csrc = cpath(src)?;
     // SAFETY: open_tree(2) with a valid C string; returns a new fd or -1.
     let tree = unsafe {
         libc::syscall(
@@ -175,12 +192,19 @@ fn attach_mapped(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
     // mounted on STATE/merged would propagate into the mapped clone of
     // STATE, and detaching that copy would propagate back and unmount the
     // overlay itself (seen on systemd hosts, where / is shared).
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+    let mut attr = MountAttr {
+        attr_set: 0,
         attr_clr: 0,
         propagation: MS_PRIVATE,
-        userns_fd: u64::try_from(userns.as_raw_fd()).unwrap_or_default(),
+        userns_fd: 0,
     };
+    if let Some(ns) = userns {
+        attr.attr_set |= MOUNT_ATTR_IDMAP;
+        attr.userns_fd = u64::try_from(ns.as_raw_fd()).unwrap_or_default();
+    }
+    if read_only {
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    }
     let empty = c"";
     // SAFETY: mount_setattr(2) on our detached tree with a correctly sized
     // struct mount_attr.
@@ -201,28 +225,36 @@ fn attach_mapped(src: &Path, dst: &Path, userns: &OwnedFd) -> Result<()> {
         } else {
             ""
         };
-        return Err(e)
-            .with_context(|| format!("cannot ID-map a bind mount of {}{hint}", src.display()));
+        return Err(e).with_context(|| {
+            format!(
+                "cannot set the attributes of a bind mount of {}{hint}",
+                src.display()
+            )
+        });
     }
-    // SAFETY: move_mount(2) of our tree onto a path.
+    let (dfd, dpath, flags, shown) = match dst {
+        Target::Path(c, p) => (libc::AT_FDCWD, c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH, p),
+        Target::Fd(fd, p) => (
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            p,
+        ),
+    };
+    // SAFETY: move_mount(2) of our tree onto a path or an fd.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_FDCWD,
-            cdst.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            dfd,
+            dpath,
+            flags,
         )
     };
     if r != 0 {
-        return Err(errno()).with_context(|| {
-            format!(
-                "cannot attach the mapped {} at {}",
-                src.display(),
-                dst.display()
-            )
-        });
+        return Err(errno())
+            .with_context(|| format!("cannot attach {} at {}", src.display(), shown.display()));
     }
     Ok(())
 }
@@ -293,7 +325,7 @@ fn make_dirs(dirs: &[&Path]) -> Result<()> {
 /// Run `f` with fsuid/fsgid `base` and every permitted capability
 /// effective (a change of fsuid away from 0 clears the file-system
 /// capabilities from the effective set), then go back to fsuid 0.
-fn as_container_root<T>(base: u32, f: impl FnOnce() -> T) -> Result<T> {
+pub(crate) fn as_container_root<T>(base: u32, f: impl FnOnce() -> T) -> Result<T> {
     #[repr(C)]
     struct CapHeader {
         version: u32,

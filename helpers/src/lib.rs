@@ -11,6 +11,7 @@
 //! * `sdme-drop-privs`: run an OCI app as its image's user, with
 //!   `/dev/stdout` that works ([`droppriv`]).
 
+pub mod app;
 pub mod bindpoint;
 pub mod bootwait;
 pub mod dbus;

@@ -78,12 +78,20 @@ pub struct Options {
     /// Where the start records live: [`sdme_core::inuse::RECORD_DIR`]
     /// (tests use their own).
     pub records: PathBuf,
+    /// `--app=ROOTFS` and its options: the container's application.
+    pub app: Option<sdme_core::app_unit::AppSettings>,
+    /// Where the application's image, metadata and volumes are (tests use
+    /// their own).
+    pub app_dirs: crate::app::AppDirs,
 }
 
 pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR --hostname=NAME \
 [--host-clone] [--host-network] [--opaque=PATH]... [--nested-sdme] \
 [--service-environment=NAME=VALUE]... [--apparmor-profile=PROFILE] \
-[--private-users=BASE|yes] [--bind=SPEC]... [--umask=MODE] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--private-users=BASE|yes] [--bind=SPEC]... [--umask=MODE] \
+[--app=ROOTFS [--app-at=FILE:LINE] [--app-exec=WORD]... [--app-args=WORD]... [--app-user=USER] \
+[--app-env=NAME=VALUE]... [--app-workdir=DIR] [--volume=SPEC]... [--app-exit=restart|stop] \
+[--app-stop-timeout=TIMESPAN]] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
 
@@ -205,6 +213,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut mount = false;
     let mut unmount = false;
     let mut mount_unit = false;
+    let mut app = crate::app::AppArgs::default();
     let mut positional = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -264,9 +273,11 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
                     _ => bail!("{USAGE}"),
                 }
             }
+            _ if app.take(&key, &mut |k| value(k))? => {}
             _ => bail!("unknown option {key}\n{USAGE}"),
         }
     }
+    let app = app.finish()?;
     let machine = match positional.as_slice() {
         [m] => m.clone(),
         [] => bail!("no machine name given\n{USAGE}"),
@@ -355,6 +366,8 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
         umask,
         mount_unit,
         records: PathBuf::from(sdme_core::inuse::RECORD_DIR),
+        app,
+        app_dirs: crate::app::AppDirs::default(),
     })
 }
 
@@ -482,7 +495,7 @@ fn open_lower(opts: &Options, lower: &Path) -> Result<Lower> {
 
 /// Create `dir` (and missing parents) with `mode`; an existing directory is
 /// kept as it is, anything else there is an error.
-fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
+pub(crate) fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
@@ -700,6 +713,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         .lower
         .as_deref()
         .ok_or_else(|| anyhow!("--lower=DIR is required"))?;
+    let app_lower = (opts.app.as_ref()).map(|a| opts.app_dirs.rootfs.join(&a.name));
     let using = crate::stop::begin_use(
         &opts.records,
         &opts.machine,
@@ -707,10 +721,16 @@ pub fn prepare(opts: &Options) -> Result<Report> {
         &opts.state,
         opts.unit.as_deref(),
         opts.source.as_deref(),
+        app_lower.as_deref(),
     )?;
     let r = prepare_layers(opts);
     if r.is_err() {
         using.abandon();
+        // A failed start leaves no application tree mounted (no stop step
+        // runs after it), unless the container runs on it.
+        if opts.app.is_some() && !overlay::is_mounted(&overlay::merged_dir(&opts.state)) {
+            let _ = crate::app::unmount(&opts.state);
+        }
     }
     r
 }
@@ -761,6 +781,11 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
             ));
         } else {
             report.already_mounted = true;
+            // The application's tree, unless it is mounted too; the
+            // container's upper is left alone.
+            if let Some(a) = &opts.app {
+                crate::app::prepare(&opts.app_dirs, &opts.machine, state, opts.userns_base, a)?;
+            }
             return Ok(report);
         }
     }
@@ -925,7 +950,25 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
         }
     }
 
-    // 8. Template instances mount the overlay themselves.
+    // 8. The application (App=): its tree mounted at STATE/app/merged
+    //    (see crate::app for why there), its unit in the guest.
+    let run = match &opts.app {
+        Some(a) => Some(crate::app::prepare(
+            &opts.app_dirs,
+            &opts.machine,
+            state,
+            opts.userns_base,
+            a,
+        )?),
+        None => None,
+    };
+    let source = (opts.source.as_ref()).map_or_else(
+        || "the container's file".to_string(),
+        |p| p.display().to_string(),
+    );
+    crate::app::write_unit(&upper, &attrs, opts.app.as_ref().zip(run.as_ref()), &source)?;
+
+    // 9. Template instances mount the overlay themselves.
     if opts.action == Action::Mount {
         match opts.userns_base {
             Some(base) => {
@@ -1087,6 +1130,8 @@ pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
 /// it.
 pub fn unmount(state: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
+    // The application's tree first (nothing there without App=).
+    crate::app::unmount(state)?;
     let merged = overlay::merged_dir(state);
     while overlay::overlay_mounted(&merged)? {
         match umount2(&merged, MntFlags::UMOUNT_NOFOLLOW) {
@@ -1144,6 +1189,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
             // Left only by a prepare that was killed between its mounts.
             crate::idmap::release(&opts.machine)?;
+            crate::idmap::release(&format!("{}@app", opts.machine))?;
             let mut report = Report::default();
             if opts.mount_unit {
                 report

@@ -41,7 +41,7 @@ pub struct Use {
     records: std::path::PathBuf,
     machine: String,
     merged: std::path::PathBuf,
-    _lock: Option<UseLock>,
+    _locks: Vec<UseLock>,
 }
 
 impl Use {
@@ -62,7 +62,8 @@ impl Use {
 /// (`/var/lib/sdme/rootfs/NAME`), which sdme-import may replace, first
 /// take `NAME.use` shared (waiting while an import swaps or removes NAME),
 /// held until the value is dropped, at the end of the step, after the
-/// mount where the step mounts the overlay itself.
+/// mount where the step mounts the overlay itself. The same for `app`,
+/// the rootfs of the container's application (`App=`).
 pub fn begin_use(
     records: &Path,
     machine: &str,
@@ -70,26 +71,34 @@ pub fn begin_use(
     state: &Path,
     unit: Option<&str>,
     source: Option<&Path>,
+    app: Option<&Path>,
 ) -> Result<Use> {
     let merged = crate::overlay::merged_dir(state);
-    let lock = match inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), lower) {
-        Some(name) => {
-            let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
-            Some(inuse::lock_use(lock_dir, name, false).with_context(|| {
-                format!(
-                    "cannot take the use lock {} of rootfs {name}",
-                    inuse::use_lock_path(lock_dir, name).display()
-                )
-            })?)
-        }
-        None => None,
-    };
+    let mut locks = Vec::with_capacity(2);
+    let mut names: Vec<&str> = [Some(lower), app]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| inuse::rootfs_name(Path::new(sdme_core::paths::ROOTFS_DIR), l))
+        .collect();
+    // In one order for every taker; once for a rootfs that is both.
+    names.sort();
+    names.dedup();
+    for name in names {
+        let lock_dir = Path::new(sdme_core::paths::IMPORT_DIR);
+        locks.push(inuse::lock_use(lock_dir, name, false).with_context(|| {
+            format!(
+                "cannot take the use lock {} of rootfs {name}",
+                inuse::use_lock_path(lock_dir, name).display()
+            )
+        })?);
+    }
     let rec = Record {
         machine: machine.to_string(),
         lower: lower.to_path_buf(),
         merged: merged.clone(),
         unit: unit.map(str::to_string),
         source: source.map(Path::to_path_buf),
+        app: app.map(Path::to_path_buf),
     };
     inuse::write(records, &rec).with_context(|| {
         format!(
@@ -102,7 +111,7 @@ pub fn begin_use(
         records: records.to_path_buf(),
         machine: machine.to_string(),
         merged,
-        _lock: lock,
+        _locks: locks,
     })
 }
 

@@ -885,3 +885,74 @@ fn busy_overlay_keeps_its_record() {
     assert!(!overlay_at(&merged));
     assert!(!o.records.exists(), "record removed");
 }
+
+/// `--app`: a prepare with `--mount` mounts the container's overlay and
+/// the application's tree, writes the guest's unit; the stop step
+/// unmounts both. A prepare that fails after the application's tree was
+/// mounted (the guest administrator's own sdme-app.service is in the way)
+/// leaves nothing mounted.
+#[test]
+fn an_application_is_mounted_and_unmounted() {
+    assert!(root());
+    let f = Fixture::new();
+    let apps = f.state.parent().unwrap().with_file_name("apps");
+    let dirs = sdme_helpers::app::AppDirs {
+        rootfs: apps.join("rootfs"),
+        meta: apps.join("meta"),
+        volumes: apps.join("volumes"),
+        drop_privs: apps.join("sdme-drop-privs"),
+    };
+    std::fs::create_dir_all(dirs.rootfs.join("bb/www")).unwrap();
+    std::fs::create_dir_all(&dirs.meta).unwrap();
+    std::fs::write(dirs.meta.join("bb.json"), r#"{"oci":{"cmd":["/app"]}}"#).unwrap();
+    std::fs::write(&dirs.drop_privs, "helper").unwrap();
+    let mut o = opts(
+        &f,
+        &[
+            "--mount",
+            "--app=bb",
+            "--app-at=/etc/sdme/web.container:2",
+            "--volume=/data",
+        ],
+    );
+    o.app_dirs = dirs.clone();
+    let app_merged = f.state.join("app/merged");
+    prepare::run(&o).unwrap();
+    let seen = (
+        mountpoint(&f.state.join("merged")),
+        mountpoint(&app_merged),
+        app_merged.join("www").is_dir(),
+        mountpoint(&app_merged.join("data")),
+    );
+    prepare::run(&stop_opts(&f, &o, None)).unwrap();
+    assert_eq!(seen, (true, true, true, true));
+    assert!(!mountpoint(&app_merged) && !mountpoint(&f.state.join("merged")));
+    let unit = read(&f.upper().join("etc/systemd/system/sdme-app.service"));
+    assert!(unit.contains("RootDirectory=/oci/apps/bb/root\n"), "{unit}");
+    assert!(dirs.volumes.join("web/data").is_dir());
+    // The guest's own unit of that name: the start fails, nothing stays.
+    std::fs::write(
+        f.upper().join("etc/systemd/system/sdme-app.service"),
+        "[Service]\n",
+    )
+    .unwrap();
+    let e = format!("{:#}", prepare::run(&o).unwrap_err());
+    let left = (mountpoint(&app_merged), mountpoint(&f.state.join("merged")));
+    let _ = prepare::run(&stop_opts(&f, &o, None));
+    assert!(e.contains("is not sdme's"), "{e}");
+    assert_eq!(
+        left,
+        (false, false),
+        "a failed start leaves nothing mounted"
+    );
+}
+
+fn mountpoint(p: &Path) -> bool {
+    let Ok(c) = std::fs::canonicalize(p) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(c.to_str().unwrap()))
+}

@@ -82,7 +82,8 @@ fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
     out
 }
 
-/// `.container` files on the search path whose `Rootfs=` is `name`.
+/// `.container` files on the search path whose `Rootfs=` is `name`, or
+/// whose application (`App=`) is.
 fn file_users(name: &str, dirs: &[PathBuf]) -> Vec<String> {
     let s = search(dirs, FileType::Container);
     s.found
@@ -90,6 +91,9 @@ fn file_users(name: &str, dirs: &[PathBuf]) -> Vec<String> {
         .filter_map(|f| match Container::load(f) {
             Ok(c) if c.rootfs == Rootfs::Named(name.to_string()) => {
                 Some(format!("{} (Rootfs={name})", f.path.display()))
+            }
+            Ok(c) if c.app.as_ref().is_some_and(|a| a.rootfs == name) => {
+                Some(format!("{} (App=, rootfs {name})", f.path.display()))
             }
             _ => None,
         })
@@ -144,7 +148,7 @@ fn busy_from_show(text: &str) -> bool {
 /// is half-way (each holds it shared while it runs and mounts).
 fn record_users(path: &Path, records: &[Record], mounts: &[Mount]) -> Vec<String> {
     let mut out = Vec::new();
-    for r in records.iter().filter(|r| r.lower == path) {
+    for r in records.iter().filter(|r| r.uses(path)) {
         let merged = r.merged.to_string_lossy();
         if mounts.iter().any(|m| m.mount_point == merged) {
             let unit = r
@@ -186,8 +190,13 @@ pub fn users(name: &str, path: &Path, with_files: bool, records: &Path) -> Resul
     // The overlays the records named already.
     let named: Vec<String> = recs
         .iter()
-        .filter(|r| r.lower == path)
-        .map(|r| format!("the overlay mounted at {}", r.merged.to_string_lossy()))
+        .filter(|r| r.uses(path))
+        .flat_map(|r| {
+            // The application's overlay is at STATE/app/merged.
+            let app = (r.merged.parent()).map(|s| s.join("app/merged"));
+            [Some(r.merged.clone()), app].into_iter().flatten()
+        })
+        .map(|m| format!("the overlay mounted at {}", m.to_string_lossy()))
         .collect();
     v.extend(
         mount_users(path, &mounts)
@@ -260,23 +269,31 @@ mod tests {
             "40 22 0:50 / /var/lib/sdme/containers/u/merged rw - overlay overlay rw,lowerdir=/run/sdme/idmap/u/lower,upperdir=/x/upper,workdir=/x/work\n",
         );
         let rec = |machine: &str, lower: &str| Record {
+            app: None,
             machine: machine.into(),
             lower: lower.into(),
             merged: format!("/var/lib/sdme/containers/{machine}/merged").into(),
             unit: None,
             source: None,
         };
+        let mut with_app = rec("u", "/");
+        with_app.app = Some("/var/lib/sdme/rootfs/bb".into());
         let recs = [
             rec("u", "/var/lib/sdme/rootfs/deb"),
             // Stale: nothing mounted, no unit to ask.
             rec("gone", "/var/lib/sdme/rootfs/deb"),
             rec("o", "/var/lib/sdme/rootfs/other"),
+            // Its application's rootfs (App=): in use as well.
+            with_app,
         ];
         let u = record_users(Path::new("/var/lib/sdme/rootfs/deb"), &recs, &m);
         assert_eq!(u.len(), 1, "{u:?}");
         assert!(u[0].starts_with("container u ("), "{u:?}");
         assert!(u[0].contains("/var/lib/sdme/containers/u/merged"), "{u:?}");
         assert!(record_users(Path::new("/var/lib/sdme/rootfs/other"), &recs, &m).is_empty());
+        let u = record_users(Path::new("/var/lib/sdme/rootfs/bb"), &recs, &m);
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(u[0].starts_with("container u ("), "{u:?}");
     }
 
     #[test]
@@ -294,9 +311,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("web.container"), "[Container]\nRootfs=deb\n").unwrap();
         std::fs::write(t.path().join("db.container"), "[Container]\nRootfs=other\n").unwrap();
+        std::fs::write(t.path().join("app.container"), "[Container]\nApp=deb\n").unwrap();
         let u = file_users("deb", &[t.path().to_path_buf()]);
-        assert_eq!(u.len(), 1);
-        assert!(u[0].contains("web.container"), "{u:?}");
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert!(u[0].contains("app.container (App=, rootfs deb)"), "{u:?}");
+        assert!(u[1].contains("web.container"), "{u:?}");
         assert!(file_users("none", &[t.path().to_path_buf()]).is_empty());
     }
 }

@@ -83,6 +83,17 @@ pub struct Volume {
     pub read_only: bool,
 }
 
+impl Volume {
+    /// The value [`parse_volume`] reads back.
+    pub fn spec(&self) -> String {
+        match (&self.source, self.read_only) {
+            (None, _) => self.path.clone(),
+            (Some(s), false) => format!("{s}:{}", self.path),
+            (Some(s), true) => format!("{s}:{}:ro", self.path),
+        }
+    }
+}
+
 pub fn parse_volume(v: &str) -> Result<Volume, String> {
     let parts: Vec<&str> = v.split(':').collect();
     let (source, path, read_only) = match parts[..] {
@@ -186,6 +197,9 @@ mod tests {
             read_only: ro,
         };
         assert_eq!(parse_volume("/data"), Ok(v(None, "/data", false)));
+        for spec in ["/data", "/s:/d", "/s:/d:ro"] {
+            assert_eq!(parse_volume(spec).unwrap().spec(), spec);
+        }
         assert_eq!(
             parse_volume("/srv/x:/data"),
             Ok(v(Some("/srv/x"), "/data", false))

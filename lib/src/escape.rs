@@ -22,22 +22,38 @@ pub fn unit_value(s: &str) -> Cow<'_, str> {
 /// One word of a command line (`ExecStart=`): quoted when needed, `%` and
 /// `$` doubled so systemd passes it through literally.
 pub fn exec_word(s: &str) -> Cow<'_, str> {
-    exec_word_with(s, true)
+    exec_word_with(s, Dollar::Literal)
 }
 
 /// As [`exec_word`], but `${NAME}` references are left for systemd to
 /// expand (used for `Environment=` values; see sdme.container(5)).
 pub fn exec_word_expanding(s: &str) -> Cow<'_, str> {
-    exec_word_with(s, false)
+    exec_word_with(s, Dollar::Braced)
 }
 
-fn exec_word_with(s: &str, literal_dollar: bool) -> Cow<'_, str> {
+/// One word of an `Environment=` line (`NAME=VALUE`), which systemd
+/// splits and unquotes as a command line but never expands `$` in: only
+/// quoting, C escapes and `%` are needed.
+pub fn env_word(s: &str) -> Cow<'_, str> {
+    exec_word_with(s, Dollar::Plain)
+}
+
+/// What a `$` needs in the word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dollar {
+    /// Doubled always (a literal dollar in a command line).
+    Literal,
+    /// Kept before `${NAME}`, doubled elsewhere.
+    Braced,
+    /// Kept (not a command line).
+    Plain,
+}
+
+fn exec_word_with(s: &str, dollar: Dollar) -> Cow<'_, str> {
+    let special =
+        |b: u8| matches!(b, b'%' | b'"' | b'\'' | b'\\') || b == b'$' && dollar != Dollar::Plain;
     // Most words need nothing: keep them as they are.
-    if !s.is_empty()
-        && s != ";"
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'$' | b'"' | b'\'' | b'\\'))
-    {
+    if !s.is_empty() && s != ";" && s.bytes().all(|b| b.is_ascii_graphic() && !special(b)) {
         return s.into();
     }
     let needs_quotes = s.is_empty()
@@ -51,7 +67,11 @@ fn exec_word_with(s: &str, literal_dollar: bool) -> Cow<'_, str> {
     for (i, c) in s.char_indices() {
         match c {
             '%' => out.push_str("%%"),
-            '$' if literal_dollar || !is_braced_var(&s[i..]) => out.push_str("$$"),
+            '$' if dollar == Dollar::Literal
+                || dollar == Dollar::Braced && !is_braced_var(&s[i..]) =>
+            {
+                out.push_str("$$")
+            }
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),

@@ -325,7 +325,7 @@ pub fn plan_with<R: Send>(
             p.skipped.push(c.source.clone());
             return None;
         }
-        if let Some(img) = &c.image {
+        for (img, key) in c.image_uses() {
             let at = &img.at;
             let (files, broken, ext) = if img.build {
                 (&build_files, &broken_builds, "build")
@@ -335,13 +335,13 @@ pub fn plan_with<R: Send>(
             match &img.inline {
                 None if !files.contains(&img.name) => {
                     p.errors.push(format!(
-                        "{at}: Rootfs={n}.{ext}: no {ext} file {n}.{ext} on the search path (or it has errors, or is masked)",
+                        "{at}: {key}={n}.{ext}: no {ext} file {n}.{ext} on the search path (or it has errors, or is masked)",
                         n = img.name
                     ));
                     let b = match broken.get(&img.name) {
                         Some((file, msgs)) => {
                             let head = format!(
-                                "{at}: Rootfs={}.{ext}: {} has errors:",
+                                "{at}: {key}={}.{ext}: {} has errors:",
                                 img.name,
                                 file.display()
                             );
@@ -361,8 +361,9 @@ pub fn plan_with<R: Send>(
                     } else {
                         "an image"
                     };
+                    let key = if key == "App" { "App" } else { "Image" };
                     p.errors.push(format!(
-                        "{at}: Image={r}: its rootfs name '{}' is also the name of {kind} file; rename that file",
+                        "{at}: {key}={r}: its rootfs name '{}' is also the name of {kind} file; rename that file",
                         img.name
                     ));
                     p.broken
@@ -423,10 +424,15 @@ pub fn plan_with<R: Send>(
             bases.insert(b, (c.source.clone(), c.machine.clone()));
         }
         taken.extend(paths);
-        if let Some(img) = &c.image {
+        // A reference both as Image= and as App= is imported once, by
+        // the first use (Image= first in a file, then file-name order).
+        for (img, key) in c.image_uses() {
             if let Some(r) = &img.inline {
                 if inline.insert(img.name.clone()) {
-                    p.images.push(Image::inline(r, &c.source));
+                    p.images.push(match key {
+                        "App" => Image::inline_app(r, &c.source),
+                        _ => Image::inline(r, &c.source),
+                    });
                 }
             }
         }
@@ -474,18 +480,20 @@ pub fn plan_with<R: Send>(
         .map(|(i, b)| (b.name.clone(), i))
         .collect();
     for c in p.containers.iter().filter(|c| !c.helper_mounts()) {
-        match &c.image {
-            Some(img) if img.build => {
-                if let Some(i) = build_at.get(&img.name) {
-                    p.builds[*i].prepared_by.push(c.machine.clone());
-                }
+        for (img, _) in c.image_uses() {
+            let by = if img.build {
+                build_at
+                    .get(&img.name)
+                    .map(|i| &mut p.builds[*i].prepared_by)
+            } else {
+                image_at
+                    .get(&img.name)
+                    .map(|i| &mut p.images[*i].prepared_by)
+            };
+            // One container may name one image twice (Image= and App=).
+            if let Some(by) = by.filter(|by| !by.contains(&c.machine)) {
+                by.push(c.machine.clone());
             }
-            Some(img) => {
-                if let Some(i) = image_at.get(&img.name) {
-                    p.images[*i].prepared_by.push(c.machine.clone());
-                }
-            }
-            None => {}
         }
     }
     (p, results)
@@ -503,8 +511,8 @@ fn pod_known(pods: &BTreeSet<String>, pod: &str) -> bool {
     pods.contains(pod) && !pod.ends_with("@%i") || template.is_some_and(|t| pods.contains(&t))
 }
 
-/// A container with `App=`: `AppPod=` must name a pod; then it is refused
-/// anyway, until the application's runtime is built.
+/// A container with `App=`: `AppPod=` must name a pod, and is refused
+/// then (not built yet).
 fn app_error(c: &Container, pods: &BTreeSet<String>) -> Option<String> {
     let app = c.app.as_ref()?;
     if let Some((pod, at)) = &app.pod {
@@ -514,7 +522,7 @@ fn app_error(c: &Container, pods: &BTreeSet<String>) -> Option<String> {
             ));
         }
     }
-    Some(crate::container::app_unsupported(app))
+    crate::container::app_unsupported(app)
 }
 
 fn container_broken(c: &Container, msgs: impl IntoIterator<Item = String>) -> Option<Broken> {

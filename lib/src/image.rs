@@ -313,6 +313,16 @@ impl Image {
             prepared_by: Vec::new(),
         }
     }
+
+    /// The image unit of an inline `App=REF`: the application's tree is
+    /// imported as it is (`--install-packages=no`), never with systemd and
+    /// D-Bus added through its package manager: it runs inside the
+    /// container's OS, it does not boot.
+    pub fn inline_app(reference: &str, source: &Path) -> Image {
+        let mut img = Image::inline(reference, source);
+        img.spec.install_packages = Some("no".into());
+        img
+    }
 }
 
 #[cfg(test)]

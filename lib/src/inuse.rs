@@ -3,7 +3,7 @@
 //! (sdme-prepare(8), sdme-import(1)).
 //!
 //! * A record `/run/sdme/inuse/MACHINE` (`lower=`, `merged=`, `unit=`,
-//!   `source=` lines) is written by `sdme-prepare` on every start path
+//!   `source=` lines, and `app=`: the rootfs of its application, `App=`) is written by `sdme-prepare` on every start path
 //!   (the prepare unit of a declared container, the `ExecStartPre=` of a
 //!   template instance or a `PrivateUsers=` container), whatever the lower
 //!   layer, and removed by `sdme-prepare --unmount` (every container's
@@ -60,9 +60,18 @@ pub struct Record {
     pub unit: Option<String>,
     /// The container's file (`None` in records of older versions).
     pub source: Option<PathBuf>,
+    /// The rootfs of the container's application (`App=`), mounted at
+    /// `STATE/app/merged`.
+    pub app: Option<PathBuf>,
 }
 
 impl Record {
+    /// Whether the container uses `path` as its lower layer or as its
+    /// application's.
+    pub fn uses(&self, path: &Path) -> bool {
+        self.lower == path || self.app.as_deref() == Some(path)
+    }
+
     fn to_text(&self) -> Option<String> {
         let lower = self.lower.to_str()?;
         let merged = self.merged.to_str()?;
@@ -70,9 +79,18 @@ impl Record {
             Some(p) => Some(p.to_str()?),
             None => None,
         };
-        if [lower, merged, source.unwrap_or_default()]
-            .iter()
-            .any(|s| s.contains('\n'))
+        let app = match &self.app {
+            Some(p) => Some(p.to_str()?),
+            None => None,
+        };
+        if [
+            lower,
+            merged,
+            source.unwrap_or_default(),
+            app.unwrap_or_default(),
+        ]
+        .iter()
+        .any(|s| s.contains('\n'))
         {
             return None;
         }
@@ -83,12 +101,15 @@ impl Record {
         if let Some(src) = source {
             t.push_str(&format!("source={src}\n"));
         }
+        if let Some(a) = app {
+            t.push_str(&format!("app={a}\n"));
+        }
         Some(t)
     }
 
     /// A record's text; `None` when it is not one we wrote.
     pub fn parse(machine: &str, text: &str) -> Option<Record> {
-        let (mut lower, mut merged, mut unit, mut source) = (None, None, None, None);
+        let (mut lower, mut merged, mut unit, mut source, mut app) = (None, None, None, None, None);
         for line in text.lines() {
             match line.split_once('=')? {
                 ("lower", v) if v.starts_with('/') => lower = Some(PathBuf::from(v)),
@@ -97,6 +118,7 @@ impl Record {
                     unit = Some(v.to_string())
                 }
                 ("source", v) if v.starts_with('/') => source = Some(PathBuf::from(v)),
+                ("app", v) if v.starts_with('/') => app = Some(PathBuf::from(v)),
                 _ => return None,
             }
         }
@@ -106,6 +128,7 @@ impl Record {
             merged: merged?,
             unit,
             source,
+            app,
         })
     }
 }
@@ -251,6 +274,7 @@ mod tests {
             merged: format!("/var/lib/sdme/containers/{m}/merged").into(),
             unit: Some(format!("sdme-{m}.service")),
             source: Some(format!("/etc/sdme/{m}.container").into()),
+            app: None,
         }
     }
 
@@ -262,6 +286,9 @@ mod tests {
         let mut b = rec("b", "/");
         b.unit = None;
         b.source = None;
+        b.app = Some("/var/lib/sdme/rootfs/bb".into());
+        assert!(b.uses(Path::new("/var/lib/sdme/rootfs/bb")) && b.uses(Path::new("/")));
+        assert!(!a.uses(Path::new("/var/lib/sdme/rootfs/bb")));
         write(&dir, &a).unwrap();
         write(&dir, &b).unwrap();
         // Rewritten at the next start: one record per machine.

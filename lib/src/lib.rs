@@ -8,6 +8,8 @@
 //! - [`pod`]: `.pod` files, network namespaces that containers join;
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
 //! - [`app`]: the values of the OCI application keys (`App=`, ...);
+//!   [`app_unit`]: the guest's `sdme-app.service` made from them and the
+//!   image's configuration;
 //! - [`build`]: `.build` files and the original tool's build files: root
 //!   file systems built from steps;
 //! - [`keys`]: the table of `[Container]` keys: the parser's keys and the
@@ -28,6 +30,7 @@
 //!   rules every one of them relies on.
 
 pub mod app;
+pub mod app_unit;
 pub mod bindspec;
 pub mod broken;
 pub mod build;

@@ -296,6 +296,7 @@ mod tests {
             merged: paths::container_dir(machine).join("merged"),
             unit: unit.map(str::to_string),
             source: Some(format!("/etc/sdme/{machine}.container").into()),
+            app: None,
         }
     }
 

@@ -12,6 +12,12 @@ pub const ROOTFS_DIR: &str = "/var/lib/sdme/rootfs";
 /// sdme-import's locks and staging directories; also the rootfs use
 /// locks (`NAME.use`, see [`crate::inuse`]).
 pub const IMPORT_DIR: &str = "/var/lib/sdme/import";
+/// sdme-import's metadata of each rootfs (`NAME.json`), with the OCI
+/// configuration that runs an application.
+pub const META_DIR: &str = "/var/lib/sdme/meta";
+/// Anonymous volumes of applications: `VOLUMES_DIR/MACHINE/ESCAPED-PATH`,
+/// kept when the container is removed.
+pub const VOLUMES_DIR: &str = "/var/lib/sdme/volumes";
 /// Per-container `upper/`, `work/` and `merged/`.
 pub const CONTAINERS_DIR: &str = "/var/lib/sdme/containers";
 

@@ -26,9 +26,10 @@
 
 use std::borrow::Cow;
 
+use crate::app::AppExit;
 use crate::build::{build_service_name, Base, Build};
 use crate::capability::capability_name;
-use crate::container::{Container, Rootfs};
+use crate::container::{App, Container, Rootfs};
 use crate::escape::{exec_word, exec_word_expanding, mount_unit_name, unit_value};
 use crate::image::{image_service_name, Image};
 use crate::paths;
@@ -149,19 +150,28 @@ impl<'a> Ctx<'a> {
     /// imports the lower layer, which must exist before the layers are
     /// prepared and mounted.
     fn image_deps(&self, s: &mut String, require: bool) {
-        if let Some(img) = &self.c.image {
-            let unit = img.unit();
-            let deps: &[&str] = if require {
-                &["Requires=", "After="]
-            } else {
-                &["After="]
-            };
+        let mut units: Vec<String> = self.c.image_uses().map(|(u, _)| u.unit()).collect();
+        units.dedup();
+        let deps: &[&str] = if require {
+            &["Requires=", "After="]
+        } else {
+            &["After="]
+        };
+        for unit in &units {
             for dep in deps {
                 s.push_str(dep);
-                s.push_str(&unit);
+                s.push_str(unit);
                 s.push('\n');
             }
         }
+    }
+
+    /// The application's rootfs directory, unless it is the lower layer
+    /// too (a checked name: no escaping).
+    fn app_lower(&self) -> Option<String> {
+        let a = self.c.app.as_ref()?;
+        let dir = [paths::ROOTFS_DIR, "/", &a.rootfs].concat();
+        (dir != self.lower_raw).then_some(dir)
     }
 
     /// `RequiresMountsFor=`: the state directory and, for an imported or
@@ -172,6 +182,10 @@ impl<'a> Ctx<'a> {
         if self.c.rootfs != Rootfs::Host {
             s.push(' ');
             s.push_str(&self.lower);
+        }
+        if let Some(a) = self.app_lower() {
+            s.push(' ');
+            s.push_str(&a);
         }
         s.push('\n');
     }
@@ -299,6 +313,9 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
             x.word(s, "--bind=", &b.spec);
         }
     }
+    if let Some(a) = &c.app {
+        app_args(x, s, a);
+    }
     s.push_str(" --source=");
     s.push_str(&exec_word(&c.source.to_string_lossy()));
     if !mount {
@@ -328,6 +345,44 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
     s.push_str(&x.m);
     s.push('\n');
 }
+
+/// The application's keys for sdme-prepare, which merges them with the
+/// image's configuration (read from the rootfs's metadata, which the
+/// generator may not look at) into the guest's `sdme-app.service`.
+fn app_args(x: &Ctx, s: &mut String, a: &App) {
+    s.push_str(" --app=");
+    s.push_str(&a.rootfs);
+    x.word(s, "--app-at=", &a.at.to_string());
+    for w in a.exec.iter().flatten() {
+        x.word(s, "--app-exec=", w);
+    }
+    for w in a.args.iter().flatten() {
+        x.word(s, "--app-args=", w);
+    }
+    if let Some(u) = &a.user {
+        x.word(s, "--app-user=", u);
+    }
+    for e in &a.environment {
+        x.word(s, "--app-env=", e);
+    }
+    if let Some(w) = &a.working_directory {
+        x.word(s, "--app-workdir=", w);
+    }
+    for v in &a.volumes {
+        x.word(s, "--volume=", &v.spec());
+    }
+    if a.exit == AppExit::Stop {
+        s.push_str(" --app-exit=stop");
+    }
+    if let Some(t) = a.stop_timeout {
+        s.push_str(" --app-stop-timeout=");
+        s.push_str(&format_timespan(t));
+    }
+}
+
+/// What the container's stop timeout adds to `AppStopTimeout=`: the rest
+/// of the guest's shutdown (systemd's own default stop timeout).
+const APP_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(90);
 
 const NSPAWN_FIXED: &str =
     "--quiet --keep-unit --boot --notify-ready=yes --settings=no --link-journal=no";
@@ -377,6 +432,14 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
     for b in &c.binds {
         let opt = if b.read_only { "--bind-ro=" } else { "--bind=" };
         x.word(s, opt, &b.spec);
+    }
+    if let Some(a) = &c.app {
+        // The application's tree, mounted by sdme-prepare (its overlay,
+        // the helper and the volumes below it): one recursive bind.
+        s.push_str(" --bind=");
+        s.push_str(&x.dir);
+        s.push_str("/app/merged:");
+        s.push_str(&crate::app_unit::app_root_in_guest(&a.rootfs));
     }
     for e in &c.environment {
         if e.bytes().all(plain_byte) {
@@ -497,6 +560,10 @@ fn service(x: &Ctx) -> String {
                 s.push(' ');
                 s.push_str(&x.lower);
             }
+            if let Some(a) = x.app_lower() {
+                s.push(' ');
+                s.push_str(&a);
+            }
             s.push('\n');
         }
         Some(mount) => {
@@ -564,6 +631,13 @@ fn service(x: &Ctx) -> String {
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');
+    if let Some(t) = c.app.as_ref().and_then(|a| a.stop_timeout) {
+        // The guest's shutdown waits for the app's stop timeout first:
+        // the container's own (90 s by default) must not cut it short.
+        s.push_str("TimeoutStopSec=");
+        s.push_str(&format_timespan(t.map(|d| d + APP_STOP_MARGIN)));
+        s.push('\n');
+    }
     if !c.log_console {
         // nspawn writes the guest's console (read-only mode, no tty) to its
         // stdout and its own messages to stderr; the guest's journal has

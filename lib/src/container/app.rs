@@ -1,8 +1,8 @@
 //! `App=`, `AppExec=`, `AppArgs=`, `AppUser=`, `AppEnvironment=`,
 //! `AppWorkingDirectory=`, `Volume=`, `AppPod=`, `AppExit=` and
 //! `AppStopTimeout=`: an OCI application run as a service of the guest
-//! (sdme.container(5), "OCI APPLICATIONS"). Generation does not run it
-//! yet: the generator refuses a file with `App=` ([`unsupported`]).
+//! (sdme.container(5), "OCI APPLICATIONS"). The generator hands them to
+//! sdme-prepare, which writes the guest's unit (see [`crate::app_unit`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,12 +18,19 @@ use crate::timespan::parse_timespan;
 use crate::value::check_abs_path;
 
 use super::environment::{assignments, check_env_word};
+use super::model::ImageUse;
 use super::network::check_pod_ref;
 
 /// The application of a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
     pub image: AppImage,
+    /// The application's rootfs name (`/var/lib/sdme/rootfs/NAME`), also
+    /// `APP` in `/oci/apps/APP/root`.
+    pub rootfs: String,
+    /// `App=REF` or `App=NAME.image`: the image unit that imports the
+    /// application's rootfs.
+    pub image_use: Option<ImageUse>,
     /// The `App=` line.
     pub at: Location,
     /// `AppExec=`: replaces the image's Entrypoint and Cmd.
@@ -121,6 +128,11 @@ impl AppKeys {
         self.volumes.insert(v.path.clone(), (v, e.at.clone()));
     }
 
+    /// Whether `App=` names an application (so far).
+    pub(super) fn has_app(&self) -> bool {
+        self.image.is_some()
+    }
+
     /// The application, or none; its keys without `App=` are an error.
     pub(super) fn finish(self, f: &mut Shared) -> Option<App> {
         let Some((image, at)) = self.image else {
@@ -130,8 +142,24 @@ impl AppKeys {
             }
             return None;
         };
+        let (rootfs, image_use) = match &image {
+            AppImage::Rootfs(n) => (n.clone(), None),
+            AppImage::ImageFile(n) => (n.clone(), Some((None, n.clone()))),
+            AppImage::Reference(r) => {
+                let n = crate::image::inline_rootfs_name(r);
+                (n.clone(), Some((Some(r.clone()), n)))
+            }
+        };
+        let image_use = image_use.map(|(inline, name)| ImageUse {
+            name,
+            inline,
+            at: at.clone(),
+            build: false,
+        });
         Some(App {
             image,
+            rootfs,
+            image_use,
             at,
             exec: self.exec,
             args: self.args,
@@ -169,10 +197,13 @@ fn stop_timeout(v: &str) -> Result<Option<Duration>, String> {
     }
 }
 
-/// Why a container with an application gets no units yet: the runtime
-/// (the app's unit in the guest, its root, volumes and ports) is not built.
-pub fn unsupported(app: &App) -> String {
-    format!("{}: App= is not supported yet by this version", app.at)
+/// What this version cannot run yet: `AppPod=` (only the app in the
+/// pod's network namespace).
+pub fn unsupported(app: &App) -> Option<String> {
+    let (pod, at) = app.pod.as_ref()?;
+    Some(format!(
+        "{at}: AppPod={pod}.pod is not supported yet by this version"
+    ))
 }
 
 #[cfg(test)]
@@ -215,9 +246,18 @@ mod tests {
         assert_eq!(a.pod.map(|p| p.0).as_deref(), Some("grp@one"));
         assert_eq!(a.exit, AppExit::Stop);
         assert_eq!(a.stop_timeout, Some(Some(Duration::from_secs(60))));
-        assert!(
-            unsupported(&app("web", "[Container]\nApp=nginx\n").unwrap())
-                .ends_with("x.container:2: App= is not supported yet by this version")
+        assert_eq!(
+            unsupported(&app("web", "[Container]\nApp=nginx\n").unwrap()),
+            None
+        );
+        let a = app("web", "[Container]\nApp=nginx:1\nAppPod=p.pod\n").unwrap();
+        assert!(unsupported(&a)
+            .unwrap()
+            .ends_with("x.container:3: AppPod=p.pod is not supported yet by this version"));
+        assert_eq!(a.rootfs, crate::image::inline_rootfs_name("nginx:1"));
+        assert_eq!(
+            a.image_use.map(|u| u.inline),
+            Some(Some("nginx:1".to_string()))
         );
     }
 

@@ -28,6 +28,8 @@ pub(super) struct Keys {
     seen: BTreeSet<String>,
     /// `Hardened=`'s drop list, from sdme.conf.
     hardened_drop: Vec<u8>,
+    /// `[App] DefaultRootfs=`, from sdme.conf.
+    app_default_rootfs: Option<String>,
     presets: Presets,
     rootfs: RootfsKeys,
     naming: Naming,
@@ -44,6 +46,7 @@ impl Keys {
         Keys {
             seen: BTreeSet::new(),
             hardened_drop: config.hardened_drop.clone(),
+            app_default_rootfs: config.app_default_rootfs.clone(),
             presets: Presets::default(),
             rootfs: RootfsKeys::new(),
             naming: Naming::default(),
@@ -78,6 +81,9 @@ impl Keys {
     /// The checks across keys, then the model.
     pub(super) fn finish(mut self, mut f: Shared) -> Result<Container, Vec<Diag>> {
         let machine = self.naming.machine(&mut f);
+        if let (true, Some(d)) = (self.app.has_app(), &self.app_default_rootfs) {
+            self.rootfs.default_for_app(d);
+        }
         let rootfs = self.rootfs.resolve(&mut f);
         self.net.check(&mut f);
         Naming::check_default_instance(&mut f);

@@ -146,6 +146,14 @@ impl Container {
         matches!(self.name, UnitName::Template(_))
     }
 
+    /// The rootfs this container's units need made first: its own
+    /// (`Image=`, `Rootfs=NAME.image|.build`), then its application's
+    /// (`App=REF`, `App=NAME.image`), with the key that names each.
+    pub fn image_uses(&self) -> impl Iterator<Item = (&ImageUse, &'static str)> {
+        let app = self.app.as_ref().and_then(|a| a.image_use.as_ref());
+        (self.image.iter().map(|u| (u, "Rootfs"))).chain(app.map(|u| (u, "App")))
+    }
+
     /// Whether the container runs in its own user namespace.
     pub fn private_users_enabled(&self) -> bool {
         self.private_users.is_some_and(PrivateUsers::enabled)

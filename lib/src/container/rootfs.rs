@@ -63,6 +63,14 @@ impl RootfsKeys {
         true
     }
 
+    /// `[App] DefaultRootfs=` of sdme.conf: the rootfs of a container with
+    /// `App=` that sets neither `Rootfs=` nor `Image=`.
+    pub(super) fn default_for_app(&mut self, name: &str) {
+        if self.rootfs_at.is_none() && self.image.is_none() {
+            self.rootfs = Rootfs::Named(name.to_string());
+        }
+    }
+
     /// The lower layer and the image unit that imports it. `Image=` names
     /// the rootfs itself, so it cannot be combined with `Rootfs=`.
     pub(super) fn resolve(&mut self, f: &mut Shared) -> (Rootfs, Option<ImageUse>) {

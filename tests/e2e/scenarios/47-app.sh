@@ -1,0 +1,257 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # snippets expand inside the test host
+# 47-app: an OCI application (App=) as the guest's sdme-app.service, on a
+# clone of the test host: a static busybox image built with umoci from
+# Debian's busybox-static package (downloaded on the machine that runs the
+# suite, once, into the suite's cache: the test host's package list stays
+# as it is), imported with sdme-import from its OCI layout.
+# - `busybox httpd -f` answers from the test host, as USER 65534 (its
+#   /proc/PID/status), in WORKDIR;
+# - a line the entrypoint writes to /dev/stdout is in
+#   `journalctl -M NAME -u sdme-app`; `systemctl -M NAME status sdme-app`
+#   works;
+# - the image's Volume (/data, owned by 65534 in the image) is written by
+#   the app and survives a restart and the container's removal;
+# - App=REF: pushed with skopeo to a loopback docker-registry (plain HTTP,
+#   as Docker allows on loopback) and pulled by the shared image unit;
+# - PrivateUsers=yes: the same app answers, its uid on the host is the
+#   container's base + 65534; re-importing its image while it runs is
+#   refused (the use record names the app's rootfs), and once stopped a
+#   re-import keeps the volume;
+# - Strict=yes: the app runs (as the container's base + 65534);
+# - AppStopTimeout=2s: an app that ignores SIGTERM is killed after 2 s
+#   (the stop takes at least that, and far less than the 90 s default);
+# - a bare template's instance runs its app too;
+# - AppExit=stop: an app that exits 3 stops the container, whose unit
+#   shows status 3;
+# - AppUser= that the image does not have: one line in the app's journal,
+#   the container keeps running;
+# - a rootfs without an OCI configuration: the start fails, and the
+#   container's journal names App='s line.
+# Prints the time `systemctl stop` takes (no assertion on it).
+
+W=/var/tmp/e2e47
+img=e2e47-bb
+app=e2e47-app
+uns=e2e47-uns
+batch=e2e47-batch
+plain=e2e47-plain
+ref=e2e47-ref
+strict=e2e47-strict
+ghost=e2e47-ghost
+stubborn=e2e47-stubborn
+REG=localhost:5047
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn"
+
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
+
+put() { th_exec sh -c "cat > '$1'"; }
+
+# wait_answer PORT: the page from 127.0.0.1:PORT, retried for up to 20 s
+# (the app listens a moment after its unit started).
+wait_answer() {
+	th_exec python3 -c '
+import sys, time, urllib.request
+end = time.time() + 20
+while True:
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=2).read().decode().strip())
+        break
+    except OSError as e:
+        if time.time() > end:
+            sys.exit("no answer: %s" % e)
+        time.sleep(0.2)
+' "$1"
+}
+
+# app_pid MACHINE: the host PID of the app (sdme-app.service's process in
+# the container's cgroup).
+app_pid() {
+	th_sh "cat \$(find /sys/fs/cgroup -path '*sdme-$1.service*' -path '*sdme-app.service*' -name cgroup.procs | head -n 1) | head -n 1"
+}
+
+step "busybox-static from Debian (cached on this machine)"
+deb_dir=$TH_CACHE/debs
+fetch_busybox() {
+	[ -n "$(find "$deb_dir" -maxdepth 1 -name 'busybox-static_*.deb' 2>/dev/null)" ] && return 0
+	mkdir -p "$deb_dir"
+	(cd "$deb_dir" && apt-get download -q busybox-static)
+}
+require "apt-get download busybox-static into $deb_dir" fetch_busybox
+deb=$(find "$deb_dir" -maxdepth 1 -name 'busybox-static_*.deb' | head -n 1)
+th_sh "rm -rf $W && mkdir -p $W"
+put "$W/bb.deb" <"$deb"
+
+step "the image: umoci, USER 65534, WORKDIR /www, VOLUME /data"
+put "$W/image.sh" <<'EOF'
+set -eu
+cd /var/tmp/e2e47
+dpkg-deb -x bb.deb deb
+mkdir -p tree/bin tree/etc tree/www tree/data tree/tmp
+cp deb/bin/busybox tree/bin/busybox
+ln -s busybox tree/bin/sh
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >tree/etc/passwd
+printf 'root:x:0:\nnogroup:x:65534:\n' >tree/etc/group
+echo "hello from busybox" >tree/www/index.html
+chown 65534:65534 tree/data
+chmod 1777 tree/tmp
+cat >tree/entry.sh <<'EOS'
+#!/bin/sh
+echo "e2e47 app $(busybox id -u) in $(busybox pwd)" >/dev/stdout
+busybox date +%s%N >>/data/starts
+exec busybox httpd -f -p "${PORT:-8047}" -h /www
+EOS
+chmod 755 tree/entry.sh
+tar --numeric-owner -C tree -cf layer.tar .
+umoci init --layout img
+umoci new --image img:bb
+umoci raw add-layer --image img:bb layer.tar
+umoci config --image img:bb --config.entrypoint /entry.sh --config.env PATH=/bin \
+	--config.user 65534 --config.workingdir /www --config.volume /data --config.stopsignal SIGTERM
+mkdir -p noconf
+echo x >noconf/x
+EOF
+require_in "build the image" sh "$W/image.sh"
+require_in "sdme-import $W/img:bb $img" sdme-import -q "$W/img:bb" "$img"
+require_in "sdme-import a plain directory (no OCI configuration)" sdme-import -q "$W/noconf" e2e47-noconf
+
+step "App=$img on a clone of the host"
+printf '[Container]\nApp=%s\n' "$img" | put "/etc/sdme/$app.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$app" timeout 120 systemctl start "sdme-$app"
+assert_eq "httpd answers from the test host" "hello from busybox" "$(wait_answer 8047)"
+check_in "systemctl -M $app status sdme-app" systemctl -M "$app" status sdme-app
+pid=$(app_pid "$app")
+assert_match "the app runs as 65534" '^Uid:	65534	65534	65534	65534$' \
+	"$(th_exec grep '^Uid:' "/proc/$pid/status")"
+assert_match "its command" 'httpd' "$(th_exec cat "/proc/$pid/cmdline" | tr '\0' ' ')"
+th_exec journalctl -M "$app" --sync 2>/dev/null || true
+assert_match "/dev/stdout of the entrypoint in journalctl -M $app -u sdme-app" 'e2e47 app 65534 in /www' \
+	"$(th_exec journalctl -M "$app" -u sdme-app -o cat --no-pager 2>&1)"
+check_in "the app's root at /oci/apps/$img/root" systemd-run -q --collect -M "$app" --wait --pipe \
+	test -f "/oci/apps/$img/root/www/index.html"
+assert_eq "the anonymous volume has one start" 1 \
+	"$(th_sh "wc -l < /var/lib/sdme/volumes/$app/data/starts")"
+
+step "restart: the volume keeps its file"
+require_in "restart sdme-$app" timeout 120 systemctl restart "sdme-$app"
+assert_eq "answers again" "hello from busybox" "$(wait_answer 8047)"
+assert_eq "two starts in the volume" 2 "$(th_sh "wc -l < /var/lib/sdme/volumes/$app/data/starts")"
+
+step "stop"
+t0=$(date +%s%N)
+require_in "stop sdme-$app" systemctl stop "sdme-$app"
+t1=$(date +%s%N)
+echo "FIGURE: systemctl stop sdme-$app (app + guest) took $(((t1 - t0) / 1000000)) ms"
+require "the overlay is unmounted" th_unmounted "$app"
+assert_eq "the app's tree is unmounted" "" \
+	"$(th_sh "grep ' /var/lib/sdme/containers/$app/' /proc/self/mountinfo || true")"
+require_in "remove the container" sh -c "rm -rf /var/lib/sdme/containers/$app /etc/sdme/$app.container"
+check_in "the volume outlives the container" test -s "/var/lib/sdme/volumes/$app/data/starts"
+
+step "App=REF: a loopback registry, the shared image unit"
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/reg\nhttp:\n  addr: 127.0.0.1:5047\n' "$W" |
+	put "$W/reg.yml"
+require_in "registry" systemd-run -q --unit=e2e47-reg docker-registry serve "$W/reg.yml"
+require_in "registry listening" sh -c "for i in \$(seq 100); do python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5047/v2/\")' 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+require_in "skopeo push $REG/e2e47/bb:1" skopeo copy -q --dest-tls-verify=false "oci:$W/img:bb" "docker://$REG/e2e47/bb:1"
+printf '[Container]\nApp=%s/e2e47/bb:1\nAppEnvironment=PORT=8049\n' "$REG" | put "/etc/sdme/$ref.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$ref (imports the image first)" timeout 180 systemctl start "sdme-$ref"
+assert_eq "httpd answers" "hello from busybox" "$(wait_answer 8049)"
+assert_match "the image unit imported it" 'sdme-image-bb-1-[0-9a-f]{16}\.service' \
+	"$(th_exec systemctl list-units --no-legend --plain 'sdme-image-*' 2>&1)"
+check_in "with its OCI configuration" sh -c "grep -q '\"entrypoint\"' /var/lib/sdme/meta/bb-1-*.json"
+require_in "stop sdme-$ref" systemctl stop "sdme-$ref"
+
+step "PrivateUsers=yes"
+printf '[Container]\nApp=%s\nPrivateUsers=yes\nAppEnvironment=PORT=8048\n' "$img" | put "/etc/sdme/$uns.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$uns" timeout 120 systemctl start "sdme-$uns"
+assert_eq "httpd answers" "hello from busybox" "$(wait_answer 8048)"
+base=$(th_exec systemctl show -p ExecStart --value "sdme-$uns" | grep -o -- '--private-users=[0-9]*:' | tr -dc 0-9)
+pid=$(app_pid "$uns")
+assert_eq "its uid on the host is the base + 65534" "$((base + 65534))" \
+	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
+assert_eq "its volume file is owned by 65534 on disk" 65534 \
+	"$(th_exec stat -c %u "/var/lib/sdme/volumes/$uns/data/starts")"
+out=$(th_exec sdme-import -q --force "$W/img:bb" "$img" 2>&1) && fail "re-import while the app runs succeeded"
+assert_match "re-importing the app's image while it runs is refused, naming the container" \
+	"rootfs $img .* is in use by container $uns" "$out"
+require_in "stop sdme-$uns" systemctl stop "sdme-$uns"
+require_in "re-import the image once stopped" sdme-import -q --force "$W/img:bb" "$img"
+require_in "start sdme-$uns again" timeout 120 systemctl start "sdme-$uns"
+assert_eq "answers" "hello from busybox" "$(wait_answer 8048)"
+assert_eq "the volume kept its file over the image update" 2 \
+	"$(th_sh "wc -l < /var/lib/sdme/volumes/$uns/data/starts")"
+require_in "stop sdme-$uns" systemctl stop "sdme-$uns"
+
+step "Strict=yes (PrivateUsers=, a private network, capabilities, system calls, AppArmor)"
+printf '[Container]\nApp=%s\nStrict=yes\n' "$img" | put "/etc/sdme/$strict.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$strict" timeout 120 systemctl start "sdme-$strict"
+check_in "sdme-app is active in it" systemctl -M "$strict" is-active -q sdme-app
+base=$(th_exec systemctl show -p ExecStart --value "sdme-$strict" | grep -o -- '--private-users=[0-9]*:' | tr -dc 0-9)
+pid=$(app_pid "$strict")
+assert_eq "the app runs as the base + 65534" "$((base + 65534))" \
+	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
+require_in "stop sdme-$strict" systemctl stop "sdme-$strict"
+
+step "AppStopTimeout=2s: an app that ignores its stop signal is killed after it"
+put "/etc/sdme/$stubborn.container" <<EOF
+[Container]
+App=$img
+AppExec=/bin/sh -c "trap '' TERM; echo e2e47 stubborn; while :; do busybox sleep 1; done"
+AppStopTimeout=2s
+EOF
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$stubborn" timeout 120 systemctl start "sdme-$stubborn"
+check_in "the app runs" sh -c "for i in \$(seq 100); do journalctl -M $stubborn -u sdme-app -o cat 2>/dev/null | grep -qx 'e2e47 stubborn' && exit 0; sleep 0.2; done; exit 1"
+t0=$(date +%s%N)
+require_in "stop sdme-$stubborn" timeout 80 systemctl stop "sdme-$stubborn"
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+echo "FIGURE: systemctl stop of a container whose app ignores SIGTERM (AppStopTimeout=2s) took $ms ms"
+[ "$ms" -ge 2000 ] || fail "the stop took $ms ms: the app was not given its 2 s"
+[ "$ms" -lt 60000 ] || fail "the stop took $ms ms: the app's stop timeout did not apply"
+
+step "a template instance (sdme-prepare --mount mounts the app's tree too)"
+printf '[Container]\nApp=%s\nAppEnvironment=PORT=8050\n' "$img" | put /etc/sdme/e2e47-t@.container
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-e2e47-t@one" timeout 120 systemctl start sdme-e2e47-t@one
+assert_eq "httpd answers" "hello from busybox" "$(wait_answer 8050)"
+require_in "stop sdme-e2e47-t@one" systemctl stop sdme-e2e47-t@one
+assert_eq "nothing of it stays mounted" "" \
+	"$(th_sh "grep ' /var/lib/sdme/containers/e2e47-t-one/' /proc/self/mountinfo || true")"
+
+step "AppExit=stop: the container ends with the app's status"
+put "/etc/sdme/$batch.container" <<EOF
+[Container]
+App=$img
+AppExec=/bin/sh -c "echo e2e47 batch done; exit 3"
+AppExit=stop
+EOF
+require_in "daemon-reload" systemctl daemon-reload
+th_exec systemctl start "sdme-$batch" >/dev/null 2>&1 || true
+check_in "the container stops by itself" sh -c "for i in \$(seq 100); do systemctl is-active -q sdme-$batch || exit 0; sleep 0.2; done; exit 1"
+assert_eq "its unit shows the app's status" "3" "$(th_exec systemctl show -p ExecMainStatus --value "sdme-$batch")"
+assert_match "and failed" 'failed|inactive' "$(th_exec systemctl is-active "sdme-$batch" || true)"
+th_exec systemctl reset-failed "sdme-$batch" 2>/dev/null || true
+
+step "AppUser= not in the image: one line in the app's journal, the container runs on"
+printf '[Container]\nApp=%s\nAppUser=ghost\n' "$img" | put "/etc/sdme/$ghost.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$ghost" timeout 120 systemctl start "sdme-$ghost"
+check_in "the app's journal names the user" sh -c "for i in \$(seq 100); do journalctl -M $ghost -u sdme-app -o cat 2>/dev/null | grep -qx 'sdme-drop-privs: user ghost does not exist in /etc/passwd' && exit 0; sleep 0.2; done; exit 1"
+check_in "the container still runs" systemctl is-active -q "sdme-$ghost"
+require_in "stop sdme-$ghost" systemctl stop "sdme-$ghost"
+
+step "a rootfs without an OCI configuration"
+printf '[Container]\nApp=e2e47-noconf\n' | put "/etc/sdme/$plain.container"
+require_in "daemon-reload" systemctl daemon-reload
+check_in_status 1 "start fails" systemctl start "sdme-$plain"
+assert_match "the journal names App='s line and the cause" \
+	"/etc/sdme/$plain.container:2: App= \(rootfs e2e47-noconf\): the rootfs has no OCI image configuration" \
+	"$(th_exec journalctl -u "sdme-$plain" -u "sdme-prepare@$plain" --no-pager -o cat 2>&1)"
+th_exec systemctl reset-failed "sdme-$plain" "sdme-prepare@$plain" 2>/dev/null || true
