@@ -59,6 +59,14 @@ require_in "start dp46-main" systemd-run -q -u dp46-main -p RootDirectory="$root
 	-p BindReadOnlyPaths=/usr -p "BindReadOnlyPaths=$helper:/sdme-drop-privs" \
 	/sdme-drop-privs app / -- sleep 60
 pid=$(th_exec systemctl show -p MainPID --value dp46-main)
+# Bounded wait for a condition: systemd-run returns once the main process
+# is forked (Type=simple), before systemd's executor and then the helper
+# have exec'd into the app (seen: comm still systemd's "(op-privs)" while
+# the helper had already set the IDs).
+for _ in $(seq 1 100); do
+	[ "$(th_exec cat "/proc/$pid/comm" 2>/dev/null)" = sleep ] && break
+	sleep 0.1
+done
 assert_match "MainPID runs sleep as 4242" '^sleep Uid:	4242	4242	4242	4242$' \
 	"$(th_exec sh -c "printf '%s ' \$(cat /proc/$pid/comm); grep ^Uid: /proc/$pid/status")"
 require_in "stop dp46-main" systemctl stop dp46-main
