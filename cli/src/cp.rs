@@ -19,18 +19,19 @@
 //! to its layers while mounted), so into a running one cp writes through
 //! its root from a child in its user namespace (cpns.rs).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::OpenOptions;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sdme_core::paths::container_dir;
 
+use crate::cpcheck::{check, ends, is_device, Ends};
+use crate::cpmeta::{fd_path, mknod_like, set_meta, utimens};
 use crate::cpns::{self, Userns};
 use crate::diff::open_upper;
-use crate::layers::{self, resolve, Dir, Entry, Resolved, View, OPAQUE_XATTR};
+use crate::layers::{self, Dir, Entry, Resolved, View, OPAQUE_XATTR};
 use crate::{create, lookup, sys};
 
 /// `NAME:/path` as (NAME, /path); `None` for a host path.
@@ -154,42 +155,6 @@ pub fn cp(src: &str, dst: &str) -> Result<()> {
     .with_context(|| format!("copying {src} to {dst}"))
 }
 
-/// Both ends of a copy, resolved: the source (its name and entry) and
-/// the destination (descended into when it is a directory), with the
-/// name the copy gets and the path shown in messages.
-pub struct Ends {
-    pub s: Resolved,
-    pub sname: OsString,
-    pub se: Entry,
-    pub d: Resolved,
-    pub name: OsString,
-    pub shown: PathBuf,
-}
-
-pub fn ends(sroot: View, spath: &Path, droot: View, dpath: &Path) -> Result<Ends> {
-    // The source's last symlink is copied as a link, as `cp -a` does.
-    let mut s = resolve(sroot, spath, false).with_context(|| spath.display().to_string())?;
-    let (Some(sname), Some(se)) = (s.name.clone(), s.entry.take()) else {
-        bail!("{}: no such file or directory", spath.display());
-    };
-    let mut d = resolve(droot, dpath, true).with_context(|| dpath.display().to_string())?;
-    let name = if d.is_dir() {
-        d.descend()?;
-        sname.clone()
-    } else {
-        d.name.take().context("destination has no name")?
-    };
-    let shown = d.path().join(&name);
-    Ok(Ends {
-        s,
-        sname,
-        se,
-        d,
-        name,
-        shown,
-    })
-}
-
 /// Copy `spath` of the tree `sroot` to `dpath` of the tree `droot`: into
 /// it under the source's name when it is a directory. Device nodes only
 /// when `devices` (the destination is a container).
@@ -219,67 +184,6 @@ fn copy_path(sroot: View, spath: &Path, droot: View, dpath: &Path, devices: bool
     )
 }
 
-pub(crate) fn is_device(ft: std::fs::FileType) -> bool {
-    ft.is_char_device() || ft.is_block_device()
-}
-
-/// What [`copy`] would refuse, found without writing: a directory onto a
-/// non-directory or the reverse, a device node out of a container, an
-/// unknown file type. `dv` is the destination directory (`None`: not
-/// there yet, so nothing in it is in the way).
-pub(crate) fn check(
-    sv: &View,
-    se: &Entry,
-    sname: &OsStr,
-    dv: Option<&View>,
-    dname: &OsStr,
-    shown: &Path,
-    devices: bool,
-) -> Result<()> {
-    let ft = se.meta.file_type();
-    let existing = dv.map(|v| v.lookup(dname)).transpose()?.flatten();
-    let dst_dir = existing.as_ref().map(|e| e.meta.is_dir());
-    if ft.is_dir() {
-        if dst_dir == Some(false) {
-            bail!("{}: exists and is not a directory", shown.display());
-        }
-        let dchild = match dv {
-            Some(v) if dst_dir == Some(true) => Some(v.child(dname)?),
-            _ => None,
-        };
-        let schild = sv.child(sname)?;
-        for n in schild.names()? {
-            if let Some(e) = schild.lookup(&n)? {
-                check(
-                    &schild,
-                    &e,
-                    &n,
-                    dchild.as_ref(),
-                    &n,
-                    &shown.join(&n),
-                    devices,
-                )?;
-            }
-        }
-        return Ok(());
-    }
-    if dst_dir == Some(true) {
-        bail!("{}: is a directory", shown.display());
-    }
-    if is_device(ft) && !devices {
-        // A container's device node would give the host's users its
-        // device (a world-writable disk, say).
-        bail!(
-            "{}: a device node is not copied out of a container",
-            shown.display()
-        );
-    }
-    if !(ft.is_file() || ft.is_symlink() || is_device(ft) || ft.is_fifo() || ft.is_socket()) {
-        bail!("{}: unknown file type", shown.display());
-    }
-    Ok(())
-}
-
 /// Make every directory of the stack exist in the upper layer, copied up
 /// from the lower one (mode, owners, times).
 pub fn ensure_upper(r: &mut Resolved) -> Result<()> {
@@ -302,63 +206,6 @@ pub fn ensure_upper(r: &mut Resolved) -> Result<()> {
         v.upper = Some(d);
     }
     Ok(())
-}
-
-/// Make at `target` a device node, FIFO or socket of the type (and
-/// device number) of `meta`, private (0600) until its metadata is set.
-pub(crate) fn mknod_like(target: &Path, meta: &std::fs::Metadata, shown: &Path) -> Result<()> {
-    let c = cstr(target)?;
-    // SAFETY: a valid C string.
-    let r = unsafe { libc::mknod(c.as_ptr(), meta.mode() & libc::S_IFMT | 0o600, meta.rdev()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("creating {}", shown.display()));
-    }
-    Ok(())
-}
-
-pub(crate) fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).context("path with a NUL byte")
-}
-
-pub(crate) fn utimens(p: &Path, m: &std::fs::Metadata, flags: i32) -> Result<()> {
-    let t = [
-        libc::timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec(),
-        },
-    ];
-    let c = cstr(p)?;
-    // SAFETY: a valid C string and two timespecs.
-    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), flags) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("setting times");
-    }
-    Ok(())
-}
-
-/// Owner, xattrs, mode and times of `m` onto `p` (a `/proc/self/fd/FD`
-/// path, followed to exactly that inode; never a symlink). chown first:
-/// it clears set-ID bits and file capabilities.
-pub(crate) fn set_meta(
-    p: &Path,
-    m: &std::fs::Metadata,
-    xattrs: &[(String, Vec<u8>)],
-) -> Result<()> {
-    std::os::unix::fs::chown(p, Some(m.uid()), Some(m.gid())).context("setting the owner")?;
-    for (k, v) in xattrs {
-        layers::set_xattr(p, k, v)?;
-    }
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-        .context("setting the mode")?;
-    utimens(p, m, 0)
-}
-
-pub(crate) fn fd_path(fd: &impl std::os::fd::AsRawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Copy the entry `sname` of `sv` to `dname` in `dv` (whose upper layer
@@ -463,9 +310,11 @@ fn resolved_names(r: &Resolved) -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpmeta::cstr;
     use crate::layers::tests::{root, whiteout};
-    use crate::layers::{get_xattr, is_opaque};
+    use crate::layers::{get_xattr, is_opaque, resolve};
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn specs() {

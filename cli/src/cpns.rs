@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cp::{check, ends, fd_path, mknod_like, set_meta, utimens, Ends};
+use crate::cpcheck::{check, ends, is_device, Ends};
+use crate::cpmeta::{fd_path, mknod_like, set_meta, utimens};
 use crate::layers::{self, Dir, Entry, View};
 
 /// The user namespace of a running guest: its file, and the guest IDs
@@ -162,7 +163,7 @@ fn snapshot(
         Kind::File(sdir.open_file(sname)?)
     } else if ft.is_symlink() {
         Kind::Link(sdir.read_link(sname)?)
-    } else if crate::cp::is_device(ft) {
+    } else if is_device(ft) {
         bail!(
             "{}: a device node cannot be made from inside {}'s user namespace",
             shown.display(),

@@ -5,6 +5,8 @@
 mod complete;
 mod config;
 mod cp;
+mod cpcheck;
+mod cpmeta;
 mod cpns;
 mod create;
 mod diff;
