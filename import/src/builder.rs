@@ -29,16 +29,15 @@ use sha2::{Digest, Sha256};
 use crate::budget::human;
 use crate::buildcache::base_key;
 use crate::buildcopy::copy_step;
-use crate::buildhost::{host_base, HOST_MAX_SIZE};
+use crate::buildhost::host_base;
+use crate::buildlayer::{copy_opts, skip_state_dir, store_layer, RUN_DIR};
+pub use crate::buildopts::Opts;
 use crate::buildrun::{failure, run_streaming, step_command, LAST_LINES};
 use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to_date, Planned};
-use crate::copy::{copy_tree, CopyOpts, Stats};
+use crate::copy::{copy_tree, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
 use crate::{buildpost, buildtrash, cancel, import};
-
-/// Where the build's overlay is mounted (one directory per build name).
-pub(crate) const RUN_DIR: &str = "/run/sdme/build";
 
 /// The longest overlay mount data: the legacy mount(2) call copies at
 /// most a page of options.
@@ -149,35 +148,6 @@ fn file_hash(path: &Path) -> Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
-}
-
-/// How a build runs: the build unit's (`sdme-build --if-changed`) or
-/// `sdme fs build`'s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Opts {
-    /// Nothing to do when the rootfs exists and was built from the same
-    /// base and steps (the build unit).
-    pub if_changed: bool,
-    /// Replace an existing rootfs of the same name (the build unit, and
-    /// `sdme fs build -f`); without it an existing rootfs is refused
-    /// before anything runs.
-    pub replace: bool,
-    /// Run every step (and snapshot the host again) instead of reusing
-    /// cached layers; the new layers replace the cached ones.
-    pub no_cache: bool,
-    /// The largest snapshot of the host's `/` (a build without
-    /// `From=`), in bytes of file data.
-    pub max_size: u64,
-}
-
-impl Opts {
-    /// What the build unit does.
-    pub const UNIT: Opts = Opts {
-        if_changed: true,
-        replace: true,
-        no_cache: false,
-        max_size: HOST_MAX_SIZE,
-    };
 }
 
 /// Build `b` into the store at `state_dir`, as `opts` says.
@@ -334,46 +304,6 @@ fn copy_result(view: &Path, root: &Path, state_dir: &Path, lowers: &[PathBuf]) -
     let skip = skip_state_dir(view, state_dir);
     copy_tree(view, root, &copy_opts(&skip, lowers))
         .with_context(|| format!("cannot copy the result into {}", root.display()))
-}
-
-/// How a build copies (a `Copy=` step, the host snapshot, the result):
-/// owners kept (a build runs as root), within one file system, the
-/// directories `skip_dirs` copied empty, files of `link_from` linked.
-pub(crate) fn copy_opts<'a>(skip_dirs: &'a [(u64, u64)], link_from: &'a [PathBuf]) -> CopyOpts<'a> {
-    CopyOpts {
-        same_owner: true,
-        one_file_system: true,
-        budget: None,
-        progress: None,
-        skip_dirs,
-        link_from,
-    }
-}
-
-/// Rename the finished layer `new` to `target`. A layer already there
-/// is kept when the same step of another build finished first (same
-/// inputs, and another build may be using it), and replaced with
-/// `replace` (`--no-cache`: the new run is what was asked for).
-pub(crate) fn store_layer(new: &Path, target: &Path, replace: bool) -> Result<()> {
-    let r = match fs::symlink_metadata(target) {
-        Ok(_) if replace => crate::store::rename2(new, target, libc::RENAME_EXCHANGE),
-        Ok(_) => Ok(()),
-        Err(_) => fs::rename(new, target),
-    };
-    if let Err(e) = r {
-        let _ = remove_tree(new);
-        return Err(e).with_context(|| format!("cannot store the layer {}", target.display()));
-    }
-    // After an exchange `new` holds the old layer; kept: the new one.
-    remove_tree(new)
-}
-
-pub(crate) fn skip_state_dir(merged: &Path, state_dir: &Path) -> Vec<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let rel = state_dir.strip_prefix("/").unwrap_or(state_dir);
-    fs::symlink_metadata(merged.join(rel))
-        .map(|m| vec![(m.dev(), m.ino())])
-        .unwrap_or_default()
 }
 
 /// A build in progress: the overlay mount point and the layer directory;
@@ -788,6 +718,7 @@ fn mkdir_all(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buildopts::HOST_MAX_SIZE;
 
     #[test]
     fn a_build_holds_its_base_in_use() {

@@ -26,7 +26,7 @@ use sdme_core::mountinfo::MountEntry;
 use sdme_core::paths::{container_dir, unit_dirs};
 use sdme_core::search::{search, FileType, UnitName};
 
-use crate::builder::RUN_DIR;
+use crate::buildlayer::RUN_DIR;
 
 /// Where a container's tree is read from.
 #[derive(Debug, PartialEq, Eq)]

@@ -24,13 +24,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::budget::{human, Budget};
-use crate::builder::{copy_opts, skip_state_dir, Opts};
+use crate::buildlayer::{copy_opts, skip_state_dir, store_layer};
+use crate::buildopts::Opts;
 use crate::cancel;
 use crate::copy::{copy_tree, CopyOpts};
 use crate::store::remove_tree;
-
-/// The default bound of a host snapshot: sdme-import's `--max-size`.
-pub const HOST_MAX_SIZE: u64 = 50 << 30;
 
 /// Directories of the host copied empty (see the module's doc).
 pub const HIDDEN: [&str; 5] = [
@@ -68,7 +66,7 @@ pub fn host_base(
         let _ = remove_tree(&tmp);
         return Err(e);
     }
-    crate::builder::store_layer(&tmp, &dir, opts.no_cache)?;
+    store_layer(&tmp, &dir, opts.no_cache)?;
     let _ = writeln!(
         out,
         "the host's / copied as the base in {:.1} s",

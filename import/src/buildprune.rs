@@ -17,7 +17,8 @@ use anyhow::{bail, Context, Result};
 use sdme_core::build::Build;
 
 use crate::buildcache::base_key;
-use crate::builder::{base, RUN_DIR};
+use crate::builder::base;
+use crate::buildlayer::RUN_DIR;
 use crate::buildsteps::plan;
 use crate::meta::Meta;
 use crate::store::{remove_tree, Store};
