@@ -18,7 +18,7 @@ use crate::timespan::parse_timespan;
 use crate::value::check_abs_path;
 
 use super::environment::{assignments, check_env_word};
-use super::model::ImageUse;
+use super::image_use::ImageUse;
 use super::network::check_pod_ref;
 
 /// The application of a container.

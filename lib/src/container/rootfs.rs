@@ -9,7 +9,8 @@ use crate::sections::Shared;
 use crate::syntax::{Entry, Location};
 use crate::value::{check_abs_path, check_overlay_path};
 
-use super::model::{ImageUse, Rootfs};
+use super::image_use::ImageUse;
+use super::model::Rootfs;
 
 pub(super) struct RootfsKeys {
     rootfs: Rootfs,
