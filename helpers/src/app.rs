@@ -21,16 +21,16 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sdme_core::app::{check_app_user, parse_app_exit, parse_volume, AppExit};
 use sdme_core::app_unit::{
     app_root_in_guest, render_app_unit, AppRun, AppSettings, ImageConfig, APP_UNIT,
     DROP_PRIVS_IN_APP,
 };
 
-use crate::fsutil::{container_rel_path, DirAttrs, Entry, Lower, SafeDir};
+use crate::fsutil::{container_rel_path, rel_names, DirAttrs, Entry, Lower, SafeDir};
+use crate::hostdir::ensure_host_dir;
 use crate::overlay;
 
 /// The first line of the unit sdme-prepare writes: a file with it is
@@ -39,121 +39,6 @@ const UNIT_MARK: &str = "# Written by sdme-prepare";
 
 /// Where the units of the guest's administrator live (the upper layer's).
 const SYSTEM_DIR: &str = "etc/systemd/system";
-
-/// The `--app*` and `--volume` options, gathered while parsing.
-#[derive(Default)]
-pub struct AppArgs {
-    name: Option<String>,
-    at: Option<String>,
-    exec: Vec<String>,
-    args: Vec<String>,
-    user: Option<String>,
-    env: Vec<String>,
-    workdir: Option<String>,
-    volumes: Vec<String>,
-    exit: Option<String>,
-    stop_timeout: Option<String>,
-    /// The first option given, for the message when `--app` is missing.
-    first: Option<&'static str>,
-}
-
-impl AppArgs {
-    /// Take `key=value` if it is one of these options.
-    pub fn take(
-        &mut self,
-        key: &str,
-        value: &mut dyn FnMut(&str) -> Result<String>,
-    ) -> Result<bool> {
-        let k: &'static str = match key {
-            "--app" => "--app",
-            "--app-at" => "--app-at",
-            "--app-exec" => "--app-exec",
-            "--app-args" => "--app-args",
-            "--app-user" => "--app-user",
-            "--app-env" => "--app-env",
-            "--app-workdir" => "--app-workdir",
-            "--volume" => "--volume",
-            "--app-exit" => "--app-exit",
-            "--app-stop-timeout" => "--app-stop-timeout",
-            _ => return Ok(false),
-        };
-        let v = value(k)?;
-        match k {
-            "--app" => self.name = Some(v),
-            "--app-at" => self.at = Some(v),
-            "--app-exec" => self.exec.push(v),
-            "--app-args" => self.args.push(v),
-            "--app-user" => self.user = Some(v),
-            "--app-env" => self.env.push(v),
-            "--app-workdir" => self.workdir = Some(v),
-            "--volume" => self.volumes.push(v),
-            "--app-exit" => self.exit = Some(v),
-            _ => self.stop_timeout = Some(v),
-        }
-        self.first.get_or_insert(k);
-        Ok(true)
-    }
-
-    /// The settings, checked as the generator checked them.
-    pub fn finish(self) -> Result<Option<AppSettings>> {
-        let Some(name) = self.name else {
-            return match self.first {
-                Some(k) => bail!("{k} goes with --app=ROOTFS only"),
-                None => Ok(None),
-            };
-        };
-        sdme_core::name::check_rootfs_name(&name).map_err(|e| anyhow!("--app={name}: {e}"))?;
-        let opt = |k: &str, r: Result<(), String>, v: &str| {
-            r.map_err(|e| anyhow!("{k}={}: {e}", v.escape_default()))
-        };
-        if let Some(u) = &self.user {
-            opt("--app-user", check_app_user(u), u)?;
-        }
-        for e in &self.env {
-            let ok = e
-                .split_once('=')
-                .is_some_and(|(n, _)| sdme_core::escape::is_env_name(n));
-            opt(
-                "--app-env",
-                ok.then_some(()).ok_or_else(|| "not NAME=VALUE".into()),
-                e,
-            )?;
-        }
-        if let Some(w) = &self.workdir {
-            opt(
-                "--app-workdir",
-                sdme_core::value::check_abs_path(w, "working directory"),
-                w,
-            )?;
-        }
-        let volumes = (self.volumes.iter())
-            .map(|v| parse_volume(v).map_err(|e| anyhow!("--volume={}: {e}", v.escape_default())))
-            .collect::<Result<Vec<_>>>()?;
-        let exit = match &self.exit {
-            Some(v) => parse_app_exit(v).map_err(|e| anyhow!("--app-exit={v}: {e}"))?,
-            None => AppExit::Restart,
-        };
-        let stop_timeout = match &self.stop_timeout {
-            Some(v) => Some(
-                sdme_core::timespan::parse_timespan(v)
-                    .map_err(|e| anyhow!("--app-stop-timeout={v}: {e}"))?,
-            ),
-            None => None,
-        };
-        Ok(Some(AppSettings {
-            at: self.at.unwrap_or_else(|| "App=".into()),
-            name,
-            exec: (!self.exec.is_empty()).then_some(self.exec),
-            args: (!self.args.is_empty()).then_some(self.args),
-            user: self.user,
-            environment: self.env,
-            working_directory: self.workdir,
-            volumes,
-            exit,
-            stop_timeout,
-        }))
-    }
-}
 
 /// Where the host keeps what the application needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,10 +176,10 @@ pub fn prepare(
     // Left by a stop that could not finish: the binds must go before the
     // overlay is mounted again.
     unmount(state)?;
-    crate::prepare::ensure_host_dir(&app, 0o755)?;
-    crate::prepare::ensure_host_dir(&app.join("upper"), 0o755)?;
-    crate::prepare::ensure_host_dir(&app.join("work"), 0o700)?;
-    crate::prepare::ensure_host_dir(&merged, 0o755)?;
+    ensure_host_dir(&app, 0o755)?;
+    ensure_host_dir(&app.join("upper"), 0o755)?;
+    ensure_host_dir(&app.join("work"), 0o700)?;
+    ensure_host_dir(&merged, 0o755)?;
     let upper = SafeDir::open(&app.join("upper"))?;
     // Mount points in the app's upper layer, as in the container's: made
     // where the image has nothing, never over a symlink.
@@ -308,8 +193,7 @@ pub fn prepare(
         let src = match &v.source {
             Some(src) => {
                 let src = PathBuf::from(src);
-                crate::prepare::ensure_host_dir(&src, 0o755)
-                    .with_context(|| format!("Volume={}", v.spec()))?;
+                ensure_host_dir(&src, 0o755).with_context(|| format!("Volume={}", v.spec()))?;
                 src
             }
             None => {
@@ -327,7 +211,7 @@ pub fn prepare(
     let key = format!("{machine}@app");
     match userns_base {
         Some(base) => crate::idmap::mount_overlay(&key, &lower_path, &app, &merged, base)?,
-        None => crate::prepare::mount_overlay(&lower_path, &app)?,
+        None => overlay::mount_overlay(&lower_path, &app)?,
     }
     let r = mount_binds(dirs, &merged, userns_base, &sources);
     if r.is_err() {
@@ -341,9 +225,9 @@ pub fn prepare(
 fn new_volume(dir: &Path, attrs: DirAttrs) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::symlink_metadata(dir).is_ok() {
-        return crate::prepare::ensure_host_dir(dir, attrs.mode);
+        return ensure_host_dir(dir, attrs.mode);
     }
-    crate::prepare::ensure_host_dir(dir, attrs.mode)?;
+    ensure_host_dir(dir, attrs.mode)?;
     std::os::unix::fs::lchown(dir, Some(attrs.uid), Some(attrs.gid))
         .with_context(|| format!("cannot chown {}", dir.display()))?;
     // chown clears the set-id bits.
@@ -394,13 +278,7 @@ fn open_beneath(root: &Path, rel: &Path, dir: bool) -> Result<OwnedFd> {
         .map_err(|e| anyhow!("cannot open {}: {e}", root.display()))?;
     // SAFETY: a fresh fd.
     let mut cur = unsafe { OwnedFd::from_raw_fd(fd) };
-    let names: Vec<&OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let names = rel_names(rel);
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
         let flags = if last && !dir {
@@ -434,7 +312,7 @@ fn last_is_symlink(fd: &OwnedFd) -> Result<bool> {
 
 /// Unmount the application's tree (its binds, then its overlay), latest
 /// first; nothing mounted is no error. Never lazily, as for the
-/// container's overlay ([`crate::prepare::unmount`]).
+/// container's overlay (prepare.rs).
 pub fn unmount(state: &Path) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
     let merged = app_state(state).join("merged");
@@ -582,46 +460,6 @@ mod tests {
     }
 
     #[test]
-    fn options() {
-        let parse = |args: &[(&str, &str)]| {
-            let mut a = AppArgs::default();
-            for (k, v) in args {
-                assert!(a.take(k, &mut |_| Ok(v.to_string())).unwrap());
-            }
-            a.finish()
-        };
-        assert!(parse(&[]).unwrap().is_none());
-        let e = parse(&[("--volume", "/a")]).unwrap_err().to_string();
-        assert_eq!(e, "--volume goes with --app=ROOTFS only");
-        let s = parse(&[
-            ("--app", "web"),
-            ("--app-at", "/f:2"),
-            ("--app-exec", "/bin/sh"),
-            ("--app-exec", "-c"),
-            ("--app-env", "A=1"),
-            ("--volume", "/s:/d:ro"),
-            ("--app-exit", "stop"),
-            ("--app-stop-timeout", "infinity"),
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(s.exec, Some(vec!["/bin/sh".to_string(), "-c".into()]));
-        assert_eq!(s.args, None);
-        assert_eq!(s.exit, AppExit::Stop);
-        assert_eq!(s.stop_timeout, Some(None));
-        assert!(s.volumes[0].read_only);
-        for bad in [
-            ("--app-env", "1=2"),
-            ("--volume", "rel"),
-            ("--app-exit", "x"),
-            ("--app-user", "a b"),
-        ] {
-            assert!(parse(&[("--app", "web"), bad]).is_err(), "{bad:?}");
-        }
-        assert!(parse(&[("--app", "../x")]).is_err());
-    }
-
-    #[test]
     fn the_unit_is_written_and_removed() {
         let t = tempfile::tempdir().unwrap();
         let upper = SafeDir::open(t.path()).unwrap();
@@ -706,7 +544,10 @@ mod tests {
         for (machine, base) in [("plain", None), ("mapped", Some(0x0020_0000u32))] {
             let state = t.path().join(machine);
             let mut s = settings();
-            s.volumes = vec![parse_volume(&format!("{}:/srv/h:ro", host.display())).unwrap()];
+            s.volumes =
+                vec![
+                    sdme_core::app::parse_volume(&format!("{}:/srv/h:ro", host.display())).unwrap(),
+                ];
             let run = prepare(&d, machine, &state, base, &s).unwrap();
             assert_eq!(run.volumes.len(), 2);
             let merged = state.join("app/merged");
@@ -764,7 +605,7 @@ mod tests {
         }
         // A volume through a symlink of the image is refused.
         let mut s = settings();
-        s.volumes = vec![parse_volume("/escape/x").unwrap()];
+        s.volumes = vec![sdme_core::app::parse_volume("/escape/x").unwrap()];
         let state = t.path().join("bad");
         let e = format!("{:#}", prepare(&d, "bad", &state, None, &s).unwrap_err());
         unmount(&state).unwrap();

@@ -6,12 +6,11 @@
 //! owned by 0 on disk (the container's root), as it does for /tmp and
 //! /root (see [`crate::prepare::ensure_mount_points`]).
 
-use std::ffi::OsStr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::fsutil::{DirAttrs, Entry, Lower, SafeDir};
+use crate::fsutil::{rel_names, DirAttrs, Entry, Lower, SafeDir};
 
 /// What the merged view (upper over lower) has at a path.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,13 +53,7 @@ pub fn ensure(upper: &SafeDir, lower: &Lower, rel: &Path, file: bool) -> Result<
 
 /// Walk `rel` through both layers without following anything.
 fn look(upper: &SafeDir, lower: &Lower, rel: &Path) -> Result<Seen> {
-    let names: Vec<&OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let names = rel_names(rel);
     // Below an opaque upper directory, or an upper directory over a lower
     // non-directory, the lower layer is not seen.
     let mut lower_seen = true;

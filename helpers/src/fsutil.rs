@@ -49,6 +49,17 @@ pub fn container_rel_path(p: &str) -> Result<PathBuf> {
     Ok(rel)
 }
 
+/// The names of a relative path (one [`container_rel_path`] returned):
+/// its normal components, to open one at a time.
+pub fn rel_names(rel: &Path) -> Vec<&OsStr> {
+    rel.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Check a host path given on the command line: absolute, no `..`.
 pub fn check_host_path(what: &str, p: &str) -> Result<PathBuf> {
     let path = Path::new(p);

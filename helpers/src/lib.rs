@@ -19,6 +19,7 @@ pub mod droppriv;
 pub mod explain;
 pub mod fsutil;
 pub mod guest;
+pub mod hostdir;
 pub mod idmap;
 pub mod journal;
 pub mod mountinfo;

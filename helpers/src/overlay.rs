@@ -65,3 +65,20 @@ pub fn overlay_options(lower: &Path, state: &Path) -> Result<String> {
     }
     Ok(opts)
 }
+
+/// Mount the overlay at STATE/merged unless one is mounted there already.
+pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
+    let merged = merged_dir(state);
+    if overlay_mounted(&merged)? {
+        return Ok(());
+    }
+    let data = overlay_options(lower, state)?;
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| anyhow!("cannot mount overlay on {} ({data}): {e}", merged.display()))
+}

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::fsutil::{check_host_path, container_rel_path, DirAttrs, Entry, Lower, SafeDir};
+use crate::hostdir::ensure_host_dir;
 use crate::mountinfo;
 use crate::overlay;
 
@@ -213,7 +214,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
     let mut mount = false;
     let mut unmount = false;
     let mut mount_unit = false;
-    let mut app = crate::app::AppArgs::default();
+    let mut app = sdme_core::app_options::AppOptions::default();
     let mut positional = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -273,11 +274,11 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options> {
                     _ => bail!("{USAGE}"),
                 }
             }
-            _ if app.take(&key, &mut |k| value(k))? => {}
+            _ if app.take(&key, &mut value)? => {}
             _ => bail!("unknown option {key}\n{USAGE}"),
         }
     }
-    let app = app.finish()?;
+    let app = app.finish().map_err(|e| anyhow!(e))?;
     let machine = match positional.as_slice() {
         [m] => m.clone(),
         [] => bail!("no machine name given\n{USAGE}"),
@@ -491,40 +492,6 @@ fn open_lower(opts: &Options, lower: &Path) -> Result<Lower> {
         Err(e) => bail!("cannot access lower directory {}: {e}", lower.display()),
     }
     Lower::open(lower)
-}
-
-/// Create `dir` (and missing parents) with `mode`; an existing directory is
-/// kept as it is, anything else there is an error.
-pub(crate) fn ensure_host_dir(dir: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => return Ok(()),
-        Ok(m) if m.file_type().is_symlink() => {
-            bail!("{} is a symlink; refusing to use it", dir.display())
-        }
-        Ok(_) => bail!("{} exists and is not a directory", dir.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => bail!("cannot access {}: {e}", dir.display()),
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-    }
-    match std::fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return ensure_host_dir(dir, mode)
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-    // The umask may have narrowed the mode.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot chmod {}", dir.display()))
 }
 
 /// systemd-nspawn (256+) mounts a tmpfs on /run/systemd/nspawn/unix-export/
@@ -974,7 +941,7 @@ fn prepare_layers(opts: &Options) -> Result<Report> {
             Some(base) => {
                 crate::idmap::mount_overlay(&opts.machine, lower_path, state, &merged, base)?
             }
-            None => mount_overlay(lower_path, state)?,
+            None => overlay::mount_overlay(lower_path, state)?,
         }
         report.mounted = true;
     }
@@ -1100,23 +1067,6 @@ fn stub(etc: &SafeDir, lower: &Lower, name: &str, always: bool) -> Result<()> {
         etc.write_file(n, STUB.as_bytes(), 0o644)?;
     }
     Ok(())
-}
-
-/// Mount the overlay at STATE/merged unless one is mounted there already.
-pub fn mount_overlay(lower: &Path, state: &Path) -> Result<()> {
-    let merged = overlay::merged_dir(state);
-    if overlay::overlay_mounted(&merged)? {
-        return Ok(());
-    }
-    let data = overlay::overlay_options(lower, state)?;
-    nix::mount::mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| anyhow!("cannot mount overlay on {} ({data}): {e}", merged.display()))
 }
 
 /// Unmount STATE/merged if an overlay is mounted there (the container's

@@ -92,7 +92,7 @@ fn file_users(name: &str, dirs: &[PathBuf]) -> Vec<String> {
             Ok(c) if c.rootfs == Rootfs::Named(name.to_string()) => {
                 Some(format!("{} (Rootfs={name})", f.path.display()))
             }
-            Ok(c) if c.app.as_ref().is_some_and(|a| a.rootfs == name) => {
+            Ok(c) if c.app.as_ref().is_some_and(|a| a.rootfs() == name) => {
                 Some(format!("{} (App=, rootfs {name})", f.path.display()))
             }
             _ => None,

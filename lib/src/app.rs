@@ -61,16 +61,24 @@ fn check_user_part(s: &str, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `AppUser=`: `NAME`, `UID`, `NAME:GROUP`, `UID:GID` (or a mix), as an
-/// image's `User` is written; resolved in the image by sdme-drop-privs(8).
-pub fn check_app_user(v: &str) -> Result<(), String> {
+/// `AppUser=` (and an image's `User`): `NAME`, `UID`, `NAME:GROUP`,
+/// `UID:GID` or a mix, split into the user and the optional group. The
+/// one parser of this syntax: the generator checks the key with it and
+/// sdme-drop-privs(8) splits the value it resolves in the image.
+pub fn split_app_user(v: &str) -> Result<(&str, Option<&str>), String> {
     match v.split_once(':') {
         Some((u, g)) => {
             check_user_part(u, "user")?;
-            check_user_part(g, "group")
+            check_user_part(g, "group")?;
+            Ok((u, Some(g)))
         }
-        None => check_user_part(v, "user"),
+        None => check_user_part(v, "user").map(|()| (v, None)),
     }
+}
+
+/// `AppUser=`: whether [`split_app_user`] takes it.
+pub fn check_app_user(v: &str) -> Result<(), String> {
+    split_app_user(v).map(|_| ())
 }
 
 /// `Volume=`: `/path` (an anonymous volume, kept under
@@ -173,6 +181,8 @@ mod tests {
             "a.b$",
         ] {
             assert_eq!(check_app_user(ok), Ok(()), "{ok}");
+            let (u, g) = split_app_user(ok).unwrap();
+            assert_eq!(g.map_or(u.to_string(), |g| format!("{u}:{g}")), ok);
         }
         for bad in [
             "",
@@ -182,7 +192,10 @@ mod tests {
             "a:b:c",
             "4294967295",
             "1:99999999999",
+            "99999999999",
+            "1:4294967295",
             "a b",
+            "a\nb",
             "a/b",
         ] {
             assert!(check_app_user(bad).is_err(), "{bad:?}");

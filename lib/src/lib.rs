@@ -30,6 +30,7 @@
 //!   rules every one of them relies on.
 
 pub mod app;
+pub mod app_options;
 pub mod app_unit;
 pub mod bindspec;
 pub mod broken;

@@ -26,7 +26,6 @@
 
 use std::borrow::Cow;
 
-use crate::app::AppExit;
 use crate::build::{build_service_name, Base, Build};
 use crate::capability::capability_name;
 use crate::container::{App, Container, Rootfs};
@@ -170,7 +169,7 @@ impl<'a> Ctx<'a> {
     /// too (a checked name: no escaping).
     fn app_lower(&self) -> Option<String> {
         let a = self.c.app.as_ref()?;
-        let dir = [paths::ROOTFS_DIR, "/", &a.rootfs].concat();
+        let dir = [paths::ROOTFS_DIR, "/", a.rootfs()].concat();
         (dir != self.lower_raw).then_some(dir)
     }
 
@@ -350,33 +349,8 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
 /// image's configuration (read from the rootfs's metadata, which the
 /// generator may not look at) into the guest's `sdme-app.service`.
 fn app_args(x: &Ctx, s: &mut String, a: &App) {
-    s.push_str(" --app=");
-    s.push_str(&a.rootfs);
-    x.word(s, "--app-at=", &a.at.to_string());
-    for w in a.exec.iter().flatten() {
-        x.word(s, "--app-exec=", w);
-    }
-    for w in a.args.iter().flatten() {
-        x.word(s, "--app-args=", w);
-    }
-    if let Some(u) = &a.user {
-        x.word(s, "--app-user=", u);
-    }
-    for e in &a.environment {
-        x.word(s, "--app-env=", e);
-    }
-    if let Some(w) = &a.working_directory {
-        x.word(s, "--app-workdir=", w);
-    }
-    for v in &a.volumes {
-        x.word(s, "--volume=", &v.spec());
-    }
-    if a.exit == AppExit::Stop {
-        s.push_str(" --app-exit=stop");
-    }
-    if let Some(t) = a.stop_timeout {
-        s.push_str(" --app-stop-timeout=");
-        s.push_str(&format_timespan(t));
+    for (k, v) in a.settings.options() {
+        x.word(s, &[k, "="].concat(), &v);
     }
 }
 
@@ -439,7 +413,7 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
         s.push_str(" --bind=");
         s.push_str(&x.dir);
         s.push_str("/app/merged:");
-        s.push_str(&crate::app_unit::app_root_in_guest(&a.rootfs));
+        s.push_str(&crate::app_unit::app_root_in_guest(a.rootfs()));
     }
     for e in &c.environment {
         if e.bytes().all(plain_byte) {
@@ -631,7 +605,7 @@ fn service(x: &Ctx) -> String {
     s.push_str("TimeoutStartSec=");
     s.push_str(&timeout);
     s.push('\n');
-    if let Some(t) = c.app.as_ref().and_then(|a| a.stop_timeout) {
+    if let Some(t) = c.app.as_ref().and_then(|a| a.settings.stop_timeout) {
         // The guest's shutdown waits for the app's stop timeout first:
         // the container's own (90 s by default) must not cut it short.
         s.push_str("TimeoutStopSec=");

@@ -7,6 +7,8 @@
 //! primary gid plus every group that lists the user's name, as initgroups
 //! (and so systemd's `User=`) makes them.
 
+use sdme_core::app::split_app_user;
+
 use super::etc::{parse_id, Group, User};
 
 /// What the process becomes.
@@ -27,28 +29,15 @@ pub enum IdError {
     NoGroup(String),
 }
 
-/// Split USER into the user part and the optional group part.
+/// Split USER into the user part and the optional group part, with the
+/// parser that checks `AppUser=` (sdme-core), so the generator and this
+/// helper never disagree on what a valid USER is.
 pub fn split_spec(spec: &str) -> Result<(&str, Option<&str>), IdError> {
-    let bad = || {
+    split_app_user(spec).map_err(|e| {
         IdError::Syntax(format!(
-            "user {spec:?}: expected NAME, UID, NAME:GROUP or UID:GID"
+            "user {spec:?}: {e} (expected NAME, UID, NAME:GROUP or UID:GID)"
         ))
-    };
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let ok = |s: &str| !s.is_empty() && !s.contains([':', '\n', '\0']) && s.len() <= 256;
-    if !ok(user) || group.is_some_and(|g| !ok(g)) {
-        return Err(bad());
-    }
-    if user.bytes().all(|b| b.is_ascii_digit()) && parse_id(user).is_none() {
-        return Err(bad());
-    }
-    if group.is_some_and(|g| g.bytes().all(|b| b.is_ascii_digit()) && parse_id(g).is_none()) {
-        return Err(bad());
-    }
-    Ok((user, group))
+    })
 }
 
 fn numeric(s: &str) -> Option<u32> {

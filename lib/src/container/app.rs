@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::app::{check_app_user, parse_app_exit, parse_app_image, parse_volume};
 use crate::app::{AppExit, AppImage, Volume};
+use crate::app_unit::AppSettings;
 use crate::diag::Diag;
 use crate::escape::split_words;
 use crate::search::UnitName;
@@ -25,29 +26,23 @@ use super::network::check_pod_ref;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
     pub image: AppImage,
-    /// The application's rootfs name (`/var/lib/sdme/rootfs/NAME`), also
-    /// `APP` in `/oci/apps/APP/root`.
-    pub rootfs: String,
     /// `App=REF` or `App=NAME.image`: the image unit that imports the
     /// application's rootfs.
     pub image_use: Option<ImageUse>,
     /// The `App=` line.
     pub at: Location,
-    /// `AppExec=`: replaces the image's Entrypoint and Cmd.
-    pub exec: Option<Vec<String>>,
-    /// `AppArgs=`: replaces the image's Cmd.
-    pub args: Option<Vec<String>>,
-    pub user: Option<String>,
-    /// `NAME=VALUE`, added to (and overriding) the image's Env.
-    pub environment: Vec<String>,
-    pub working_directory: Option<String>,
-    pub volumes: Vec<Volume>,
     /// `AppPod=NAME.pod`: the pod's name and the line.
     pub pod: Option<(String, Location)>,
-    pub exit: AppExit,
-    /// `AppStopTimeout=`; `None`: the guest's default. `infinity` is kept
-    /// as `Some(None)`.
-    pub stop_timeout: Option<Option<Duration>>,
+    /// What sdme-prepare gets (the rootfs name is `settings.name`, also
+    /// `APP` in `/oci/apps/APP/root`).
+    pub settings: AppSettings,
+}
+
+impl App {
+    /// The application's rootfs name (`/var/lib/sdme/rootfs/NAME`).
+    pub fn rootfs(&self) -> &str {
+        &self.settings.name
+    }
 }
 
 /// The application keys read so far.
@@ -156,20 +151,24 @@ impl AppKeys {
             at: at.clone(),
             build: false,
         });
-        Some(App {
-            image,
-            rootfs,
-            image_use,
-            at,
+        let settings = AppSettings {
+            name: rootfs,
+            at: at.to_string(),
             exec: self.exec,
             args: self.args,
             user: self.user,
             environment: self.environment,
             working_directory: self.working_directory,
             volumes: self.volumes.into_values().map(|(v, _)| v).collect(),
-            pod: self.pod.map(|(p, at)| (instance_pod(p, &f.name), at)),
             exit: self.exit,
             stop_timeout: self.stop_timeout,
+        };
+        Some(App {
+            image,
+            image_use,
+            at,
+            pod: self.pod.map(|(p, at)| (instance_pod(p, &f.name), at)),
+            settings,
         })
     }
 }
@@ -235,17 +234,23 @@ mod tests {
             AppImage::Reference("docker.io/library/nginx:1.27".into())
         );
         assert_eq!(a.at.line, 2);
-        assert_eq!(a.exec, Some(vec!["/entry".to_string(), "a b".into()]));
-        assert_eq!(a.args, None);
-        assert_eq!(a.user.as_deref(), Some("101:101"));
-        assert_eq!(a.environment, ["A=1", "B=2 3", "C=4"]);
-        assert_eq!(a.working_directory.as_deref(), Some("/srv"));
-        let paths: Vec<&str> = a.volumes.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            a.settings.exec,
+            Some(vec!["/entry".to_string(), "a b".into()])
+        );
+        assert_eq!(a.settings.args, None);
+        assert_eq!(a.settings.user.as_deref(), Some("101:101"));
+        assert_eq!(a.settings.environment, ["A=1", "B=2 3", "C=4"]);
+        assert_eq!(a.settings.working_directory.as_deref(), Some("/srv"));
+        let paths: Vec<&str> = a.settings.volumes.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(paths, ["/a", "/z"]);
-        assert!(a.volumes[0].read_only && a.volumes[0].source.as_deref() == Some("/h"));
+        assert!(
+            a.settings.volumes[0].read_only
+                && a.settings.volumes[0].source.as_deref() == Some("/h")
+        );
         assert_eq!(a.pod.map(|p| p.0).as_deref(), Some("grp@one"));
-        assert_eq!(a.exit, AppExit::Stop);
-        assert_eq!(a.stop_timeout, Some(Some(Duration::from_secs(60))));
+        assert_eq!(a.settings.exit, AppExit::Stop);
+        assert_eq!(a.settings.stop_timeout, Some(Some(Duration::from_secs(60))));
         assert_eq!(
             unsupported(&app("web", "[Container]\nApp=nginx\n").unwrap()),
             None
@@ -254,7 +259,7 @@ mod tests {
         assert!(unsupported(&a)
             .unwrap()
             .ends_with("x.container:3: AppPod=p.pod is not supported yet by this version"));
-        assert_eq!(a.rootfs, crate::image::inline_rootfs_name("nginx:1"));
+        assert_eq!(a.rootfs(), crate::image::inline_rootfs_name("nginx:1"));
         assert_eq!(
             a.image_use.map(|u| u.inline),
             Some(Some("nginx:1".to_string()))
