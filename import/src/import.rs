@@ -60,16 +60,33 @@ pub(crate) fn in_use(name: &str, path: &Path, with_files: bool, doing: &str) -> 
         return Ok(());
     }
     bail!(
-        "rootfs {name} ({}) is in use by {}; stop those containers \
-         (systemctl stop sdme-NAME){} before {doing}",
+        "rootfs {name} ({}) is in use by {}; {} before {doing}",
         path.display(),
         users.join(", "),
-        if with_files {
-            " and remove or edit those files"
-        } else {
-            ""
-        }
+        what_to_do(&users, with_files)
     )
+}
+
+/// What frees the rootfs from `users`: stop the containers, let the
+/// builds end (a build's step shows as "the build of rootfs NAME"), and
+/// with `with_files` remove or edit the files naming it.
+fn what_to_do(users: &[String], with_files: bool) -> String {
+    let is_build = |u: &String| u.starts_with("the build of");
+    let mut todo = Vec::new();
+    if users.iter().any(|u| !is_build(u)) {
+        todo.push("stop those containers (systemctl stop sdme-NAME)");
+    }
+    if users.iter().any(is_build) {
+        todo.push("let those builds end");
+    }
+    if with_files {
+        todo.push("remove or edit those files");
+    }
+    match todo.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// `--if-missing`: whether the rootfs is there (and from the pinned
@@ -219,4 +236,28 @@ fn read_in_root(root: &Path, rel: &CStr) -> Option<String> {
     let mut s = String::new();
     f.take(64 << 10).read_to_string(&mut s).ok()?;
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_to_do_fits_the_users() {
+        let c = || "container web (sdme-web.service)".to_string();
+        let b = || "the build of rootfs s (its step's overlay at /run/sdme/build/s)".to_string();
+        assert_eq!(
+            what_to_do(&[c()], false),
+            "stop those containers (systemctl stop sdme-NAME)"
+        );
+        assert_eq!(
+            what_to_do(&[b()], true),
+            "let those builds end and remove or edit those files"
+        );
+        assert_eq!(
+            what_to_do(&[c(), b()], true),
+            "stop those containers (systemctl stop sdme-NAME), let those builds end \
+             and remove or edit those files"
+        );
+    }
 }

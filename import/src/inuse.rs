@@ -14,6 +14,8 @@ use sdme_core::inuse::Record;
 use sdme_core::mountinfo::{parse as parse_mountinfo, MountEntry as Mount};
 use sdme_core::search::{search, FileType};
 
+use crate::buildlayer::RUN_DIR;
+
 /// The lower directories of an overlay's options (`lowerdir=a:b`, or the
 /// `lowerdir+=`/`datadir+=` form of newer mount tools).
 fn overlay_lowers(options: &str) -> Vec<String> {
@@ -37,6 +39,18 @@ fn under(p: &str, dir: &str) -> bool {
     p == dir || (p.starts_with(dir) && p[dir.len()..].starts_with('/'))
 }
 
+/// Who an overlay mounted at `mount_point` serves: a build's step
+/// (`sdme fs build` or a build unit) or, by default, a container.
+fn overlay_user(mount_point: &str) -> String {
+    let build = (mount_point.strip_prefix(RUN_DIR))
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|n| !n.is_empty() && !n.contains('/'));
+    match build {
+        Some(n) => format!("the build of rootfs {n} (its step's overlay at {mount_point})"),
+        None => format!("the overlay mounted at {mount_point}"),
+    }
+}
+
 /// Mounts that use `path`.
 fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
     let want = path.to_string_lossy();
@@ -47,7 +61,7 @@ fn mount_users(path: &Path, mounts: &[Mount]) -> Vec<String> {
                 .iter()
                 .any(|l| under(l, &want))
         {
-            out.push(format!("the overlay mounted at {}", m.mount_point));
+            out.push(overlay_user(&m.mount_point));
         }
     }
     // Bind mounts of the tree: same device, a root at or below the tree's
@@ -213,6 +227,20 @@ pub fn users(name: &str, path: &Path, with_files: bool, records: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_overlay_names_the_build() {
+        assert_eq!(
+            overlay_user("/run/sdme/build/web"),
+            "the build of rootfs web (its step's overlay at /run/sdme/build/web)"
+        );
+        for other in ["/run/sdme/build", "/run/sdme/build/", "/run/sdme/build/a/b"] {
+            assert_eq!(
+                overlay_user(other),
+                format!("the overlay mounted at {other}")
+            );
+        }
+    }
 
     #[test]
     fn overlays_and_binds() {

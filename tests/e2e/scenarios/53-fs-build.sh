@@ -90,7 +90,8 @@ assert_match "one from the cache, files linked" "built rootfs u53 \(4 steps, 1 f
 check_in "the change is in the rootfs" grep -qx changed "$st/rootfs/u53/srv/site/index.html"
 
 step "SIGINT during a Run= step stops the build container, keeps the finished layer"
-th_sh "printf '[Build]\nFrom=$base\nRun=echo s53 > /etc/s53\nRun=sleep 300\n' > $W/s53.build"
+# From o53 (built above), which the steps below remove while it is in use.
+th_sh "printf '[Build]\nFrom=o53\nRun=echo s53 > /etc/s53\nRun=sleep 300\n' > $W/s53.build"
 before=$(th_exec ls -A "$st/build/layers" | sort)
 th_sh "(sdme fs build $W/s53.build s53 > $W/s53.log 2>&1; echo \$? > $W/s53.rc) </dev/null >/dev/null 2>&1 &"
 # Bounded wait for a condition: the second step is running.
@@ -101,8 +102,14 @@ done
 check_in "the step is running" pgrep -f "^sleep 300"
 # The build holds its From= rootfs's use lock shared (issue 19): a
 # replacement (exclusive) would wait, a container start (shared) would not.
-check_in "From=$base in use: an exclusive lock waits" sh -c "! flock -n -x $st/import/$base.use true"
-check_in "From=$base: a shared lock is free" flock -n -s "$st/import/$base.use" true
+check_in "From=o53 in use: an exclusive lock waits" sh -c "! flock -n -x $st/import/o53.use true"
+check_in "From=o53: a shared lock is free" flock -n -s "$st/import/o53.use" true
+# A removal of the base while a step's overlay is mounted is refused at
+# once, naming the build.
+out=$(th_exec sdme-import --remove o53 2>&1; echo "rc=$?")
+printf '%s\n' "$out"
+assert_match "--remove of a build's base is refused, naming the build" "^sdme-import: rootfs o53 \($st/rootfs/o53\) is in use by the build of rootfs s53 \(its step's overlay at /run/sdme/build/s53\); let those builds end and remove or edit those files before removing it
+rc=1$" "$out"
 th_exec pkill -INT -f "^sdme fs build $W/s53.build" || fail "no sdme fs build to interrupt"
 for _ in $(seq 1 300); do
 	th_exec test -e "$W/s53.rc" && break
@@ -114,6 +121,31 @@ check_in "no build container, mount or unfinished layer" sh -c "! systemctl is-a
 check_in "no rootfs s53" test ! -e "$st/rootfs/s53"
 after=$(th_exec ls -A "$st/build/layers" | sort)
 assert_eq "one layer more: the finished first step" 1 "$(comm -13 <(echo "$before") <(echo "$after") | grep -c .)"
+
+step "a removal waits for the base's use lock, and says why"
+# What a build holds between its steps, and a container while it is
+# prepared (checked above): the use lock, shared. Held here by flock.
+th_sh "(flock -s $st/import/o53.use sleep 600) </dev/null >/dev/null 2>&1 &"
+for _ in $(seq 1 100); do
+	th_exec sh -c "! flock -n -x $st/import/o53.use true" && break
+	sleep 0.1
+done
+th_sh "(sdme-import --remove o53 > $W/rm53.log 2>&1; echo \$? > $W/rm53.rc) </dev/null >/dev/null 2>&1 &"
+for _ in $(seq 1 300); do
+	th_exec grep -q "waiting for rootfs o53's users" "$W/rm53.log" && break
+	sleep 0.1
+done
+rm_log=$(th_exec cat "$W/rm53.log" 2>&1 || true)
+printf '%s\n' "$rm_log"
+assert_match "sdme-import --remove says what it waits for" "^sdme-import: waiting for rootfs o53's users to let go of $st/import/o53.use \(a container being prepared on it, or a build from it\)" "$rm_log"
+check_in "it waits: o53 is there, no exit yet" sh -c "test -d $st/rootfs/o53 && ! test -e $W/rm53.rc"
+th_exec pkill -f "^sleep 600" || fail "no lock holder to stop"
+for _ in $(seq 1 300); do
+	th_exec test -e "$W/rm53.rc" && break
+	sleep 0.1
+done
+assert_eq "the removal goes on once the lock is free: exit 0" 0 "$(th_exec cat "$W/rm53.rc" 2>&1 || true)"
+check_in "o53 is removed" sh -c "! test -e $st/rootfs/o53 && ! test -e $st/meta/o53.json"
 
 step "COPY CONTAINER:/path, from a running and a stopped container"
 th_sh "printf '[Container]\nRootfs=$base\n' > /etc/sdme/c53.container && systemctl daemon-reload"
@@ -168,7 +200,7 @@ assert_eq "no layer made" "$layers" "$(th_exec ls -A "$st/build/layers" | sort)"
 step "--prune keeps exactly the layers of the built rootfs"
 out=$(th_exec sdme fs build --prune 2>&1) || fail "fs build --prune: $out"
 printf '%s\n' "$out"
-keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/o53.json $st/meta/u53.json $st/meta/k53.json" | sort -u)
+keys=$(th_exec sh -c "sed -n 's/.*\"key\": \"\([0-9a-f]*\)\".*/\1/p' $st/meta/u53.json $st/meta/k53.json" | sort -u)
 assert_eq "the layers left are those the metadata names" "$keys" "$(th_exec ls -A "$st/build/layers" | sort)"
 assert_match "it says what it removed" "removed layer [0-9a-f]{64}" "$out"
 assert_match "the trees that rebuilds replaced (u53, k53) are removed too" "; [2-9] replaced trees removed" "$out"
