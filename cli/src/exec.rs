@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use sdme_helpers::dbus::{Call, Conn, Error, Message, Value};
-use sdme_helpers::guest;
+use sdme_helpers::guest::{self, unit_path};
 
 use crate::signals::Signals;
 use crate::sys::{self, MANAGER, PROPERTIES, SYSTEMD, SYSTEMD_PATH, UNIT};
@@ -58,8 +58,24 @@ const SEARCH_PATH: [&str; 6] = [
     "/bin",
 ];
 
-/// Run `command` in `machine`; its exit status.
-pub fn exec_in(machine: &str, command: &[String], sig: &Signals) -> Result<ExitCode> {
+/// `sdme exec --app`: what the application's unit gives its command,
+/// for this one: its root (`RootDirectory=`), its environment, and its
+/// user and working directory through sdme-drop-privs (the `prefix`).
+pub struct InApp {
+    pub root: String,
+    pub env: Vec<String>,
+    /// `/.sdme-drop-privs USER WORKDIR --`.
+    pub prefix: Vec<String>,
+}
+
+/// Run `command` in `machine` (with `app`, in its application); its exit
+/// status.
+pub fn exec_in(
+    machine: &str,
+    command: &[String],
+    app: Option<&InApp>,
+    sig: &Signals,
+) -> Result<ExitCode> {
     let Some(cmd) = command.first() else {
         bail!("no command to run");
     };
@@ -70,7 +86,7 @@ pub fn exec_in(machine: &str, command: &[String], sig: &Signals) -> Result<ExitC
     let unit = unit_name();
     let path = unit_path(&unit);
     let stdio = Stdio::ours()?;
-    let start = start_calls(&unit, &path, &stdio.props(command)?);
+    let start = start_calls(&unit, &path, &stdio.props(command, app)?);
     let replies = conn
         .call_all(&start, deadline)
         .map_err(|e| anyhow!("{machine}: starting {cmd}: {e}"))?;
@@ -83,7 +99,11 @@ pub fn exec_in(machine: &str, command: &[String], sig: &Signals) -> Result<ExitC
     forward_signals(sig, leader, &unit);
     let end = wait_end(&mut conn, &job, &path)
         .map_err(|e| anyhow!("{machine}: waiting for {cmd}: {e}"))?;
-    exit_status(&end, cmd, machine, leader)
+    if app.is_some() {
+        // sdme-drop-privs said why on stderr; its status is systemd's.
+        return exit_status(&end, cmd, machine, None);
+    }
+    exit_status(&end, cmd, machine, Some(leader))
 }
 
 /// How the unit ended: the start job's result and the main process's.
@@ -104,19 +124,6 @@ fn unit_name() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("run-sdme-{}-{ns}.service", std::process::id())
-}
-
-/// systemd's object path of a unit: every byte but [A-Za-z0-9] as _XX.
-fn unit_path(unit: &str) -> String {
-    let mut p = String::from("/org/freedesktop/systemd1/unit/");
-    for b in unit.bytes() {
-        if b.is_ascii_alphanumeric() {
-            p.push(b as char);
-        } else {
-            p.push_str(&format!("_{b:02x}"));
-        }
-    }
-    p
 }
 
 /// Our stdin, stdout and stderr as descriptors to pass; /dev/null for a
@@ -156,16 +163,18 @@ impl Stdio {
     }
 
     /// The transient unit's properties.
-    fn props(&self, command: &[String]) -> Result<Value> {
+    fn props(&self, command: &[String], app: Option<&InApp>) -> Result<Value> {
         let s = |v: &str| Value::Str(v.into());
         let prop = |name: &str, sig: &str, v: Value| {
             Value::Struct(vec![s(name), Value::Variant(sig.into(), Box::new(v))])
         };
-        let argv = Value::Array(command.iter().map(|a| s(a)).collect());
+        let prefix = app.map_or(&[][..], |a| &a.prefix[..]);
+        let words: Vec<&String> = prefix.iter().chain(command).collect();
+        let argv = Value::Array(words.iter().map(|a| s(a)).collect());
         // ExecStartEx with no-env-expand: the words as given (ExecStart
         // would expand $VAR and turn $$ into $, as systemd-run does).
         let flags = Value::Array(vec![s("no-env-expand")]);
-        let exec = Value::Struct(vec![s(&command[0]), argv, flags]);
+        let exec = Value::Struct(vec![s(words[0]), argv, flags]);
         let mut p = vec![
             prop("Description", "s", s(&description(command))),
             prop("Type", "s", s("exec")),
@@ -176,9 +185,16 @@ impl Stdio {
             prop("StandardOutputFileDescriptor", "h", Value::Fd(self.fds[1])),
             prop("StandardErrorFileDescriptor", "h", Value::Fd(self.fds[2])),
         ];
+        let mut env: Vec<Value> = app.map_or(Vec::new(), |a| a.env.iter().map(|e| s(e)).collect());
         if let (true, Ok(t)) = (self.tty, std::env::var("TERM")) {
-            let env = Value::Array(vec![s(&format!("TERM={t}"))]);
-            p.push(prop("Environment", "as", env));
+            env.push(s(&format!("TERM={t}")));
+        }
+        if !env.is_empty() {
+            p.push(prop("Environment", "as", Value::Array(env)));
+        }
+        if let Some(a) = app {
+            p.push(prop("RootDirectory", "s", s(&a.root)));
+            p.push(prop("MountAPIVFS", "b", Value::Bool(true)));
         }
         p.push(prop("ExecStartEx", "a(sasas)", Value::Array(vec![exec])));
         Ok(Value::Array(p))
@@ -376,9 +392,11 @@ fn read_end(conn: &mut Conn, path: &str, job: &str) -> sdme_helpers::dbus::Resul
 /// sdme's exit status for how the unit ended; a command that did not
 /// run gets a line on stderr. The start job's result does not say it:
 /// systemd 252 fails the job of a command that exits before the job ends.
-fn exit_status(end: &End, cmd: &str, machine: &str, leader: i32) -> Result<ExitCode> {
+/// Without `leader` a 203 is left as it is.
+fn exit_status(end: &End, cmd: &str, machine: &str, leader: Option<i32>) -> Result<ExitCode> {
+    let why = |l| not_executed(l, cmd);
     let code = match end.code {
-        libc::CLD_EXITED if end.status == EXIT_EXEC => match not_executed(leader, cmd) {
+        libc::CLD_EXITED if end.status == EXIT_EXEC => match leader.and_then(why) {
             Some((code, what)) => {
                 eprintln!("sdme: {cmd}: {what} in {machine}");
                 code
@@ -442,7 +460,7 @@ mod tests {
 
     fn status_of(e: &End) -> Result<u8> {
         // The process's exit code is opaque: compare through Debug.
-        let c = exit_status(e, "x", "m", i32::MAX)?;
+        let c = exit_status(e, "x", "m", Some(i32::MAX))?;
         (0..=255u8)
             .find(|n| format!("{c:?}") == format!("{:?}", ExitCode::from(*n)))
             .ok_or_else(|| anyhow!("no code"))
@@ -519,15 +537,20 @@ mod tests {
         )));
     }
 
-    #[test]
-    fn properties_carry_the_command_and_our_descriptors() {
-        let io = Stdio {
+    /// Our descriptors as they are, none a terminal.
+    fn no_tty() -> Stdio {
+        Stdio {
             fds: [0, 1, 2],
             _null: None,
             tty: false,
-        };
+        }
+    }
+
+    #[test]
+    fn properties_carry_the_command_and_our_descriptors() {
+        let io = no_tty();
         let cmd = ["wc".to_string(), "-l".into()];
-        let Value::Array(p) = io.props(&cmd).unwrap() else {
+        let Value::Array(p) = io.props(&cmd, None).unwrap() else {
             panic!()
         };
         let names: Vec<String> = p
@@ -556,5 +579,41 @@ mod tests {
         assert_eq!(last[0], Value::Str("ExecStartEx".into()));
         assert_eq!(last[1], Value::Variant("a(sasas)".into(), Box::new(exec)));
         assert_eq!(description(&["x".repeat(300)]).len(), 200);
+    }
+
+    #[test]
+    fn in_the_app_the_command_goes_through_drop_privs_in_its_root() {
+        let io = no_tty();
+        let app = InApp {
+            root: "/oci/apps/web/root".into(),
+            env: vec!["PATH=/bin".into()],
+            prefix: ["/.sdme-drop-privs", "65534", "/www", "--"]
+                .map(String::from)
+                .into(),
+        };
+        let Value::Array(p) = io.props(&["id".to_string()], Some(&app)).unwrap() else {
+            panic!()
+        };
+        let get = |name: &str| {
+            p.iter().find_map(|e| match e {
+                Value::Struct(f) if f[0] == Value::Str(name.into()) => Some(f[1].clone()),
+                _ => None,
+            })
+        };
+        let v = |sig: &str, v: Value| Some(Value::Variant(sig.into(), Box::new(v)));
+        let strs = |w: &[&str]| Value::Array(w.iter().map(|x| Value::Str(x.to_string())).collect());
+        assert_eq!(
+            get("RootDirectory"),
+            v("s", Value::Str("/oci/apps/web/root".into()))
+        );
+        assert_eq!(get("MountAPIVFS"), v("b", Value::Bool(true)));
+        assert_eq!(get("Environment"), v("as", strs(&["PATH=/bin"])));
+        let argv = strs(&["/.sdme-drop-privs", "65534", "/www", "--", "id"]);
+        let exec = Value::Array(vec![Value::Struct(vec![
+            Value::Str("/.sdme-drop-privs".into()),
+            argv,
+            strs(&["no-env-expand"]),
+        ])]);
+        assert_eq!(get("ExecStartEx"), v("a(sasas)", exec));
     }
 }

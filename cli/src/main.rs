@@ -110,6 +110,10 @@ enum Cmd {
         /// terminal, needs -f otherwise.
         #[arg(short, long)]
         all: bool,
+        /// Remove the application's anonymous volumes too
+        /// (/var/lib/sdme/volumes/MACHINE), which are kept otherwise.
+        #[arg(long)]
+        volumes: bool,
     },
     /// List the containers on the search path and their state.
     Ps {
@@ -130,6 +134,10 @@ enum Cmd {
     /// Run a command in a running container; its exit status is sdme's.
     Exec {
         name: String,
+        /// In the application (App=): its root, environment, user and
+        /// working directory, as its unit sdme-app.service runs it.
+        #[arg(long)]
+        app: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -297,16 +305,21 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
         }
         Cmd::Restart { names } => each(&names, lifecycle::restart)?,
-        Cmd::Rm { names, force, all } => {
+        Cmd::Rm {
+            names,
+            force,
+            all,
+            volumes,
+        } => {
             if all {
-                remove::rm_all(force)?;
+                remove::rm_all(force, volumes)?;
             } else {
-                each(&names, |n| remove::rm(n, force))?;
+                each(&names, |n| remove::rm(n, force, volumes))?;
             }
         }
         Cmd::Ps { all, json } => ps::ps(all, json)?,
         Cmd::Join { name, command } => return run::join(&name, &command),
-        Cmd::Exec { name, command } => return run::exec(&name, &command),
+        Cmd::Exec { name, app, command } => return run::exec(&name, &command, app),
         Cmd::Logs { name, opts } => return run::logs(&name, &opts),
         Cmd::Enable { names } => each(&names, files::enable)?,
         Cmd::Disable { names } => each(&names, files::disable)?,
@@ -414,7 +427,7 @@ mod tests {
     fn exec_takes_the_command_after_dashes() {
         let c = Cli::try_parse_from(["sdme", "exec", "a", "--", "sh", "-c", "exit 7"]).unwrap();
         match c.cmd {
-            Cmd::Exec { name, command } => {
+            Cmd::Exec { name, command, .. } => {
                 assert_eq!(name, "a");
                 assert_eq!(command, ["sh", "-c", "exit 7"]);
             }

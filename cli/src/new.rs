@@ -30,7 +30,7 @@ pub fn run(
         // Killed, not shut down: the container is thrown away, and a
         // guest interrupted in its boot may not halt before the timeout.
         let stopped = stop(&name, StopMode::Kill);
-        if let Err(e) = stopped.and_then(|_| rm(&name, true)) {
+        if let Err(e) = stopped.and_then(|_| rm(&name, true, false)) {
             eprintln!("sdme: removing {name} again: {e:#}");
         }
         Err(why.context(format!("{name} was removed again")))
@@ -73,7 +73,7 @@ pub fn run(
         return removed(interrupted(s));
     }
     if remove {
-        rm(&name, true)?;
+        rm(&name, true, false)?;
     }
     Ok(code)
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use sdme_core::app_unit::APP_UNIT;
 use sdme_core::container::{instance_machine, Container, Rootfs};
 use sdme_core::render::unit_service_name;
 use sdme_core::search::{search, FileType, Found, UnitName};
@@ -26,6 +27,8 @@ pub struct Row {
     pub os: String,
     pub rootfs: String,
     pub pod: Option<String>,
+    /// `App=`: the application's rootfs name.
+    pub app: Option<String>,
     pub userns: bool,
     pub enabled: bool,
     pub addresses: Vec<String>,
@@ -76,6 +79,23 @@ fn guest_health(state: Result<String, String>) -> String {
         Ok("initializing" | "starting") => "starting".into(),
         Ok(s) if !s.is_empty() => s.into(),
         _ => "unknown".into(),
+    }
+}
+
+/// HEALTH of a running container: the guest's, and with an application
+/// its unit's state too ("ok, app running", "degraded, app failed").
+fn running_health(machine: &str, app: bool) -> String {
+    let deadline = Instant::now() + GUEST_WAIT;
+    if !app {
+        return guest_health(guest::system_state(machine, deadline));
+    }
+    match guest::system_and_unit_state(machine, APP_UNIT, deadline) {
+        Ok((system, unit)) => format!(
+            "{}, app {}",
+            guest_health(Ok(system)),
+            status_word(Some(&unit))
+        ),
+        Err(e) => guest_health(Err(e)),
     }
 }
 
@@ -151,6 +171,7 @@ fn row_of(
             row.os = os_name(&c);
             row.rootfs = rootfs_label(&c.rootfs);
             row.pod = c.pod.as_ref().map(|(p, _)| p.clone());
+            row.app = c.app.as_ref().map(|a| a.rootfs().to_string());
             row.userns = c.private_users_enabled();
             row.enabled = !c.install.wanted_by.is_empty() || !c.install.required_by.is_empty();
             match name {
@@ -222,8 +243,7 @@ pub fn rows(all: bool) -> Result<Vec<Row>> {
             if let Some(m) = machine.filter(|m| machines.contains_key(m)) {
                 row.addresses = bus.machine_addresses(&m).unwrap_or_default();
                 if row.status == "running" {
-                    let deadline = Instant::now() + GUEST_WAIT;
-                    row.health = guest_health(guest::system_state(&m, deadline));
+                    row.health = running_health(&m, row.app.is_some());
                 }
             }
             row
@@ -335,7 +355,7 @@ fn to_json(rows: &[Row]) -> String {
         .map(|r| {
             let addrs: Vec<String> = r.addresses.iter().map(|a| json_str(a)).collect();
             format!(
-                "{{\"name\":{},\"status\":{},\"health\":{},\"os\":{},\"rootfs\":{},\"pod\":{},\"userns\":{},\"enabled\":{},\"addresses\":[{}],\"unit\":{},\"file\":{}}}",
+                "{{\"name\":{},\"status\":{},\"health\":{},\"os\":{},\"rootfs\":{},\"pod\":{},\"userns\":{},\"enabled\":{},\"addresses\":[{}],\"unit\":{},\"file\":{},\"app\":{}}}",
                 json_str(&r.name),
                 json_str(&r.status),
                 json_str(&r.health),
@@ -347,6 +367,7 @@ fn to_json(rows: &[Row]) -> String {
                 addrs.join(","),
                 json_str(&r.unit),
                 json_str(&r.file),
+                r.app.as_deref().map_or_else(|| "null".to_string(), json_str),
             )
         })
         .collect();
@@ -421,7 +442,7 @@ mod tests {
             to_json(&[r]),
             "[{\"name\":\"a\",\"status\":\"stopped\",\"health\":\"file error: /etc/sdme/a.container:3: bad \\\"x\\\"\\n\",\
              \"os\":\"\",\"rootfs\":\"\",\"pod\":null,\"userns\":true,\"enabled\":false,\"addresses\":[\"10.0.0.2\"],\
-             \"unit\":\"\",\"file\":\"\"}]\n"
+             \"unit\":\"\",\"file\":\"\",\"app\":null}]\n"
         );
         assert_eq!(to_json(&[]), "[]\n");
     }

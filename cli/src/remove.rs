@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use sdme_core::container::{instance_machine, Container};
 use sdme_core::escape::mount_unit_name;
 use sdme_core::name::check_machine_name;
-use sdme_core::paths::{container_dir, CONTAINERS_DIR};
+use sdme_core::paths::{container_dir, CONTAINERS_DIR, VOLUMES_DIR};
 use sdme_core::render::{prepare_unit_name, unit_service_name};
 use sdme_core::search::{search, FileType, UnitName};
 
@@ -59,9 +59,9 @@ fn mask(etc: &Path) -> Result<()> {
 /// container (whoever wrote it: the file is the container) with its
 /// drop-ins there, and the state; when a file of that name is left lower on
 /// the search path (a vendor's), a `/dev/null` link in `/etc/sdme` masks it.
-pub fn rm(name: &str, force: bool) -> Result<()> {
+pub fn rm(name: &str, force: bool, volumes: bool) -> Result<()> {
     if let Some(t) = name.strip_suffix('@') {
-        return rm_template(t, force);
+        return rm_template(t, force, volumes);
     }
     // An instance with a file of its own (NAME@INSTANCE.container) too.
     let unit_name = UnitName::from_stem(name);
@@ -117,7 +117,25 @@ pub fn rm(name: &str, force: bool) -> Result<()> {
     if let Some(m) = sys::mounts_below(&dir)?.first() {
         bail!("{m} is mounted; {} kept", dir.display());
     }
-    remove_tree(&dir)
+    remove_tree(&dir)?;
+    volumes_of(&machine, volumes)
+}
+
+/// The application's anonymous volumes of `machine` (sdme.container(5)
+/// "Volume="): removed with `volumes`, otherwise kept, and `rm` says where.
+fn volumes_of(machine: &str, remove: bool) -> Result<()> {
+    let dir = Path::new(VOLUMES_DIR).join(machine);
+    if dir.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    if remove {
+        return remove_tree(&dir);
+    }
+    eprintln!(
+        "sdme: the volumes of {machine} are kept in {} (rm --volumes removes them)",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// How `rm` takes away the file `STEM.container`: the file that won on the
@@ -200,7 +218,7 @@ impl FilePlan {
 /// name) that no container file on the search path claims and that no
 /// other template's longer prefix matches: systemd forgets a stopped
 /// instance, its directory stays.
-fn rm_template(t: &str, force: bool) -> Result<()> {
+fn rm_template(t: &str, force: bool, volumes: bool) -> Result<()> {
     check_machine_name(t).map_err(anyhow::Error::msg)?;
     let stem = format!("{t}@");
     let file = FilePlan::new(&stem)?;
@@ -239,6 +257,9 @@ fn rm_template(t: &str, force: bool) -> Result<()> {
     sys::daemon_reload()?;
     for d in &dirs {
         remove_tree(d)?;
+        if let Some(m) = d.file_name().and_then(|m| m.to_str()) {
+            volumes_of(m, volumes)?;
+        }
     }
     Ok(())
 }
@@ -304,7 +325,7 @@ fn machines_on_search_path() -> (Vec<String>, Vec<String>) {
 /// `rm -a`: every container on the search path, templates with their
 /// instances too. On a
 /// terminal without `-f` it asks first; elsewhere it needs `-f`.
-pub fn rm_all(force: bool) -> Result<()> {
+pub fn rm_all(force: bool, volumes: bool) -> Result<()> {
     // Declared instances go with their template (`rm T@` stops them and
     // removes their state); a file of their own is removed by its name.
     let names: Vec<String> = search(&dirs(), FileType::Container)
@@ -334,7 +355,7 @@ pub fn rm_all(force: bool) -> Result<()> {
             bail!("nothing removed");
         }
     }
-    crate::each(&names, |n| rm(n, force))
+    crate::each(&names, |n| rm(n, force, volumes))
 }
 
 #[cfg(test)]

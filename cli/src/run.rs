@@ -11,8 +11,11 @@
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use sdme_core::app_unit::{app_root_in_guest, AppRun, APP_UNIT, DROP_PRIVS_IN_APP};
+use sdme_helpers::app::{image_config, AppDirs};
 
+use crate::exec::InApp;
 use crate::lookup::{load, service};
 use crate::signals::Signals;
 use crate::sys;
@@ -42,9 +45,30 @@ pub fn running_machine(name: &str) -> Result<String> {
     Ok(c.machine)
 }
 
-pub fn exec(name: &str, command: &[String]) -> Result<ExitCode> {
+pub fn exec(name: &str, command: &[String], app: bool) -> Result<ExitCode> {
     let machine = running_machine(name)?;
+    if app {
+        let a = in_app(name)?;
+        return crate::exec::exec_in(&machine, command, Some(&a), &Signals::catch()?);
+    }
     run_in(&machine, command, Mode::Pipe, &Signals::catch()?)
+}
+
+/// What `exec --app` needs of the application: the image's configuration
+/// merged with the file's `App*=` keys, as sdme-prepare merged them for
+/// its unit.
+fn in_app(name: &str) -> Result<InApp> {
+    let c = load(name)?;
+    let Some(a) = &c.app else {
+        bail!("{name} runs no application (its file has no App=)");
+    };
+    let img = image_config(&AppDirs::default(), &a.settings)?;
+    let run = AppRun::new(&a.settings, &img).map_err(|e| anyhow!(e))?;
+    Ok(InApp {
+        root: app_root_in_guest(&a.settings.name),
+        env: run.env,
+        prefix: vec![DROP_PRIVS_IN_APP.into(), run.user, run.workdir, "--".into()],
+    })
 }
 
 pub fn join(name: &str, command: &[String]) -> Result<ExitCode> {
@@ -56,7 +80,7 @@ pub fn join(name: &str, command: &[String]) -> Result<ExitCode> {
 /// return its exit status; signals to sdme go to the command's unit.
 pub fn run_in(machine: &str, command: &[String], mode: Mode, sig: &Signals) -> Result<ExitCode> {
     if mode == Mode::Pipe {
-        return crate::exec::exec_in(machine, command, sig);
+        return crate::exec::exec_in(machine, command, None, sig);
     }
     if !systemd_run_pty_works() {
         return join_machinectl(machine, command, sig);
@@ -219,7 +243,12 @@ pub fn run_command(machine: &str, unit: &str, command: &[String], mode: Mode) ->
 pub fn logs(name: &str, opts: &LogOpts) -> Result<ExitCode> {
     let c = load(name)?;
     let mut cmd = Command::new("journalctl");
-    if opts.guest {
+    if opts.app {
+        if c.app.is_none() {
+            bail!("{name} runs no application (its file has no App=)");
+        }
+        cmd.args(["-M", &running_machine(name)?, "-u", APP_UNIT]);
+    } else if opts.guest {
         cmd.args(["-M", &c.machine]);
     } else {
         cmd.args(["-u", &service(name)]);
@@ -253,6 +282,10 @@ pub struct LogOpts {
     /// must run) instead of its unit's log on the host.
     #[arg(long)]
     pub guest: bool,
+    /// The application's log (`App=`): its unit in the guest's journal,
+    /// journalctl -M MACHINE -u sdme-app.service (the container must run).
+    #[arg(long, conflicts_with = "guest")]
+    pub app: bool,
     /// Further journalctl options, after `--` (such as -o json -p err).
     #[arg(last = true, value_name = "JOURNALCTL-OPTION")]
     pub rest: Vec<String>,

@@ -33,20 +33,76 @@ const MACHINES_DIR: &str = "/run/systemd/machines";
 /// ...), or why it cannot be known.
 pub fn system_state(machine: &str, deadline: Instant) -> Result<String, String> {
     let mut conn = connect(leader(machine)?, deadline)?;
+    manager_state(&mut conn, deadline)
+}
+
+/// SystemState and the ActiveState of the guest's `unit` ("active",
+/// "failed", ...), asked on one connection.
+pub fn system_and_unit_state(
+    machine: &str,
+    unit: &str,
+    deadline: Instant,
+) -> Result<(String, String), String> {
+    let mut conn = connect(leader(machine)?, deadline)?;
+    let system = manager_state(&mut conn, deadline)?;
+    let path = unit_path(unit);
+    let active = get_str(
+        &mut conn,
+        &path,
+        "org.freedesktop.systemd1.Unit",
+        "ActiveState",
+        deadline,
+    )?;
+    Ok((system, active))
+}
+
+fn manager_state(conn: &mut dbus::Conn, deadline: Instant) -> Result<String, String> {
+    let manager = "org.freedesktop.systemd1.Manager";
+    get_str(
+        conn,
+        "/org/freedesktop/systemd1",
+        manager,
+        "SystemState",
+        deadline,
+    )
+}
+
+/// A string property of systemd's object `path`, without control
+/// characters, at most 64 of them (the guest is not trusted).
+fn get_str(
+    conn: &mut dbus::Conn,
+    path: &str,
+    iface: &str,
+    prop: &str,
+    deadline: Instant,
+) -> Result<String, String> {
     let v = conn
         .call(
             "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
+            path,
             "org.freedesktop.DBus.Properties",
             "Get",
-            &["org.freedesktop.systemd1.Manager", "SystemState"],
+            &[iface, prop],
             deadline,
         )
         .map_err(|e| e.to_string())?;
     match v.first() {
         Some(Value::Str(s)) => Ok(s.chars().filter(|c| !c.is_control()).take(64).collect()),
-        _ => Err("SystemState is not a string".into()),
+        _ => Err(format!("{prop} is not a string")),
     }
+}
+
+/// systemd's object path of a unit: every byte but [A-Za-z0-9] as _XX.
+pub fn unit_path(unit: &str) -> String {
+    let mut p = String::from("/org/freedesktop/systemd1/unit/");
+    for b in unit.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(b as char);
+        } else {
+            p.push_str(&format!("_{b:02x}"));
+        }
+    }
+    p
 }
 
 /// The leader PID of a registered machine, from machined's state file.

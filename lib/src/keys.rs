@@ -88,17 +88,18 @@ pub const CONTAINER_KEYS: [Key; 39] = [
     key("WaitFor", Some("wait-for"), None, Many, "UNIT", "WaitFor= (repeatable)"),
     key("LogConsole", Some("log-console"), None, Flag, "", "LogConsole=yes: the guest's console in the unit's journal"),
     key("NspawnArgs", Some("nspawn-arg"), None, Words, "ARG", "NspawnArgs=: one systemd-nspawn option (repeatable)"),
-    // OCI applications (issue 14): no `sdme create` options yet.
-    key("App", None, None, One, "REF|NAME|NAME.image", "App=: the OCI application image run inside the guest"),
-    key("AppExec", None, None, Words, "ARG", "AppExec=: the command, instead of the image's Entrypoint and Cmd"),
-    key("AppArgs", None, None, Words, "ARG", "AppArgs=: the arguments, instead of the image's Cmd"),
-    key("AppUser", None, None, One, "USER[:GROUP]", "AppUser=: the user, instead of the image's User"),
-    key("AppEnvironment", None, None, Words, "NAME=VALUE", "AppEnvironment=: added to the image's Env (repeatable)"),
-    key("AppWorkingDirectory", None, None, One, "DIR", "AppWorkingDirectory=: instead of the image's WorkingDir"),
-    key("Volume", None, None, Many, "[SRC:]/PATH[:ro]", "Volume=: a volume of the application (repeatable)"),
+    // OCI applications. AppPod= has no option while the generator
+    // refuses it (not supported yet).
+    key("App", Some("app"), None, One, "REF|NAME|NAME.image", "App=: the OCI application image run inside the guest"),
+    key("AppExec", Some("app-exec"), None, Words, "ARG", "AppExec=: the command, instead of the image's Entrypoint and Cmd"),
+    key("AppArgs", Some("app-args"), None, Words, "ARG", "AppArgs=: the arguments, instead of the image's Cmd"),
+    key("AppUser", Some("app-user"), None, One, "USER[:GROUP]", "AppUser=: the user, instead of the image's User"),
+    key("AppEnvironment", Some("app-env"), None, Words, "NAME=VALUE", "AppEnvironment=: added to the image's Env (repeatable)"),
+    key("AppWorkingDirectory", Some("app-workdir"), None, One, "DIR", "AppWorkingDirectory=: instead of the image's WorkingDir"),
+    key("Volume", Some("volume"), None, Many, "[SRC:]/PATH[:ro]", "Volume=: a volume of the application (repeatable)"),
     Key { suffix: ".pod", ..key("AppPod", None, None, One, "POD", "AppPod=POD.pod: the application joins the pod's network namespace") },
-    key("AppExit", None, None, One, "restart|stop", "AppExit=: what the application's end does to the container"),
-    key("AppStopTimeout", None, None, One, "TIMESPAN", "AppStopTimeout=: how long the application has to stop"),
+    key("AppExit", Some("app-exit"), None, One, "restart|stop", "AppExit=: what the application's end does to the container"),
+    key("AppStopTimeout", Some("app-stop-timeout"), None, One, "TIMESPAN", "AppStopTimeout=: how long the application has to stop"),
 ];
 
 /// The row of `key`.

@@ -40,8 +40,9 @@ ref=e2e47-ref
 strict=e2e47-strict
 ghost=e2e47-ghost
 stubborn=e2e47-stubborn
+cli=e2e47-cli
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict $ghost $stubborn"
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli"
 
 on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
@@ -149,6 +150,34 @@ assert_eq "the app's tree is unmounted" "" \
 	"$(th_sh "grep ' /var/lib/sdme/containers/$app/' /proc/self/mountinfo || true")"
 require_in "remove the container" sh -c "rm -rf /var/lib/sdme/containers/$app /etc/sdme/$app.container"
 check_in "the volume outlives the container" test -s "/var/lib/sdme/volumes/$app/data/starts"
+
+step "the CLI: create --app, logs --app, exec --app, rm --volumes"
+require_in "sdme create $cli --app $img --app-env PORT=8051 --volume /srv/v" \
+	sdme create "$cli" --app "$img" --app-env PORT=8051 --volume /srv/v
+assert_match "the file has the keys" "App=$img
+AppEnvironment=PORT=8051
+Volume=/srv/v" "$(th_exec cat "/etc/sdme/$cli.container")"
+require_in "sdme start $cli" timeout 120 sdme start "$cli"
+assert_eq "the app answers" "hello from busybox" "$(wait_answer 8051)"
+ps_json=$(th_exec sdme ps --json 2>&1)
+assert_eq "sdme ps --json: the app and its state in HEALTH" "$img ok, app running" \
+	"$(printf '%s' "$ps_json" | python3 -c 'import json,sys; r=[r for r in json.load(sys.stdin) if r["name"] == sys.argv[1]][0]; print(r["app"], r["health"])' "$cli")"
+th_exec journalctl -M "$cli" --sync 2>/dev/null || true
+assert_match "sdme logs --app: the app's own lines" 'e2e47 app 65534 in /www' \
+	"$(th_exec sdme logs "$cli" --app -- --no-pager -o cat 2>&1)"
+assert_eq "sdme exec --app: as the app's user, in its working directory" "65534 /www" \
+	"$(th_exec sdme exec --app "$cli" -- sh -c 'echo $(busybox id -u) $(busybox pwd)' 2>&1)"
+assert_eq "sdme exec --app: in the app's root, with its environment" "hello from busybox PORT=8051" \
+	"$(th_exec sdme exec --app "$cli" -- sh -c 'echo $(busybox cat index.html) PORT=$PORT' 2>&1)"
+check_in "sdme exec --app: writes reach the image's volume /data" sdme exec --app "$cli" -- busybox touch /data/mark
+check_in_status 203 "sdme exec --app: a missing command is drop-privs' 203" sdme exec --app "$cli" -- /no/such
+out=$(th_exec sdme rm -f "$cli" 2>&1; echo "rc=$?")
+printf '%s\n' "$out"
+assert_match "rm keeps the volumes and says where" "volumes of $cli are kept in /var/lib/sdme/volumes/$cli \(rm --volumes removes them\)" "$out"
+check_in "the volumes are there" test -e "/var/lib/sdme/volumes/$cli/data/mark" -a -d "/var/lib/sdme/volumes/$cli/srv-v"
+require_in "sdme create $cli again" sdme create "$cli" --app "$img" --app-env PORT=8051 --volume /srv/v
+require_in "sdme rm --volumes $cli" sdme rm --volumes "$cli"
+check_in "the volumes are gone" test ! -e "/var/lib/sdme/volumes/$cli"
 
 step "App=REF: a loopback registry, the shared image unit"
 printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/reg\nhttp:\n  addr: 127.0.0.1:5047\n' "$W" |
