@@ -26,8 +26,9 @@ use crate::sys;
 
 #[derive(Subcommand)]
 pub enum FsCmd {
-    /// Import a root file system: sdme-import(1), the same options and code.
-    Import(sdme_import::cli::Args),
+    /// Import a root file system: sdme-import(1), the same options and
+    /// code (and the original sdme's --oci-mode and --base-fs).
+    Import(crate::fsimport::ImportCmd),
     /// List the imported root file systems and the containers using them.
     Ls {
         /// One JSON array (see sdme(1) for its fields).
@@ -62,9 +63,7 @@ pub enum FsCmd {
 
 pub fn run(cmd: FsCmd) -> Result<ExitCode> {
     match cmd {
-        FsCmd::Import(args) => {
-            return Ok(ExitCode::from(sdme_import::cli::main_with(&args, "sdme")))
-        }
+        FsCmd::Import(cmd) => return crate::fsimport::run(&cmd),
         FsCmd::Ls { json } => ls(json)?,
         FsCmd::Rm { names } => crate::each(&names, rm)?,
         FsCmd::Export {

@@ -15,6 +15,7 @@ mod exec;
 mod files;
 mod fs;
 mod fsbuild;
+mod fsimport;
 mod layers;
 mod lifecycle;
 mod lookup;

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 pub use crate::options::InstallPackages;
 pub use detect::{Detected, PackageManager};
 
-use crate::meta::Meta;
+use crate::meta::{Meta, OciConfig};
 use crate::options::ImportOptions;
 use crate::progress::Progress;
 
@@ -33,9 +33,9 @@ pub fn after_import(
     progress: &Progress,
     meta: &mut Meta,
 ) -> Result<()> {
-    let _ = meta;
     let post_opts = Options {
         install: opts.install_packages,
+        app_image: meta.oci.as_ref().is_some_and(runs_a_program),
         quiet: opts.quiet || progress.is_quiet(),
         host_resolv: Path::new("/etc/resolv.conf"),
         cancelled: &crate::cancel::requested,
@@ -45,6 +45,9 @@ pub fn after_import(
 
 pub struct Options<'a> {
     pub install: InstallPackages,
+    /// The image's OCI configuration runs a program of its own (see
+    /// [`runs_a_program`]): its warnings point to `App=`.
+    pub app_image: bool,
     /// No progress lines (warnings still go to stderr).
     pub quiet: bool,
     /// The host's resolv.conf, copied in while the package manager runs.
@@ -95,7 +98,13 @@ pub fn check_and_install(
             say(&line);
         }
     }
-    if d.systemd.is_none() {
+    if d.systemd.is_none() && opts.app_image {
+        warn(&format!(
+            "no systemd in the image: it will not boot as Rootfs={what}, but its OCI \
+             configuration runs a program: a container runs it with App={what} \
+             (sdme.container(5), OCI APPLICATIONS)"
+        ));
+    } else if d.systemd.is_none() {
         warn(&format!(
             "no systemd in the image: it will not boot as Rootfs={what}{}",
             if opts.install == InstallPackages::No {
@@ -112,6 +121,19 @@ pub fn check_and_install(
         warn("no /etc/pam.d/login or login binary: machinectl shell will not work");
     }
     Ok(d)
+}
+
+/// An application image, as the original tool classified them: an
+/// Entrypoint, exposed ports, or a Cmd that is not a shell. A system
+/// image has none of these (`Cmd=["/bin/bash"]` at most).
+pub fn runs_a_program(c: &OciConfig) -> bool {
+    let shell = |p: &String| {
+        let base = p.rsplit('/').next().unwrap_or(p);
+        matches!(base, "sh" | "bash" | "ash" | "dash" | "zsh")
+    };
+    !c.entrypoint.is_empty()
+        || !c.exposed_ports.is_empty()
+        || (c.cmd.first().is_some_and(|p| !shell(p)))
 }
 
 fn summary(d: &Detected) -> String {
@@ -188,4 +210,29 @@ fn install_packages(root: &Path, d: &Detected, opts: &Options, say: &dyn Fn(&str
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_images_as_the_original_tool_classified_them() {
+        let c = |entrypoint: &[&str], cmd: &[&str], ports: &[&str]| OciConfig {
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            exposed_ports: ports.iter().map(|s| s.to_string()).collect(),
+            ..OciConfig::default()
+        };
+        assert!(!runs_a_program(&c(&[], &["/bin/bash"], &[])), "debian");
+        assert!(!runs_a_program(&c(&[], &["sh"], &[])), "busybox");
+        assert!(!runs_a_program(&c(&[], &[], &[])), "no config");
+        assert!(runs_a_program(&c(
+            &["/docker-entrypoint.sh"],
+            &["nginx"],
+            &["80/tcp"]
+        )));
+        assert!(runs_a_program(&c(&[], &["redis-server"], &[])));
+        assert!(runs_a_program(&c(&[], &["/bin/sh"], &["8080/tcp"])));
+    }
 }

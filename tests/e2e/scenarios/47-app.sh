@@ -44,7 +44,7 @@ cli=e2e47-cli
 REG=localhost:5047
 all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli"
 
-on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
@@ -114,7 +114,22 @@ mkdir -p noconf
 echo x >noconf/x
 EOF
 require_in "build the image" sh "$W/image.sh"
-require_in "sdme-import $W/img:bb $img" sdme-import -q "$W/img:bb" "$img"
+out=$(th_exec sdme-import -q "$W/img:bb" "$img" 2>&1) || fail "sdme-import $W/img:bb $img: $out"
+printf '%s\n' "$out"
+assert_match "the import's warning points to App=" "warning: $img: no systemd in the image: it will not boot as Rootfs=$img, but its OCI configuration runs a program: a container runs it with App=$img" "$out"
+step "sdme fs import with the original tool's --oci-mode and --base-fs"
+out=$(th_exec sdme fs import --oci-mode=app -q "$W/img:bb" e2e47-fsapp 2>&1) || fail "fs import --oci-mode=app: $out"
+printf '%s\n' "$out"
+assert_match "--oci-mode=app says how to run it" "sdme: rootfs e2e47-fsapp is an application image, imported as it is: a container runs it with App=e2e47-fsapp on a clone of the host, nothing copied \(sdme create CONTAINER --app e2e47-fsapp;" "$out"
+check_in "imported with its OCI configuration, nothing installed" sh -c "grep -q '\"entrypoint\"' /var/lib/sdme/meta/e2e47-fsapp.json && ! test -e /var/lib/sdme/rootfs/e2e47-fsapp/usr/lib/systemd/systemd"
+out=$(th_exec sdme fs import --base-fs=nosuch47 -q "$W/img:bb" e2e47-fsapp2 2>&1; echo "rc=$?")
+assert_match "--base-fs of a missing rootfs: one line, nothing imported" "^sdme: --base-fs=nosuch47: no rootfs nosuch47 in /var/lib/sdme/rootfs; import it first
+rc=1$" "$out"
+out=$(th_exec sdme fs import --oci-mode=base --base-fs=$img -q "$W/img:bb" e2e47-fsapp2 2>&1; echo "rc=$?")
+assert_match "--oci-mode=base with --base-fs: one line" "^sdme: --base-fs=$img goes with application images, not --oci-mode=base
+rc=1$" "$out"
+check_in "no e2e47-fsapp2" test ! -e /var/lib/sdme/rootfs/e2e47-fsapp2
+require_in "sdme fs rm e2e47-fsapp" sdme fs rm e2e47-fsapp
 require_in "sdme-import a plain directory (no OCI configuration)" sdme-import -q "$W/noconf" e2e47-noconf
 
 step "App=$img on a clone of the host"
