@@ -17,7 +17,7 @@ use crate::meta::{self, Meta};
 use crate::options::ImportOptions;
 use crate::progress::Progress;
 use crate::source::{self, Kind};
-use crate::store::Store;
+use crate::store::{remove_tree, Store};
 use crate::{cancel, disk, fetch, inuse, post, sys, tarball};
 
 /// Import `opts.source` as rootfs `opts.name`.
@@ -41,6 +41,9 @@ pub fn remove(state_dir: &Path, name: &str, quiet: bool) -> Result<()> {
     // Early, for a quick answer; again under the use lock, at the rename.
     check()?;
     store.remove(&lock, &check)?;
+    // The trees that rebuilds of NAME replaced go with it (sdme.build(5));
+    // no build of NAME runs: it would hold NAME's lock.
+    remove_tree(&crate::buildtrash::dir(state_dir, name))?;
     if !quiet {
         eprintln!("removed rootfs {name}");
     }

@@ -205,3 +205,9 @@ assert_eq "the layers left are those the metadata names" "$keys" "$(th_exec ls -
 assert_match "it says what it removed" "removed layer [0-9a-f]{64}" "$out"
 assert_match "the trees that rebuilds replaced (u53, k53) are removed too" "; [2-9] replaced trees removed" "$out"
 check_in "no replaced tree left" sh -c "! ls -A $st/build/trash/* 2>/dev/null | grep -q ."
+
+step "fs rm of a rebuilt rootfs takes its replaced trees with it"
+out=$(th_exec sdme fs build -f "$W/u53.build" u53 2>&1) || fail "fs build -f u53: $out"
+check_in "the rebuild left the old tree in the trash" sh -c "ls -A $st/build/trash/u53 | grep -q ."
+require_in "sdme fs rm u53" sdme fs rm u53
+check_in "no rootfs u53, no trash of it" sh -c "! test -e $st/rootfs/u53 && ! test -e $st/build/trash/u53"
