@@ -73,7 +73,8 @@ pub struct Stats {
 pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOpts) -> Result<Stats> {
     let (sfd, dfd, st, mut c) = Copier::open(src, dst, opts)?;
     let mut rel = Vec::new();
-    c.dir(sfd.as_raw_fd(), dfd.as_raw_fd(), &mut rel)
+    let lowers = c.lower_roots()?;
+    c.dir(sfd.as_raw_fd(), dfd.as_raw_fd(), &mut rel, &lowers)
         .with_context(|| format!("cannot copy {}", src.display()))?;
     c.attrs(sfd.as_raw_fd(), dfd.as_raw_fd(), &st)
         .with_context(|| format!("cannot copy {}", src.display()))?;
@@ -92,7 +93,9 @@ pub fn copy_one(
     let (sfd, dfd, _, mut c) = Copier::open(src_dir, dst_dir, opts)?;
     let cname = cstring(name.as_encoded_bytes())?;
     let mut rel = name.as_encoded_bytes().to_vec();
-    c.entry(sfd.as_raw_fd(), dfd.as_raw_fd(), &cname, &mut rel)
+    // Nothing is linked here: `src_dir` is not a root of the lowers.
+    c.lowers.clear();
+    c.entry(sfd.as_raw_fd(), dfd.as_raw_fd(), &cname, &mut rel, &[])
         .with_context(|| format!("cannot copy {}", src_dir.join(name).display()))?;
     Ok(c.stats)
 }
@@ -156,8 +159,34 @@ impl<'a> Copier<'a> {
     }
 }
 
+/// The directory of each `link_from` tree that matches the directory
+/// being copied, where that tree has one (opened without following a
+/// symlink): a file is then looked up by its name alone, one component,
+/// instead of its whole path from each tree's root.
+type LowerDirs = [Option<OwnedFd>];
+
 impl Copier<'_> {
-    fn dir(&mut self, sfd: RawFd, dfd: RawFd, rel: &mut Vec<u8>) -> Result<()> {
+    /// The roots of the `link_from` trees, as [`LowerDirs`].
+    fn lower_roots(&self) -> Result<Vec<Option<OwnedFd>>> {
+        (self.lowers.iter())
+            .map(|(fd, _)| Ok(Some(sys::openat(fd.as_raw_fd(), DOT, DIR_FLAGS, 0)?)))
+            .collect()
+    }
+
+    /// The directories `name` of `lowers`, as [`LowerDirs`].
+    fn lower_subdirs(&self, lowers: &LowerDirs, name: &CStr) -> Vec<Option<OwnedFd>> {
+        if self.lowers.is_empty() {
+            return Vec::new();
+        }
+        (lowers.iter())
+            .map(|l| {
+                l.as_ref()
+                    .and_then(|fd| sys::openat(fd.as_raw_fd(), name, DIR_FLAGS, 0).ok())
+            })
+            .collect()
+    }
+
+    fn dir(&mut self, sfd: RawFd, dfd: RawFd, rel: &mut Vec<u8>, lowers: &LowerDirs) -> Result<()> {
         let entries = sys::read_dir(sfd).with_context(|| format!("cannot list '{}'", show(rel)))?;
         for e in entries {
             cancel::check()?;
@@ -166,14 +195,21 @@ impl Copier<'_> {
                 rel.push(b'/');
             }
             rel.extend_from_slice(e.name.to_bytes());
-            self.entry(sfd, dfd, &e.name, rel)
+            self.entry(sfd, dfd, &e.name, rel, lowers)
                 .with_context(|| format!("'{}'", show(rel)))?;
             rel.truncate(len);
         }
         Ok(())
     }
 
-    fn entry(&mut self, sdir: RawFd, ddir: RawFd, name: &CStr, rel: &mut Vec<u8>) -> Result<()> {
+    fn entry(
+        &mut self,
+        sdir: RawFd,
+        ddir: RawFd,
+        name: &CStr,
+        rel: &mut Vec<u8>,
+        lowers: &LowerDirs,
+    ) -> Result<()> {
         let st = sys::lstatat(sdir, name).context("cannot stat")?;
         self.stats.entries += 1;
         match st.st_mode & libc::S_IFMT {
@@ -186,13 +222,14 @@ impl Copier<'_> {
                 if !skip {
                     let s =
                         sys::openat(sdir, name, DIR_FLAGS, 0).context("cannot open directory")?;
-                    self.dir(s.as_raw_fd(), d.as_raw_fd(), rel)?;
+                    let sub = self.lower_subdirs(lowers, name);
+                    self.dir(s.as_raw_fd(), d.as_raw_fd(), rel, &sub)?;
                     self.attrs(s.as_raw_fd(), d.as_raw_fd(), &st)?;
                 } else {
                     self.owner_mode_times(d.as_raw_fd(), &st)?;
                 }
             }
-            libc::S_IFREG => self.file(sdir, ddir, name, rel, &st)?,
+            libc::S_IFREG => self.file(sdir, ddir, name, rel, &st, lowers)?,
             libc::S_IFLNK => {
                 let target = sys::readlinkat(sdir, name).context("cannot read symlink")?;
                 sys::symlinkat(&target, ddir, name).context("cannot create symlink")?;
@@ -215,6 +252,7 @@ impl Copier<'_> {
         name: &CStr,
         rel: &[u8],
         st: &libc::stat,
+        lowers: &LowerDirs,
     ) -> Result<()> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
@@ -225,7 +263,7 @@ impl Copier<'_> {
             }
             self.links.insert(key, cstring(rel)?);
         }
-        if self.link_lower(ddir, name, rel, st)? {
+        if self.link_lower(ddir, name, st, lowers)? {
             self.stats.linked += 1;
             self.stats.linked_bytes += st.st_size as u64;
             return Ok(());
@@ -252,22 +290,20 @@ impl Copier<'_> {
         self.attrs(s.as_raw_fd(), d.as_raw_fd(), st)
     }
 
-    /// Hard-link the file at `rel` from the lower tree it is in, if it is
-    /// the very inode the source shows (opened without following the
-    /// last component and checked by inode, so a path that resolves
-    /// elsewhere in a lower is never linked) and carries no xattr a copy
-    /// would leave out. `false`: copy it.
+    /// Hard-link the file `name` from the lower tree it is in, if it is
+    /// the very inode the source shows (looked up in that tree's matching
+    /// directory without following a symlink, and checked by inode) and
+    /// carries no xattr a copy would leave out. `false`: copy it.
     fn link_lower(
         &mut self,
         ddir: RawFd,
         name: &CStr,
-        rel: &[u8],
         st: &libc::stat,
+        lowers: &LowerDirs,
     ) -> Result<bool> {
         if self.lowers.is_empty() {
             return Ok(false);
         }
-        let crel = cstring(rel)?;
         let same = |l: &libc::stat, dev: u64| {
             l.st_dev == dev
                 && l.st_ino == st.st_ino
@@ -275,8 +311,9 @@ impl Copier<'_> {
                 && (l.st_uid, l.st_gid, l.st_size) == (st.st_uid, st.st_gid, st.st_size)
                 && (l.st_mtime, l.st_mtime_nsec) == (st.st_mtime, st.st_mtime_nsec)
         };
-        for (root, dev) in &self.lowers {
-            let Ok(fd) = sys::openat(root.as_raw_fd(), &crel, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        for (dir, (_, dev)) in lowers.iter().zip(&self.lowers) {
+            let Some(dir) = dir else { continue };
+            let Ok(fd) = sys::openat(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
             else {
                 continue;
             };

@@ -154,6 +154,8 @@ fn files_of_the_lowers_are_linked() {
     fs::write(low.join("etc/b"), "old b").unwrap();
     fs::write(top.join("etc/b"), "new b").unwrap();
     fs::write(low.join("usr/tagged"), "t").unwrap();
+    // In a directory only the lower tree has.
+    fs::write(low.join("usr/plain"), "p").unwrap();
     std::os::unix::fs::symlink("etc/a", low.join("sym")).unwrap();
     let c = |p: &Path| cpath(p);
     // SAFETY: valid paths and value.
@@ -193,7 +195,8 @@ fn files_of_the_lowers_are_linked() {
     assert!(umount.success());
     let ino = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
     let s = linked.unwrap();
-    assert_eq!((s.linked, s.linked_bytes), (2, 6), "{s:?}");
+    assert_eq!((s.linked, s.linked_bytes), (3, 7), "{s:?}");
+    assert_eq!(ino(&dst.join("usr/plain")), ino(&low.join("usr/plain")));
     assert_eq!(ino(&dst.join("etc/a")), ino(&low.join("etc/a")));
     assert_eq!(ino(&dst.join("etc/b")), ino(&top.join("etc/b")));
     assert_eq!(fs::read_to_string(dst.join("etc/b")).unwrap(), "new b");
