@@ -202,7 +202,7 @@ pub fn prepare(
                 // directory there (as Docker's copy-up does), so that an
                 // app that is not root can write to it.
                 let attrs = lower.dir_attrs(&rel).unwrap_or(DirAttrs::DEFAULT);
-                new_volume(&dir, attrs)?;
+                new_volume(&dir, attrs, &lower, &rel)?;
                 dir
             }
         };
@@ -221,18 +221,31 @@ pub fn prepare(
 }
 
 /// Create the directory of an anonymous volume when it is missing, with
-/// `attrs`; an existing one is kept as it is (the app's data).
-fn new_volume(dir: &Path, attrs: DirAttrs) -> Result<()> {
+/// `attrs` and what the image has at `rel` (crate::volseed), made beside
+/// it and renamed into place, so that a failed copy leaves no half volume
+/// behind; an existing one is kept as it is (the app's data).
+fn new_volume(dir: &Path, attrs: DirAttrs, image: &Lower, rel: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::symlink_metadata(dir).is_ok() {
         return ensure_host_dir(dir, attrs.mode);
     }
-    ensure_host_dir(dir, attrs.mode)?;
-    std::os::unix::fs::lchown(dir, Some(attrs.uid), Some(attrs.gid))
-        .with_context(|| format!("cannot chown {}", dir.display()))?;
+    let name = dir
+        .file_name()
+        .context("a volume directory without a name")?;
+    let tmp = dir.with_file_name(format!(".new-{}", name.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    ensure_host_dir(&tmp, attrs.mode)?;
+    std::os::unix::fs::lchown(&tmp, Some(attrs.uid), Some(attrs.gid))
+        .with_context(|| format!("cannot chown {}", tmp.display()))?;
     // chown clears the set-id bits.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(attrs.mode))
-        .with_context(|| format!("cannot chmod {}", dir.display()))
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(attrs.mode))
+        .with_context(|| format!("cannot chmod {}", tmp.display()))?;
+    if let Some(src) = image.open_dir_nofollow(rel)? {
+        crate::volseed::seed(&src, &tmp)
+            .with_context(|| format!("the new volume /{} from the image", rel.display()))?;
+    }
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))
 }
 
 /// The helper (read-only) and the volumes, bound below the app's root,
@@ -521,7 +534,7 @@ mod tests {
     /// the `PrivateUsers=` half.
     #[test]
     fn the_tree_is_mounted_with_helper_and_volumes() {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
@@ -532,6 +545,14 @@ mod tests {
         let img = d.rootfs.join("web");
         std::fs::create_dir_all(img.join("data")).unwrap();
         std::os::unix::fs::chown(img.join("data"), Some(65534), Some(65534)).unwrap();
+        // What a new volume starts with: the image's files there.
+        std::fs::create_dir_all(img.join("data/sub")).unwrap();
+        std::fs::write(img.join("data/seed"), "seed").unwrap();
+        std::os::unix::fs::chown(img.join("data/seed"), Some(1234), Some(1234)).unwrap();
+        std::fs::set_permissions(img.join("data/seed"), PermissionsExt::from_mode(0o640)).unwrap();
+        std::fs::write(img.join("data/sub/deep"), "deep").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", img.join("data/ln")).unwrap();
+        nix::unistd::mkfifo(&img.join("data/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::os::unix::fs::symlink("/etc", img.join("escape")).unwrap();
         std::fs::create_dir_all(&d.meta).unwrap();
         std::fs::write(
@@ -602,6 +623,31 @@ mod tests {
                 "unmounted"
             );
             assert!(host.is_dir(), "the host directory is made");
+            let seed = std::fs::symlink_metadata(vol.join("seed")).unwrap();
+            assert_eq!(std::fs::read_to_string(vol.join("seed")).unwrap(), "seed");
+            assert_eq!(
+                (seed.uid(), seed.mode() & 0o7777),
+                (1234, 0o640),
+                "{machine}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(vol.join("sub/deep")).unwrap(),
+                "deep"
+            );
+            assert_eq!(
+                std::fs::read_link(vol.join("ln")).unwrap(),
+                Path::new("/etc/passwd")
+            );
+            assert!(
+                std::fs::symlink_metadata(vol.join("fifo")).is_err(),
+                "no FIFO"
+            );
+            assert!(!vol.with_file_name(".new-data").exists(), "{machine}");
+            // An existing volume is the app's: kept as it is.
+            std::fs::write(vol.join("seed"), "mine").unwrap();
+            prepare(&d, machine, &state, base, &s).unwrap();
+            unmount(&state).unwrap();
+            assert_eq!(std::fs::read_to_string(vol.join("seed")).unwrap(), "mine");
         }
         // A volume through a symlink of the image is refused.
         let mut s = settings();

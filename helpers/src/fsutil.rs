@@ -551,6 +551,21 @@ impl Lower {
         Some(out)
     }
 
+    /// The directory at `rel`, no symlink followed on the way (None when
+    /// missing, not a directory, or reached through a symlink).
+    pub fn open_dir_nofollow(&self, rel: &Path) -> Result<Option<LowerDir>> {
+        let Some(mut dir) = self.open_dir(Path::new("."))? else {
+            return Ok(None);
+        };
+        for name in rel_names(rel) {
+            match dir.subdir(name) {
+                Some(d) => dir = d,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dir))
+    }
+
     /// The directory at `rel` (None when missing or not a directory).
     pub fn open_dir(&self, rel: &Path) -> Result<Option<LowerDir>> {
         match self.open_in(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
@@ -608,6 +623,31 @@ impl LowerDir {
 
     pub fn readlink(&self, name: &OsStr) -> Option<OsString> {
         nix::fcntl::readlinkat(Some(self.fd.as_raw_fd()), name).ok()
+    }
+
+    /// The metadata of `name`, not following a symlink.
+    pub fn stat(&self, name: &OsStr) -> Option<FileStat> {
+        fstatat(
+            Some(self.fd.as_raw_fd()),
+            name,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()
+    }
+
+    /// The regular file `name` open for reading (None for anything else;
+    /// a symlink is not followed, a FIFO never blocks the open).
+    pub fn open_file(&self, name: &OsStr) -> Option<std::fs::File> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        let fd = own(openat(
+            Some(self.fd.as_raw_fd()),
+            name,
+            flags | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?);
+        let st = fstat(fd.as_raw_fd()).ok()?;
+        (file_type(&st) == SFlag::S_IFREG).then(|| std::fs::File::from(fd))
     }
 
     /// A subdirectory, not following a symlink at `name`.

@@ -29,6 +29,7 @@ pub mod pod;
 pub mod prepare;
 pub mod service_env;
 pub mod stop;
+pub mod volseed;
 
 /// `PROGRAM --version` alone prints the version (that of the package,
 /// every sdme binary has the workspace's) and exits; true when it did.

@@ -96,6 +96,8 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' >tree/etc/group
 echo "hello from busybox" >tree/www/index.html
 chown 65534:65534 tree/data
+echo seeded >tree/data/seed.txt
+chown 65534:65534 tree/data/seed.txt
 chmod 1777 tree/tmp
 cat >tree/entry.sh <<'EOS'
 #!/bin/sh
@@ -149,6 +151,8 @@ check_in "the app's root at /oci/apps/$img/root" systemd-run -q --collect -M "$a
 	test -f "/oci/apps/$img/root/www/index.html"
 assert_eq "the anonymous volume has one start" 1 \
 	"$(th_sh "wc -l < /var/lib/sdme/volumes/$app/data/starts")"
+assert_eq "the new volume started with the image's file, owner kept" "seeded 65534" \
+	"$(th_sh "echo \$(cat /var/lib/sdme/volumes/$app/data/seed.txt) \$(stat -c %u /var/lib/sdme/volumes/$app/data/seed.txt)")"
 
 step "restart: the volume keeps its file"
 require_in "restart sdme-$app" timeout 120 systemctl restart "sdme-$app"
