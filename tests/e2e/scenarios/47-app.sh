@@ -42,7 +42,7 @@ ghost=e2e47-ghost
 stubborn=e2e47-stubborn
 cli=e2e47-cli
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli"
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
 
 on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
@@ -197,6 +197,28 @@ check_in "the volumes are there" test -e "/var/lib/sdme/volumes/$cli/data/mark" 
 require_in "sdme create $cli again" sdme create "$cli" --app "$img" --app-env PORT=8051 --volume /srv/v
 require_in "sdme rm --volumes $cli" sdme rm --volumes "$cli"
 check_in "the volumes are gone" test ! -e "/var/lib/sdme/volumes/$cli"
+
+step "ten app containers of one image on one base: the disk they add"
+ten=$(seq -f 'e2e47-ten%g' -s ' ' 1 10)
+for i in $(seq 10); do
+	printf '[Container]\nApp=%s\nAppEnvironment=PORT=%s\n' "$img" "$((8100 + i))" | put "/etc/sdme/e2e47-ten$i.container"
+done
+require_in "daemon-reload" systemctl daemon-reload
+before=$(th_sh "du -sxk /var/lib/sdme | cut -f1")
+# shellcheck disable=SC2086 # the names, one word each
+require_in "start the ten" timeout 300 systemctl start $(printf 'sdme-%s ' $ten)
+for i in $(seq 10); do
+	assert_eq "e2e47-ten$i answers" "hello from busybox" "$(wait_answer "$((8100 + i))")"
+done
+after=$(th_sh "du -sxk /var/lib/sdme | cut -f1")
+echo "FIGURE: ten booted app containers (App=$img on a host clone) added $((after - before)) KiB to /var/lib/sdme"
+# Where it goes (issue 14 asks for less than 10 MB for all ten; not met
+# yet: this prints what a booted guest writes).
+th_sh "du -xk --max-depth=5 /var/lib/sdme/containers/e2e47-ten1/upper | sort -n | tail -4"
+check_in "no copy of the image or the base: less than 20 MB each" test "$((after - before))" -lt 204800
+# shellcheck disable=SC2086
+require_in "stop the ten" systemctl stop $(printf 'sdme-%s ' $ten)
+th_sh "for c in $ten; do rm -rf /var/lib/sdme/containers/\$c /var/lib/sdme/volumes/\$c /etc/sdme/\$c.container; done; systemctl daemon-reload"
 
 step "App=REF: a loopback registry, the shared image unit"
 printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/reg\nhttp:\n  addr: 127.0.0.1:5047\n' "$W" |
