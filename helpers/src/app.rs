@@ -377,8 +377,9 @@ pub fn write_unit(
                 }
             }
         }
-        return Ok(());
+        return remove_journal_limit(upper);
     };
+    write_journal_limit(upper, attrs)?;
     let root = container_rel_path(&app_root_in_guest(&s.name))?;
     upper.walk_create(&root, &|_| DirAttrs::DEFAULT)?;
     let system = upper.walk_create(Path::new(SYSTEM_DIR), attrs)?;
@@ -396,6 +397,46 @@ pub fn write_unit(
     let w = upper.walk_create(&wants, attrs)?;
     let target = format!("/{SYSTEM_DIR}/{APP_UNIT}");
     w.symlink(name, OsStr::new(&target))
+}
+
+/// Where the guest's journald reads drop-ins (the upper layer's).
+const JOURNALD_DIR: &str = "etc/systemd/journald.conf.d";
+/// The drop-in that keeps an application container's journal files
+/// small; an administrator's later drop-in (60-*.conf) wins.
+const JOURNAL_DROPIN: &str = "50-sdme-app.conf";
+
+/// journald allocates its files in steps of 8 MiB, capped at
+/// SystemMaxFileSize=: a guest that logs a few lines holds 8 MiB on disk
+/// from its first boot, ten application containers 80 MiB. With its
+/// minimum, 512K, a file holds what it needs (journald keeps at most 100
+/// files, so about 50 MiB of history). Only with `App=`, whose guest runs
+/// one application: a whole OS keeps systemd's defaults.
+fn write_journal_limit(upper: &SafeDir, attrs: &dyn Fn(&Path) -> DirAttrs) -> Result<()> {
+    let dir = upper.walk_create(Path::new(JOURNALD_DIR), attrs)?;
+    let name = OsStr::new(JOURNAL_DROPIN);
+    if let Some(b) = dir.read_small(name, 64 << 10)? {
+        if !b.starts_with(UNIT_MARK.as_bytes()) {
+            return Ok(()); // the guest administrator's own: kept
+        }
+    }
+    let text = format!(
+        "{UNIT_MARK} at every start of a container with App= (sdme.container(5));\n\
+         # edits here are lost: add a later drop-in (60-*.conf) to change it.\n\
+         [Journal]\nSystemMaxFileSize=512K\n"
+    );
+    dir.write_file(name, text.as_bytes(), 0o644)
+}
+
+/// Without an application: remove the drop-in sdme wrote, if it did.
+fn remove_journal_limit(upper: &SafeDir) -> Result<()> {
+    let Some(dir) = upper.walk_existing(Path::new(JOURNALD_DIR))? else {
+        return Ok(());
+    };
+    let name = OsStr::new(JOURNAL_DROPIN);
+    if (dir.read_small(name, 64 << 10)?).is_some_and(|b| b.starts_with(UNIT_MARK.as_bytes())) {
+        dir.remove_file(name)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -498,10 +539,27 @@ mod tests {
             Path::new("/etc/systemd/system/sdme-app.service")
         );
         assert!(t.path().join("oci/apps/web/root").is_dir());
+        let journal = t
+            .path()
+            .join("etc/systemd/journald.conf.d/50-sdme-app.conf");
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(
+            text.ends_with("[Journal]\nSystemMaxFileSize=512K\n"),
+            "{text}"
+        );
         // Again (every start), then without App=.
         write_unit(&upper, &attrs, Some((&s, &run)), "/etc/sdme/w.container").unwrap();
         write_unit(&upper, &attrs, None, "").unwrap();
         assert!(!unit.exists() && std::fs::symlink_metadata(&link).is_err());
+        assert!(!journal.exists(), "sdme's journald drop-in goes too");
+        // The guest administrator's drop-in of that name is theirs.
+        std::fs::write(&journal, "[Journal]\nSystemMaxFileSize=8M\n").unwrap();
+        write_unit(&upper, &attrs, Some((&s, &run)), "/etc/sdme/w.container").unwrap();
+        write_unit(&upper, &attrs, None, "").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&journal).unwrap(),
+            "[Journal]\nSystemMaxFileSize=8M\n"
+        );
         // The guest administrator's own unit of that name is not touched.
         std::fs::write(&unit, "[Service]\nExecStart=/x\n").unwrap();
         write_unit(&upper, &attrs, None, "").unwrap();
