@@ -49,7 +49,7 @@ orphan_case() {
 	assert_eq "same MainPID" "$pid" "$(prop "sdme-$m.service" MainPID)"
 	assert_eq "KillMode=mixed kept (orphan unit)" mixed "$(prop "sdme-$m.service" KillMode)"
 	status=$(th_exec systemctl status --no-pager -l "sdme-$m.service" 2>&1 || true)
-	echo "$status" | head -n 3
+	head -n 3 <<<"$status"
 	assert_match "status says why" "sdme container $m: $file was removed; stop it, or restore the file and daemon-reload" "$status"
 
 	step "$tool: systemctl stop sdme-$m"

@@ -50,17 +50,17 @@ confined() {
 		fail "$what: the image's /bin/sh recorded nothing (did it run?)"
 		return
 	}
-	map=$(printf '%s\n' "$ev" | sed -n 's/^.*uid_map *//p' | head -n 1)
+	map=$(sed -n '/uid_map/{s/^.*uid_map *//p;q}' <<<"$ev")
 	read -r _ base _ <<<"$map"
 	if [ -z "$base" ] || [ "$base" = 0 ]; then
 		fail "$what: root inside is the host's root (uid_map '$map')"
 	fi
 	assert_match "$what: NO_NEW_PRIVS" $'NoNewPrivs:\t1' "$ev"
 	assert_match "$what: seccomp filter" $'Seccomp:\t2' "$ev"
-	if printf '%s\n' "$ev" | grep -q OPENED; then
-		fail "$what: a block device opened: $(printf '%s\n' "$ev" | grep OPENED | head -n 3)"
+	if grep -q OPENED <<<"$ev"; then
+		fail "$what: a block device opened: $(grep -m 3 OPENED <<<"$ev")"
 	fi
-	if printf '%s\n' "$ev" | grep -q 'block-mknod.*denied\|block-open.*denied'; then :; else
+	if grep -q 'block-mknod.*denied\|block-open.*denied' <<<"$ev"; then :; else
 		fail "$what: no block device was tried"
 	fi
 }
@@ -95,7 +95,7 @@ rc=0
 out=$(import --install-packages=no "$w/src/hostile.tar.gz" imp33-no 2>&1) || rc=$?
 printf '%s\n' "$out"
 assert_eq "no: exit 0" 0 "$rc"
-if printf '%s\n' "$out" | grep -q EVIDENCE; then fail "no: the image's /bin/sh ran"; fi
+if grep -q EVIDENCE <<<"$out"; then fail "no: the image's /bin/sh ran"; fi
 check_in "no: no evidence file in the tree" test ! -e "$st/rootfs/imp33-no/sdme-evidence"
 no_escape no
 

@@ -138,7 +138,7 @@ e37_import() {
 wait_mounted() {
 	local m
 	for _ in $(seq 600); do
-		m=$(grep -lF " $state/import/$1.staging/" /proc/"$2"/task/*/mountinfo 2>/dev/null | head -n 1)
+		m=$(grep -lF " $state/import/$1.staging/" /proc/"$2"/task/*/mountinfo 2>/dev/null | sed -n 1p)
 		if [ -n "$m" ]; then
 			m=${m%/mountinfo}
 			echo "${m##*/}"
@@ -167,7 +167,7 @@ private_mount() {
 # follows the death of the namespace); status 1 after 10 s.
 loops_gone() {
 	for _ in $(seq 100); do
-		losetup -a | grep -qF "$work" || return 0
+		grep -qF "$work" <<<"$(losetup -a)" || return 0
 		sleep 0.1
 	done
 	return 1

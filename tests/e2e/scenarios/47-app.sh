@@ -80,7 +80,7 @@ fetch_busybox() {
 	(cd "$deb_dir" && apt-get download -q busybox-static)
 }
 require "apt-get download busybox-static into $deb_dir" fetch_busybox
-deb=$(find "$deb_dir" -maxdepth 1 -name 'busybox-static_*.deb' | head -n 1)
+deb=$(find "$deb_dir" -maxdepth 1 -name 'busybox-static_*.deb' | sed -n 1p)
 th_sh "rm -rf $W && mkdir -p $W"
 put "$W/bb.deb" <"$deb"
 
@@ -200,13 +200,14 @@ check_in "the volumes are gone" test ! -e "/var/lib/sdme/volumes/$cli"
 
 step "ten app containers of one image on one base: the disk they add"
 ten=$(seq -f 'e2e47-ten%g' -s ' ' 1 10)
+ten_units=()
 for i in $(seq 10); do
+	ten_units+=("sdme-e2e47-ten$i")
 	printf '[Container]\nApp=%s\nAppEnvironment=PORT=%s\n' "$img" "$((8100 + i))" | put "/etc/sdme/e2e47-ten$i.container"
 done
 require_in "daemon-reload" systemctl daemon-reload
 before=$(th_sh "du -sxk /var/lib/sdme | cut -f1")
-# shellcheck disable=SC2086 # the names, one word each
-require_in "start the ten" timeout 300 systemctl start $(printf 'sdme-%s ' $ten)
+require_in "start the ten" timeout 300 systemctl start "${ten_units[@]}"
 for i in $(seq 10); do
 	assert_eq "e2e47-ten$i answers" "hello from busybox" "$(wait_answer "$((8100 + i))")"
 done
@@ -219,8 +220,7 @@ th_sh "du -xk --max-depth=5 /var/lib/sdme/containers/e2e47-ten1/upper | sort -n 
 check_in "the ten add less than 10 MB" test "$((after - before))" -lt 10240
 check_in "the guest's journald got sdme's drop-in" grep -qx "SystemMaxFileSize=512K" \
 	/var/lib/sdme/containers/e2e47-ten1/upper/etc/systemd/journald.conf.d/50-sdme-app.conf
-# shellcheck disable=SC2086
-require_in "stop the ten" systemctl stop $(printf 'sdme-%s ' $ten)
+require_in "stop the ten" systemctl stop "${ten_units[@]}"
 th_sh "for c in $ten; do rm -rf /var/lib/sdme/containers/\$c /var/lib/sdme/volumes/\$c /etc/sdme/\$c.container; done; systemctl daemon-reload"
 
 step "App=REF: a loopback registry, the shared image unit"

@@ -53,7 +53,7 @@ uid_map() {
 
 # base_of UNIT: the base on nspawn's command line in UNIT.
 base_of() {
-	th_exec systemctl cat "$1" 2>/dev/null | sed -n 's/.*--private-users=\([0-9]*\):65536 --private-users-ownership=off.*/\1/p' | head -n 1
+	th_exec systemctl cat "$1" 2>/dev/null | sed -n 's/.*--private-users=\([0-9]*\):65536 --private-users-ownership=off.*/\1/p' | sed -n 1p
 }
 
 step "write $hc (host clone) and $rf (rootfs, PrivateUsers=$rf_base)"

@@ -53,7 +53,7 @@ run_case() {
 	assert_eq "$desc: Type kept" notify "$(unit_prop "$unit" Type)"
 	assert_eq "$desc: KillMode kept" mixed "$(unit_prop "$unit" KillMode)"
 	status=$(th_exec systemctl status --no-pager -l "$unit" 2>&1 || true)
-	echo "$status" | head -n 5
+	head -n 5 <<<"$status"
 	assert_match "$desc: status says why" "sdme container $m: $reason" "$status"
 	if [ "$action" = break ]; then
 		step "$desc: fixed again and reloaded, the container's own unit is back; then broken again"

@@ -59,7 +59,7 @@ assert_eq "bus1 HEALTH ok again" ok "$(ps_field bus1 health)"
 assert_match "bus1 OS: the host's PRETTY_NAME" '^Debian GNU/Linux' "$(ps_field bus1 os)"
 # shellcheck disable=SC2016 # expanded by the test host's shell
 check_in "sdme ps | head -1 exits 0 (pipefail)" bash -c 'set -o pipefail; sdme ps | head -1 >/dev/null && sdme ps | true'
-assert_match "ps header" '^NAME +STATUS +HEALTH +OS +ROOTFS +POD +USERNS +ENABLED +ADDRESSES$' "$(th_exec sdme ps | head -1)"
+assert_match "ps header" '^NAME +STATUS +HEALTH +OS +ROOTFS +POD +USERNS +ENABLED +ADDRESSES$' "$(th_exec sdme ps | sed -n 1p)"
 require_in "remove busm, busb; reset busf" sh -c 'rm /etc/sdme/busm.container /etc/sdme/busb.container /etc/sdme/busi.container && systemctl reset-failed sdme-busf.service'
 require_in "sdme rm busf" sdme rm busf
 
