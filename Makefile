@@ -83,7 +83,7 @@ install:
 	install -m 0755 $(BUILD_DIR)/sdme-generator $(DESTDIR)$(GENERATORDIR)/sdme-generator
 	for b in $(BINS_USER); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(BINDIR)/$$b; done
 	for b in $(BINS_HELPERS); do install -m 0755 $(BUILD_DIR)/$$b $(DESTDIR)$(LIBEXECDIR)/$$b; done
-	for u in units/*.service units/*.target; do [ -e "$$u" ] || continue; \
+	for u in units/*.service units/*.socket units/*.target; do [ -e "$$u" ] || continue; \
 		sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' "$$u" > $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp && \
 		mv $(DESTDIR)$(UNITDIR)/$${u#units/}.tmp $(DESTDIR)$(UNITDIR)/$${u#units/}; done
@@ -105,7 +105,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSCTLDIR)/60-sdme.conf
 	rm -f $(DESTDIR)$(APPARMORDIR)/sdme-default
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/sdme $(DESTDIR)$(ZSHCOMPDIR)/_sdme $(DESTDIR)$(FISHCOMPDIR)/sdme.fish
-	for u in units/*.service; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
+	for u in units/*.service units/*.socket units/*.target; do [ -e "$$u" ] || continue; rm -f $(DESTDIR)$(UNITDIR)/$${u#units/}; done
 	for b in $(BINS_HELPERS); do rm -f $(DESTDIR)$(LIBEXECDIR)/$$b; done
 	for b in $(BINS_USER); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
 	for m in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${m#man/}; done

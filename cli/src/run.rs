@@ -12,7 +12,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sdme_core::app_unit::{app_root_in_guest, AppRun, APP_UNIT, DROP_PRIVS_IN_APP};
+use sdme_core::app_unit::{app_root_in_guest, AppRun, APP_UNIT, DROP_PRIVS_IN_APP, VIA_POD};
 use sdme_helpers::app::{image_config, AppDirs};
 
 use crate::exec::InApp;
@@ -64,10 +64,16 @@ fn in_app(name: &str) -> Result<InApp> {
     };
     let img = image_config(&AppDirs::default(), &a.settings)?;
     let run = AppRun::new(&a.settings, &img).map_err(|e| anyhow!(e))?;
+    let mut prefix = vec![DROP_PRIVS_IN_APP.to_string()];
+    if a.settings.pod.is_some() {
+        // In the pod's network, as the app (sdme-drop-privs(8)).
+        prefix.push(VIA_POD.into());
+    }
+    prefix.extend([run.user, run.workdir, "--".into()]);
     Ok(InApp {
         root: app_root_in_guest(&a.settings.name),
         env: run.env,
-        prefix: vec![DROP_PRIVS_IN_APP.into(), run.user, run.workdir, "--".into()],
+        prefix,
     })
 }
 

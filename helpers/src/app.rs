@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sdme_core::app_unit::{
-    app_root_in_guest, render_app_unit, AppRun, AppSettings, ImageConfig, APP_UNIT,
+    app_root_in_guest, render_app_unit, AppRun, AppSettings, ImageConfig, APP_POD_IN_APP, APP_UNIT,
     DROP_PRIVS_IN_APP,
 };
 
@@ -51,6 +51,11 @@ pub struct AppDirs {
     pub volumes: PathBuf,
     /// The sdme-drop-privs binary bound into the app's root.
     pub drop_privs: PathBuf,
+    /// `AppPod=`: the directory of the host's sdme-app-pod.socket (bound
+    /// into the app's root) and the records of the spawner
+    /// ([`crate::apppod`]).
+    pub pod_socket_dir: PathBuf,
+    pub pod_records: PathBuf,
 }
 
 impl Default for AppDirs {
@@ -60,6 +65,8 @@ impl Default for AppDirs {
             meta: sdme_core::paths::META_DIR.into(),
             volumes: sdme_core::paths::VOLUMES_DIR.into(),
             drop_privs: sdme_core::paths::helper("sdme-drop-privs").into(),
+            pod_socket_dir: sdme_core::paths::APP_POD_SOCKET_DIR.into(),
+            pod_records: sdme_core::paths::APP_POD_RECORDS.into(),
         }
     }
 }
@@ -141,6 +148,53 @@ pub fn image_config(dirs: &AppDirs, s: &AppSettings) -> Result<ImageConfig> {
     })
 }
 
+/// `AppPod=`: the record the host's spawner reads ([`crate::apppod`]),
+/// one file per container unit, named after it: written at every start
+/// with `AppPod=`, removed at a start without it and at stop
+/// ([`forget_pod`]).
+pub fn record_pod(dirs: &AppDirs, unit: Option<&str>, s: Option<&AppSettings>) -> Result<()> {
+    let pod = s.and_then(|s| s.pod.as_deref());
+    let Some(unit) = unit else {
+        if pod.is_some() {
+            bail!("--app-pod needs --unit (the container's unit, which the host's spawner finds in the application's cgroup)");
+        }
+        return Ok(());
+    };
+    let Some(pod) = pod else {
+        return forget_pod(dirs, Some(unit));
+    };
+    let path = dirs.pod_records.join(unit);
+    let tmp = dirs.pod_records.join(format!(".{unit}.tmp"));
+    let mut tries = 0;
+    loop {
+        ensure_host_dir(&dirs.pod_records, 0o755)?;
+        let r =
+            std::fs::write(&tmp, format!("{pod}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+        match r {
+            // The stop of the last other container removed the directory
+            // in between (forget_pod): make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            r => return r.with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+}
+
+/// Remove the `AppPod=` record of `unit`, and its directory once empty;
+/// none is no error.
+pub fn forget_pod(dirs: &AppDirs, unit: Option<&str>) -> Result<()> {
+    let Some(unit) = unit else { return Ok(()) };
+    let path = dirs.pod_records.join(unit);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => {}
+    }
+    // Another container's record keeps it (ENOTEMPTY): fine.
+    let _ = std::fs::remove_dir(&dirs.pod_records);
+    Ok(())
+}
+
 /// `STATE/app`: the application's `upper/`, `work/` and `merged/`.
 pub fn app_state(state: &Path) -> PathBuf {
     state.join("app")
@@ -185,6 +239,10 @@ pub fn prepare(
     // where the image has nothing, never over a symlink.
     crate::bindpoint::ensure(&upper, &lower, Path::new(&DROP_PRIVS_IN_APP[1..]), true)
         .context("the mount point of sdme-drop-privs in the application's root")?;
+    if s.pod.is_some() {
+        crate::bindpoint::ensure(&upper, &lower, Path::new(&APP_POD_IN_APP[1..]), false)
+            .context("the mount point of the host's AppPod= socket in the application's root")?;
+    }
     let mut sources = Vec::with_capacity(run.volumes.len());
     for v in &run.volumes {
         let rel = container_rel_path(&v.path)?;
@@ -213,7 +271,7 @@ pub fn prepare(
         Some(base) => crate::idmap::mount_overlay(&key, &lower_path, &app, &merged, base)?,
         None => overlay::mount_overlay(&lower_path, &app)?,
     }
-    let r = mount_binds(dirs, &merged, userns_base, &sources);
+    let r = mount_binds(dirs, &merged, userns_base, s.pod.is_some(), &sources);
     if r.is_err() {
         let _ = unmount(state);
     }
@@ -254,18 +312,24 @@ fn mount_binds(
     dirs: &AppDirs,
     merged: &Path,
     userns_base: Option<u32>,
+    pod: bool,
     volumes: &[(PathBuf, PathBuf, bool)],
 ) -> Result<()> {
     let ns = userns_base.map(crate::idmap::userns_fd).transpose()?;
-    let helper = Path::new(&DROP_PRIVS_IN_APP[1..]);
-    let target = open_beneath(merged, helper, false)?;
-    let shown = merged.join(helper);
-    crate::idmap::attach(
-        &dirs.drop_privs,
-        crate::idmap::Target::Fd(&target, &shown),
-        None,
-        true,
-    )?;
+    let mut helpers = vec![(&dirs.drop_privs, DROP_PRIVS_IN_APP, false)];
+    if pod {
+        // The directory, not the socket: it outlives a restart of the
+        // socket unit (which makes a new socket file). Made here: this
+        // step can run before the socket unit.
+        ensure_host_dir(&dirs.pod_socket_dir, 0o755)?;
+        helpers.push((&dirs.pod_socket_dir, APP_POD_IN_APP, true));
+    }
+    for (src, at, dir) in helpers {
+        let rel = Path::new(&at[1..]);
+        let target = open_beneath(merged, rel, dir)?;
+        let shown = merged.join(rel);
+        crate::idmap::attach(src, crate::idmap::Target::Fd(&target, &shown), None, true)?;
+    }
     for (src, rel, ro) in volumes {
         let target = open_beneath(merged, rel, true)
             .with_context(|| format!("the volume /{}", rel.display()))?;
@@ -449,6 +513,8 @@ mod tests {
             meta: t.join("meta"),
             volumes: t.join("volumes"),
             drop_privs: t.join("sdme-drop-privs"),
+            pod_socket_dir: t.join("app-pod"),
+            pod_records: t.join("app-pods"),
         }
     }
 
@@ -458,6 +524,29 @@ mod tests {
             at: "/etc/sdme/w.container:3".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_app_pod_record_follows_the_start_and_the_stop() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dirs(t.path());
+        let mut s = settings();
+        let rec = d.pod_records.join("sdme-w.service");
+        s.pod = Some("grp@one".into());
+        record_pod(&d, Some("sdme-w.service"), Some(&s)).unwrap();
+        assert_eq!(std::fs::read_to_string(&rec).unwrap(), "grp@one\n");
+        let e = record_pod(&d, None, Some(&s)).unwrap_err().to_string();
+        assert!(e.starts_with("--app-pod needs --unit"), "{e}");
+        // A start without AppPod= removes it, and the empty directory.
+        record_pod(&d, Some("sdme-w.service"), Some(&settings())).unwrap();
+        assert!(!d.pod_records.exists());
+        record_pod(&d, Some("sdme-w.service"), Some(&s)).unwrap();
+        record_pod(&d, Some("sdme-x.service"), Some(&s)).unwrap();
+        forget_pod(&d, Some("sdme-w.service")).unwrap();
+        assert!(!rec.exists() && d.pod_records.join("sdme-x.service").exists());
+        forget_pod(&d, Some("sdme-x.service")).unwrap();
+        forget_pod(&d, Some("sdme-x.service")).unwrap();
+        assert!(!d.pod_records.exists());
     }
 
     #[test]

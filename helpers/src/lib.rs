@@ -9,9 +9,11 @@
 //! * `sdme-pod`: create, remove and enter a pod's pinned network namespace
 //!   ([`pod`]).
 //! * `sdme-drop-privs`: run an OCI app as its image's user, with
-//!   `/dev/stdout` that works ([`droppriv`]).
+//!   `/dev/stdout` that works ([`droppriv`]); with `AppPod=`, ask the host
+//!   to make the app's process in the pod's network ([`apppod`]).
 
 pub mod app;
+pub mod apppod;
 pub mod bindpoint;
 pub mod bootwait;
 pub mod dbus;

@@ -7,6 +7,8 @@
 //! - `exec NAME -- CMD...`: enter the pinned namespace and exec CMD (the
 //!   container unit runs systemd-nspawn this way; entering before nspawn
 //!   also works when nspawn then makes a user namespace).
+//! - `app-spawn`: the host's side of `AppPod=` ([`crate::apppod`], called
+//!   by the binary's main).
 //!
 //! `PODS_DIR` is `/run/sdme/pods`, or `$SDME_POD_DIR` (for tests).
 
@@ -262,6 +264,7 @@ pub const USAGE: &str = "\
 Usage: sdme-pod create NAME
        sdme-pod remove NAME
        sdme-pod exec NAME -- COMMAND [ARGS...]
+       sdme-pod app-spawn   (run by sdme-app-pod@.service for AppPod=)
 ";
 
 /// Run the command line (without argv[0]).

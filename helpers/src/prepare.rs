@@ -92,7 +92,7 @@ pub const USAGE: &str = "usage: sdme-prepare [--mount] --lower=DIR --state=DIR -
 [--private-users=BASE|yes] [--bind=SPEC]... [--umask=MODE] \
 [--app=ROOTFS [--app-at=FILE:LINE] [--app-exec=WORD]... [--app-args=WORD]... [--app-user=USER] \
 [--app-env=NAME=VALUE]... [--app-workdir=DIR] [--volume=SPEC]... [--app-exit=restart|stop] \
-[--app-stop-timeout=TIMESPAN]] [--source=FILE] [--unit=UNIT] MACHINE\n       \
+[--app-stop-timeout=TIMESPAN] [--app-pod=POD]] [--source=FILE] [--unit=UNIT] MACHINE\n       \
 sdme-prepare --generated=MACHINE\n       \
 sdme-prepare --unmount [--mount-unit] --state=DIR MACHINE";
 
@@ -704,6 +704,7 @@ pub fn prepare(opts: &Options) -> Result<Report> {
 
 fn prepare_layers(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
+    crate::app::record_pod(&opts.app_dirs, opts.unit.as_deref(), opts.app.as_ref())?;
     if let Some(m) = opts.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m & 0o777));
     }
@@ -1131,6 +1132,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             // It comes back if the overlay stays mounted.
             let record = sdme_core::inuse::read(&opts.records, &opts.machine);
             crate::stop::end_use(&opts.records, &opts.machine)?;
+            crate::app::forget_pod(&opts.app_dirs, opts.unit.as_deref())?;
             if let Err(e) = unmount(&opts.state) {
                 if let Some(r) = &record {
                     let _ = sdme_core::inuse::write(&opts.records, r);

@@ -901,6 +901,8 @@ fn an_application_is_mounted_and_unmounted() {
         meta: apps.join("meta"),
         volumes: apps.join("volumes"),
         drop_privs: apps.join("sdme-drop-privs"),
+        pod_socket_dir: apps.join("app-pod"),
+        pod_records: apps.join("app-pods"),
     };
     std::fs::create_dir_all(dirs.rootfs.join("bb/www")).unwrap();
     std::fs::create_dir_all(&dirs.meta).unwrap();

@@ -9,7 +9,7 @@ use crate::escape::is_env_name;
 use crate::timespan::{format_timespan, parse_timespan};
 
 /// Every option, as sdme-prepare(8) documents it.
-const OPTIONS: [&str; 10] = [
+const OPTIONS: [&str; 11] = [
     "--app",
     "--app-at",
     "--app-exec",
@@ -20,6 +20,7 @@ const OPTIONS: [&str; 10] = [
     "--volume",
     "--app-exit",
     "--app-stop-timeout",
+    "--app-pod",
 ];
 
 impl AppSettings {
@@ -40,6 +41,7 @@ impl AppSettings {
         if let Some(t) = self.stop_timeout {
             o.push(("--app-stop-timeout", format_timespan(t)));
         }
+        o.extend(self.pod.iter().map(|p| ("--app-pod", p.clone())));
         o
     }
 }
@@ -108,6 +110,7 @@ fn set(s: &mut AppSettings, name: &mut Option<String>, k: &str, v: &str) -> Resu
         }
         "--volume" => s.volumes.push(parse_volume(v)?),
         "--app-exit" => s.exit = parse_app_exit(v)?,
+        "--app-pod" => s.pod = Some(crate::name::check_pod_name(v).map(|()| v.into())?),
         _ => s.stop_timeout = Some(parse_timespan(v)?),
     }
     Ok(())
@@ -145,6 +148,7 @@ mod tests {
             ],
             exit: AppExit::Stop,
             stop_timeout: Some(Some(Duration::from_secs(90))),
+            pod: Some("grp@one".into()),
         };
         let o = s.options();
         let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -193,6 +197,10 @@ mod tests {
                 "--app-exit=never: ",
             ),
             (vec![("--app", "../x")], "--app=../x: "),
+            (
+                vec![("--app", "web"), ("--app-pod", "a/b")],
+                "--app-pod=a/b: ",
+            ),
         ] {
             let e = read(&o).unwrap_err();
             assert!(e.starts_with(want), "{o:?}: {e}");

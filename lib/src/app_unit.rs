@@ -26,6 +26,12 @@ pub fn app_root_in_guest(app: &str) -> String {
 /// which systemd resolves inside `RootDirectory=`.
 pub const DROP_PRIVS_IN_APP: &str = "/.sdme-drop-privs";
 
+/// With `AppPod=`: where the app's root holds the host's
+/// `paths::APP_POD_SOCKET_DIR` (read-only), and sdme-drop-privs' option
+/// that makes it ask the host for the app's process there.
+pub const APP_POD_IN_APP: &str = "/.sdme-app-pod";
+pub const VIA_POD: &str = "--via-pod";
+
 /// The parts of an image's OCI configuration that run the app (as
 /// sdme-import keeps them in the rootfs's metadata).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,6 +65,10 @@ pub struct AppSettings {
     pub exit: AppExit,
     /// `AppStopTimeout=`: `None` unset; `Some(None)` infinity.
     pub stop_timeout: Option<Option<std::time::Duration>>,
+    /// `AppPod=`: the pod whose network namespace the app's process joins
+    /// (sdme-prepare records it for the host's spawner, crate docs of
+    /// sdme-helpers' `apppod`).
+    pub pod: Option<String>,
 }
 
 /// What the unit runs: both sources merged and checked.
@@ -227,6 +237,12 @@ pub fn render_app_unit(s: &AppSettings, run: &AppRun, source: &str) -> String {
     }
     u.push_str("ExecStart=");
     u.push_str(DROP_PRIVS_IN_APP);
+    if s.pod.is_some() {
+        // The host makes the app's process in the pod's network; this
+        // one waits for it and ends with its status (sdme-drop-privs(8)).
+        u.push(' ');
+        u.push_str(VIA_POD);
+    }
     for w in [run.user.as_str(), run.workdir.as_str(), "--"] {
         u.push(' ');
         u.push_str(&exec_word(w));
@@ -344,6 +360,12 @@ mod tests {
         let r = AppRun::new(&s, &image()).unwrap();
         let u = render_app_unit(&s, &r, "/etc/sdme/w.container");
         assert!(u.contains(" -- /bin/sh -c \"echo $$$$X 100%%\"\n"), "{u}");
+        s.pod = Some("grp".into());
+        let u = render_app_unit(&s, &r, "/etc/sdme/w.container");
+        assert!(
+            u.contains("\nExecStart=/.sdme-drop-privs --via-pod app:data /w -- /bin/sh "),
+            "{u}"
+        );
     }
 
     #[test]

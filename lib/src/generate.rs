@@ -511,18 +511,12 @@ fn pod_known(pods: &BTreeSet<String>, pod: &str) -> bool {
     pods.contains(pod) && !pod.ends_with("@%i") || template.is_some_and(|t| pods.contains(&t))
 }
 
-/// A container with `App=`: `AppPod=` must name a pod, and is refused
-/// then (not built yet).
+/// A container with `App=`: `AppPod=` must name a pod.
 fn app_error(c: &Container, pods: &BTreeSet<String>) -> Option<String> {
-    let app = c.app.as_ref()?;
-    if let Some((pod, at)) = &app.pod {
-        if !pod_known(pods, pod) {
-            return Some(format!(
-                "{at}: AppPod={pod}.pod: no such pod file (or pod template) on the search path (or it has errors, or is masked)"
-            ));
-        }
-    }
-    crate::container::app_unsupported(app)
+    let (pod, at) = c.app.as_ref()?.pod.as_ref()?;
+    (!pod_known(pods, pod)).then(|| format!(
+        "{at}: AppPod={pod}.pod: no such pod file (or pod template) on the search path (or it has errors, or is masked)"
+    ))
 }
 
 fn container_broken(c: &Container, msgs: impl IntoIterator<Item = String>) -> Option<Broken> {

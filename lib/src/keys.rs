@@ -88,8 +88,7 @@ pub const CONTAINER_KEYS: [Key; 39] = [
     key("WaitFor", Some("wait-for"), None, Many, "UNIT", "WaitFor= (repeatable)"),
     key("LogConsole", Some("log-console"), None, Flag, "", "LogConsole=yes: the guest's console in the unit's journal"),
     key("NspawnArgs", Some("nspawn-arg"), None, Words, "ARG", "NspawnArgs=: one systemd-nspawn option (repeatable)"),
-    // OCI applications. AppPod= has no option while the generator
-    // refuses it (not supported yet).
+    // OCI applications.
     key("App", Some("app"), None, One, "REF|NAME|NAME.image", "App=: the OCI application image run inside the guest"),
     key("AppExec", Some("app-exec"), None, Words, "ARG", "AppExec=: the command, instead of the image's Entrypoint and Cmd"),
     key("AppArgs", Some("app-args"), None, Words, "ARG", "AppArgs=: the arguments, instead of the image's Cmd"),
@@ -97,7 +96,7 @@ pub const CONTAINER_KEYS: [Key; 39] = [
     key("AppEnvironment", Some("app-env"), None, Words, "NAME=VALUE", "AppEnvironment=: added to the image's Env (repeatable)"),
     key("AppWorkingDirectory", Some("app-workdir"), None, One, "DIR", "AppWorkingDirectory=: instead of the image's WorkingDir"),
     key("Volume", Some("volume"), None, Many, "[SRC:]/PATH[:ro]", "Volume=: a volume of the application (repeatable)"),
-    Key { suffix: ".pod", ..key("AppPod", None, None, One, "POD", "AppPod=POD.pod: the application joins the pod's network namespace") },
+    Key { suffix: ".pod", ..key("AppPod", Some("app-pod"), None, One, "POD", "AppPod=POD.pod: the application joins the pod's network namespace") },
     key("AppExit", Some("app-exit"), None, One, "restart|stop", "AppExit=: what the application's end does to the container"),
     key("AppStopTimeout", Some("app-stop-timeout"), None, One, "TIMESPAN", "AppStopTimeout=: how long the application has to stop"),
 ];

@@ -18,6 +18,11 @@ pub const META_DIR: &str = "/var/lib/sdme/meta";
 /// Anonymous volumes of applications: `VOLUMES_DIR/MACHINE/ESCAPED-PATH`,
 /// kept when the container is removed.
 pub const VOLUMES_DIR: &str = "/var/lib/sdme/volumes";
+/// `AppPod=`: the directory of `sdme-app-pod.socket` (bound into the
+/// roots of such applications), and sdme-prepare's records of which pod
+/// each container's application joins, one file per container unit.
+pub const APP_POD_SOCKET_DIR: &str = "/run/sdme/app-pod";
+pub const APP_POD_RECORDS: &str = "/run/sdme/app-pods";
 /// Per-container `upper/`, `work/` and `merged/`.
 pub const CONTAINERS_DIR: &str = "/var/lib/sdme/containers";
 

@@ -348,6 +348,23 @@ fn prepare_args(x: &Ctx, s: &mut String, mount: bool) {
 /// The application's keys for sdme-prepare, which merges them with the
 /// image's configuration (read from the rootfs's metadata, which the
 /// generator may not look at) into the guest's `sdme-app.service`.
+/// `AppPod=`: the pod runs before the container (as for `Pod=`, once if
+/// both name it), and the host's socket that makes the app's process
+/// listens (sdme-pod(8), app-spawn).
+fn app_pod_deps(c: &Container, s: &mut String) {
+    let Some((pod, _)) = c.app.as_ref().and_then(|a| a.pod.as_ref()) else {
+        return;
+    };
+    if c.pod.as_ref().is_none_or(|(p, _)| p != pod) {
+        for dep in ["Requires=", "After="] {
+            s.push_str(dep);
+            s.push_str(&pod_service_name(pod));
+            s.push('\n');
+        }
+    }
+    s.push_str("Wants=sdme-app-pod.socket\nAfter=sdme-app-pod.socket\n");
+}
+
 fn app_args(x: &Ctx, s: &mut String, a: &App) {
     for (k, v) in a.settings.options() {
         x.word(s, &[k, "="].concat(), &v);
@@ -526,6 +543,7 @@ fn service(x: &Ctx) -> String {
             s.push('\n');
         }
     }
+    app_pod_deps(c, &mut s);
     match &x.mount {
         None => {
             s.push_str("RequiresMountsFor=");

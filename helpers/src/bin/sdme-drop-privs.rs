@@ -7,7 +7,13 @@ fn main() -> ExitCode {
     if sdme_helpers::version_asked("sdme-drop-privs", &args) {
         return ExitCode::SUCCESS;
     }
-    let f = sdme_helpers::droppriv::run(&args);
+    // With AppPod= the host makes the app's process (sdme_helpers::apppod).
+    let f = match args.split_first() {
+        Some((flag, rest)) if flag == sdme_core::app_unit::VIA_POD => {
+            sdme_helpers::apppod::client::run(rest, &sdme_helpers::apppod::client::socket_path())
+        }
+        _ => sdme_helpers::droppriv::run(&args),
+    };
     eprintln!("sdme-drop-privs: {}", f.message.replace('\n', " "));
     ExitCode::from(f.status)
 }

@@ -7,6 +7,12 @@ fn main() -> ExitCode {
     if sdme_helpers::version_asked("sdme-pod", &args) {
         return ExitCode::SUCCESS;
     }
+    if args.len() == 1 && args[0] == "app-spawn" {
+        // AppPod='s spawner (sdme_helpers::apppod), for sdme-app-pod@.service.
+        let records = std::path::Path::new(sdme_core::paths::APP_POD_RECORDS);
+        sdme_helpers::apppod::spawn::serve(records, &sdme_helpers::pod::pods_dir());
+        return ExitCode::SUCCESS;
+    }
     match sdme_helpers::pod::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

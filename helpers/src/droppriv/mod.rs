@@ -50,7 +50,7 @@ pub struct Args<'a> {
     pub command: &'a [OsString],
 }
 
-const USAGE: &str = "usage: sdme-drop-privs USER WORKDIR -- COMMAND [ARG...]";
+const USAGE: &str = "usage: sdme-drop-privs [--via-pod] USER WORKDIR -- COMMAND [ARG...]";
 
 pub fn parse_args(args: &[OsString]) -> Result<Args<'_>, Failure> {
     let usage = |why: &str| fail(EXIT_USAGE, format!("{why}; {USAGE}"));
@@ -107,6 +107,11 @@ fn exec(file: &Path, argv: &[OsString]) -> Failure {
     extern "C" {
         static environ: *const *const libc::c_char;
     }
+    // Rust's runtime ignores SIGPIPE (and so does systemd's default
+    // IgnoreSIGPIPE=yes), and an ignored signal stays ignored across exec:
+    // the app gets the default, as an OCI runtime starts it.
+    // SAFETY: restoring a signal's default action.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // SAFETY: f and ptrs are NUL-terminated and outlive the call; environ is
     // the process's environment (set_var above keeps it valid).
     unsafe { libc::execve(f.as_ptr(), ptrs.as_ptr(), environ) };

@@ -151,6 +151,7 @@ impl AppKeys {
             at: at.clone(),
             build: false,
         });
+        let pod = self.pod.map(|(p, at)| (instance_pod(p, &f.name), at));
         let settings = AppSettings {
             name: rootfs,
             at: at.to_string(),
@@ -162,12 +163,13 @@ impl AppKeys {
             volumes: self.volumes.into_values().map(|(v, _)| v).collect(),
             exit: self.exit,
             stop_timeout: self.stop_timeout,
+            pod: pod.as_ref().map(|(p, _)| p.clone()),
         };
         Some(App {
             image,
             image_use,
             at,
-            pod: self.pod.map(|(p, at)| (instance_pod(p, &f.name), at)),
+            pod,
             settings,
         })
     }
@@ -194,15 +196,6 @@ fn stop_timeout(v: &str) -> Result<Option<Duration>, String> {
         Some(Duration::ZERO) => Err("use 'infinity' to wait without limit".into()),
         t => Ok(t),
     }
-}
-
-/// What this version cannot run yet: `AppPod=` (only the app in the
-/// pod's network namespace).
-pub fn unsupported(app: &App) -> Option<String> {
-    let (pod, at) = app.pod.as_ref()?;
-    Some(format!(
-        "{at}: AppPod={pod}.pod is not supported yet by this version"
-    ))
 }
 
 #[cfg(test)]
@@ -248,17 +241,12 @@ mod tests {
             a.settings.volumes[0].read_only
                 && a.settings.volumes[0].source.as_deref() == Some("/h")
         );
+        assert_eq!(a.settings.pod.as_deref(), Some("grp@one"));
         assert_eq!(a.pod.map(|p| p.0).as_deref(), Some("grp@one"));
         assert_eq!(a.settings.exit, AppExit::Stop);
         assert_eq!(a.settings.stop_timeout, Some(Some(Duration::from_secs(60))));
-        assert_eq!(
-            unsupported(&app("web", "[Container]\nApp=nginx\n").unwrap()),
-            None
-        );
         let a = app("web", "[Container]\nApp=nginx:1\nAppPod=p.pod\n").unwrap();
-        assert!(unsupported(&a)
-            .unwrap()
-            .ends_with("x.container:3: AppPod=p.pod is not supported yet by this version"));
+        assert_eq!(a.pod.as_ref().map(|p| p.1.line), Some(3));
         assert_eq!(a.rootfs(), crate::image::inline_rootfs_name("nginx:1"));
         assert_eq!(
             a.image_use.map(|u| u.inline),

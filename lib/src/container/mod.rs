@@ -32,7 +32,7 @@ mod syscall;
 #[cfg(test)]
 mod tests;
 
-pub use app::{unsupported as app_unsupported, App};
+pub use app::App;
 pub use boot::DEFAULT_BOOT_TIMEOUT;
 pub(crate) use environment::{assignments, check_env_word};
 pub use image_use::ImageUse;

@@ -13,7 +13,9 @@
 #   unit's journal;
 # - the app is the unit's main process (its uid from /proc/PID/status) and
 #   its exit status is the unit's; a user that is not in the image is one
-#   line in the journal and status 217.
+#   line in the journal and status 217;
+# - the app starts with SIGPIPE at its default (without the helper, a unit's
+#   process has it ignored).
 
 root=/var/tmp/dp46/root
 helper=/usr/libexec/sdme/sdme-drop-privs
@@ -53,6 +55,15 @@ cwd /srv" "$(log46 dp46-app | grep -E '^(ids|home|cwd) ')"
 assert_eq "a missing user: status 217" 217 "$(run46 dp46-ghost /sdme-drop-privs ghost / -- true)"
 assert_match "and one line naming it" '^sdme-drop-privs: user ghost does not exist in /etc/passwd$' \
 	"$(log46 dp46-ghost | grep '^sdme-drop-privs:')"
+
+step "the app starts with SIGPIPE at its default (Rust's runtime and systemd's IgnoreSIGPIPE=yes ignore it, and an exec keeps that)"
+assert_eq "status 0" 0 "$(run46 dp46-sig /sdme-drop-privs app / -- sh -c 'grep ^SigIgn: /proc/self/status > /dev/stdout')"
+ign=$(log46 dp46-sig | sed -n 's/^SigIgn:[[:space:]]*//p')
+# Bit 12 is signal 13, SIGPIPE. (Signals 32 and 33, glibc's own, may be
+# ignored: systemd's executor gets them so from posix_spawn.)
+assert_eq "SIGPIPE is not in the app's SigIgn ($ign)" 0 "$(((16#${ign:-1000} >> 12) & 1))"
+assert_eq "without the helper it is (IgnoreSIGPIPE=yes)" 1 \
+	"$(run46 dp46-sig0 sh -c 'grep ^SigIgn: /proc/self/status' >/dev/null; ign0=$(log46 dp46-sig0 | sed -n 's/^SigIgn:[[:space:]]*//p'); echo $(((16#${ign0:-0} >> 12) & 1)))"
 
 step "the app is the unit's main process"
 require_in "start dp46-main" systemd-run -q -u dp46-main -p RootDirectory="$root" -p MountAPIVFS=yes \

@@ -19,6 +19,15 @@
 #   refused (the use record names the app's rootfs), and once stopped a
 #   re-import keeps the volume;
 # - Strict=yes: the app runs (as the container's base + 65534);
+# - AppPod=: two Hardened=yes app containers in one pod: the host makes
+#   their app processes in the pod's network namespace (its inode), with
+#   the unit's seccomp filters, no_new_privs and capability bounding set;
+#   one answers in the pod (sdme-pod exec), not on the test host's
+#   loopback, the other reaches it on 127.0.0.1, a third outside the pod
+#   does not; without a user namespace too, the app's status is the
+#   unit's (AppExit=stop, exit 3);
+#   sdme exec --app runs in the pod's network too; sdme create --app-pod
+#   writes the key;
 # - AppStopTimeout=2s: an app that ignores SIGTERM is killed after 2 s
 #   (the stop takes at least that, and far less than the 90 s default);
 # - a bare template's instance runs its app too;
@@ -39,20 +48,23 @@ plain=e2e47-plain
 ref=e2e47-ref
 strict=e2e47-strict
 ghost=e2e47-ghost
+pa=e2e47-pa
+pb=e2e47-pb
+pc=e2e47-pc
+pd=e2e47-pd
 stubborn=e2e47-stubborn
 cli=e2e47-cli
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $pa $pb $pc $pd e2e47-pe $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
 
-on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes; systemctl daemon-reload"
-on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes /etc/sdme/e2e47pod.pod; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' sdme-pod-e2e47pod sdme-app-pod.socket 2>/dev/null; rm -rf /run/sdme/app-pod; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
 
-# wait_answer PORT: the page from 127.0.0.1:PORT, retried for up to 20 s
-# (the app listens a moment after its unit started).
-wait_answer() {
-	th_exec python3 -c '
+# The body from 127.0.0.1:PORT (argv[1]), retried for up to 20 s: run
+# where the answer is expected (the test host, or inside a pod).
+answer_py='
 import sys, time, urllib.request
 end = time.time() + 20
 while True:
@@ -63,13 +75,19 @@ while True:
         if time.time() > end:
             sys.exit("no answer: %s" % e)
         time.sleep(0.2)
-' "$1"
-}
+'
 
-# app_pid MACHINE: the host PID of the app (sdme-app.service's process in
-# the container's cgroup).
+# wait_answer PORT: the page from 127.0.0.1:PORT on the test host.
+wait_answer() { th_exec python3 -c "$answer_py" "$1"; }
+
+# app_pid MACHINE: the host PID of the app: sdme-app.service's process in
+# the container's cgroup that is neither the output relay nor, with
+# AppPod=, sdme-drop-privs waiting for the app the host made (its comm is
+# that of /.sdme-drop-privs, cut to 15 bytes).
 app_pid() {
-	th_sh "cat \$(find /sys/fs/cgroup -path '*sdme-$1.service*' -path '*sdme-app.service*' -name cgroup.procs | head -n 1) | head -n 1"
+	th_sh "for p in \$(cat \$(find /sys/fs/cgroup -path '*sdme-$1.service*' -path '*sdme-app.service*' -name cgroup.procs | head -n 1)); do
+		case \$(cat /proc/\$p/comm) in .sdme-drop-priv | sdme-relay) ;; *) echo \$p; break ;; esac
+	done"
 }
 
 step "busybox-static from Debian (cached on this machine)"
@@ -270,6 +288,71 @@ pid=$(app_pid "$strict")
 assert_eq "the app runs as the base + 65534" "$((base + 65534))" \
 	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
 require_in "stop sdme-$strict" systemctl stop "sdme-$strict"
+
+step "AppPod=: two Hardened=yes app containers in one pod, one outside"
+printf '[Pod]\n' | put /etc/sdme/e2e47pod.pod
+printf '[Container]\nApp=%s\nHardened=yes\nAppPod=e2e47pod.pod\nAppEnvironment=PORT=8060\n' "$img" | put "/etc/sdme/$pa.container"
+put "/etc/sdme/$pb.container" <<EOF
+[Container]
+App=$img
+Hardened=yes
+AppPod=e2e47pod.pod
+AppExec=/bin/sh -c "for i in \$(busybox seq 50); do if got=\$(busybox wget -q -O - http://127.0.0.1:8060/); then echo e2e47 pod got: \$got; break; fi; busybox sleep 0.2; done; exec busybox httpd -f -p 8061 -h /www"
+EOF
+put "/etc/sdme/$pc.container" <<EOF
+[Container]
+App=$img
+Hardened=yes
+AppExec=/bin/sh -c "if busybox wget -q -O - http://127.0.0.1:8060/; then echo e2e47 outside reached the pod; else echo e2e47 outside: no answer; fi; exec busybox httpd -f -p 8062 -h /www"
+EOF
+require_in "daemon-reload" systemctl daemon-reload
+require_in "start sdme-$pa (starts the pod first)" timeout 120 systemctl start "sdme-$pa"
+check_in "the pod runs" systemctl is-active -q sdme-pod-e2e47pod
+assert_eq "its app answers inside the pod (sdme-pod exec)" "hello from busybox" \
+	"$(th_exec /usr/libexec/sdme/sdme-pod exec e2e47pod -- python3 -c "$answer_py" 8060 2>&1)"
+check_in "and not on the test host's loopback" sh -c "! python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8060/\", timeout=2)' 2>/dev/null"
+pid=$(app_pid "$pa")
+assert_eq "the app's network namespace is the pod's" \
+	"$(th_exec stat -L -c %i /run/sdme/pods/e2e47pod/netns)" "$(th_exec stat -L -c %i "/proc/$pid/ns/net")"
+leader=$(th_exec machinectl show "$pa" -p Leader --value)
+check_in "the guest around it keeps its own" test "$(th_exec stat -L -c %i "/proc/$leader/ns/net")" != "$(th_exec stat -L -c %i "/proc/$pid/ns/net")"
+base=$(th_exec systemctl show -p ExecStart --value "sdme-$pa" | grep -o -- '--private-users=[0-9]*:' | tr -dc 0-9)
+assert_eq "it runs as the base + 65534" "$((base + 65534))" "$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
+assert_eq "with the unit's seccomp filters and no_new_privs (Hardened=)" "2 1" \
+	"$(th_exec awk '/^Seccomp:/ { s = $2 } /^NoNewPrivs:/ { n = $2 } END { print s, n }' "/proc/$pid/status")"
+client=$(th_sh "for p in \$(cat \$(find /sys/fs/cgroup -path '*sdme-$pa.service*' -path '*sdme-app.service*' -name cgroup.procs | head -n 1)); do if [ \$(cat /proc/\$p/comm) = .sdme-drop-priv ]; then echo \$p; fi; done")
+assert_eq "as many filters as the unit's own process (sdme-drop-privs --via-pod)" \
+	"$(th_exec awk '/^Seccomp_filters:/ { print $2 }' "/proc/$client/status")" "$(th_exec awk '/^Seccomp_filters:/ { print $2 }' "/proc/$pid/status")"
+assert_eq "and the container's capability bounding set" \
+	"$(th_exec awk '/^CapBnd:/ { print $2 }' "/proc/$leader/status")" "$(th_exec awk '/^CapBnd:/ { print $2 }' "/proc/$pid/status")"
+th_exec journalctl -M "$pa" --sync 2>/dev/null || true
+assert_match "its /dev/stdout reaches journalctl -M $pa -u sdme-app" 'e2e47 app 65534 in /www' \
+	"$(th_exec journalctl -M "$pa" -u sdme-app -o cat --no-pager 2>&1)"
+require_in "start sdme-$pb and sdme-$pc" timeout 120 systemctl start "sdme-$pb" "sdme-$pc"
+check_in "the other app of the pod reaches it on 127.0.0.1" sh -c "for i in \$(seq 100); do journalctl -M $pb -u sdme-app -o cat 2>/dev/null | grep -qx 'e2e47 pod got: hello from busybox' && exit 0; sleep 0.2; done; exit 1"
+check_in "an app outside the pod does not" sh -c "for i in \$(seq 100); do journalctl -M $pc -u sdme-app -o cat 2>/dev/null | grep -qx 'e2e47 outside: no answer' && exit 0; sleep 0.2; done; exit 1"
+assert_eq "sdme exec --app runs in the pod's network too" "hello from busybox" \
+	"$(th_exec sdme exec --app "$pb" -- busybox wget -q -O - http://127.0.0.1:8060/ 2>&1)"
+check_in_status 3 "and returns its command's status" sdme exec --app "$pb" -- sh -c 'exit 3'
+t0=$(date +%s%N)
+require_in "stop the three" systemctl stop "sdme-$pa" "sdme-$pb" "sdme-$pc"
+echo "FIGURE: systemctl stop of three app containers (two in a pod) took $((($(date +%s%N) - t0) / 1000000)) ms"
+for c in $pa $pb $pc; do
+	require "$c: the overlay is unmounted" th_unmounted "$c"
+done
+check_in "no spawner is left" sh -c "! systemctl list-units --no-legend --plain 'sdme-app-pod@*' | grep -q ."
+check_in "the stops removed the AppPod= records" test ! -e /run/sdme/app-pods
+# Without a user namespace (the host's root in the guest): the same way.
+printf '[Container]\nApp=%s\nAppPod=e2e47pod.pod\nAppExec=/bin/sh -c "echo e2e47 pod batch; exit 3"\nAppExit=stop\n' "$img" | put "/etc/sdme/$pd.container"
+require_in "daemon-reload" systemctl daemon-reload
+th_exec systemctl start "sdme-$pd" >/dev/null 2>&1 || true
+check_in "AppExit=stop in a pod: the container stops by itself" sh -c "for i in \$(seq 100); do systemctl is-active -q sdme-$pd || exit 0; sleep 0.2; done; exit 1"
+assert_eq "with the app's status, relayed by the host" 3 "$(th_exec systemctl show -p ExecMainStatus --value "sdme-$pd")"
+th_exec systemctl reset-failed "sdme-$pd" 2>/dev/null || true
+require_in "stop the pod" systemctl stop sdme-pod-e2e47pod
+require_in "sdme create --app-pod" sdme create e2e47-pe --app "$img" --app-pod e2e47pod
+assert_match "writes AppPod=" "AppPod=e2e47pod.pod" "$(th_exec cat /etc/sdme/e2e47-pe.container)"
+require_in "sdme rm e2e47-pe" sdme rm -f e2e47-pe
 
 step "AppStopTimeout=2s: an app that ignores its stop signal is killed after it"
 put "/etc/sdme/$stubborn.container" <<EOF

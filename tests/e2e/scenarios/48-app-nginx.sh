@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # snippets expand inside the test host
+# 48-app-nginx: nginx from Debian's packages, packaged as the official
+# image is (issue 14), run with App=REF on a clone of the test host:
+# - the image (th_put_nginx_image of tests/e2e/testhost and
+#   tests/e2e/peers/nginx-image.sh: a debootstrap --variant=minbase
+#   bookworm tree with nginx, cached on the machine, made into an OCI
+#   layout with umoci in the test host): logs symlinked to /dev/stdout and
+#   /dev/stderr, CMD nginx -g 'daemon off;', STOPSIGNAL SIGQUIT, EXPOSE 80,
+#   pushed with skopeo to a loopback docker-registry and pulled by the
+#   shared image unit;
+# - a request from the test host returns the page, and its access-log line
+#   (nginx writes it to /dev/stdout, a pipe relayed to the journal) is in
+#   `journalctl -M NAME -u sdme-app`;
+# - nginx runs as it does anywhere: its master as root, its workers as the
+#   image's www-data;
+# - the app's KillSignal is the image's SIGQUIT (nginx's graceful stop);
+#   the time `systemctl stop` takes is printed (no assertion on it).
+
+W=/var/tmp/e2e48
+REG=localhost:5048
+app=e2e48-nginx
+
+on_cleanup sh -c "rm -rf /var/lib/sdme/containers/$app /var/lib/sdme/volumes/$app /etc/sdme/$app.container $W /var/lib/sdme/rootfs/nginx-1-* /var/lib/sdme/meta/nginx-1-*.json; systemctl daemon-reload"
+on_cleanup sh -c "systemctl stop sdme-$app e2e48-reg 'sdme-image-nginx-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e48-reg 2>/dev/null; true"
+
+put() { th_exec sh -c "cat > '$1'"; }
+
+# get PATH: the body from http://127.0.0.1:80PATH, retried for up to 20 s
+# (nginx listens a moment after its unit started).
+get() {
+	th_exec python3 -c '
+import sys, time, urllib.request
+end = time.time() + 20
+while True:
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:80" + sys.argv[1], timeout=2).read().decode().strip())
+        break
+    except OSError as e:
+        if time.time() > end:
+            sys.exit("no answer: %s" % e)
+        time.sleep(0.2)
+' "$1"
+}
+
+step "the image: Debian's nginx packaged as the official one (th_put_nginx_image)"
+require "the nginx image in $W" th_put_nginx_image "$W"
+printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/reg\nhttp:\n  addr: 127.0.0.1:5048\n' "$W" |
+	put "$W/reg.yml"
+require_in "registry" systemd-run -q --unit=e2e48-reg docker-registry serve "$W/reg.yml"
+require_in "registry listening" sh -c "for i in \$(seq 100); do python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:5048/v2/\")' 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+require_in "skopeo push $REG/e2e48/nginx:1" skopeo copy -q --dest-tls-verify=false "oci:$W/img:nginx" "docker://$REG/e2e48/nginx:1"
+
+step "App=$REG/e2e48/nginx:1 on a clone of the host"
+printf '[Container]\nApp=%s/e2e48/nginx:1\n' "$REG" | put "/etc/sdme/$app.container"
+require_in "daemon-reload" systemctl daemon-reload
+t0=$(date +%s%N)
+require_in "start sdme-$app (imports the image first)" timeout 300 systemctl start "sdme-$app"
+assert_eq "nginx answers from the test host" "hello from nginx" "$(get /)"
+echo "FIGURE: systemctl start sdme-$app (image pulled and imported) to nginx's first answer: $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_eq "its KillSignal is the image's SIGQUIT" 3 \
+	"$(th_exec systemctl -M "$app" show -p KillSignal --value sdme-app 2>&1)"
+assert_eq "the app is active" active "$(th_exec systemctl -M "$app" is-active sdme-app 2>&1)"
+
+step "the access log reaches the guest's journal through /dev/stdout"
+assert_eq "a request for /index.html?e2e48" "hello from nginx" "$(get '/index.html?e2e48')"
+check_in "the access-log line in journalctl -M $app -u sdme-app" sh -c "for i in \$(seq 100); do journalctl -M $app -u sdme-app -o cat 2>/dev/null | grep -q '\"GET /index.html?e2e48 HTTP/1.1\" 200' && exit 0; sleep 0.2; done; exit 1"
+
+step "the processes: nginx's master as root, its workers as the image's www-data"
+procs=$(th_sh "for p in \$(cat \$(find /sys/fs/cgroup -path '*sdme-$app.service*' -path '*sdme-app.service*' -name cgroup.procs)); do echo \"\$(awk '/^Uid:/ { print \$2 }' /proc/\$p/status) \$(tr '\\0' ' ' </proc/\$p/cmdline)\"; done")
+printf '%s\n' "$procs"
+check "the master runs as root" grep -q '^0 nginx: master process nginx -g daemon off;' <<<"$procs"
+check "a worker runs as www-data (33)" grep -q '^33 nginx: worker process' <<<"$procs"
+
+step "stop"
+t0=$(date +%s%N)
+require_in "stop sdme-$app" systemctl stop "sdme-$app"
+echo "FIGURE: systemctl stop sdme-$app (nginx by SIGQUIT, then the guest) took $((($(date +%s%N) - t0) / 1000000)) ms"
+require "the overlay is unmounted" th_unmounted "$app"
