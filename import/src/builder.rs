@@ -34,6 +34,7 @@ use crate::buildlayer::{copy_opts, skip_state_dir, store_layer, RUN_DIR};
 pub use crate::buildopts::Opts;
 use crate::buildrun::{failure, run_streaming, step_command, LAST_LINES};
 use crate::buildsteps::{build_info, cached_prefix, copy_source_path, plan, up_to_date, Planned};
+use crate::buildwatch::Watch;
 use crate::copy::{copy_tree, Stats};
 use crate::meta::{self, Meta};
 use crate::store::{remove_tree, Store};
@@ -463,7 +464,7 @@ impl Work {
                 let watch = Watch::start(boot_unit(&self.name));
                 self.boot(b, &id)?;
                 let cmd = step_command(&machine(&self.name), &b.environment, command);
-                let r = run_streaming(cmd, out, LAST_LINES);
+                let r = run_streaming(cmd, out, LAST_LINES, &|c| watch.client(c));
                 drop(watch);
                 let (status, last) = r?;
                 self.stop()?;
@@ -653,48 +654,6 @@ fn new_machine_id() -> Result<String> {
     std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut b)
         .context("cannot read /dev/urandom")?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-/// While a build container boots or runs a step, the build waits on
-/// child processes that a SIGINT or SIGTERM does not end (systemd-run
-/// keeps waiting, a read is restarted): a thread stops the container
-/// when one comes, which ends both; the build then cleans up.
-struct Watch {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watch {
-    fn start(unit: String) -> Watch {
-        use std::sync::atomic::Ordering;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d = done.clone();
-        let thread = std::thread::spawn(move || {
-            while !d.load(Ordering::SeqCst) {
-                if cancel::requested() {
-                    let _ = Command::new("systemctl")
-                        .args(["stop", &unit])
-                        .stderr(std::process::Stdio::null())
-                        .status();
-                    return;
-                }
-                std::thread::sleep(cancel::POLL);
-            }
-        });
-        Watch {
-            done,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn mkdir(p: &Path) -> Result<()> {

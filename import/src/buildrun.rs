@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result};
 
@@ -38,11 +38,12 @@ pub fn step_command(machine: &str, env: &[String], command: &str) -> Command {
 
 /// Run `cmd` with its stdout and stderr through one pipe, copying each
 /// line to `out` as it comes; returns its status and its last `keep`
-/// lines.
+/// lines. `spawned` sees the child before it is waited for.
 pub fn run_streaming(
     mut cmd: Command,
     out: &mut dyn Write,
     keep: usize,
+    spawned: &dyn Fn(&Child),
 ) -> Result<(ExitStatus, Vec<String>)> {
     // Close-on-exec: the child gets the write end as its fds 1 and 2
     // only, and never the read end (which would keep EOF away).
@@ -55,6 +56,7 @@ pub fn run_streaming(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    spawned(&child);
     // The child holds the write ends now; ours must go for EOF to come.
     drop(cmd);
     let mut last: VecDeque<String> = VecDeque::with_capacity(keep + 1);
@@ -150,7 +152,7 @@ mod tests {
             "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; exit 3",
         ]);
         let mut out = Vec::new();
-        let (status, last) = run_streaming(c, &mut out, 3).unwrap();
+        let (status, last) = run_streaming(c, &mut out, 3, &|_| {}).unwrap();
         assert_eq!(status.code(), Some(3));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 10);
@@ -163,7 +165,7 @@ mod tests {
         );
         let mut c = Command::new("/bin/sh");
         c.args(["-c", "kill -9 $$"]);
-        let (status, last) = run_streaming(c, &mut Vec::new(), 3).unwrap();
+        let (status, last) = run_streaming(c, &mut Vec::new(), 3, &|_| {}).unwrap();
         assert!(last.is_empty());
         assert_eq!(
             failure("f:1", "Run=y", status, &last),

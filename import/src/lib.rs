@@ -34,6 +34,7 @@ pub mod buildprune;
 pub mod buildrun;
 pub mod buildsteps;
 pub mod buildtrash;
+pub mod buildwatch;
 pub mod cancel;
 pub mod cli;
 pub mod compress;
