@@ -326,36 +326,7 @@ fn make_dirs(dirs: &[&Path]) -> Result<()> {
 /// effective (a change of fsuid away from 0 clears the file-system
 /// capabilities from the effective set), then go back to fsuid 0.
 pub(crate) fn as_container_root<T>(base: u32, f: impl FnOnce() -> T) -> Result<T> {
-    #[repr(C)]
-    struct CapHeader {
-        version: u32,
-        pid: libc::c_int,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct CapData {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut hdr = CapHeader {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget(2) into a correctly sized, versioned buffer.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(errno()).context("capget");
-    }
-    let saved = data;
+    let saved = crate::capset::get().context("capget")?;
     // SAFETY: setfsuid/setfsgid cannot fail in a way that matters here:
     // we check the result by reading the value back.
     unsafe {
@@ -375,20 +346,20 @@ pub(crate) fn as_container_root<T>(base: u32, f: impl FnOnce() -> T) -> Result<T
         restore();
         bail!("cannot set the file system UID to {base}");
     }
-    for d in &mut data {
-        d.effective = d.permitted;
-    }
-    hdr.version = VERSION_3;
-    // SAFETY: capset(2) with effective ⊆ permitted.
-    if unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) } != 0 {
-        let e = errno();
+    let raised = crate::capset::Caps {
+        effective: saved.permitted,
+        ..saved
+    };
+    // effective ⊆ permitted.
+    if let Err(e) = crate::capset::set(&raised) {
         restore();
         return Err(e).context("capset");
     }
     let out = f();
     restore();
-    // SAFETY: put back what we read (fsuid 0 has restored the fs caps).
-    unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, saved.as_ptr()) };
+    // Put back what we read (fsuid 0 has restored the fs caps); it was
+    // set before, so it cannot fail now.
+    let _ = crate::capset::set(&saved);
     Ok(out)
 }
 

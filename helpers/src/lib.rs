@@ -16,6 +16,7 @@ pub mod app;
 pub mod apppod;
 pub mod bindpoint;
 pub mod bootwait;
+pub mod capset;
 pub mod dbus;
 pub mod droppriv;
 pub mod explain;

@@ -203,7 +203,12 @@ impl Traits {
                 }
             }
         }
-        capset(self.effective, self.permitted, self.inheritable)?;
+        let caps = crate::capset::Caps {
+            effective: self.effective,
+            permitted: self.permitted,
+            inheritable: self.inheritable,
+        };
+        crate::capset::set(&caps).map_err(|e| format!("capset: {e}"))?;
         // SAFETY: prctl with integer arguments.
         if unsafe {
             libc::prctl(
@@ -245,40 +250,6 @@ fn last_cap() -> u32 {
         .and_then(|s| s.trim().parse().ok())
         .filter(|n| *n < 64)
         .unwrap_or(40)
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// capset(2), version 3 (64-bit masks in two halves).
-fn capset(eff: u64, prm: u64, inh: u64) -> Result<(), String> {
-    const VERSION_3: u32 = 0x2008_0522;
-    let hdr = CapHeader {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let half = |m: u64, i: usize| (m >> (32 * i)) as u32;
-    let data = [0, 1].map(|i| CapData {
-        effective: half(eff, i),
-        permitted: half(prm, i),
-        inheritable: half(inh, i),
-    });
-    // SAFETY: hdr and data are valid for capset(2) v3.
-    if unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) } != 0 {
-        return Err(err("capset"));
-    }
-    Ok(())
 }
 
 /// The AppArmor label of the client, if it is confined: "NAME (enforce)".
