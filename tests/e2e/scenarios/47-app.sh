@@ -148,6 +148,9 @@ rc=1$" "$out"
 out=$(th_exec sdme fs import --oci-mode=base --base-fs=$img -q "$W/img:bb" e2e47-fsapp2 2>&1; echo "rc=$?")
 assert_match "--oci-mode=base with --base-fs: one line" "^sdme: --base-fs=$img goes with application images, not --oci-mode=base
 rc=1$" "$out"
+out=$(th_exec sdme fs import --oci-mode=app --install-packages=yes -q "$W/img:bb" e2e47-fsapp2 2>&1; echo "rc=$?")
+assert_match "--oci-mode=app with --install-packages=yes: one line" "^sdme: --install-packages=yes and an application image exclude each other: App= runs the image as it is
+rc=1$" "$out"
 check_in "no e2e47-fsapp2" test ! -e /var/lib/sdme/rootfs/e2e47-fsapp2
 require_in "sdme fs rm e2e47-fsapp" sdme fs rm e2e47-fsapp
 require_in "sdme-import a plain directory (no OCI configuration)" sdme-import -q "$W/noconf" e2e47-noconf
@@ -215,6 +218,17 @@ check_in "the volumes are there" test -e "/var/lib/sdme/volumes/$cli/data/mark" 
 require_in "sdme create $cli again" sdme create "$cli" --app "$img" --app-env PORT=8051 --volume /srv/v
 require_in "sdme rm --volumes $cli" sdme rm --volumes "$cli"
 check_in "the volumes are gone" test ! -e "/var/lib/sdme/volumes/$cli"
+
+step "the CLI's --app on a container without App=: one line each"
+require_in "sdme create e2e47-noapp" sdme create e2e47-noapp
+for verb in exec logs; do
+	args=(--app e2e47-noapp)
+	[ "$verb" = exec ] && args+=(-- true)
+	out=$(th_exec sdme "$verb" "${args[@]}" 2>&1; echo "rc=$?")
+	assert_match "sdme $verb --app of e2e47-noapp names the missing key" "^sdme: e2e47-noapp runs no application \\(its file has no App=\\)
+rc=1$" "$out"
+done
+require_in "sdme rm e2e47-noapp" sdme rm -f e2e47-noapp
 
 step "ten app containers of one image on one base: the disk they add"
 ten=$(seq -f 'e2e47-ten%g' -s ' ' 1 10)
