@@ -62,23 +62,8 @@ on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>
 
 put() { th_exec sh -c "cat > '$1'"; }
 
-# The body from 127.0.0.1:PORT (argv[1]), retried for up to 20 s: run
-# where the answer is expected (the test host, or inside a pod).
-answer_py='
-import sys, time, urllib.request
-end = time.time() + 20
-while True:
-    try:
-        print(urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=2).read().decode().strip())
-        break
-    except OSError as e:
-        if time.time() > end:
-            sys.exit("no answer: %s" % e)
-        time.sleep(0.2)
-'
-
 # wait_answer PORT: the page from 127.0.0.1:PORT on the test host.
-wait_answer() { th_exec python3 -c "$answer_py" "$1"; }
+wait_answer() { net_http_get "http://127.0.0.1:$1/"; }
 
 # app_pid MACHINE: the host PID of the app: sdme-app.service's process in
 # the container's cgroup that is neither the output relay nor, with
@@ -322,8 +307,9 @@ EOF
 require_in "daemon-reload" systemctl daemon-reload
 require_in "start sdme-$pa (starts the pod first)" timeout 120 systemctl start "sdme-$pa"
 check_in "the pod runs" systemctl is-active -q sdme-pod-e2e47pod
+# shellcheck disable=SC2154 # net_http_get_py comes from tests/e2e/net
 assert_eq "its app answers inside the pod (sdme-pod exec)" "hello from busybox" \
-	"$(th_exec /usr/libexec/sdme/sdme-pod exec e2e47pod -- python3 -c "$answer_py" 8060 2>&1)"
+	"$(th_exec /usr/libexec/sdme/sdme-pod exec e2e47pod -- python3 -c "$net_http_get_py" http://127.0.0.1:8060/ 2>&1)"
 check_in "and not on the test host's loopback" sh -c "! python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8060/\", timeout=2)' 2>/dev/null"
 pid=$(app_pid "$pa")
 assert_eq "the app's network namespace is the pod's" \

@@ -28,20 +28,7 @@ put() { th_exec sh -c "cat > '$1'"; }
 
 # get PATH: the body from http://127.0.0.1:80PATH, retried for up to 20 s
 # (nginx listens a moment after its unit started).
-get() {
-	th_exec python3 -c '
-import sys, time, urllib.request
-end = time.time() + 20
-while True:
-    try:
-        print(urllib.request.urlopen("http://127.0.0.1:80" + sys.argv[1], timeout=2).read().decode().strip())
-        break
-    except OSError as e:
-        if time.time() > end:
-            sys.exit("no answer: %s" % e)
-        time.sleep(0.2)
-' "$1"
-}
+get() { net_http_get "http://127.0.0.1:80$1"; }
 
 step "the image: Debian's nginx packaged as the official one (th_put_nginx_image)"
 require "the nginx image in $W" th_put_nginx_image "$W"
