@@ -55,7 +55,7 @@ pd=e2e47-pd
 stubborn=e2e47-stubborn
 cli=e2e47-cli
 REG=localhost:5047
-all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $pa $pb $pc $pd e2e47-pe $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
+all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $pa $pb $pc $pd e2e47-pe e2e47-noapp $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
 
 on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes /etc/sdme/e2e47pod.pod; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' sdme-pod-e2e47pod sdme-app-pod.socket 2>/dev/null; rm -rf /run/sdme/app-pod; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
