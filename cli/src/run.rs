@@ -46,9 +46,10 @@ pub fn running_machine(name: &str) -> Result<String> {
 }
 
 pub fn exec(name: &str, command: &[String], app: bool) -> Result<ExitCode> {
+    // Without App= no start would help: that error first.
+    let a = if app { Some(in_app(name)?) } else { None };
     let machine = running_machine(name)?;
-    if app {
-        let a = in_app(name)?;
+    if let Some(a) = a {
         return crate::exec::exec_in(&machine, command, Some(&a), &Signals::catch()?);
     }
     run_in(&machine, command, Mode::Pipe, &Signals::catch()?)
