@@ -26,8 +26,9 @@
 #   loopback, the other reaches it on 127.0.0.1, a third outside the pod
 #   does not; without a user namespace too, the app's status is the
 #   unit's (AppExit=stop, exit 3);
-#   sdme exec --app runs in the pod's network too; sdme create --app-pod
-#   writes the key;
+#   sdme exec --app runs in the pod's network too; a caller that is not
+#   the container's root is refused (status 225, the reason); sdme create
+#   --app-pod writes the key;
 # - AppStopTimeout=2s: an app that ignores SIGTERM is killed after 2 s
 #   (the stop takes at least that, and far less than the 90 s default);
 # - a bare template's instance runs its app too;
@@ -334,6 +335,12 @@ check_in "an app outside the pod does not" sh -c "for i in \$(seq 100); do journ
 assert_eq "sdme exec --app runs in the pod's network too" "hello from busybox" \
 	"$(th_exec sdme exec --app "$pb" -- busybox wget -q -O - http://127.0.0.1:8060/ 2>&1)"
 check_in_status 3 "and returns its command's status" sdme exec --app "$pb" -- sh -c 'exit 3'
+# The spawner serves only the container's root (sdme-app.service before
+# sdme-drop-privs changes user): a process of the guest as 65534 in the
+# app's root is refused, with the reason and drop-privs' status 225.
+out=$(th_exec sdme exec "$pb" -- chroot --userspec=65534:65534 "/oci/apps/$img/root" /.sdme-drop-privs --via-pod 65534 / -- true 2>&1; echo "rc=$?")
+assert_match "a caller that is not the container's root is refused" "only the container's root may ask for AppPod=.*
+rc=225$" "$out"
 t0=$(date +%s%N)
 require_in "stop the three" systemctl stop "sdme-$pa" "sdme-$pb" "sdme-$pc"
 echo "FIGURE: systemctl stop of three app containers (two in a pod) took $((($(date +%s%N) - t0) / 1000000)) ms"
