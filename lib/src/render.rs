@@ -899,6 +899,13 @@ pub(crate) fn rootfs_unit(u: &RootfsUnit) -> String {
         s.push_str(&prepare_unit_name(m));
         s.push('\n');
     }
+    if !u.remain {
+        // Run again by every start of a container on it: a step of those
+        // starts, whose units keep systemd's start rate limit. Restarts
+        // in a row must not fail here first ("start request repeated too
+        // quickly", seen in e2e 52), as for sdme-prepare@.service.
+        s.push_str("StartLimitIntervalSec=0\n");
+    }
     push_entries(&mut s, user_unit);
     s.push_str("\n[Service]\nType=oneshot\n");
     if u.remain {
