@@ -24,6 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use sdme_core::app_ports::{nspawn_env, ExposePorts, NSPAWN_ENV};
 use sdme_core::app_unit::{
     app_root_in_guest, render_app_unit, AppRun, AppSettings, ImageConfig, APP_POD_IN_APP, APP_UNIT,
     DROP_PRIVS_IN_APP,
@@ -145,6 +146,7 @@ pub fn image_config(dirs: &AppDirs, s: &AppSettings) -> Result<ImageConfig> {
         working_dir: string("working_dir"),
         volumes: strings("volumes")?,
         stop_signal: string("stop_signal"),
+        exposed_ports: strings("exposed_ports")?,
     })
 }
 
@@ -220,6 +222,7 @@ pub fn prepare(
 ) -> Result<AppRun> {
     let img = image_config(dirs, s)?;
     let run = AppRun::new(s, &img).map_err(|e| anyhow!(e))?;
+    write_nspawn_env(state, s, &run)?;
     let lower_path = dirs.rootfs.join(&s.name);
     let lower = Lower::open(&lower_path)?;
     let app = app_state(state);
@@ -276,6 +279,29 @@ pub fn prepare(
         let _ = unmount(state);
     }
     r.map(|()| run)
+}
+
+/// The image's ports for the container's `ExecStart=` (see
+/// [`sdme_core::app_ports`]), written at every start; removed when they do
+/// not apply, so that nothing stale is left.
+fn write_nspawn_env(state: &Path, s: &AppSettings, run: &AppRun) -> Result<()> {
+    let path = state.join(NSPAWN_ENV);
+    if s.expose == ExposePorts::No {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!("{}: not a file below the state directory", path.display());
+    };
+    ensure_host_dir(dir, 0o755)?;
+    let text = nspawn_env(s.expose, &run.ports);
+    SafeDir::open(dir)?
+        .write_file(name, text.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Create the directory of an anonymous volume when it is missing, with

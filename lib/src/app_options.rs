@@ -4,12 +4,13 @@
 //! ends, so that they cannot disagree.
 
 use crate::app::{check_app_user, parse_app_exit, parse_volume, AppExit};
+use crate::app_ports::ExposePorts;
 use crate::app_unit::AppSettings;
 use crate::escape::is_env_name;
 use crate::timespan::{format_timespan, parse_timespan};
 
 /// Every option, as sdme-prepare(8) documents it.
-const OPTIONS: [&str; 11] = [
+const OPTIONS: [&str; 12] = [
     "--app",
     "--app-at",
     "--app-exec",
@@ -21,6 +22,7 @@ const OPTIONS: [&str; 11] = [
     "--app-exit",
     "--app-stop-timeout",
     "--app-pod",
+    "--app-expose",
 ];
 
 impl AppSettings {
@@ -42,6 +44,7 @@ impl AppSettings {
             o.push(("--app-stop-timeout", format_timespan(t)));
         }
         o.extend(self.pod.iter().map(|p| ("--app-pod", p.clone())));
+        o.extend(self.expose.option().map(|e| ("--app-expose", e.into())));
         o
     }
 }
@@ -111,6 +114,7 @@ fn set(s: &mut AppSettings, name: &mut Option<String>, k: &str, v: &str) -> Resu
         "--volume" => s.volumes.push(parse_volume(v)?),
         "--app-exit" => s.exit = parse_app_exit(v)?,
         "--app-pod" => s.pod = Some(crate::name::check_pod_name(v).map(|()| v.into())?),
+        "--app-expose" => s.expose = ExposePorts::parse(v)?,
         _ => s.stop_timeout = Some(parse_timespan(v)?),
     }
     Ok(())
@@ -149,6 +153,7 @@ mod tests {
             exit: AppExit::Stop,
             stop_timeout: Some(Some(Duration::from_secs(90))),
             pod: Some("grp@one".into()),
+            expose: ExposePorts::WithVeth,
         };
         let o = s.options();
         let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -200,6 +205,10 @@ mod tests {
             (
                 vec![("--app", "web"), ("--app-pod", "a/b")],
                 "--app-pod=a/b: ",
+            ),
+            (
+                vec![("--app", "web"), ("--app-expose", "all")],
+                "--app-expose=all: expected",
             ),
         ] {
             let e = read(&o).unwrap_err();

@@ -9,6 +9,7 @@
 //! ([`render_app_unit`]) into the container's upper layer.
 
 use crate::app::{parse_volume, AppExit, Volume};
+use crate::app_ports::{port_forwards, ExposePorts};
 use crate::escape::{env_word, exec_word, is_env_name, unit_value};
 use crate::timespan::format_timespan;
 
@@ -45,6 +46,8 @@ pub struct ImageConfig {
     /// Paths of anonymous volumes.
     pub volumes: Vec<String>,
     pub stop_signal: Option<String>,
+    /// `PORT/PROTO`, as the image lists them.
+    pub exposed_ports: Vec<String>,
 }
 
 /// The container's application keys, as sdme-prepare receives them.
@@ -69,6 +72,9 @@ pub struct AppSettings {
     /// (sdme-prepare records it for the host's spawner, crate docs of
     /// sdme-helpers' `apppod`).
     pub pod: Option<String>,
+    /// Whether the image's ExposedPorts become nspawn port forwards (the
+    /// generator knows the container's network).
+    pub expose: ExposePorts,
 }
 
 /// What the unit runs: both sources merged and checked.
@@ -85,6 +91,9 @@ pub struct AppRun {
     /// The image's volumes and `Volume=` (which wins for its path), by
     /// path, so that a volume inside another is mounted after it.
     pub volumes: Vec<Volume>,
+    /// nspawn's `--port=` values for the image's ExposedPorts (none when
+    /// `AppSettings::expose` is [`ExposePorts::No`]).
+    pub ports: Vec<String>,
 }
 
 impl AppRun {
@@ -178,6 +187,10 @@ impl AppRun {
             volumes.push(v.clone());
         }
         volumes.sort_by(|a, b| a.path.cmp(&b.path));
+        let ports = match s.expose {
+            ExposePorts::No => Vec::new(),
+            _ => port_forwards(&img.exposed_ports).map_err(err)?,
+        };
         Ok(AppRun {
             user,
             workdir,
@@ -185,6 +198,7 @@ impl AppRun {
             env,
             kill_signal,
             volumes,
+            ports,
         })
     }
 }
@@ -290,7 +304,23 @@ mod tests {
             working_dir: Some("/srv".into()),
             volumes: vec!["/var/cache/nginx/".into()],
             stop_signal: Some("SIGQUIT".into()),
+            exposed_ports: vec!["80/tcp".into(), "443/sctp".into()],
         }
+    }
+
+    #[test]
+    fn the_ports_only_where_the_container_forwards_them() {
+        assert_eq!(
+            AppRun::new(&settings(), &image()).unwrap().ports,
+            [] as [&str; 0]
+        );
+        let mut s = settings();
+        s.expose = ExposePorts::WithVeth;
+        let e = AppRun::new(&s, &image()).unwrap_err();
+        assert!(e.starts_with("/etc/sdme/w.container:3: App= (rootfs web): the image's ExposedPorts has '443/sctp'"), "{e}");
+        let mut img = image();
+        img.exposed_ports.pop();
+        assert_eq!(AppRun::new(&s, &img).unwrap().ports, ["tcp:80:80"]);
     }
 
     #[test]

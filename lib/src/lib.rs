@@ -9,7 +9,8 @@
 //! - [`image`]: `.image` files and `Image=`: imports before first start;
 //! - [`app`]: the values of the OCI application keys (`App=`, ...);
 //!   [`app_unit`]: the guest's `sdme-app.service` made from them and the
-//!   image's configuration;
+//!   image's configuration; [`app_ports`]: the image's `ExposedPorts` as
+//!   nspawn port forwards;
 //! - [`build`]: `.build` files and the original tool's build files: root
 //!   file systems built from steps;
 //! - [`keys`]: the table of `[Container]` keys: the parser's keys and the
@@ -31,6 +32,7 @@
 
 pub mod app;
 pub mod app_options;
+pub mod app_ports;
 pub mod app_unit;
 pub mod bindspec;
 pub mod broken;

@@ -26,6 +26,7 @@
 
 use std::borrow::Cow;
 
+use crate::app_ports;
 use crate::build::{build_service_name, Base, Build};
 use crate::capability::capability_name;
 use crate::container::{App, Container, Rootfs};
@@ -375,6 +376,13 @@ fn app_args(x: &Ctx, s: &mut String, a: &App) {
 /// of the guest's shutdown (systemd's own default stop timeout).
 const APP_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(90);
 
+/// Whether the image's ExposedPorts reach nspawn (see [`app_ports`]).
+fn app_expose(c: &Container) -> bool {
+    c.app
+        .as_ref()
+        .is_some_and(|a| a.settings.expose != app_ports::ExposePorts::No)
+}
+
 const NSPAWN_FIXED: &str =
     "--quiet --keep-unit --boot --notify-ready=yes --settings=no --link-journal=no";
 
@@ -419,6 +427,11 @@ fn nspawn_cmd(x: &Ctx, s: &mut String) {
     }
     for p in &c.ports {
         x.word(s, "--port=", p);
+    }
+    if app_expose(c) {
+        // The image's ExposedPorts, which only sdme-prepare reads.
+        s.push_str(" $");
+        s.push_str(app_ports::NSPAWN_VAR);
     }
     for b in &c.binds {
         let opt = if b.read_only { "--bind-ro=" } else { "--bind=" };
@@ -577,6 +590,14 @@ fn service(x: &Ctx) -> String {
     push_entries(&mut s, user_unit);
 
     s.push_str("\n[Service]\nType=notify\nNotifyAccess=all\n");
+    if app_expose(c) {
+        // Written by the prepare step, before ExecStart= reads it.
+        s.push_str("EnvironmentFile=");
+        s.push_str(&x.dir);
+        s.push('/');
+        s.push_str(app_ports::NSPAWN_ENV);
+        s.push('\n');
+    }
     if c.helper_mounts() {
         s.push_str("ExecStartPre=");
         prepare_cmd(x, &mut s, true);

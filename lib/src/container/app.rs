@@ -164,6 +164,8 @@ impl AppKeys {
             exit: self.exit,
             stop_timeout: self.stop_timeout,
             pod: pod.as_ref().map(|(p, _)| p.clone()),
+            // Set once the container's network is known (its finish).
+            expose: Default::default(),
         };
         Some(App {
             image,

@@ -105,6 +105,11 @@ impl Keys {
         if let Some(p) = c.preset {
             apply_preset(&mut c, p, &hardened_drop, &explicit);
         }
+        // After the preset, which may give the container its network.
+        let expose = c.app_expose();
+        if let Some(a) = &mut c.app {
+            a.settings.expose = expose;
+        }
         Ok(c)
     }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::app_ports::ExposePorts;
 use crate::paths;
 use crate::search::UnitName;
 use crate::sections::Install;
@@ -162,16 +163,41 @@ impl Container {
     pub fn host_network(&self) -> bool {
         !(self.pod.is_some()
             || self.private_network
-            || self.virtual_ethernet
-            || self.bridge.is_some()
-            || self.zone.is_some()
+            || self.link()
             || !self.ports.is_empty()
-            || self.nspawn_args.iter().any(|a| {
-                a.starts_with("--private-network")
-                    || a.starts_with("--network-")
-                    || a.starts_with("--port")
-                    || a == "-n"
-                    || a.starts_with("-p")
-            }))
+            || self.nspawn_network())
+    }
+
+    /// Whether the file gives the container a link of its own.
+    fn link(&self) -> bool {
+        self.virtual_ethernet || self.bridge.is_some() || self.zone.is_some()
+    }
+
+    /// Whether `NspawnArgs=` has nspawn's network options.
+    fn nspawn_network(&self) -> bool {
+        self.nspawn_args.iter().any(|a| {
+            a.starts_with("--private-network")
+                || a.starts_with("--network-")
+                || a.starts_with("--port")
+                || a == "-n"
+                || a.starts_with("-p")
+        })
+    }
+
+    /// Whether the application image's ExposedPorts become port forwards:
+    /// only with a network of the container's own that the file made with
+    /// sdme's keys and gave no `Port=` (see [`ExposePorts`]).
+    pub fn app_expose(&self) -> ExposePorts {
+        let Some(app) = &self.app else {
+            return ExposePorts::No;
+        };
+        let own_choice = !self.ports.is_empty() || self.nspawn_network();
+        if own_choice || self.pod.is_some() || app.pod.is_some() || self.host_network() {
+            ExposePorts::No
+        } else if self.link() {
+            ExposePorts::OnLink
+        } else {
+            ExposePorts::WithVeth
+        }
     }
 }

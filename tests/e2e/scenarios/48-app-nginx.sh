@@ -15,14 +15,24 @@
 # - nginx runs as it does anywhere: its master as root, its workers as the
 #   image's www-data;
 # - the app's KillSignal is the image's SIGQUIT (nginx's graceful stop);
-#   the time `systemctl stop` takes is printed (no assertion on it).
+#   the time `systemctl stop` takes is printed (no assertion on it);
+# - with PrivateNetwork=yes the image's EXPOSE 80 becomes a port forward:
+#   sdme-prepare writes --network-veth --port=tcp:80:80 for ExecStart=
+#   ($SDME_APP_NSPAWN), and nginx answers on port 80 of the test host's
+#   address on the veth link (systemd-networkd, started in the test host
+#   and enabled in /usr for its clones, gives the link its addresses), while
+#   nothing listens on the test host's own 127.0.0.1:80.
 
 W=/var/tmp/e2e48
 REG=localhost:5048
 app=e2e48-nginx
+fwd=e2e48-fw
+# Enabled for the guests in /usr: a clone's /etc/systemd/system is its own.
+nd_wants=/usr/lib/systemd/system/multi-user.target.wants/systemd-networkd.service
 
 on_cleanup sh -c "rm -rf /var/lib/sdme/containers/$app /var/lib/sdme/volumes/$app /etc/sdme/$app.container $W /var/lib/sdme/rootfs/nginx-1-* /var/lib/sdme/meta/nginx-1-*.json; systemctl daemon-reload"
-on_cleanup sh -c "systemctl stop sdme-$app e2e48-reg 'sdme-image-nginx-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e48-reg 2>/dev/null; true"
+on_cleanup sh -c "rm -rf /var/lib/sdme/containers/$fwd /var/lib/sdme/volumes/$fwd /etc/sdme/$fwd.container $nd_wants; systemctl daemon-reload; systemctl stop 'systemd-networkd*' 2>/dev/null; true"
+on_cleanup sh -c "systemctl stop sdme-$app sdme-$fwd e2e48-reg 'sdme-image-nginx-1-*' 2>/dev/null; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e48-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
 
@@ -64,3 +74,19 @@ t0=$(date +%s%N)
 require_in "stop sdme-$app" systemctl stop "sdme-$app"
 echo "FIGURE: systemctl stop sdme-$app (nginx by SIGQUIT, then the guest) took $((($(date +%s%N) - t0) / 1000000)) ms"
 require "the overlay is unmounted" th_unmounted "$app"
+
+step "PrivateNetwork=yes: the image's EXPOSE 80 is forwarded from the test host"
+require_in "systemd-networkd in the test host (the veth's host side)" systemctl start systemd-networkd
+require_in "and enabled for its clones (the guest's host0)" ln -sf /usr/lib/systemd/system/systemd-networkd.service "$nd_wants"
+printf '[Container]\nApp=%s/e2e48/nginx:1\nPrivateNetwork=yes\n' "$REG" | put "/etc/sdme/$fwd.container"
+require_in "daemon-reload" systemctl daemon-reload
+check_in "ExecStart= has \$SDME_APP_NSPAWN" sh -c "systemctl cat sdme-$fwd | grep -q '^ExecStart=.* \\\$SDME_APP_NSPAWN '"
+require_in "start sdme-$fwd" timeout 120 systemctl start "sdme-$fwd"
+assert_eq "what sdme-prepare wrote for it" "SDME_APP_NSPAWN=--network-veth --port=tcp:80:80" \
+	"$(th_exec grep -v '^#' "/var/lib/sdme/containers/$fwd/app/nspawn.env" 2>&1)"
+ve=$(th_sh "for i in \$(seq 100); do a=\$(ip -4 -o addr show dev ve-$fwd 2>/dev/null | awk '{ sub(\"/.*\", \"\", \$4); print \$4 }' | head -n 1); [ -n \"\$a\" ] && { echo \$a; exit; }; sleep 0.2; done")
+require "the veth's host side has an address ($ve)" test -n "$ve"
+assert_eq "nginx answers on port 80 of $ve" "hello from nginx" "$(net_http_get "http://$ve:80/")"
+check_in "nothing listens on the test host's own 127.0.0.1:80" sh -c "! timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null"
+require_in "stop sdme-$fwd" systemctl stop "sdme-$fwd"
+require "its overlay is unmounted" th_unmounted "$fwd"
