@@ -9,7 +9,7 @@
 //! the client still waited, holding the output pipe open, so the build
 //! never saw its end and never cleaned up). The build then cleans up.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,20 +65,10 @@ impl Watch {
     /// before the child is waited for, so its PID is still its own; the
     /// pidfd keeps it so (a signal to a reaped child goes nowhere).
     pub fn client(&self, child: &Child) {
-        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        let pid = rustix::process::Pid::from_child(child);
+        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
             return;
         };
-        // SAFETY: pidfd_open(2) of our unreaped child; the result is a new
-        // fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let Ok(fd) = i32::try_from(fd) else {
-            return;
-        };
-        if fd < 0 {
-            return;
-        }
-        // SAFETY: fd is a new pidfd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         if let Ok(mut g) = self.client.lock() {
             *g = Some(fd);
         }
@@ -88,16 +78,7 @@ impl Watch {
 /// SIGKILL through a pidfd: the client has nothing to clean up (its
 /// machine is stopped), and a hung client may not handle SIGTERM.
 fn kill(fd: &OwnedFd) {
-    // SAFETY: pidfd_send_signal(2) with a valid pidfd and no siginfo.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
 }
 
 impl Drop for Watch {

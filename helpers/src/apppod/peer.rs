@@ -91,18 +91,15 @@ fn peer_pidfd(sock: BorrowedFd, pid: libc::pid_t) -> Result<OwnedFd, String> {
         // SAFETY: a fresh fd the kernel gave us.
         return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
     }
-    // SAFETY: pidfd_open(2) with no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(last_error("pidfd_open"));
-    }
-    // SAFETY: a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let pid = rustix::process::Pid::from_raw(pid).ok_or("pidfd_open: no peer pid")?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open: {e}"))
 }
 
 /// Whether the pidfd's process is still alive (so a pid seen before this
 /// call was still its pid).
 pub fn alive(pidfd: &OwnedFd) -> bool {
+    // Signal 0, which rustix's Signal cannot be.
     // SAFETY: signal 0 only checks; no siginfo, no flags.
     unsafe {
         libc::syscall(
@@ -254,13 +251,9 @@ pub fn command_and_env(dir: &OwnedFd) -> Result<(Vec<OsString>, Vec<OsString>), 
 /// A copy of the client's fd `n` (pidfd_getfd(2)): its stdin, and the
 /// journal streams systemd gave it as stdout and stderr.
 pub fn take_fd(pidfd: &OwnedFd, n: RawFd) -> Result<OwnedFd, String> {
-    // SAFETY: pidfd_getfd(2) with no flags returns a new fd (O_CLOEXEC).
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), n, 0) };
-    if fd < 0 {
-        return Err(last_error(&format!("pidfd_getfd of fd {n}")));
-    }
-    // SAFETY: a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    use rustix::process::{pidfd_getfd, PidfdGetfdFlags};
+    pidfd_getfd(pidfd, n, PidfdGetfdFlags::empty())
+        .map_err(|e| format!("pidfd_getfd of fd {n}: {e}"))
 }
 
 /// `/sys/fs/cgroup/PATH` as a directory fd for clone3's CLONE_INTO_CGROUP.

@@ -176,7 +176,6 @@ pub fn install(filters: &[Filter]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::FromRawFd;
 
     fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
         libc::sock_filter { code, jt, jf, k }
@@ -248,9 +247,11 @@ mod tests {
         // SAFETY: reading one byte from our pipe.
         unsafe { libc::read(ready[0], b.as_mut_ptr().cast(), 1) };
         assert_eq!(b[0], 1, "the child could not install the filters");
-        // SAFETY: pidfd_open of our child.
-        let pidfd =
-            unsafe { OwnedFd::from_raw_fd(libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32) };
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
         let got = dump(pid, 2, &pidfd);
         // SAFETY: release the child and reap it.
         unsafe {

@@ -236,16 +236,9 @@ fn wait(sock: BorrowedFd, pid: libc::pid_t, pidfd: &OwnedFd) -> Result<i32, Stri
             continue;
         }
         if fds[0].revents == 0 && fds[1].revents != 0 {
-            // SAFETY: signal our own child through its pidfd.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
+            // Our own child, through its pidfd (its pid cannot be reused
+            // before we reap it); gone already is fine.
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
         }
         break;
     }
