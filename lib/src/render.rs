@@ -591,8 +591,9 @@ fn service(x: &Ctx) -> String {
 
     s.push_str("\n[Service]\nType=notify\nNotifyAccess=all\n");
     if app_expose(c) {
-        // Written by the prepare step, before ExecStart= reads it.
-        s.push_str("EnvironmentFile=");
+        // Written by the prepare step, before ExecStart= reads it; "-":
+        // systemd reads it for that ExecStartPre= too, which makes it.
+        s.push_str("EnvironmentFile=-");
         s.push_str(&x.dir);
         s.push('/');
         s.push_str(app_ports::NSPAWN_ENV);
