@@ -4,11 +4,13 @@
 //! failed unit's journal (see `journal`), and costs nothing when nothing
 //! fails (an `ExecStopPost=` would run at every stop).
 //!
-//! Two causes so far: the start timeout (systemd says only "start
+//! Three causes so far: the start timeout (systemd says only "start
 //! operation timed out", while the cause is a guest that did not finish
-//! booting within `BootTimeout=`), and a host out of inotify instances
-//! (the unit says only "exit-code", while the guest's systemd said why on
-//! its console, which the journal holds with `LogConsole=yes`).
+//! booting within `BootTimeout=`), a host out of inotify instances (the
+//! unit says only "exit-code", while the guest's systemd said why on its
+//! console, which the journal holds with `LogConsole=yes`), and a host
+//! system bus that refuses root another connection (nspawn says only "No
+//! buffer space available").
 
 use std::process::Command;
 
@@ -90,6 +92,9 @@ in the .container file",
 with `sysctl -w fs.inotify.max_user_instances=8192`, or apply {SYSCTL_FILE}, which sdme ships \
 for this (`/usr/lib/systemd/systemd-sysctl {SYSCTL_NAME}`), then start the container again"
     );
+    if journal.lines().any(is_bus_exhaustion) {
+        return Some(BUS_LIMIT.to_string());
+    }
     if journal.lines().any(is_inotify_exhaustion) {
         return Some(format!(
             "the guest's systemd could not create an inotify instance (\"Too many open files\"): \
@@ -117,6 +122,25 @@ guest's systemd could not create one (LogConsole=yes shows its message); {raise}
 /// limit is far higher in a booting systemd (it raises RLIMIT_NOFILE).
 pub fn is_inotify_exhaustion(line: &str) -> bool {
     line.contains("inotify") && line.contains("Too many open files")
+}
+
+/// What [`is_bus_exhaustion`] means, and what to do.
+const BUS_LIMIT: &str = "systemd-nspawn could not register the machine with systemd-machined: the \
+host's system bus refused root another connection (org.freedesktop.DBus.Error.LimitsExceeded, \
+which nspawn reports as \"No buffer space available\"); dbus-daemon allows \
+max_connections_per_user=256 connections per user and max_completed_connections=2048 in all by \
+default, and every running container's systemd-nspawn holds one of root's; raise both in \
+/etc/dbus-1/system-local.conf (see \"MANY CONTAINERS\" in sdme.container(5)), run `systemctl \
+reload dbus`, then start the container again";
+
+/// Whether a journal line is the host's system bus refusing root's next
+/// connection: dbus-daemon answers org.freedesktop.DBus.Error.
+/// LimitsExceeded, which sd-bus turns into ENOBUFS, so nspawn's message
+/// is "Failed to register machine: No buffer space available" (systemd
+/// 252 and 257); sdme's helpers name the D-Bus error itself.
+pub fn is_bus_exhaustion(line: &str) -> bool {
+    line.contains("Failed to register machine: No buffer space available")
+        || line.contains("org.freedesktop.DBus.Error.LimitsExceeded")
 }
 
 /// Look at `unit` and log the explanation, if any, in its journal.
@@ -323,6 +347,27 @@ Exiting PID 1...\n",
         ] {
             assert_eq!(journal_of(bad).unwrap(), "", "{bad}");
         }
+    }
+
+    #[test]
+    fn names_the_bus_connection_limit() {
+        // As the journal of a container had them at 300 containers
+        // (tests/bench/scale 300: 253 came up).
+        let journal = "\
+Failed to register machine: No buffer space available
+sdme-s254.service: Main process exited, code=exited, status=1/FAILURE
+";
+        let f = parse_show("Result=exit-code\nExecMainStatus=1\n");
+        let why = explanation(&f, journal, NEAR).unwrap();
+        assert!(why.contains("max_connections_per_user=256"), "{why}");
+        assert!(why.contains("/etc/dbus-1/system-local.conf"), "{why}");
+        assert!(!why.contains('\n'), "one line: {why}");
+        assert!(is_bus_exhaustion(
+            "sdme-prepare: s254: warning: cannot ask systemd about x.mount (/run/dbus/system_bus_socket: org.freedesktop.DBus.Error.LimitsExceeded: The maximum number of active connections for UID 0 has been reached)"
+        ));
+        assert!(!is_bus_exhaustion(
+            "Failed to register machine: Connection timed out"
+        ));
     }
 
     #[test]

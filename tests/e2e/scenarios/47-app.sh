@@ -341,6 +341,15 @@ check_in_status 3 "and returns its command's status" sdme exec --app "$pb" -- sh
 out=$(th_exec sdme exec "$pb" -- chroot --userspec=65534:65534 "/oci/apps/$img/root" /.sdme-drop-privs --via-pod 65534 / -- true 2>&1; echo "rc=$?")
 assert_match "a caller that is not the container's root is refused" "only the container's root may ask for AppPod=.*
 rc=225$" "$out"
+# The pod's namespace taken away under its running members (sdme-pod
+# remove by hand): the spawner refuses the next app process by name, and
+# a new namespace serves it again.
+require_in "sdme-pod remove e2e47pod, under its members" /usr/libexec/sdme/sdme-pod remove e2e47pod
+out=$(th_exec sdme exec "$pb" -- chroot "/oci/apps/$img/root" /.sdme-drop-privs --via-pod 65534 / -- true 2>&1; echo "rc=$?")
+assert_match "a pod that is not running is named" "pod e2e47pod is not running \\(start sdme-pod-e2e47pod\\.service\\).*
+rc=225$" "$out"
+require_in "sdme-pod create e2e47pod" /usr/libexec/sdme/sdme-pod create e2e47pod
+check_in_status 0 "then the spawner serves it again" sdme exec "$pb" -- chroot "/oci/apps/$img/root" /.sdme-drop-privs --via-pod 65534 / -- /bin/busybox true
 t0=$(date +%s%N)
 require_in "stop the three" systemctl stop "sdme-$pa" "sdme-$pb" "sdme-$pc"
 echo "FIGURE: systemctl stop of three app containers (two in a pod) took $((($(date +%s%N) - t0) / 1000000)) ms"
