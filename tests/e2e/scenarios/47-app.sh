@@ -19,7 +19,9 @@
 #   refused (the use record names the app's rootfs), and once stopped a
 #   re-import keeps the volume;
 # - Strict=yes: the app runs (as the container's base + 65534);
-# - AppPod=: two Hardened=yes app containers in one pod: the host makes
+# - AppPod=: two app containers in one pod, Hardened=yes and Strict=yes
+#   (a private network, user namespace, dropped capabilities, a system
+#   call filter): the host makes
 #   their app processes in the pod's network namespace (its inode), with
 #   the unit's seccomp filters, no_new_privs and capability bounding set;
 #   one answers in the pod (sdme-pod exec), not on the test host's
@@ -289,13 +291,13 @@ assert_eq "the app runs as the base + 65534" "$((base + 65534))" \
 	"$(th_exec awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
 require_in "stop sdme-$strict" systemctl stop "sdme-$strict"
 
-step "AppPod=: two Hardened=yes app containers in one pod, one outside"
+step "AppPod=: two app containers in one pod (Hardened=yes, Strict=yes), one outside"
 printf '[Pod]\n' | put /etc/sdme/e2e47pod.pod
 printf '[Container]\nApp=%s\nHardened=yes\nAppPod=e2e47pod.pod\nAppEnvironment=PORT=8060\n' "$img" | put "/etc/sdme/$pa.container"
 put "/etc/sdme/$pb.container" <<EOF
 [Container]
 App=$img
-Hardened=yes
+Strict=yes
 AppPod=e2e47pod.pod
 AppExec=/bin/sh -c "for i in \$(busybox seq 50); do if got=\$(busybox wget -q -O - http://127.0.0.1:8060/); then echo e2e47 pod got: \$got; break; fi; busybox sleep 0.2; done; exec busybox httpd -f -p 8061 -h /www"
 EOF
