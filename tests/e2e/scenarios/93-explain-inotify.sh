@@ -32,7 +32,7 @@ printf '%s\n' '#!/bin/sh' \
 	'echo "Failed to allocate manager object: Too many open files"' \
 	'exit 255' | th_exec sh -c "cat > $up/usr/lib/systemd/systemd && chmod 0755 $up/usr/lib/systemd/systemd"
 require_in "daemon-reload" systemctl daemon-reload
-lines0=$(th_exec sh -c "journalctl -u sdme-$m --no-pager -o cat | wc -l")
+lines0=$(th_journal_lines "sdme-$m")
 check_in_status 1 "systemctl start sdme-$m fails" timeout 120 systemctl start "sdme-$m"
 assert_eq "nspawn's status is the guest's 255" 255 "$(th_exec systemctl show -p ExecMainStatus --value "sdme-$m" 2>&1 || true)"
 th_unmounted "$m" || fail "overlay of $m still mounted after the failed start"
@@ -40,10 +40,8 @@ th_unmounted "$m" || fail "overlay of $m still mounted after the failed start"
 step "sdme-explain@sdme-$m names the limit"
 # OnFailure= starts it after the failure: wait (60 s at most) for its
 # line, then read every line of this start.
-th_exec timeout 60 sh -c "until journalctl -u sdme-$m --no-pager -o cat | tail -n +$((lines0 + 1)) |
-	grep -q '^sdme-boot-wait\|instances open'; do sleep 0.2; done" ||
+new=$(th_journal_after "sdme-$m" "$lines0" '^sdme-boot-wait\|instances open' 2>&1) ||
 	fail "no line from sdme-explain@sdme-$m.service within 60 s"
-new=$(th_exec sh -c "journalctl -u sdme-$m --no-pager -o cat | tail -n +$((lines0 + 1))" 2>&1 || true)
 printf '%s\n' "$new" | tail -n 8
 why=$(printf '%s\n' "$new" | grep 'inotify instance' | grep -v '^Failed' || true)
 assert_eq "one explanation line" 1 "$(printf '%s' "$why" | grep -c . || true)"

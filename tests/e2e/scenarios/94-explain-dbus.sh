@@ -36,15 +36,13 @@ check_in "a new connection of root is refused" sh -c "for i in \$(seq 50); do bu
 step "$m: nspawn cannot register the machine"
 printf '[Container]\n' | th_exec sh -c "cat > /etc/sdme/$m.container"
 require_in "daemon-reload" systemctl daemon-reload
-lines0=$(th_exec sh -c "journalctl -u sdme-$m --no-pager -o cat | wc -l")
+lines0=$(th_journal_lines "sdme-$m")
 check_in_status 1 "systemctl start sdme-$m fails" timeout 120 systemctl start "sdme-$m"
 th_unmounted "$m" || fail "overlay of $m still mounted after the failed start"
 
 step "sdme-explain@sdme-$m names the limit"
-th_exec timeout 60 sh -c "until journalctl -u sdme-$m --no-pager -o cat | tail -n +$((lines0 + 1)) |
-	grep -q '^sdme-boot-wait\|could not register the machine with'; do sleep 0.2; done" ||
+new=$(th_journal_after "sdme-$m" "$lines0" '^sdme-boot-wait\|could not register the machine with' 2>&1) ||
 	fail "no line from sdme-explain@sdme-$m.service within 60 s"
-new=$(th_exec sh -c "journalctl -u sdme-$m --no-pager -o cat | tail -n +$((lines0 + 1))" 2>&1 || true)
 printf '%s\n' "$new" | tail -n 8
 check "nspawn's own message is there" grep -q 'Failed to register machine: No buffer space available' <<<"$new"
 why=$(printf '%s\n' "$new" | grep 'could not register the machine with' || true)
