@@ -60,7 +60,7 @@ cli=e2e47-cli
 REG=localhost:5047
 all="$app $uns $batch $plain $ref $strict $ghost $stubborn $cli $pa $pb $pc $pd e2e47-pe e2e47-noapp $(seq -f 'e2e47-ten%g' -s ' ' 1 10)"
 
-on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes /etc/sdme/e2e47pod.pod; systemctl daemon-reload"
+on_cleanup sh -c "for c in $all; do rm -rf /var/lib/sdme/containers/\$c /etc/sdme/\$c.container; done; rm -rf /var/lib/sdme/containers/e2e47-t-one /etc/sdme/e2e47-t@.container; rm -rf $W /var/lib/sdme/rootfs/$img /var/lib/sdme/meta/$img.json /var/lib/sdme/rootfs/e2e47-noconf /var/lib/sdme/meta/e2e47-noconf.json /var/lib/sdme/rootfs/e2e47-sctp /var/lib/sdme/meta/e2e47-sctp.json /var/lib/sdme/rootfs/e2e47-fsapp /var/lib/sdme/meta/e2e47-fsapp.json /var/lib/sdme/rootfs/bb-1-* /var/lib/sdme/meta/bb-1-*.json /var/lib/sdme/volumes /etc/sdme/e2e47pod.pod; systemctl daemon-reload"
 on_cleanup sh -c "for c in $all e2e47-t@one; do systemctl stop sdme-\$c; done 2>/dev/null; systemctl stop e2e47-reg 'sdme-image-bb-1-*' sdme-pod-e2e47pod sdme-app-pod.socket 2>/dev/null; rm -rf /run/sdme/app-pod; systemctl reset-failed 'sdme-*' 'sdme-prepare@*' e2e47-reg 2>/dev/null; true"
 
 put() { th_exec sh -c "cat > '$1'"; }
@@ -429,3 +429,22 @@ assert_match "the journal names App='s line and the cause" \
 	"/etc/sdme/$plain.container:2: App= \(rootfs e2e47-noconf\): the rootfs has no OCI image configuration" \
 	"$(th_exec journalctl -u "sdme-$plain" -u "sdme-prepare@$plain" --no-pager -o cat 2>&1)"
 th_exec systemctl reset-failed "sdme-$plain" "sdme-prepare@$plain" 2>/dev/null || true
+
+step "an image port nspawn cannot forward (EXPOSE 9/sctp), with a private network"
+require_in "a copy of the image that exposes 9/sctp" sh -c "cp -a /var/lib/sdme/rootfs/$img /var/lib/sdme/rootfs/e2e47-sctp &&
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d[\"oci\"][\"exposed_ports\"] = [\"9/sctp\"]; json.dump(d, open(sys.argv[2], \"w\"))' \
+	/var/lib/sdme/meta/$img.json /var/lib/sdme/meta/e2e47-sctp.json"
+printf '[Container]\nApp=e2e47-sctp\nPrivateNetwork=yes\n' | put "/etc/sdme/$plain.container"
+require_in "daemon-reload" systemctl daemon-reload
+check_in_status 1 "start fails" systemctl start "sdme-$plain"
+assert_match "the journal names App='s line, the entry and Port=" \
+	"/etc/sdme/$plain.container:2: App= \\(rootfs e2e47-sctp\\): the image's ExposedPorts has '9/sctp', which nspawn cannot forward .*set Port= in the file" \
+	"$(th_exec journalctl -u "sdme-$plain" -u "sdme-prepare@$plain" --no-pager -o cat 2>&1)"
+require "nothing stays mounted" th_unmounted "$plain"
+th_exec systemctl reset-failed "sdme-$plain" "sdme-prepare@$plain" 2>/dev/null || true
+printf '[Container]\nApp=e2e47-sctp\nPrivateNetwork=yes\nPort=8047:80\n' | put "/etc/sdme/$plain.container"
+require_in "daemon-reload" systemctl daemon-reload
+require_in "with Port= of the file (then only those), it starts" timeout 120 systemctl start "sdme-$plain"
+check_in "and no forward of the image's is written" test ! -e "/var/lib/sdme/containers/$plain/app/nspawn.env"
+require_in "stop sdme-$plain" systemctl stop "sdme-$plain"
+require "its overlay is unmounted" th_unmounted "$plain"
