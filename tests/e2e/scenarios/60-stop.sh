@@ -120,7 +120,15 @@ old_pid=$(th_exec systemctl show -p MainPID --value "$unit")
 old_leader=$(th_exec machinectl show "$name" -p Leader --value)
 old_inv=$(th_exec systemctl show -p InvocationID --value "$unit")
 c=$(cursor)
-check_in "systemctl -M $name reboot" systemctl -M "$name" reboot
+# The guest's bus may go down before the reply to the Reboot call comes
+# back, the reboot being under way by then: systemctl then says
+# "Connection reset by peer" (and "Transport endpoint is not connected" for
+# its fallback) and exits 1. What follows checks that the reboot happened;
+# any other error fails here.
+if ! out=$(th_exec systemctl -M "$name" reboot 2>&1); then
+	assert_match "systemctl -M $name reboot: ok, or its reply lost with the guest's bus" \
+		'Connection reset by peer|Transport endpoint is not connected' "$out"
+fi
 new_pid=$old_pid
 t0=$SECONDS
 while [ $((SECONDS - t0)) -lt 60 ]; do
